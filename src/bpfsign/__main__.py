@@ -1,0 +1,3 @@
+from bpfsign._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Shared CLI plumbing: exit codes, one-line errors, --json output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import Error, InputError
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def emit(args: argparse.Namespace, obj: Any, text: str) -> None:
+    """Print ``obj`` as JSON under --json, else the human ``text``."""
+    if getattr(args, "json", False):
+        json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    elif text:
+        print(text)
+
+
+def run(handler: Handler, args: argparse.Namespace) -> int:
+    """Run a handler; turn library errors into one line and an exit code."""
+    try:
+        return handler(args)
+    except Error as exc:
+        _report(args, exc)
+        return exc.exit_code
+    except OSError as exc:  # a file we were asked to read or write
+        err = InputError(exc.strerror or str(exc), path=exc.filename)
+        _report(args, err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bpfsign: interrupted", file=sys.stderr)
+        return 130
+
+
+def _report(args: argparse.Namespace, exc: Error) -> None:
+    if getattr(args, "json", False):
+        obj: dict[str, Any] = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+        for attr in ("errno", "path", "line", "command", "log"):
+            if getattr(exc, attr, None) is not None:
+                obj[attr] = getattr(exc, attr)
+        json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
+        sys.stdout.write("\n")
+    print(f"bpfsign: {exc}", file=sys.stderr)
