@@ -37,6 +37,12 @@ def run(handler: Handler, args: argparse.Namespace) -> int:
     except Error as exc:
         _report(args, exc)
         return exc.exit_code
+    except BrokenPipeError:
+        # the reader went away (e.g. `bpfsign inspect --json | head`): not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as exc:  # a file we were asked to read or write
         err = InputError(exc.strerror or str(exc), path=exc.filename)
         _report(args, err)

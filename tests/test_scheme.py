@@ -1,0 +1,309 @@
+"""The two signing schemes: audit, payloads, signing and the offline verdict with the kernel's errno."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bpfsign import insn, scheme, skeleton
+from bpfsign.errors import InputError, VerificationError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SKEL_DIR = FIXTURES / "skel"
+KEY = FIXTURES / "keys" / "TEST-ONLY-lskel-signing.key.pem"
+CERT = FIXTURES / "keys" / "TEST-ONLY-lskel-signing.cert.pem"
+HEADERS = sorted(SKEL_DIR.glob("*.lskel.h")) if SKEL_DIR.is_dir() else []
+SIGNED = [p for p in HEADERS if ".signed" in p.name]
+UNSIGNED = [p for p in HEADERS if ".signed" not in p.name]
+COUNTER_V71 = SKEL_DIR / "counter.v71.lskel.h"
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.name for p in paths]
+
+
+def _load(path: Path) -> skeleton.Skeleton:
+    if not path.exists():
+        pytest.skip(f"fixture {path.name} not generated yet")
+    return skeleton.load(path)
+
+
+def _signer() -> Any:
+    pytest.importorskip("bpfsign.cms")
+    from bpfsign.keys import FileSigner
+
+    return FileSigner.from_files(str(KEY), str(CERT))
+
+
+def _trust() -> Any:
+    pytest.importorskip("bpfsign.verify")
+    from bpfsign.trust import TrustStore
+
+    trust = TrustStore()
+    trust.add_path(str(CERT))
+    return trust
+
+
+def _endian(skel: skeleton.Skeleton) -> insn.Endian:
+    return "big" if skel.endian == "big" else "little"
+
+
+# -------------------------------------------------------------------- audit
+
+
+def test_audit_of_an_unsigned_mode_loader() -> None:
+    a = scheme.audit(_load(COUNTER_V71))
+    assert a.scheme == "loadtime"
+    assert a.hash_check is None and not a.exclusivity_check
+    assert a.mode == "unsigned"
+    assert [(o.map, o.field) for o in a.overrides] == [
+        ("counts", "max_entries"),
+        ("data", "max_entries"),
+        ("data", "initial_value"),
+        ("bss", "max_entries"),
+        ("bss", "initial_value"),
+    ]
+    assert a.override_maps == ("counts", "data", "bss")
+    assert a.uses_copy_from_user
+    assert a.baked_hash_matches is None and a.excl_hash_matches is None
+
+
+@pytest.mark.parametrize("path", UNSIGNED, ids=_ids(UNSIGNED))
+def test_every_unsigned_fixture_is_unsigned_mode(path: Path) -> None:
+    skel = skeleton.load(path)
+    a = scheme.audit(skel)
+    assert a.hash_check is None
+    if skel.maps:
+        assert a.mode == "unsigned"
+        assert {o.map for o in a.overrides if o.field == "max_entries"} == {m.name for m in skel.maps}
+        with_images = {m.name for m in skel.maps if m.initial_value is not None}
+        assert with_images <= {o.map for o in a.overrides if o.field == "initial_value"}
+
+
+@pytest.mark.parametrize("path", SIGNED, ids=_ids(SIGNED))
+def test_audit_of_a_bpftool_signed_loader(path: Path) -> None:
+    skel = skeleton.load(path)
+    a = scheme.audit(skel)
+    assert a.scheme == "inloader" == scheme.detect_scheme(skel)
+    block = a.hash_check
+    assert block is not None
+    slots = insn.decode(skel.insns, _endian(skel))
+    assert block.start == 7 + slots[6].off
+    assert (block.length, block.has_prefix, a.exclusivity_check) == (33, True, True)
+    assert block.hash_insns == tuple(block.start + 5 + 3 + 7 * i for i in range(4))
+    assert block.cleanup_targets == (7,) and a.cleanup_target == 7
+    assert block.baked_hash == scheme.sha256(skel.data) and a.baked_hash_matches
+    assert a.excl_hash_matches
+    assert a.mode == "signed" and not a.overrides and not a.uses_copy_from_user
+
+
+def _signed_fixture() -> skeleton.Skeleton:
+    if not SIGNED:
+        pytest.skip("no bpftool -S fixture generated yet")
+    return skeleton.load(SIGNED[0])
+
+
+def test_libbpf_170_shape_without_prefix_and_off_by_one() -> None:
+    """libbpf v1.7.0: no exclusivity prefix (28 insns) and goto-cleanup landing on insn 8."""
+    skel = _signed_fixture()
+    endian = _endian(skel)
+    block = scheme.audit(skel).hash_check
+    assert block is not None
+    no_prefix = insn.remove_range(
+        skel.insns, block.start, 5, endian=endian, allow_entry_at_start=True
+    )
+    slots = insn.decode(no_prefix, endian)
+    for i in range(4):
+        jne = block.start + 6 + 7 * i
+        slots[jne] = dataclasses.replace(slots[jne], off=slots[jne].off + 1)
+    variant = dataclasses.replace(skel, insns=insn.encode(slots, endian))
+    a = scheme.audit(variant)
+    assert a.hash_check is not None
+    assert (a.hash_check.length, a.hash_check.has_prefix, a.exclusivity_check) == (28, False, False)
+    assert a.hash_check.cleanup_targets == (8,)
+    assert a.baked_hash_matches
+    converted, removed = scheme.convert_to_loadtime(variant)
+    assert removed.count == 28 and not removed.has_prefix
+    assert converted.insn_count == skel.insn_count - 33
+
+
+def test_big_endian_loader_hash_is_read_in_target_order() -> None:
+    skel = _signed_fixture()
+    block = scheme.audit(skel).hash_check
+    assert block is not None
+    slots = insn.decode(skel.insns)
+    digest = scheme.sha256(skel.data)
+    for i, pc in enumerate(block.hash_insns):
+        v = int.from_bytes(digest[8 * i : 8 * i + 8], "big")
+        slots[pc] = dataclasses.replace(slots[pc], imm=_s32(v & 0xFFFFFFFF))
+        slots[pc + 1] = dataclasses.replace(slots[pc + 1], imm=_s32(v >> 32))
+    be = insn.encode(slots, "big")
+    assert insn.detect_endian(be) == "big"
+    variant = dataclasses.replace(skel, insns=be, endian="big", excl_hash=scheme.sha256(be))
+    a = scheme.audit(variant)
+    assert a.hash_check is not None and a.hash_check.baked_hash == digest
+    assert a.baked_hash_matches and a.excl_hash_matches
+    assert insn.disasm(be, "big") == insn.disasm(insn.encode(slots), "little")
+
+
+def _s32(v: int) -> int:
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def test_signed_payload_per_scheme() -> None:
+    skel = _load(COUNTER_V71)
+    assert scheme.signed_payload(skel, "loadtime") == skel.insns + skel.data
+    assert scheme.signed_payload(skel, "inloader") == skel.insns
+    with pytest.raises(InputError) as exc:
+        scheme.signed_payload(skel, "both")  # type: ignore[arg-type]
+    assert exc.value.reason == "unknown scheme 'both'; use one of loadtime, inloader"
+
+
+# ------------------------------------------------------------------ signing
+
+
+def _openssl_verify(tmp_path: Path, payload: bytes, signature: bytes) -> None:
+    (tmp_path / "payload.bin").write_bytes(payload)
+    (tmp_path / "sig.der").write_bytes(signature)
+    proc = subprocess.run(
+        [
+            "openssl", "cms", "-verify", "-binary", "-inform", "DER",
+            "-in", str(tmp_path / "sig.der"), "-content", str(tmp_path / "payload.bin"),
+            "-certfile", str(CERT), "-CAfile", str(CERT), "-purpose", "any",
+            "-out", "/dev/null",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Verification successful" in proc.stderr
+
+
+def test_signing_an_unsigned_mode_loader_warns_naming_the_maps() -> None:
+    skel = _load(COUNTER_V71)
+    signer = _signer()
+    text, report = scheme.sign_skeleton(skel, signer)
+    assert report.scheme == "loadtime" and report.converted is None
+    assert report.override_maps == ("counts", "data", "bss")
+    assert report.warnings == (
+        "unsigned-mode loader: it takes map sizes and initial values from the caller's ctx, "
+        "outside the signature, for: counts (max_entries), data (max_entries/initial_value), "
+        "bss (max_entries/initial_value). Whoever builds the ctx can change them. Regenerate "
+        "with bpftool -S (signed mode) to have the signature cover them.",
+    )
+    out = skeleton.parse(text)
+    assert out.insns == skel.insns and out.data == skel.data
+    with pytest.raises(InputError) as exc:
+        scheme.sign_skeleton(skel, signer, strict=True)
+    assert exc.value.reason == report.warnings[0] + " Refusing under --strict."
+
+
+@pytest.mark.parametrize("path", HEADERS, ids=_ids(HEADERS))
+def test_every_fixture_signed_under_loadtime_verifies_with_openssl(
+    path: Path, tmp_path: Path
+) -> None:
+    skel = skeleton.load(path)
+    text, report = scheme.sign_skeleton(skel, _signer(), scheme="loadtime")
+    out = skeleton.parse(text)
+    assert out.signature is not None
+    assert out.excl_hash == scheme.sha256(out.insns)
+    assert report.payload_size == len(out.insns) + len(out.data)
+    if scheme.audit(skel).hash_check is not None:
+        assert report.converted is not None and report.converted.count == 33
+        assert out.insn_count == skel.insn_count - 33
+    _openssl_verify(tmp_path, out.insns + out.data, out.signature)
+    verdict = scheme.verify_skeleton(out, _trust())
+    assert verdict.scheme == "loadtime"
+
+
+@pytest.mark.parametrize("path", SIGNED, ids=_ids(SIGNED))
+def test_resigning_a_bpftool_fixture_under_inloader_reproduces_it(path: Path) -> None:
+    skel = skeleton.load(path)
+    text, report = scheme.sign_skeleton(skel, _signer(), scheme="inloader")
+    assert report.converted is None and report.payload_size == len(skel.insns)
+    assert text == skeleton.read_text(path)
+
+
+def test_inloader_needs_the_hash_block() -> None:
+    with pytest.raises(InputError) as exc:
+        scheme.sign_skeleton(_load(COUNTER_V71), _signer(), scheme="inloader")
+    assert exc.value.reason == (
+        "the inloader scheme needs a loader with the in-loader hash check (bpftool -S output); "
+        "this one has none. Use --scheme loadtime."
+    )
+
+
+# ------------------------------------------------------------- verification
+
+
+@pytest.mark.parametrize("path", SIGNED, ids=_ids(SIGNED))
+def test_bpftool_signed_fixture_verifies_offline_under_inloader(path: Path) -> None:
+    verdict = scheme.verify_skeleton(skeleton.load(path), _trust())
+    assert verdict.scheme == "inloader"
+    assert verdict.payload_size == len(skeleton.load(path).insns)
+
+
+def _positions(n: int, count: int = 5) -> list[int]:
+    """Deterministic sample: first, last and a few spread in between."""
+    return sorted({0, n - 1, *((n * k) // (count + 1) for k in range(1, count + 1))})
+
+
+def _flip(b: bytes, pos: int) -> bytes:
+    return b[:pos] + bytes([b[pos] ^ 0x01]) + b[pos + 1 :]
+
+
+def _reject(skel: skeleton.Skeleton, trust: Any) -> VerificationError:
+    with pytest.raises(VerificationError) as exc:
+        scheme.verify_skeleton(skel, trust)
+    return exc.value
+
+
+def test_tampering_under_loadtime() -> None:
+    skel = _load(COUNTER_V71)
+    text, _ = scheme.sign_skeleton(skel, _signer())
+    signed = skeleton.parse(text)
+    trust = _trust()
+    verdict = scheme.verify_skeleton(signed, trust)
+    # it verifies, but the verdict says what the signature does not cover
+    assert verdict.notes == (scheme.override_warning(scheme.audit(signed)),)
+    for pos in _positions(len(signed.data)):
+        e = _reject(dataclasses.replace(signed, data=_flip(signed.data, pos)), trust)
+        assert e.errno == errno.EKEYREJECTED, pos
+    for pos in _positions(len(signed.insns)):
+        tampered = _flip(signed.insns, pos)
+        # the header's excl hash no longer matches: the map binding fails first
+        e = _reject(dataclasses.replace(signed, insns=tampered), trust)
+        assert e.errno == errno.EACCES, pos
+        assert e.reason.startswith("program's hash doesn't match map's excl_prog_hash")
+        # with the excl hash forged to match, the signature check rejects it
+        forged = dataclasses.replace(signed, insns=tampered, excl_hash=scheme.sha256(tampered))
+        assert _reject(forged, trust).errno == errno.EKEYREJECTED, pos
+    e = _reject(dataclasses.replace(signed, excl_hash=None), trust)
+    assert e.errno == errno.EPERM
+    assert e.reason.startswith("signed program metadata map '__loader.map' must be exclusive")
+
+
+@pytest.mark.parametrize("path", SIGNED[:1], ids=_ids(SIGNED[:1]))
+def test_tampering_under_inloader(path: Path) -> None:
+    signed = skeleton.load(path)
+    trust = _trust()
+    for pos in _positions(len(signed.insns)):
+        e = _reject(dataclasses.replace(signed, insns=_flip(signed.insns, pos)), trust)
+        assert e.errno == errno.EKEYREJECTED, pos
+    for pos in _positions(len(signed.data)):
+        e = _reject(dataclasses.replace(signed, data=_flip(signed.data, pos)), trust)
+        assert e.errno == errno.EINVAL, pos
+        assert e.reason.startswith("error returned by loader prog: SHA-256(opts_data) ")
+        assert e.reason.endswith("(the loader returns -EINVAL at run time)")
+
+
+def test_verify_refuses_an_unsigned_header() -> None:
+    with pytest.raises(InputError) as exc:
+        scheme.verify_skeleton(_load(COUNTER_V71), object())
+    assert exc.value.reason == "not signed: the header has no opts_sig; sign it with `bpfsign sign`"

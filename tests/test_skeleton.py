@@ -1,0 +1,454 @@
+"""Parsing and writing light-skeleton headers: every style, byte-exact, with clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bpfsign import insn, scheme, skeleton
+from bpfsign.errors import InputError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SKEL_DIR = FIXTURES / "skel"
+HEADERS = sorted(SKEL_DIR.glob("*.lskel.h")) if SKEL_DIR.is_dir() else []
+COUNTER_V71 = SKEL_DIR / "counter.v71.lskel.h"
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.name for p in paths]
+
+
+def _need(path: Path) -> str:
+    if not path.exists():
+        pytest.skip(f"fixture {path.name} not generated yet")
+    return skeleton.read_text(path)
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def _reference() -> dict[str, Any]:
+    ref = FIXTURES / "reference.json"
+    if not ref.exists():
+        pytest.skip("tests/fixtures/reference.json not generated yet")
+    data: dict[str, Any] = json.loads(ref.read_text())
+    return data
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.mark.parametrize("path", HEADERS, ids=_ids(HEADERS))
+def test_fixture_parses_and_renders_identically(path: Path) -> None:
+    text = skeleton.read_text(path)
+    skel = skeleton.parse(text, path=str(path))
+    assert skeleton.render(skel) == text
+    assert skel.layout is not None and skel.layout.noncanonical == ()  # bpftool's 78-column wrap
+    assert skel.ctx_size == 24 + 16 * len(skel.maps) + 4 * len(skel.progs)
+    assert len(skel.data) % 8 == 0
+    assert skel.style in ("new", "old", "old-clang-format")
+    # every loader starts with r6 = r1 in its own byte order
+    first = insn.decode(skel.insns[:8], "big" if skel.endian == "big" else "little")[0]
+    assert (first.code, first.dst, first.src) == (0xBF, 6, 1)
+    if skel.signature is not None:
+        assert skel.has_keyring_field
+        assert skel.excl_hash is not None and len(skel.excl_hash) == 32
+
+
+@pytest.mark.parametrize("path", HEADERS, ids=_ids(HEADERS))
+def test_fixture_matches_independent_reference(path: Path) -> None:
+    """reference.json comes from C: a harness that includes each header (generate.sh)."""
+    ref = _reference()
+    if path.name not in ref:
+        pytest.fail(f"no reference entry for {path.name}: regenerate tests/fixtures")
+    e = ref[path.name]
+    skel = skeleton.load(path)
+    assert len(skel.insns) == e["insns_sz"] and skel.insn_count == e["insn_cnt"]
+    assert _sha(skel.insns) == e["insns_sha256"]
+    assert len(skel.data) == e["data_sz"] and _sha(skel.data) == e["data_sha256"]
+    assert skel.data[1280:1284].hex() == e["data_btf_magic"]
+    assert skel.ctx_size == e["ctx_sz"]
+    assert skel.endian == e["endian"]
+    assert skel.style == ("old-clang-format" if e["clang_formatted"] else e["style"])
+    assert skel.name == e["skeleton"]
+    assert (skel.signature is not None) == e["signed"]
+    if e["signed"]:
+        assert skel.signature is not None and skel.excl_hash is not None
+        assert len(skel.signature) == e["signature_sz"]
+        assert _sha(skel.signature) == e["signature_sha256"]
+        assert skel.excl_hash.hex() == e["excl_prog_hash"]
+        assert len(skel.excl_hash) == e["excl_prog_hash_sz"]
+        assert skel.has_keyring_field
+        assert e["keyring_id_offset"] == skel.ctx_size + 4 * len(skel.links)
+    assert [(m.name, m.ctx_offset) for m in skel.maps] == [
+        (m["name"], m["ctx_offset"]) for m in e["maps"]
+    ]
+    assert [(p.name, skel.prog_fd_offset(p.index)) for p in skel.progs] == [
+        (p["name"], p["ctx_offset"]) for p in e["progs"]
+    ]
+    assert [p.attach for p in skel.progs] == [_attach_from_section(p["section"]) for p in e["progs"]]
+    images = {m.name: m for m in skel.maps if m.initial_value is not None}
+    assert set(images) == set(e["sections"])
+    for name, sec in e["sections"].items():
+        image = images[name].initial_value
+        assert image is not None
+        assert (len(image), _sha(image), images[name].mmap_size) == (
+            sec["image_sz"],
+            sec["sha256"],
+            sec["mmap_sz"],
+        ), name
+
+
+def _attach_from_section(section: str) -> str | None:
+    """What bpftool's __attach code does for a program in this ELF section (lskel.md §1)."""
+    kind, _, rest = section.partition("/")
+    if kind in ("raw_tp", "raw_tracepoint"):
+        return f"raw_tp:{rest}"
+    if kind in ("tp_btf", "fentry", "fexit", "lsm"):
+        return "tracing"
+    if kind == "iter":
+        return "iter"
+    return None
+
+
+def test_iter_attach_is_recognised() -> None:
+    text = _need(COUNTER_V71).replace(
+        'skel_raw_tracepoint_open("sys_enter", prog_fd)', "skel_link_create(prog_fd, 0, BPF_TRACE_ITER)"
+    )
+    assert skeleton.parse(text).progs[0].attach == "iter"
+
+
+def test_v71_counter_model() -> None:
+    text = _need(COUNTER_V71)
+    skel = skeleton.parse(text)
+    assert skel.name == "counter"
+    assert skel.style == "old"
+    assert skel.endian == "little"
+    assert [m.name for m in skel.maps] == ["counts", "data", "bss"]
+    assert [(m.section, m.mmap_size, m.readonly) for m in skel.maps] == [
+        (None, None, False),
+        (".data", 4096, False),
+        (".bss", 4096, False),
+    ]
+    assert skel.maps[1].initial_value is not None and len(skel.maps[1].initial_value) == 4
+    assert [p.name for p in skel.progs] == ["count_sys_enter", "count_getpid"]
+    assert skel.progs[0].attach == "raw_tp:sys_enter"
+    assert skel.links == ("count_sys_enter_fd", "count_getpid_fd")
+    assert skel.ctx_size == 80
+    assert skel.signature is None and skel.excl_hash is None and not skel.has_keyring_field
+
+
+# ------------------------------------------------------------ bad headers
+
+
+def _line_of(text: str, needle: str) -> int:
+    return text[: text.index(needle)].count("\n") + 1
+
+
+def _err(text: str, **kw: Any) -> InputError:
+    with pytest.raises(InputError) as exc:
+        skeleton.parse(text, path="bad.lskel.h", **kw)
+    return exc.value
+
+
+def test_truncated_inside_a_literal() -> None:
+    text = _need(COUNTER_V71)
+    cut = text[: text.index("opts.insns = (void *)") + 400]
+    e = _err(cut)
+    assert e.reason == "unterminated string literal (is the file truncated?)"
+    assert e.line == _line_of(text, "opts.insns = (void *)")
+    assert str(e).startswith(f"bad.lskel.h:{e.line}: ")
+
+
+def test_truncated_between_statements() -> None:
+    text = _need(COUNTER_V71)
+    cut = text[: text.index("\terr = bpf_load_and_run(&opts);")]
+    e = _err(cut)
+    assert e.reason == "unbalanced braces at end of file (1 unclosed): the header is truncated"
+    assert e.line == cut.count("\n")
+
+
+def _data_sz(text: str) -> int:
+    m = re.search(r"opts\.data_sz = (\d+);", text)
+    assert m is not None
+    return int(m.group(1))
+
+
+def test_size_that_disagrees_with_the_literal() -> None:
+    text = _need(COUNTER_V71)
+    n = _data_sz(text)
+    text = text.replace(f"opts.data_sz = {n};", f"opts.data_sz = {n - 8};")
+    e = _err(text)
+    assert e.reason == f"opts.data_sz = {n - 8} disagrees with the opts.data literal ({n} bytes)"
+    assert e.line == _line_of(text, f"opts.data_sz = {n - 8};")
+
+
+def test_section_image_size_mismatch() -> None:
+    text = _need(COUNTER_V71)
+    m = re.search(r'skel_prep_map_data\(\(void \*\)"[^"]*", 4096, (\d+)\)', text)
+    assert m is not None
+    bad = text[: m.start(1)] + str(int(m.group(1)) + 1) + text[m.end(1) :]
+    e = _err(bad)
+    assert e.reason == f"skel->data image size {int(m.group(1)) + 1} disagrees with its literal ({m.group(1)} bytes)"
+
+
+def test_odd_escape_names_its_line() -> None:
+    text = _need(COUNTER_V71)
+    start = text.index("opts.insns = (void *)")
+    pos = text.index("\\x", start + 200)
+    bad = text[:pos] + "\\n" + text[pos + 4 :]
+    e = _err(bad)
+    assert e.reason == (
+        "odd escape '\\\\n' in the opts.insns literal: bpftool writes only \\0 and \\xNN "
+        "(parse with lenient=True to accept general C escapes)"
+    )
+    assert e.line == bad[:pos].count("\n") + 1
+
+
+def test_missing_blob() -> None:
+    text = _need(COUNTER_V71)
+    start = text.index("\topts.insns = (void *)")
+    end = text.index('";\n', start) + 3
+    bad = text[:start] + text[end:]
+    e = _err(bad)
+    assert e.reason == "missing blob: no opts.insns (the loader program) in the header"
+    assert e.line == _line_of(bad, "bpf_load_and_run(&opts)")
+
+
+def test_data_not_a_multiple_of_eight() -> None:
+    text = _need(COUNTER_V71)
+    start = text.index("opts.data = (void *)")
+    end = text.index('";', start)
+    assert text[end - 2 : end] == "\\0"
+    n = _data_sz(text)
+    bad = text[: end - 2] + text[end:]  # drop the last "\0"
+    bad = bad.replace(f"opts.data_sz = {n};", f"opts.data_sz = {n - 1};")
+    e = _err(bad)
+    assert e.reason == (
+        f"opts.data is {n - 1} bytes, not a multiple of 8 (gen_loader pads every record to 8)"
+    )
+    assert e.line == _line_of(bad, "opts.data = (void *)")
+
+
+def test_not_a_light_skeleton() -> None:
+    e = _err("int main(void) { return 0; }\n")
+    assert e.reason.startswith("no skeleton struct")
+    assert e.line == 1
+
+
+# ------------------------------------------------------------ lenient mode
+
+
+def _lenient_literal(data: bytes) -> str:
+    """The same bytes as octal, simple escapes, printable chars and adjacent literals."""
+    half = len(data) // 2
+    first = "".join(f"\\{b:o}" for b in data[:half])
+    simple = {10: "\\n", 9: "\\t", 0x22: '\\"', 0x5C: "\\\\"}
+    second = "".join(
+        simple.get(b, chr(b) if 0x20 <= b < 0x7F and chr(b) not in "0123456789abcdefABCDEF" else f"\\x{b:02X}")
+        for b in data[half:]
+    )
+    return f'"{first}"\n    "{second}"'
+
+
+def test_lenient_mode_decodes_general_c_escapes() -> None:
+    text = _need(COUNTER_V71)
+    skel = skeleton.parse(text)
+    span = skel.layout.blobs["insns"]  # type: ignore[union-attr]
+    bad = text[: span.start] + _lenient_literal(skel.insns) + text[span.end :]
+    lenient = skeleton.parse(bad, lenient=True)
+    assert lenient.insns == skel.insns
+    assert lenient.layout is not None and lenient.layout.noncanonical == ("insns",)
+    assert skeleton.render(lenient) == bad  # an unchanged blob keeps its own spelling
+    e = _err(bad)
+    assert e.reason.startswith("the opts.insns blob is split into 2 adjacent literals")
+    single = text[: span.start] + _lenient_literal(skel.insns).split("\n")[0] + text[span.end :]
+    e = _err(single)
+    assert e.reason.startswith("odd escape '\\\\")
+    # a literal that is only split (valid escapes) is still refused in strict mode
+    split = text[: span.start] + span_text_split(text[span.start : span.end]) + text[span.end :]
+    e = _err(split)
+    assert e.reason == (
+        "the opts.insns blob is split into 2 adjacent literals; bpftool writes one "
+        "(parse with lenient=True to concatenate them)"
+    )
+    assert skeleton.parse(split, lenient=True).insns == skel.insns
+
+
+def span_text_split(literal: str) -> str:
+    cut = literal.index("\\x", 100)
+    return literal[:cut] + '" "' + literal[cut:]
+
+
+# ------------------------------------------------------------------ writer
+
+
+def test_render_literal_wraps_like_bpftool() -> None:
+    lit = skeleton.render_literal(bytes(40) + b"\x01" * 30)
+    lines = lit.split("\n")
+    assert lines[0] == '"\\'
+    assert lines[1] == "\\0" * 39 + "\\"
+    # width 2 (the last \0) then 19 \xNN (76 more) = 78, the next would exceed
+    assert lines[2] == "\\0" + "\\x01" * 19 + "\\"
+    assert lines[3] == "\\x01" * 11 + '"'
+    assert all(len(x) <= 79 for x in lines)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=8, max_size=600).map(lambda b: b[: len(b) - len(b) % 8]))
+def test_any_blob_round_trips_through_the_writer(blob: bytes) -> None:
+    text = skeleton.read_text(COUNTER_V71) if COUNTER_V71.exists() else None
+    if text is None:
+        return
+    skel = skeleton.parse(text)
+    out = skeleton.with_signature(text, blob or b"\0", scheme.sha256(blob), insns=blob or None)
+    again = skeleton.parse(out)
+    assert again.signature == (blob or b"\0")
+    if blob:
+        assert again.insns == blob
+    assert again.data == skel.data
+    assert again.layout is not None and again.layout.noncanonical == ()
+
+
+def test_render_literal_round_trips_every_byte() -> None:
+    data = bytes(range(256)) * 3
+    text = _need(COUNTER_V71)
+    skel = skeleton.parse(text)
+    span = skel.layout.blobs["insns"]  # type: ignore[union-attr]
+    new = text[: span.start] + skeleton.render_literal(data) + text[span.end :]
+    new = re.sub(r"opts\.insns_sz = \d+;", f"opts.insns_sz = {len(data)};", new)
+    assert skeleton.parse(new).insns == data
+
+
+def test_signing_an_old_style_header_touches_only_the_signed_parts() -> None:
+    text = _need(COUNTER_V71)
+    skel = skeleton.parse(text)
+    sig = b"\x30\x82\x01\x73" + bytes(range(200))
+    signed = skeleton.with_signature(text, sig, scheme.sha256(skel.insns))
+    out = skeleton.parse(signed)
+    assert (out.insns, out.data, out.signature, out.excl_hash) == (
+        skel.insns,
+        skel.data,
+        sig,
+        scheme.sha256(skel.insns),
+    )
+    assert out.has_keyring_field
+    added = [ln for ln in signed.splitlines() if ln not in set(text.splitlines())]
+    assert added[0] == "\t__s32 keyring_id;"
+    assert added[1] == '\tstatic const char opts_sig[] __attribute__((__aligned__(8))) = "\\'
+    assert added[-5:] == [
+        "\topts.signature = (void *)opts_sig;",
+        "\topts.signature_sz = sizeof(opts_sig) - 1;",
+        "\topts.excl_prog_hash = (void *)opts_excl_hash;",
+        "\topts.excl_prog_hash_sz = sizeof(opts_excl_hash) - 1;",
+        "\topts.keyring_id = skel->keyring_id;",
+    ]
+    # removing exactly the added lines gives the original back
+    assert signed.replace("\t__s32 keyring_id;\n", "", 1).replace(
+        signed[signed.index("\tstatic const char opts_sig[]") : signed.index("\topts.ctx =")], ""
+    ) == text
+    # re-signing replaces only the blob literals
+    sig2 = b"\x30\x82" + bytes(300)
+    again = skeleton.with_signature(signed, sig2, scheme.sha256(skel.insns))
+    assert skeleton.parse(again).signature == sig2
+    assert again.count("__s32 keyring_id;") == 1 and again.count("opts.keyring_id") == 1
+
+
+def test_replacing_insns_updates_the_numeric_size_in_old_style() -> None:
+    text = _need(COUNTER_V71)
+    skel = skeleton.parse(text)
+    shorter = skel.insns[:-8]
+    signed = skeleton.with_signature(text, b"\x30\x00", scheme.sha256(shorter), insns=shorter)
+    out = skeleton.parse(signed)
+    assert out.insns == shorter
+    assert f"opts.insns_sz = {len(shorter)};" in signed
+
+
+# ----------------------------------------------- bpftool 7.8 (new style, -S)
+
+
+def _pairs() -> list[tuple[Path, Path]]:
+    out = []
+    for signed in sorted(SKEL_DIR.glob("*.signed.lskel.h")) if SKEL_DIR.is_dir() else []:
+        unsigned = signed.with_name(signed.name.replace(".signed.lskel.h", ".lskel.h"))
+        if unsigned.exists():
+            out.append((unsigned, signed))
+    return out
+
+
+PAIRS = _pairs()
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=[p[1].name for p in PAIRS])
+def test_writer_turns_unsigned_into_bpftool_signed_form(pair: tuple[Path, Path]) -> None:
+    unsigned_text, signed_text = (skeleton.read_text(p) for p in pair)
+    u, s = skeleton.parse(unsigned_text), skeleton.parse(signed_text)
+    assert u.data == s.data  # opts_data is identical; opts_insn differs (signed mode)
+    assert s.signature is not None and s.excl_hash is not None
+    out = skeleton.with_signature(unsigned_text, s.signature, s.excl_hash, insns=s.insns)
+    assert out == signed_text
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=[p[1].name for p in PAIRS])
+def test_bpftool_signed_fixture_shape(pair: tuple[Path, Path]) -> None:
+    s = skeleton.load(pair[1])
+    assert s.style == "new"
+    a = scheme.audit(s)
+    assert a.scheme == "inloader"
+    assert a.hash_check is not None and a.hash_check.length == 33 and a.hash_check.has_prefix
+    assert a.hash_check.cleanup_targets == (7,)
+    assert a.baked_hash_matches is True
+    assert a.excl_hash_matches is True
+    assert a.mode == "signed"
+    assert scheme.audit(skeleton.load(pair[0])).mode == "unsigned"
+
+
+# --------------------------------------------- the C compiler's view of our output
+
+SID_ROOT = FIXTURES / ".cache" / "root"
+
+
+def _members(text: str, pattern: str) -> str:
+    return " ".join(f"X({m})" for m in re.findall(pattern, text))
+
+
+@pytest.mark.parametrize("name", ["counter.v71", "counter.v71.clang-format", "sockfilter.bpfeb"])
+def test_headers_we_sign_compile_and_c_sees_our_blobs(name: str, tmp_path: Path) -> None:
+    """gcc -Werror against libbpf 1.7's skel_internal.h, then the refprog harness reads opts."""
+    src = SKEL_DIR / f"{name}.lskel.h"
+    libbpf, uapi = SID_ROOT / "libbpf-dev/usr/include", SID_ROOT / "linux-libc-dev/usr/include"
+    if not (src.exists() and libbpf.is_dir() and uapi.is_dir() and shutil.which("gcc")):
+        pytest.skip("needs the fixture cache (tests/fixtures/generate.sh) and gcc")
+    text = skeleton.read_text(src)
+    skel = skeleton.parse(text)
+    sig = b"\x30\x82\x01\x00" + hashlib.sha256(text.encode()).digest() * 8
+    signed = skeleton.with_signature(text, sig, scheme.sha256(skel.insns))
+    header = tmp_path / src.name
+    header.write_text(signed)
+    exe = tmp_path / "ref"
+    cmd = [
+        "gcc", "-O0", "-Wall", "-Werror", "-Wno-unused-function",
+        f'-DREF_HEADER="{src.name}"', f"-DREF_NAME={skel.name}",
+        "-DREF_MAPS(X)=" + _members(signed, r"struct bpf_map_desc (\w+);"),
+        "-DREF_PROGS(X)=" + _members(signed, r"struct bpf_prog_desc (\w+);"),
+        "-DREF_SECTIONS(X)=" + _members(signed, r"}\s*\*\s*(\w+);"),
+        f"-I{tmp_path}", "-DREF_SIGNED", f"-I{libbpf}", f"-I{uapi}", f"-I{uapi}/x86_64-linux-gnu",
+        str(FIXTURES / "refprog" / "ref.c"), "-o", str(exe), "-lcrypto",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout)
+    assert out["insns_sha256"] == _sha(skel.insns) and out["data_sha256"] == _sha(skel.data)
+    assert out["signature_sz"] == len(sig) and out["signature_sha256"] == _sha(sig)
+    assert out["excl_prog_hash"] == scheme.sha256(skel.insns).hex()
+    assert out["keyring_id_offset"] == skel.ctx_size + 4 * len(skel.links)
