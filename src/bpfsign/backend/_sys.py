@@ -1,0 +1,380 @@
+"""The one door to the kernel: ctypes attr layouts and the bpf/add_key/keyctl calls.
+
+Every syscall bpfsign makes goes through :func:`bpf`, :func:`add_key` or
+:func:`keyctl`, so errno handling (EINTR/EAGAIN retry, errno → typed error,
+the verifier log for PROG_LOAD) lives in one place. Attr layouts are x86-64
+little-endian and sized exactly as libbpf sends them (kernel.md §4): the
+kernel zero-extends shorter attrs and rejects non-zero bytes past a command's
+last field, so the size matters as much as the offsets.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+from typing import Final
+
+from ..errors import KernelError, UnsupportedFeature
+
+# x86-64 syscall numbers (kernel.md §2).
+NR_BPF: Final = 321
+NR_ADD_KEY: Final = 248
+NR_KEYCTL: Final = 250
+
+# bpf commands (kernel.md §3.1).
+MAP_CREATE: Final = 0
+MAP_LOOKUP_ELEM: Final = 1
+MAP_UPDATE_ELEM: Final = 2
+MAP_DELETE_ELEM: Final = 3
+PROG_LOAD: Final = 5
+OBJ_PIN: Final = 6
+PROG_TEST_RUN: Final = 10
+OBJ_GET_INFO_BY_FD: Final = 15
+RAW_TRACEPOINT_OPEN: Final = 17
+MAP_FREEZE: Final = 22
+LINK_CREATE: Final = 28
+ITER_CREATE: Final = 33
+
+COMMAND_NAMES: Final = {
+    MAP_CREATE: "BPF_MAP_CREATE",
+    MAP_LOOKUP_ELEM: "BPF_MAP_LOOKUP_ELEM",
+    MAP_UPDATE_ELEM: "BPF_MAP_UPDATE_ELEM",
+    MAP_DELETE_ELEM: "BPF_MAP_DELETE_ELEM",
+    PROG_LOAD: "BPF_PROG_LOAD",
+    OBJ_PIN: "BPF_OBJ_PIN",
+    PROG_TEST_RUN: "BPF_PROG_TEST_RUN",
+    OBJ_GET_INFO_BY_FD: "BPF_OBJ_GET_INFO_BY_FD",
+    RAW_TRACEPOINT_OPEN: "BPF_RAW_TRACEPOINT_OPEN",
+    MAP_FREEZE: "BPF_MAP_FREEZE",
+    LINK_CREATE: "BPF_LINK_CREATE",
+    ITER_CREATE: "BPF_ITER_CREATE",
+}
+
+# Types and flags (kernel.md §3.2).
+PROG_TYPE_SOCKET_FILTER: Final = 1
+PROG_TYPE_SYSCALL: Final = 31
+MAP_TYPE_HASH: Final = 1
+MAP_TYPE_ARRAY: Final = 2
+BPF_F_SLEEPABLE: Final = 0x10
+BPF_F_RDONLY_PROG: Final = 0x80
+BPF_F_MMAPABLE: Final = 0x400
+BPF_TRACE_ITER: Final = 28  # enum bpf_attach_type
+
+OBJ_NAME_LEN: Final = 16
+HASH_SIZE: Final = 32
+LOG_BUF_SIZE: Final = 1 << 20
+
+# Keyrings (kernel.md §5).
+KEY_SPEC_THREAD_KEYRING: Final = -1
+KEY_SPEC_PROCESS_KEYRING: Final = -2
+KEY_SPEC_SESSION_KEYRING: Final = -3
+KEY_SPEC_USER_KEYRING: Final = -4
+KEY_SPEC_USER_SESSION_KEYRING: Final = -5
+KEYCTL_GET_KEYRING_ID: Final = 0
+KEYCTL_JOIN_SESSION_KEYRING: Final = 1
+KEYCTL_DESCRIBE: Final = 6
+KEYCTL_LINK: Final = 8
+KEYCTL_UNLINK: Final = 9
+KEYCTL_SEARCH: Final = 10
+KEYCTL_READ: Final = 11
+
+_u8, _u32, _s32, _u64 = ctypes.c_uint8, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
+
+
+class MapCreateAttr(ctypes.Structure):
+    """``BPF_MAP_CREATE``, 92 bytes (ends at ``excl_prog_hash_size``)."""
+
+    _pack_ = 4  # the u64s sit at 8-aligned offsets anyway; pack keeps the size at 92
+    _fields_ = [
+        ("map_type", _u32), ("key_size", _u32), ("value_size", _u32), ("max_entries", _u32),
+        ("map_flags", _u32), ("inner_map_fd", _u32), ("numa_node", _u32),
+        ("map_name", ctypes.c_char * OBJ_NAME_LEN), ("map_ifindex", _u32), ("btf_fd", _u32),
+        ("btf_key_type_id", _u32), ("btf_value_type_id", _u32),
+        ("btf_vmlinux_value_type_id", _u32), ("map_extra", _u64),
+        ("value_type_btf_obj_fd", _s32), ("map_token_fd", _s32),
+        ("excl_prog_hash", _u64), ("excl_prog_hash_size", _u32),
+    ]
+
+
+class MapElemAttr(ctypes.Structure):
+    """``BPF_MAP_*_ELEM`` (32 bytes) and, with size 4, ``BPF_MAP_FREEZE``."""
+
+    _fields_ = [("map_fd", _u32), ("_pad", _u32), ("key", _u64), ("value", _u64), ("flags", _u64)]
+
+
+class InfoAttr(ctypes.Structure):
+    """``BPF_OBJ_GET_INFO_BY_FD``, 16 bytes."""
+
+    _fields_ = [("bpf_fd", _u32), ("info_len", _u32), ("info", _u64)]
+
+
+class MapInfo(ctypes.Structure):
+    """``struct bpf_map_info``, 104 bytes; ``hash``/``hash_size`` are inputs."""
+
+    _fields_ = [
+        ("type", _u32), ("id", _u32), ("key_size", _u32), ("value_size", _u32),
+        ("max_entries", _u32), ("map_flags", _u32), ("name", ctypes.c_char * OBJ_NAME_LEN),
+        ("ifindex", _u32), ("btf_vmlinux_value_type_id", _u32), ("netns_dev", _u64),
+        ("netns_ino", _u64), ("btf_id", _u32), ("btf_key_type_id", _u32),
+        ("btf_value_type_id", _u32), ("btf_vmlinux_id", _u32), ("map_extra", _u64),
+        ("hash", _u64), ("hash_size", _u32), ("_pad", _u32),
+    ]
+
+
+class ProgInfo(ctypes.Structure):
+    """``struct bpf_prog_info``, 232 bytes."""
+
+    _fields_ = [
+        ("type", _u32), ("id", _u32), ("tag", _u8 * 8), ("jited_prog_len", _u32),
+        ("xlated_prog_len", _u32), ("jited_prog_insns", _u64), ("xlated_prog_insns", _u64),
+        ("load_time", _u64), ("created_by_uid", _u32), ("nr_map_ids", _u32), ("map_ids", _u64),
+        ("name", ctypes.c_char * OBJ_NAME_LEN), ("ifindex", _u32), ("gpl_compatible", _u32),
+        ("netns_dev", _u64), ("netns_ino", _u64), ("nr_jited_ksyms", _u32),
+        ("nr_jited_func_lens", _u32), ("jited_ksyms", _u64), ("jited_func_lens", _u64),
+        ("btf_id", _u32), ("func_info_rec_size", _u32), ("func_info", _u64),
+        ("nr_func_info", _u32), ("nr_line_info", _u32), ("line_info", _u64),
+        ("jited_line_info", _u64), ("nr_jited_line_info", _u32), ("line_info_rec_size", _u32),
+        ("jited_line_info_rec_size", _u32), ("nr_prog_tags", _u32), ("prog_tags", _u64),
+        ("run_time_ns", _u64), ("run_cnt", _u64), ("recursion_misses", _u64),
+        ("verified_insns", _u32), ("attach_btf_obj_id", _u32), ("attach_btf_id", _u32),
+        ("_pad", _u32),
+    ]
+
+
+class ProgLoadAttr(ctypes.Structure):
+    """``BPF_PROG_LOAD``, 168 bytes (ends at ``keyring_id``)."""
+
+    _fields_ = [
+        ("prog_type", _u32), ("insn_cnt", _u32), ("insns", _u64), ("license", _u64),
+        ("log_level", _u32), ("log_size", _u32), ("log_buf", _u64), ("kern_version", _u32),
+        ("prog_flags", _u32), ("prog_name", ctypes.c_char * OBJ_NAME_LEN),
+        ("prog_ifindex", _u32), ("expected_attach_type", _u32), ("prog_btf_fd", _u32),
+        ("func_info_rec_size", _u32), ("func_info", _u64), ("func_info_cnt", _u32),
+        ("line_info_rec_size", _u32), ("line_info", _u64), ("line_info_cnt", _u32),
+        ("attach_btf_id", _u32), ("attach_prog_fd", _u32), ("core_relo_cnt", _u32),
+        ("fd_array", _u64), ("core_relos", _u64), ("core_relo_rec_size", _u32),
+        ("log_true_size", _u32), ("prog_token_fd", _s32), ("fd_array_cnt", _u32),
+        ("signature", _u64), ("signature_size", _u32), ("keyring_id", _s32),
+    ]
+
+
+class TestRunAttr(ctypes.Structure):
+    """``BPF_PROG_TEST_RUN``: fields end at 76, the union member is 80 (8-aligned)."""
+
+    __test__ = False  # not a pytest class
+    _fields_ = [
+        ("prog_fd", _u32), ("retval", _u32), ("data_size_in", _u32), ("data_size_out", _u32),
+        ("data_in", _u64), ("data_out", _u64), ("repeat", _u32), ("duration", _u32),
+        ("ctx_size_in", _u32), ("ctx_size_out", _u32), ("ctx_in", _u64), ("ctx_out", _u64),
+        ("flags", _u32), ("cpu", _u32), ("batch_size", _u32), ("_pad", _u32),
+    ]
+
+
+class RawTracepointAttr(ctypes.Structure):
+    """``BPF_RAW_TRACEPOINT_OPEN``: name pointer (NULL for BTF-typed programs), prog fd."""
+
+    _fields_ = [("name", _u64), ("prog_fd", _u32), ("_pad", _u32), ("cookie", _u64)]
+
+
+class LinkCreateAttr(ctypes.Structure):
+    """``BPF_LINK_CREATE`` header; iterator links need nothing past ``flags``."""
+
+    _fields_ = [
+        ("prog_fd", _u32), ("target_fd", _u32), ("attach_type", _u32), ("flags", _u32),
+        ("target_btf_id", _u32), ("_pad", _u32), ("iter_info", _u64), ("iter_info_len", _u32),
+        ("_pad2", _u32),
+    ]
+
+
+class IterCreateAttr(ctypes.Structure):
+    """``BPF_ITER_CREATE``: a link fd in, a readable seq_file fd out."""
+
+    _fields_ = [("link_fd", _u32), ("flags", _u32)]
+
+
+class ObjPinAttr(ctypes.Structure):
+    """``BPF_OBJ_PIN``: path pointer, fd, flags, path_fd."""
+
+    _fields_ = [("pathname", _u64), ("bpf_fd", _u32), ("file_flags", _u32), ("path_fd", _s32),
+                ("_pad", _u32)]
+
+
+#: The sizes libbpf sends for each attr (kernel.md §4, lskel.md §10.2).
+SIZE_MAP_CREATE: Final = 92
+SIZE_MAP_ELEM: Final = 32
+SIZE_FREEZE: Final = 4
+SIZE_INFO: Final = 16
+SIZE_PROG_LOAD: Final = 168
+SIZE_TEST_RUN: Final = 80
+SIZE_RAW_TP: Final = 16
+SIZE_LINK_CREATE: Final = 16
+SIZE_OBJ_PIN: Final = 20
+SIZE_ITER_CREATE: Final = 8
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_get_errno = ctypes.get_errno
+_RETRY = frozenset((_errno.EINTR, _errno.EAGAIN))
+_MAX_RETRIES = 5
+
+
+def addr(obj: ctypes._CData) -> int:
+    """The address of a ctypes object, for a u64 pointer field."""
+    return ctypes.addressof(obj)
+
+
+def bpf(cmd: int, attr: ctypes.Structure, size: int) -> int:
+    """``bpf(cmd, &attr, size)``; returns the result or raises :class:`KernelError`.
+
+    Pointer fields of ``attr`` are plain integers: the caller keeps the objects
+    they point to alive until this returns (a local variable is enough).
+    """
+    ref = ctypes.byref(attr)
+    for _ in range(_MAX_RETRIES):
+        ret: int = _syscall(NR_BPF, cmd, ref, size)
+        if ret >= 0:
+            return ret
+        err = _get_errno()
+        if err not in _RETRY:
+            break
+    raise KernelError(err, COMMAND_NAMES.get(cmd, f"bpf cmd {cmd}"))
+
+
+def bpf_errno(cmd: int, attr: ctypes.Structure, size: int) -> tuple[int, int]:
+    """Like :func:`bpf` but returns ``(result, errno)`` instead of raising: for probes."""
+    ref = ctypes.byref(attr)
+    for _ in range(_MAX_RETRIES):
+        ret: int = _syscall(NR_BPF, cmd, ref, size)
+        if ret >= 0:
+            return ret, 0
+        err = _get_errno()
+        if err not in _RETRY:
+            return ret, err
+    return -1, err
+
+
+def prog_load(attr: ProgLoadAttr) -> int:
+    """``BPF_PROG_LOAD`` with the failure made useful.
+
+    The fast path asks for no log. On failure we retry once with log level 1
+    and a 1 MiB buffer so the error carries the verifier's explanation; an
+    EOPNOTSUPP on a signed load becomes :class:`UnsupportedFeature`.
+    """
+    try:
+        return bpf(PROG_LOAD, attr, SIZE_PROG_LOAD)
+    except KernelError as exc:
+        err = exc.errno
+    signed = attr.signature != 0
+    if signed and err == _errno.EOPNOTSUPP:
+        raise UnsupportedFeature(
+            "signed BPF_PROG_LOAD",
+            "the kernel lacks signature verification (CONFIG_SYSTEM_DATA_VERIFICATION is "
+            "not set), so every signed load fails with EOPNOTSUPP; load it on a kernel built "
+            "with it (e.g. Debian's Linux 7.x), or without its signature (--unsigned)",
+            errno=err,
+        )
+    log = ""
+    if attr.log_level and attr.log_buf:  # the caller asked for a log: it is in their buffer
+        log = ctypes.string_at(attr.log_buf, attr.log_size).split(b"\0", 1)[0].decode(
+            errors="replace"
+        )
+    else:
+        buf = ctypes.create_string_buffer(LOG_BUF_SIZE)
+        attr.log_level, attr.log_size, attr.log_buf = 1, LOG_BUF_SIZE, addr(buf)
+        try:
+            fd = bpf(PROG_LOAD, attr, SIZE_PROG_LOAD)
+        except KernelError as again:
+            err = again.errno
+            log = buf.value.decode(errors="replace")
+        else:  # passed on retry (a transient failure): keep it
+            return fd
+        finally:
+            attr.log_level, attr.log_size, attr.log_buf = 0, 0, 0
+    raise KernelError(err, "BPF_PROG_LOAD", log=log, message=explain(err, log))
+
+
+def explain(err: int, log: str) -> str:
+    """One hint for the PROG_LOAD failures people actually hit (kernel.md §13)."""
+    if "doesn't match map's excl_prog_hash" in log:
+        return (
+            "the loader map is exclusive to another program hash; an unsigned load must "
+            "keep fd_array_cnt = 0, and excl_prog_hash must equal SHA-256(loader insns)"
+        )
+    if "must bind maps via a continuous fd_array" in log:
+        return (
+            "a 6.18-style (in-loader) signed loader on a load-time kernel; convert it with "
+            "`bpfsign sign --scheme loadtime`"
+        )
+    if "cannot access ptr member" in log and "struct bpf_map" in log:
+        return (
+            "the loader reads struct bpf_map at a 6.18-only offset (bpftool <= 7.8 -S "
+            "exclusivity check); convert it with `bpfsign sign --scheme loadtime`"
+        )
+    if "cannot resolve signing keyring" in log or (err == _errno.EINVAL and not log):
+        return "check keyring_id: it must be 0, 1, 2, -3 or the serial of an existing KEYRING"
+    if err == _errno.ENOKEY:
+        return (
+            "the signer's certificate is not in that keyring (a key's own serial is not a "
+            "keyring: pass the keyring's serial or -3)"
+        )
+    if err == _errno.EKEYREJECTED:
+        return "the signature does not match the loader and its data (tampered or wrong scheme)"
+    if err == _errno.EPERM and not log:
+        return "not permitted: needs root (CAP_BPF + CAP_SYS_ADMIN), or an LSM refused it"
+    return ""
+
+
+def add_key(key_type: bytes, description: bytes | None, payload: bytes | None, keyring: int) -> int:
+    """``add_key(2)``; returns the new key's serial.
+
+    A None description lets the key type derive one (asymmetric keys: the
+    certificate's subject and key id).
+    """
+    for _ in range(_MAX_RETRIES):
+        ret: int = _syscall(
+            NR_ADD_KEY, ctypes.c_char_p(key_type), ctypes.c_char_p(description),
+            ctypes.c_char_p(payload), ctypes.c_size_t(len(payload or b"")),
+            ctypes.c_long(keyring),
+        )
+        if ret >= 0:
+            return ret
+        err = _get_errno()
+        if err not in _RETRY:
+            break
+    what = f"{key_type.decode()} key" + (f" {description.decode()!r}" if description else "")
+    raise KernelError(err, "add_key", message=f"{what} into keyring {keyring}")
+
+
+def keyctl(op: int, *args: int | bytes | ctypes._CData | None, what: str = "") -> int:
+    """``keyctl(op, ...)``; integer args are passed as longs, bytes as char pointers."""
+    conv: list[object] = []
+    for a in args:
+        if a is None:
+            conv.append(ctypes.c_void_p(0))
+        elif isinstance(a, bytes):
+            conv.append(ctypes.c_char_p(a))
+        elif isinstance(a, int):
+            conv.append(ctypes.c_long(a))
+        else:
+            conv.append(ctypes.byref(a))
+    for _ in range(_MAX_RETRIES):
+        ret: int = _syscall(NR_KEYCTL, ctypes.c_long(op), *conv)
+        if ret >= 0:
+            return ret
+        err = _get_errno()
+        if err not in _RETRY:
+            break
+    raise KernelError(err, f"keyctl({_KEYCTL_NAMES.get(op, op)})", message=what)
+
+
+_KEYCTL_NAMES: Final = {
+    KEYCTL_GET_KEYRING_ID: "KEYCTL_GET_KEYRING_ID",
+    KEYCTL_JOIN_SESSION_KEYRING: "KEYCTL_JOIN_SESSION_KEYRING",
+    KEYCTL_DESCRIBE: "KEYCTL_DESCRIBE",
+    KEYCTL_LINK: "KEYCTL_LINK",
+    KEYCTL_UNLINK: "KEYCTL_UNLINK",
+    KEYCTL_SEARCH: "KEYCTL_SEARCH",
+    KEYCTL_READ: "KEYCTL_READ",
+}
+

@@ -1,0 +1,449 @@
+"""Load a light skeleton from Python, the way ``skel_internal.h`` does it in C.
+
+``__open`` prepares each global-data section in an anonymous shared mapping
+and passes its address in the ctx; ``__load`` runs the loader program
+(:meth:`Backend.load_and_run`); afterwards the map fds are mmapped over the
+same addresses, so the globals are live (lskel.md §5, §10). Everything kernel-
+side goes through a :class:`~bpfsign.backend.Backend`.
+
+:class:`Loader` does the per-skeleton work once (audit, scheme, templates);
+its :meth:`Loader.load` is the hot path and does only what C does per load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import mmap
+import os
+import struct
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import scheme as _scheme
+from . import skeleton as _skel
+from .backend import Backend, LoaderRequest, default_backend
+from .backend import _sys as S
+from .errors import InputError, KernelError, UnsupportedFeature
+
+__all__ = ["LoadedSkeleton", "Loader", "load"]
+
+KEY_SPEC_SESSION_KEYRING = -3
+_BTF_ATTACH = frozenset(("tracing", "tp_btf", "fentry", "fexit", "fmod_ret", "lsm"))
+
+
+class LoadedSkeleton:
+    """The fds and live globals of one loaded skeleton; ``close()`` releases them all."""
+
+    def __init__(
+        self, skel: _skel.Skeleton, backend: Backend, scheme: str, signed: bool,
+        map_fds: list[int], prog_fds: list[int], mem: list[tuple[str, mmap.mmap]],
+    ) -> None:
+        self.skeleton = skel
+        self.scheme = scheme
+        self.signed = signed
+        self._backend = backend
+        self._map_fds = map_fds
+        self._prog_fds = prog_fds
+        self._mem = mem  # (map name, the map's value mmapped)
+        self._links: dict[str, int] = {}
+        self.closed = False
+
+    # ------------------------------------------------------------- lookup
+    @property
+    def maps(self) -> dict[str, int]:
+        """Map fds by the skeleton's map names (``counts``, ``bss``, ``rodata`` …)."""
+        return {m.name: fd for m, fd in zip(self.skeleton.maps, self._map_fds, strict=True)}
+
+    @property
+    def progs(self) -> dict[str, int]:
+        return {p.name: fd for p, fd in zip(self.skeleton.progs, self._prog_fds, strict=True)}
+
+    @property
+    def links(self) -> dict[str, int]:
+        return dict(self._links)
+
+    def map_fd(self, name: str) -> int:
+        return self._lookup(self.maps, name, "map")
+
+    def prog_fd(self, name: str) -> int:
+        return self._lookup(self.progs, name, "program")
+
+    def _lookup(self, table: dict[str, int], name: str, what: str) -> int:
+        self._check_open()
+        try:
+            return table[name]
+        except KeyError:
+            raise InputError(
+                f"no {what} {name!r} in skeleton {self.skeleton.name} "
+                f"(it has: {', '.join(table) or 'none'})", path=self.skeleton.path,
+            ) from None
+
+    def globals(self, section: str) -> memoryview:
+        """The live value of a global-data map (``bss``, ``.data``, ``rodata`` …) as bytes.
+
+        Writable except for read-only sections. After :meth:`close`, a view still held
+        keeps the mapping alive (it is never left dangling).
+        """
+        self._check_open()
+        want = section.lstrip(".")
+        for name, mm in self._mem:
+            if name == want:
+                return memoryview(mm)
+        have = ", ".join(n for n, *_ in self._mem) or "none"
+        raise InputError(
+            f"skeleton {self.skeleton.name} has no global-data section {section!r} (it has: {have})",
+            path=self.skeleton.path,
+        )
+
+    # ------------------------------------------------------------- attach
+    def attach(self, *names: str) -> dict[str, int]:
+        """Attach the named programs (default: every one the skeleton can auto-attach).
+
+        raw_tp → RAW_TRACEPOINT_OPEN with the name; tp_btf/fentry/fexit/lsm →
+        RAW_TRACEPOINT_OPEN with NULL; iter → LINK_CREATE (lskel.md §1).
+        """
+        self._check_open()
+        progs = {p.name: p for p in self.skeleton.progs}
+        chosen = names or tuple(n for n, p in progs.items() if p.attach is not None)
+        for name in chosen:
+            if name in self._links:
+                continue
+            spec = progs.get(name)
+            if spec is None:
+                self._lookup(self.progs, name, "program")
+                continue
+            kind = spec.attach
+            fd = self._prog_fds[spec.index]
+            if kind is None:
+                raise InputError(
+                    f"program {name!r}: the skeleton does not support auto-attach for it "
+                    "(attach it yourself with its fd)", path=self.skeleton.path,
+                )
+            if kind.startswith("raw_tp:"):
+                link = self._backend.raw_tracepoint_open(fd, kind.split(":", 1)[1])
+            elif kind in _BTF_ATTACH:
+                link = self._backend.raw_tracepoint_open(fd, None)
+            elif kind == "iter":
+                link = self._backend.link_create(fd, 0, S.BPF_TRACE_ITER)
+            else:
+                raise InputError(f"program {name!r}: unknown attach kind {kind!r}")
+            self._links[name] = link
+        return self.links
+
+    def detach(self) -> None:
+        for name in list(self._links):
+            self._backend.close(self._links.pop(name))
+
+    # ---------------------------------------------------------------- pin
+    def pin(self, directory: str | os.PathLike[str]) -> list[str]:
+        """Pin every map, program and link under ``directory`` (on a bpffs mount)."""
+        self._check_open()
+        base = Path(directory)
+        base.mkdir(parents=True, exist_ok=True)
+        pinned = []
+        objects = [("map", self.maps), ("prog", self.progs), ("link", self._links)]
+        for kind, table in objects:
+            for name, fd in table.items():
+                path = str(base / f"{kind}_{name}")
+                try:
+                    self._backend.obj_pin(fd, path)
+                except KernelError as exc:
+                    hint = ""
+                    if exc.errno == errno.EPERM:
+                        hint = f"{base} must be on a bpf filesystem (mount -t bpf bpf {base})"
+                    elif exc.errno == errno.EEXIST:
+                        hint = f"{path} exists already; remove it or pin elsewhere"
+                    raise KernelError(exc.errno, "BPF_OBJ_PIN", message=hint or path) from None
+                pinned.append(path)
+        return pinned
+
+    # ----------------------------------------------------------- describe
+    def describe(self) -> dict[str, Any]:
+        """What was created: maps and programs with kernel ids and types, and links."""
+        self._check_open()
+        maps = []
+        for spec, fd in zip(self.skeleton.maps, self._map_fds, strict=True):
+            info = self._backend.map_info(fd)
+            maps.append({
+                "name": spec.name, "fd": fd, "id": info.id, "type": info.type,
+                "kernel_name": info.name, "key_size": info.key_size,
+                "value_size": info.value_size, "max_entries": info.max_entries,
+            })
+        progs = []
+        for pspec, fd in zip(self.skeleton.progs, self._prog_fds, strict=True):
+            pinfo = self._backend.prog_info(fd)
+            progs.append({
+                "name": pspec.name, "fd": fd, "id": pinfo.id, "type": pinfo.type,
+                "kernel_name": pinfo.name, "tag": pinfo.tag.hex(), "attach": pspec.attach,
+            })
+        return {
+            "skeleton": self.skeleton.name, "scheme": self.scheme, "signed": self.signed,
+            "maps": maps, "progs": progs,
+            "links": [{"prog": n, "fd": fd} for n, fd in self._links.items()],
+        }
+
+    # -------------------------------------------------------------- close
+    def _check_open(self) -> None:
+        if self.closed:
+            raise InputError(f"skeleton {self.skeleton.name} is closed")
+
+    def close(self) -> None:
+        """Release every link, program and map fd and unmap the globals (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        for _name, mm in self._mem:
+            # a view still held keeps the mapping (and its map) until it is dropped
+            with contextlib.suppress(BufferError):
+                mm.close()
+        self._mem = []
+        fds = [*self._links.values(), *self._prog_fds, *self._map_fds]
+        self._links.clear()
+        for fd in fds:
+            if fd > 0:
+                os.close(fd)
+
+    def __enter__(self) -> LoadedSkeleton:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._map_fds)} maps, {len(self._prog_fds)} progs"
+        return f"<LoadedSkeleton {self.skeleton.name} {self.scheme} ({state})>"
+
+
+class Loader:
+    """Everything about loading one skeleton that does not change between loads."""
+
+    def __init__(
+        self, skel: _skel.Skeleton, *, keyring_id: int = KEY_SPEC_SESSION_KEYRING,
+        unsigned: bool = False, backend: Backend | None = None, log_level: int = 0,
+        check_kernel: bool | None = None,
+    ) -> None:
+        self.skeleton = skel
+        self.backend: Backend = backend if backend is not None else default_backend()
+        audit = _scheme.audit(skel)
+        self.audit = audit
+        self.scheme = "inloader" if audit.hash_check is not None else "loadtime"
+        self.signed = skel.signature is not None and not unsigned
+        if skel.endian != sys.byteorder:
+            raise UnsupportedFeature(
+                f"{skel.endian}-endian loader ({skel.name})",
+                f"its instructions are for a {skel.endian}-endian kernel and this one is "
+                f"{sys.byteorder}-endian; regenerate the skeleton for this target",
+            )
+        if check_kernel is None:
+            from .backend.syscall import SyscallBackend
+
+            check_kernel = isinstance(self.backend, SyscallBackend)
+        if check_kernel:
+            self._check_kernel()
+        self.request = LoaderRequest(
+            insns=skel.insns, data=skel.data, excl_prog_hash=skel.excl_hash,
+            signature=skel.signature if self.signed else None,
+            keyring_id=keyring_id if self.signed else 0,
+            fd_array_cnt=1 if self.signed and self.scheme == "loadtime" else 0,
+            hash_request=self.scheme == "inloader", log_level=log_level,
+        )
+        # Section images stay in buffers owned by this Loader; their addresses go into
+        # the ctx template once (the loader copy_from_user()s value_size bytes from them).
+        ctx = bytearray(skel.ctx_size)
+        struct.pack_into("<I", ctx, 0, skel.ctx_size)
+        self._images_buf: dict[str, ctypes.Array[ctypes.c_char]] = {}
+        sections = []
+        for m in skel.maps:
+            if m.section is None:
+                continue
+            image = m.initial_value or b""
+            buf = ctypes.create_string_buffer(image, max(len(image), 1))
+            self._images_buf[m.name] = buf
+            struct.pack_into("<Q", ctx, m.ctx_offset + 8, ctypes.addressof(buf))
+            size = m.mmap_size or _page_round(len(image))
+            sections.append((m.name, m.index, m.ctx_offset, len(image), size, m.readonly))
+        self._sections = sections
+        self._ctx = bytes(ctx)
+        nmaps = len(skel.maps)
+        self._fds = struct.Struct("<" + "i12x" * nmaps + "i" * len(skel.progs))
+        self._nmaps = nmaps
+
+    def _check_kernel(self) -> None:
+        """Refuse, before any syscall, what this kernel is known to refuse (kernel.md §14)."""
+        from .backend import probes
+
+        if self.audit.exclusivity_check and probes.inloader_loaders().supported is False:
+            raise UnsupportedFeature(
+                f"6.18-style signed loader ({self.skeleton.name})",
+                "its in-loader exclusivity check reads u32 struct bpf_map.excl at offset 32, "
+                "which this kernel's BTF does not have, so the verifier refuses it with EACCES "
+                "signed or not; convert it: `bpfsign sign --scheme loadtime`",
+            )
+        if (self.signed and self.scheme == "inloader"
+                and probes.loadtime_verification().supported is True):
+            raise UnsupportedFeature(
+                f"6.18-scheme signature ({self.skeleton.name})",
+                "this kernel verifies insns ‖ metadata at load time and refuses insns-only "
+                "signatures of loaders that use their map (EACCES 'signed program must bind maps "
+                "via a continuous fd_array'); re-sign with `bpfsign sign --scheme loadtime`",
+            )
+
+    def load(
+        self, *, max_entries: Mapping[str, int] | None = None,
+        initial_values: Mapping[str, bytes] | None = None,
+    ) -> LoadedSkeleton:
+        """``<name>__open_and_load()``: returns the loaded skeleton or raises.
+
+        Like ``skel_prep_map_data``/``skel_finalize_map_data`` but one mmap lighter per
+        section: the images come from buffers prepared once, and each global-data map
+        is mmapped (MAP_SHARED; read-only sections PROT_READ) after the load, through
+        Python's mmap so that a view can never outlive its mapping.
+        """
+        ctx = bytearray(self._ctx)
+        keep: list[ctypes.Array[ctypes.c_char]] = []
+        if max_entries:
+            self._set_max_entries(ctx, max_entries)
+        if initial_values:
+            keep = self._override_images(ctx, initial_values)
+        self.backend.load_and_run(self.request, ctx)
+        del keep
+        fds = self._fds.unpack_from(ctx, 24)
+        mem: list[tuple[str, mmap.mmap]] = []
+        loaded = LoadedSkeleton(
+            self.skeleton, self.backend, self.scheme, self.signed,
+            list(fds[: self._nmaps]), list(fds[self._nmaps :]), mem,
+        )
+        try:
+            for name, index, _off, _len, size, ro in self._sections:
+                access = mmap.ACCESS_READ if ro else mmap.ACCESS_WRITE
+                mem.append((name, mmap.mmap(fds[index], size, access=access)))
+        except BaseException:
+            loaded.close()
+            raise
+        return loaded
+
+    def _set_max_entries(self, ctx: bytearray, values: Mapping[str, int]) -> None:
+        by_name = {m.name: m for m in self.skeleton.maps}
+        for name, n in values.items():
+            spec = by_name.get(name)
+            if spec is None:
+                raise InputError(
+                    f"no map {name!r} in skeleton {self.skeleton.name} "
+                    f"(it has: {', '.join(by_name)})", path=self.skeleton.path,
+                )
+            struct.pack_into("<I", ctx, spec.ctx_offset + 4, n)
+
+    def _override_images(
+        self, ctx: bytearray, values: Mapping[str, bytes]
+    ) -> list[ctypes.Array[ctypes.c_char]]:
+        """Point the ctx at caller-supplied section images (zero-padded to the value size)."""
+        wanted = {k.lstrip("."): v for k, v in values.items()}
+        keep = []
+        for name, _index, off, length, _size, _ro in self._sections:
+            new = wanted.pop(name, None)
+            if new is None:
+                continue
+            if len(new) > length:
+                raise InputError(
+                    f"initial value for {name} is {len(new)} bytes; the section is {length}",
+                    path=self.skeleton.path,
+                )
+            buf = ctypes.create_string_buffer(bytes(new).ljust(length, b"\0"), max(length, 1))
+            keep.append(buf)
+            struct.pack_into("<Q", ctx, off + 8, ctypes.addressof(buf))
+        if wanted:
+            have = ", ".join(n for n, *_ in self._sections) or "none"
+            raise InputError(
+                f"no global-data section {', '.join(sorted(wanted))} in skeleton "
+                f"{self.skeleton.name} (it has: {have})", path=self.skeleton.path,
+            )
+        return keep
+
+
+def _page_round(n: int) -> int:
+    page = os.sysconf("SC_PAGE_SIZE")
+    return max(page, (n + page - 1) // page * page)
+
+
+def load(
+    skel: _skel.Skeleton | str | os.PathLike[str], *,
+    keyring_id: int = KEY_SPEC_SESSION_KEYRING, unsigned: bool = False,
+    max_entries: Mapping[str, int] | None = None, initial_values: Mapping[str, bytes] | None = None,
+    backend: Backend | None = None, log_level: int = 0,
+) -> LoadedSkeleton:
+    """Load a light skeleton (a parsed one or a ``*.lskel.h`` path) and return it loaded.
+
+    A signed skeleton is loaded signed (``keyring_id`` names the keyring: 0/1/2, -3 or a
+    keyring serial) unless ``unsigned``; unsigned skeletons load unsigned.
+    """
+    if not isinstance(skel, _skel.Skeleton):
+        skel = _skel.load(skel)
+    loader = Loader(skel, keyring_id=keyring_id, unsigned=unsigned, backend=backend,
+                    log_level=log_level)
+    return loader.load(max_entries=max_entries, initial_values=initial_values)
+
+
+#: ``bpfsign.load_skeleton``: the package-level name for :func:`load`.
+load_skeleton = load
+
+
+# ------------------------------------------------------------------ demo step
+#: Where ``bpfsign demo`` finds a skeleton: ``ctx.extra["skeleton"]`` (a path an
+#: earlier step signed) or this file bundled with the package.
+DEMO_SKELETON = "example.lskel.h"
+
+
+def demo_step(ctx: Any) -> str:
+    """``bpfsign demo``'s "load" step: load the example skeleton if this kernel can.
+
+    Raises ``bpfsign.demo.Skip`` with a plain reason when it cannot (not root, no
+    bpf(), no skeleton, or no signature verification: then it loads unsigned and
+    says so).
+    """
+    from importlib import resources
+
+    from . import keyring as _keyring
+    from .backend import probes
+    from .demo import Skip
+
+    path = ctx.extra.get("skeleton")
+    if path is None:
+        bundled = resources.files("bpfsign.data") / DEMO_SKELETON
+        if not bundled.is_file():
+            raise Skip(f"no example light skeleton to load (bpfsign/data/{DEMO_SKELETON})")
+        path = str(bundled)
+    usable = probes.bpf_usable()
+    if not usable.supported:
+        raise Skip(f"cannot load here: {usable.detail}")
+    skel = _skel.load(path)
+    unsigned = skel.signature is None
+    why = ""
+    keyring_id = KEY_SPEC_SESSION_KEYRING
+    ring = None
+    if not unsigned and probes.signed_prog_load().supported is not True:
+        unsigned, why = True, f"; not signed: {probes.signed_prog_load().detail}"
+    try:
+        if not unsigned and ctx.cert_path is not None:
+            # a private keyring for the demo certificate, removed afterwards
+            ring = _keyring.resolve_keyring("bpfsign-demo", create=True)
+            _keyring.add_certificate(Path(ctx.cert_path).read_bytes(), keyring=ring)
+            keyring_id = ring
+        try:
+            ls = load(skel, keyring_id=keyring_id, unsigned=unsigned)
+        except UnsupportedFeature as exc:
+            raise Skip(f"this kernel cannot load {skel.name}: {exc.why}") from None
+        with ls:
+            info = ls.describe()
+    finally:
+        if ring is not None:
+            _keyring.remove_key(ring, keyring="session")
+    progs = ", ".join(f"{p['name']} (id {p['id']})" for p in info["progs"])
+    mode = "signature verified by the kernel" if ls.signed else "unsigned"
+    return (
+        f"loaded {skel.name} ({mode}, {ls.scheme} scheme): {len(info['maps'])} maps, "
+        f"programs {progs}; released{why}"
+    )

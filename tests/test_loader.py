@@ -1,0 +1,458 @@
+"""Loading the fixture light skeletons into the running kernel, as skel_internal.h does."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bpfsign import loader, scheme, skeleton
+from bpfsign._cli import main
+from bpfsign.backend import Backend, LoaderRequest, default_backend, probes, run_loader
+from bpfsign.backend import _sys as S
+from bpfsign.errors import InputError, KernelError, UnsupportedFeature
+
+pytestmark = pytest.mark.kernel
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SKEL = FIXTURES / "skel"
+REFERENCE = json.loads((FIXTURES / "reference.json").read_text())
+UNSIGNED = sorted(
+    name for name, ref in REFERENCE.items() if not ref["signed"] and ref["endian"] == "little"
+)
+SIGNED = sorted(name for name, ref in REFERENCE.items() if ref["signed"] and ref["endian"] == "little")
+NR_GETPID = 39
+ETH_P_ALL = 0x0003
+SO_ATTACH_BPF = 50
+
+
+def _skel(name: str) -> skeleton.Skeleton:
+    return skeleton.load(SKEL / name)
+
+
+def _u64(be: Backend, fd: int, key: int) -> int:
+    return int.from_bytes(be.map_lookup(fd, struct.pack("<I", key), 8), "little")
+
+
+def _open_fds() -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+def _bpf_fds() -> set[int]:
+    """Open fds that are BPF objects (listdir's own transient fd is not one)."""
+    out = set()
+    for n in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{n}").startswith("anon_inode:bpf"):
+                out.add(int(n))
+        except OSError:
+            pass
+    return out
+
+
+def test_fixture_lists_are_not_empty() -> None:
+    assert len(UNSIGNED) >= 6 and len(SIGNED) >= 3
+
+
+@pytest.mark.parametrize("name", UNSIGNED)
+def test_every_unsigned_fixture_loads_with_its_programs_and_maps(name: str) -> None:
+    ref = REFERENCE[name]
+    with loader.load(_skel(name)) as ls:
+        info = ls.describe()
+        assert (info["scheme"], info["signed"]) == ("loadtime", False)
+        progs = {p["name"]: (p["kernel_name"], p["type"]) for p in info["progs"]}
+        assert progs == {p["name"]: (p["kernel_name"][:15], p["type"]) for p in ref["progs"]}
+        maps = {m["name"]: (m["kernel_name"], m["type"]) for m in info["maps"]}
+        assert maps == {m["name"]: (m["kernel_name"][:15], m["type"]) for m in ref["maps"]}
+        assert all(p["id"] > 0 for p in info["progs"])
+
+
+@pytest.mark.parametrize("name", UNSIGNED)
+def test_global_data_round_trips(name: str) -> None:
+    skel = _skel(name)
+    be = default_backend()
+    with loader.load(skel) as ls:
+        for spec in skel.maps:
+            if spec.section is None:
+                continue
+            view = ls.globals(spec.section)
+            image = spec.initial_value or b""
+            assert bytes(view[: len(image)]) == image  # the live value starts as the image
+            fd = ls.map_fd(spec.name)
+            if spec.readonly:
+                assert view.readonly
+                assert be.map_lookup(fd, bytes(4), len(image)) == image
+                continue
+            new = bytes((i * 37 + 11) & 0xFF for i in range(len(image)))
+            view[: len(image)] = new  # Python → kernel
+            assert be.map_lookup(fd, bytes(4), len(image)) == new
+            back = bytes(reversed(new))
+            be.map_update(fd, bytes(4), back)  # kernel → Python
+            assert bytes(view[: len(image)]) == back
+
+
+def test_sockfilter_counts_a_udp_frame_through_test_run() -> None:
+    """A test run strips the Ethernet header that a packet socket keeps, so the program's
+    read at ETH_HLEN + 9 lands 14 bytes further: put 17 (UDP) at both places."""
+    with loader.load(_skel("sockfilter.lskel.h")) as ls:
+        packet = bytearray(40)
+        packet[0], packet[9], packet[23] = 0x45, 17, 17
+        frame = bytes(12) + b"\x08\x00" + bytes(packet)
+        data = ctypes.create_string_buffer(frame, len(frame))
+        attr = S.TestRunAttr(prog_fd=ls.prog_fd("count_proto"), data_size_in=len(frame),
+                             data_in=ctypes.addressof(data), repeat=1)
+        S.bpf(S.PROG_TEST_RUN, attr, S.SIZE_TEST_RUN)
+        assert attr.retval == 0xFFFF  # snap_len from .rodata
+        assert _u64(default_backend(), ls.map_fd("proto_counts"), 17) == 1
+
+
+def test_sockfilter_attached_to_a_socket_counts_real_packets() -> None:
+    """SO_ATTACH_BPF on a packet socket on lo; send UDP; the filter counts protocol 17."""
+    be = default_backend()
+    with loader.load(_skel("sockfilter.lskel.h")) as ls:
+        counts = ls.map_fd("proto_counts")
+        before = _u64(be, counts, 17)
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as raw, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            raw.bind(("lo", 0))
+            raw.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, ls.prog_fd("count_proto"))
+            raw.settimeout(2)
+            udp.sendto(b"bpfsign", ("127.0.0.1", 9))
+            frame = raw.recv(2048)
+        assert frame[12:14] == b"\x08\x00" and frame[23] == 17
+        assert _u64(be, counts, 17) > before
+
+
+def test_sockfilter_on_a_socketpair_drops_non_ip() -> None:
+    """On an AF_UNIX socketpair skb->protocol is not IPv4, so the filter returns 0: drop."""
+    with loader.load(_skel("sockfilter.lskel.h")) as ls:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        with a, b:
+            b.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, ls.prog_fd("count_proto"))
+            a.send(b"ping")
+            b.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                b.recv(16)
+
+
+def test_counter_raw_tracepoint_counts_getpid_of_this_process() -> None:
+    be = default_backend()
+    with loader.load(_skel("counter.lskel.h")) as ls:
+        bss = ls.globals("bss")
+        struct.pack_into("<I", bss, 8, os.getpid())  # target_tgid, set through the live mmap
+        links = ls.attach()
+        assert set(links) == {"count_sys_enter"}  # count_getpid: no auto-attach in lskels
+        for _ in range(25):
+            os.getpid()
+        ls.detach()
+        enter_events, _getpid_calls, tgid = struct.unpack_from("<III", bss, 0)
+        assert tgid == os.getpid()
+        assert enter_events >= 25
+        assert _u64(be, ls.map_fd("counts"), NR_GETPID) >= 25
+
+
+def test_attach_refuses_a_program_without_auto_attach() -> None:
+    with loader.load(_skel("counter.lskel.h")) as ls, \
+            pytest.raises(InputError, match="does not support auto-attach"):
+        ls.attach("count_getpid")
+
+
+def test_unsigned_mode_loader_applies_ctx_overrides() -> None:
+    """lskel.md §6 item 5: a -L loader takes max_entries and the section image from the ctx."""
+    with loader.load(_skel("counter.lskel.h"), max_entries={"counts": 777},
+                     initial_values={"data": struct.pack("<I", 42)}) as ls:
+        assert default_backend().map_info(ls.map_fd("counts")).max_entries == 777
+        assert struct.unpack_from("<I", ls.globals(".data"))[0] == 42
+
+
+def test_signed_mode_loader_ignores_ctx_overrides() -> None:
+    if not probes.inloader_loaders().supported:
+        pytest.skip("this kernel's struct bpf_map has no excl: -S loaders need converting")
+    with loader.load(_skel("counter.signed.lskel.h"), unsigned=True, max_entries={"counts": 777},
+                     initial_values={"data": struct.pack("<I", 42)}) as ls:
+        assert ls.scheme == "inloader"
+        assert default_backend().map_info(ls.map_fd("counts")).max_entries == 1024
+        assert struct.unpack_from("<I", ls.globals("data"))[0] == 1
+
+
+def test_bad_override_makes_the_loader_fail_and_leaks_nothing() -> None:
+    """A ringbuf of 1000 bytes is refused inside the loader: retval -EINVAL."""
+    before = _bpf_fds()
+    with pytest.raises(KernelError) as info:
+        loader.load(_skel("multi.lskel.h"), max_entries={"events": 1000})
+    assert info.value.errno == errno.EINVAL
+    assert "error returned by loader prog" in str(info.value)
+    assert _bpf_fds() == before
+
+
+@pytest.mark.parametrize("name", SIGNED)
+def test_signed_load_here_is_unsupported_feature(name: str) -> None:
+    if probes.signed_prog_load().supported:
+        pytest.skip("this kernel verifies signatures: the signed path runs in the VM tests")
+    before = _bpf_fds()
+    with pytest.raises(UnsupportedFeature) as info:
+        loader.load(_skel(name))
+    assert info.value.errno == errno.EOPNOTSUPP
+    assert "lacks signature verification" in str(info.value)
+    assert _bpf_fds() == before
+
+
+@pytest.mark.parametrize("name", SIGNED)
+def test_converted_signed_loader_loads_unsigned(name: str) -> None:
+    converted, removed = scheme.convert_to_loadtime(_skel(name))
+    assert removed.count in (28, 33)
+    with loader.load(converted) as ls:
+        assert (ls.scheme, ls.signed) == ("loadtime", False)
+        info = ls.describe()
+        ref = REFERENCE[name]
+        assert {p["name"]: p["type"] for p in info["progs"]} == {p["name"]: p["type"] for p in ref["progs"]}
+
+
+def test_inloader_loader_on_a_kernel_without_excl_is_refused_before_any_syscall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(probes, "inloader_loaders", lambda: probes.Probe("inloader_loaders", False, "x"))
+    with pytest.raises(UnsupportedFeature, match="bpfsign sign --scheme loadtime"):
+        loader.Loader(_skel("counter.signed.lskel.h"), unsigned=True)
+
+
+def test_big_endian_loader_is_refused() -> None:
+    with pytest.raises(UnsupportedFeature, match="big-endian"):
+        loader.load(_skel("sockfilter.bpfeb.lskel.h"))
+
+
+def test_loader_request_fields_follow_the_scheme() -> None:
+    plain = loader.Loader(_skel("counter.lskel.h")).request
+    assert (plain.fd_array_cnt, plain.hash_request, plain.signature, plain.excl_prog_hash) == (
+        0, False, None, None
+    )
+    skel = _skel("counter.signed.lskel.h")
+    dropped = loader.Loader(skel, unsigned=True, check_kernel=False).request
+    assert (dropped.fd_array_cnt, dropped.hash_request, dropped.excl_prog_hash) == (
+        0, True, skel.excl_hash
+    )
+    converted, _ = scheme.convert_to_loadtime(skel)
+    signed = skeleton.Skeleton(**{**converted.__dict__, "signature": b"\x30" * 16})
+    req = loader.Loader(signed, keyring_id=1234, check_kernel=False).request
+    assert (req.fd_array_cnt, req.hash_request, req.keyring_id) == (1, False, 1234)
+
+
+class _PrimitivesOnly:
+    """A backend without the fast path: the generic run_loader does the sequence."""
+
+    def __init__(self) -> None:
+        self._be = default_backend()
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        attr = getattr(self._be, name)
+        if callable(attr):
+            def wrapped(*a: object, **k: object) -> object:
+                self.calls.append(name)
+                return attr(*a, **k)
+            return wrapped
+        return attr
+
+    def load_and_run(self, request: LoaderRequest, ctx: bytearray) -> None:
+        run_loader(self, request, ctx)  # type: ignore[arg-type]
+
+
+def test_generic_sequence_over_backend_primitives() -> None:
+    be = _PrimitivesOnly()
+    skel = _skel("counter.signed.lskel.h")
+    if not probes.inloader_loaders().supported:
+        skel = scheme.convert_to_loadtime(skel)[0]
+    with loader.load(skel, unsigned=True, backend=be) as ls:  # type: ignore[arg-type]
+        assert len(ls.progs) == 2
+    expected = ["map_create", "map_update", "map_freeze"]
+    if ls.scheme == "inloader":
+        expected.append("map_info")
+    assert be.calls[: len(expected) + 2] == [*expected, "prog_load", "test_run"]
+
+
+def test_close_releases_every_fd() -> None:
+    before = _bpf_fds()
+    ls = loader.load(_skel("counter.lskel.h"))
+    ls.attach()
+    fds = set(ls.maps.values()) | set(ls.progs.values()) | set(ls.links.values())
+    assert len(fds) == 6 and fds <= _bpf_fds()
+    ls.close()
+    assert _bpf_fds() == before
+    with pytest.raises(InputError, match="closed"):
+        ls.map_fd("counts")
+    ls.close()  # idempotent
+
+
+def test_a_view_held_past_close_stays_valid_until_released() -> None:
+    """No dangling memory: the mapping (and its map) lives as long as a view of it."""
+    before = _bpf_fds()
+    ls = loader.load(_skel("counter.lskel.h"))
+    data = ls.globals("data")
+    word = data[0:4]  # a slice shares the export
+    ls.close()
+    assert bytes(word) == struct.pack("<I", 1)  # sample_every, still readable
+    word.release()
+    data.release()
+    assert _bpf_fds() == before
+
+
+def test_unknown_names_are_input_errors() -> None:
+    with loader.load(_skel("sockfilter.lskel.h")) as ls:
+        with pytest.raises(InputError, match=r"no map 'nope'.*proto_counts"):
+            ls.map_fd("nope")
+        with pytest.raises(InputError, match=r"no global-data section 'bss'.*rodata"):
+            ls.globals("bss")
+    with pytest.raises(InputError, match="no global-data section"):
+        loader.load(_skel("sockfilter.lskel.h"), initial_values={"bss": b"x"})
+
+
+@pytest.fixture
+def bpffs(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "bpffs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "bpf", "bpf", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_pin_into_bpffs(bpffs: Path) -> None:
+    with loader.load(_skel("counter.lskel.h")) as ls:
+        ls.attach()
+        pinned = ls.pin(bpffs / "counter")
+    names = sorted(Path(p).name for p in pinned)
+    assert names == ["link_count_sys_enter", "map_bss", "map_counts", "map_data",
+                     "prog_count_getpid", "prog_count_sys_enter"]
+    assert all(Path(p).exists() for p in pinned)  # they outlive the fds
+
+
+def test_pin_outside_bpffs_explains(tmp_path: Path) -> None:
+    with loader.load(_skel("sockfilter.lskel.h")) as ls, pytest.raises(KernelError) as info:
+        ls.pin(tmp_path / "notbpffs")
+    assert info.value.errno == errno.EPERM
+    assert "bpf filesystem" in str(info.value)
+
+
+def test_cli_load_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", str(SKEL / "sockfilter.lskel.h"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in out["progs"]] == ["count_proto"]
+    assert {m["name"]: m["type"] for m in out["maps"]} == {"proto_counts": 2, "rodata": 2}
+
+
+def test_cli_load_text_and_signed_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", str(SKEL / "counter.lskel.h"), "--attach"]) == 0
+    out = capsys.readouterr().out
+    assert "prog count_sys_enter" in out and "raw_tracepoint" in out and "link count_sys_enter" in out
+    if not probes.signed_prog_load().supported:
+        assert main(["load", str(SKEL / "counter.signed.lskel.h")]) == 1
+        assert "lacks signature verification" in capsys.readouterr().err
+
+
+def test_demo_load_step_loads_the_skeleton(tmp_path: Path) -> None:
+    from bpfsign import demo
+
+    ctx = demo.DemoContext(workdir=tmp_path, extra={"skeleton": str(SKEL / "counter.lskel.h")})
+    text = loader.demo_step(ctx)
+    assert text.startswith("loaded counter (unsigned, loadtime scheme): 3 maps, programs count_sys_enter")
+
+
+def test_demo_load_step_says_plainly_why_not_signed(tmp_path: Path) -> None:
+    from bpfsign import demo
+
+    if probes.signed_prog_load().supported or not probes.inloader_loaders().supported:
+        pytest.skip("this kernel can verify signatures (or cannot run -S loaders)")
+    ctx = demo.DemoContext(workdir=tmp_path, extra={"skeleton": str(SKEL / "sockfilter.signed.lskel.h")})
+    text = loader.demo_step(ctx)
+    assert "(unsigned, inloader scheme)" in text
+    assert text.endswith("not signed: kernel lacks CONFIG_SYSTEM_DATA_VERIFICATION: every signed "
+                         "BPF_PROG_LOAD fails with EOPNOTSUPP")
+
+
+def test_multi_tp_btf_programs_attach_and_count_forks_of_this_process() -> None:
+    """tp_btf → RAW_TRACEPOINT_OPEN(NULL); .rodata set before load (unsigned-mode override)."""
+    rodata = next(m for m in _skel("multi.lskel.h").maps if m.name == "rodata")
+    image = bytearray(rodata.initial_value or b"")
+    struct.pack_into("<I", image, 0, os.getpid())  # cfg.target_tgid
+    with loader.load(_skel("multi.lskel.h"), initial_values={"rodata": bytes(image)}) as ls:
+        rodata = ls.globals("rodata")
+        assert rodata.readonly and struct.unpack_from("<I", rodata)[0] == os.getpid()
+        assert set(ls.attach()) == {"on_fork", "on_switch"}
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+        ls.detach()
+        forks, _switches = struct.unpack_from("<QI", ls.globals("bss"))
+        assert forks == 3
+
+
+def test_cli_load_pin(bpffs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = bpffs / "sf"
+    assert main(["load", str(SKEL / "sockfilter.lskel.h"), "--pin", str(target)]) == 0
+    assert f"pinned 3 objects under {target}" in capsys.readouterr().out
+    assert sorted(p.name for p in target.iterdir()) == [
+        "map_proto_counts", "map_rodata", "prog_count_proto"
+    ]
+
+
+ITER_SOURCE = r"""
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+struct seq_file;
+struct bpf_iter_meta { struct seq_file *seq; __u64 session_id; __u64 seq_num; }
+	__attribute__((preserve_access_index));
+struct bpf_map { __u32 id; } __attribute__((preserve_access_index));
+struct bpf_iter__bpf_map { struct bpf_iter_meta *meta; struct bpf_map *map; }
+	__attribute__((preserve_access_index));
+
+SEC("iter/bpf_map")
+int dump_map_ids(struct bpf_iter__bpf_map *ctx)
+{
+	struct bpf_map *map = ctx->map;
+
+	if (map)
+		BPF_SEQ_PRINTF(ctx->meta->seq, "%u\n", map->id);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+"""
+
+
+def test_iter_program_attaches_with_link_create(tmp_path: Path) -> None:
+    """Built here with clang and bpftool -L: iter → LINK_CREATE(BPF_TRACE_ITER), then read it."""
+    src, obj = tmp_path / "mapids.bpf.c", tmp_path / "mapids.bpf.o"
+    src.write_text(ITER_SOURCE)
+    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
+                    "-c", str(src), "-o", str(obj)], check=True)
+    bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
+    header = subprocess.run([bpftool, "gen", "skeleton", "-L", str(obj), "name", "mapids"],
+                            check=True, capture_output=True, text=True).stdout
+    skel = skeleton.parse(header, path="mapids.lskel.h")
+    assert [p.attach for p in skel.progs] == ["iter"]
+    be = default_backend()
+    with loader.load(skel) as ls:
+        link = ls.attach()["dump_map_ids"]
+        fd = be.iter_create(link)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        ids = {int(line) for line in b"".join(chunks).split()}
+        assert be.map_info(ls.map_fd("rodata")).id in ids  # our own format-string map
