@@ -16,6 +16,14 @@ __version__ = "0.1.0"
 # name -> module that defines it; filled in as layers land.
 _LAZY: dict[str, str] = {
     "Signer": "bpfsign.signer",
+    **dict.fromkeys(("build_signed_data", "parse_signed_data", "digest_info"), "bpfsign.cms"),
+    **dict.fromkeys(("Certificate", "load_certificates"), "bpfsign.x509"),
+    "TrustStore": "bpfsign.trust",
+    **dict.fromkeys(("Loader", "LoadedSkeleton", "load_skeleton"), "bpfsign.loader"),
+    **dict.fromkeys(("verify_many", "VerifiedSignature"), "bpfsign.verify"),
+    "FileSigner": "bpfsign.keys",
+    **dict.fromkeys(("Skeleton", "MapSpec", "ProgSpec"), "bpfsign.skeleton"),
+    **dict.fromkeys(("Audit", "audit", "convert_to_loadtime", "sign_skeleton", "verify_skeleton"), "bpfsign.scheme"),
 }
 
 __all__ = [
