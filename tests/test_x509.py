@@ -1,0 +1,152 @@
+"""X.509 parsing with our codec, checked against pyca's x509 module as the oracle."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509 as pyca_x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from _pki import pki
+from bpfsign import der
+from bpfsign.errors import InputError
+from bpfsign.x509 import Certificate, CertificateError, load_certificates, looks_like_der
+
+
+@pytest.mark.parametrize("kind", ["rsa2048", "rsa3072", "p256", "p384"])
+def test_fields_match_pyca(kind: str) -> None:
+    p = pki(kind)
+    cert = Certificate.from_der(p.cert_der)
+    ref = pyca_x509.load_der_x509_certificate(p.cert_der)
+    assert cert.serial_number == ref.serial_number
+    assert cert.subject == ref.subject.public_bytes()
+    assert cert.issuer == ref.issuer.public_bytes()
+    assert cert.subject_str == f"CN=bpf-signing-test ({kind})"
+    skid = ref.extensions.get_extension_for_class(pyca_x509.SubjectKeyIdentifier).value.digest
+    assert cert.skid == skid
+    try:
+        akid = ref.extensions.get_extension_for_class(pyca_x509.AuthorityKeyIdentifier).value
+        assert cert.akid == akid.key_identifier
+    except pyca_x509.ExtensionNotFound:  # OpenSSL 3 omits keyid AKIDs on self-signed certs
+        assert cert.akid is None
+    assert cert.self_signed
+    assert cert.tbs == ref.tbs_certificate_bytes
+    assert cert.signature_value == ref.signature
+    assert cert.not_before == int(ref.not_valid_before_utc.timestamp())
+    assert cert.not_after == int(ref.not_valid_after_utc.timestamp())
+    key = cert.public_key()
+    if kind.startswith("rsa"):
+        assert isinstance(key, rsa.RSAPublicKey)
+        assert key.public_numbers() == ref.public_key().public_numbers()  # type: ignore[union-attr]
+        assert cert.key_description == f"RSA-{kind[3:]}"
+    else:
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        assert key.public_numbers() == ref.public_key().public_numbers()  # type: ignore[union-attr]
+        assert cert.key_description == {"p256": "EC P-256", "p384": "EC P-384"}[kind]
+
+
+def test_kernel_key_ids() -> None:
+    cert = Certificate.from_der(pki("rsa2048").cert_der)
+    issuer_content = der.read(cert.issuer).content
+    assert cert.issuer_serial_id == cert.serial + issuer_content
+    assert cert.key_ids == (cert.issuer_serial_id, cert.skid)
+
+
+def test_cert_without_skid_and_rsa_pss_key() -> None:
+    noskid = Certificate.from_der(pki("noskid").cert_der)
+    assert noskid.skid is None and noskid.akid is None
+    assert noskid.key_ids == (noskid.issuer_serial_id,)
+    pss = Certificate.from_der(pki("rsa-pss").cert_der)
+    assert pss.key_type == "rsa-pss" and pss.key_description == "RSA-PSS-2048"
+    with pytest.raises(CertificateError, match="RSA-PSS-2048 key"):
+        pss.public_key()
+
+
+def test_load_pem_der_bundle_and_directory(tmp_path: Path) -> None:
+    a, b = pki("rsa2048"), pki("p256")
+    (tmp_path / "a.der").write_bytes(a.cert_der)
+    (tmp_path / "b.pem").write_bytes(b.cert.read_bytes())
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_bytes(a.cert.read_bytes() + b"\n" + b.cert.read_bytes())
+    assert looks_like_der(a.cert_der)
+    assert [c.der for c in load_certificates(tmp_path / "a.der")] == [a.cert_der]
+    assert [c.der for c in load_certificates(bundle)] == [a.cert_der, b.cert_der]
+    got = load_certificates(tmp_path)
+    assert [c.der for c in got] == [a.cert_der, b.cert_der, a.cert_der, b.cert_der]
+
+
+def test_bad_files_name_the_file(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_bytes(b"hello")
+    with pytest.raises(InputError) as info:
+        load_certificates(junk)
+    assert (
+        str(info.value)
+        == f"{junk}: no certificate found (expected DER, or PEM with BEGIN CERTIFICATE)"
+    )
+    trunc = tmp_path / "trunc.der"
+    trunc.write_bytes(pki("rsa2048").cert_der[:-10])
+    with pytest.raises(InputError) as info:
+        load_certificates(trunc)
+    assert str(info.value).startswith(f"{trunc}: not a valid X.509 certificate: length ")
+    with pytest.raises(InputError, match="cannot read certificate"):
+        load_certificates(tmp_path / "missing.pem")
+
+
+def test_one_rsa_verify_does_not_import_pyca() -> None:
+    """Start-up budget (issue 2): a one-off RSA verify uses pow(); pyca (and above all its
+    x509 and serialization modules) stays unloaded."""
+    from _pki import PemSigner
+    from bpfsign import cms
+
+    p = pki("rsa2048")
+    sig = cms.sign(b"payload", PemSigner(p))
+    code = (
+        "import sys\n"
+        "from bpfsign.trust import TrustStore\n"
+        "from bpfsign.verify import verify\n"
+        f"t = TrustStore(); t.add(bytes.fromhex('{p.cert_der.hex()}'))\n"
+        f"verify(b'payload', bytes.fromhex('{sig.hex()}'), t)\n"
+        "banned = ('cryptography', 'dataclasses', 'inspect')\n"
+        "print([m for m in sys.modules if m.startswith(banned)])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_ec_verify_builds_the_key_from_numbers_without_x509() -> None:
+    from _pki import PemSigner
+    from bpfsign import cms
+
+    p = pki("p256")
+    sig = cms.sign(b"payload", PemSigner(p))
+    code = (
+        "import sys\n"
+        "from bpfsign.trust import TrustStore\n"
+        "from bpfsign.verify import verify\n"
+        f"t = TrustStore(); t.add(bytes.fromhex('{p.cert_der.hex()}'))\n"
+        f"verify(b'payload', bytes.fromhex('{sig.hex()}'), t)\n"
+        "banned = ('cryptography.x509', 'cryptography.hazmat.primitives.serialization', 'dataclasses')\n"
+        "print([m for m in sys.modules if m.startswith(banned)])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_mutated_certificates_raise_only_certificate_error(data: st.DataObject) -> None:
+    cert = bytearray(pki("rsa2048").cert_der)
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(0, len(cert) - 1))
+        cert[pos] = data.draw(st.integers(0, 255))
+    try:
+        parsed = Certificate.from_der(bytes(cert))
+    except CertificateError:
+        return
+    assert parsed.key_ids and isinstance(parsed.subject_str, str)
