@@ -6,9 +6,6 @@ CLI start-up) stays cheap: a name is imported from its module on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from .errors import Error, InputError, KernelError, UnsupportedFeature, VerificationError
 
 __version__ = "0.1.0"
@@ -37,10 +34,17 @@ __all__ = [
 ]
 
 
+TYPE_CHECKING = False  # typing costs milliseconds of start-up; mypy reads this as usual
+if TYPE_CHECKING:
+    from typing import Any
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'bpfsign' has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

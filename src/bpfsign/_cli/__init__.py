@@ -7,11 +7,14 @@ benchmarked against ``openssl cms -verify``).
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 
 from . import _common
+
+TYPE_CHECKING = False  # argparse/typing only when a parser is really built
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
 
 # Areas, in the order their commands appear in --help.
 _AREAS = ("_crypto", "_skel", "_kernel", "_demo")
@@ -41,6 +44,7 @@ def _areas_for(argv: Sequence[str]) -> tuple[str, ...]:
 
 
 def build_parser(areas: Sequence[str] = _AREAS) -> argparse.ArgumentParser:
+    import argparse
     import importlib
 
     parser = argparse.ArgumentParser(
@@ -64,6 +68,14 @@ def build_parser(areas: Sequence[str] = _AREAS) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    if argv and argv[0] == "verify":
+        # the hot path: a plain `bpfsign verify` skips building argparse, which costs
+        # a good share of one `openssl cms -verify` run (anything unusual falls through)
+        from ._crypto import parse_verify_fast
+
+        fast = parse_verify_fast(argv[1:])
+        if fast is not None:
+            return _common.run(fast.handler, fast)
     parser = build_parser(_areas_for(argv))
     args = parser.parse_args(argv)
     return _common.run(args.handler, args)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from collections.abc import Callable
-from typing import Any
 
 from ..errors import Error, InputError
+
+TYPE_CHECKING = False  # typing and argparse stay out of start-up; mypy reads this as usual
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import Any
+
+    Handler = Callable[[argparse.Namespace], int]
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +26,8 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 def emit(args: argparse.Namespace, obj: Any, text: str) -> None:
     """Print ``obj`` as JSON under --json, else the human ``text``."""
     if getattr(args, "json", False):
+        import json
+
         json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
         sys.stdout.write("\n")
     elif text:
@@ -58,6 +62,8 @@ def _report(args: argparse.Namespace, exc: Error) -> None:
         for attr in ("errno", "path", "line", "command", "log"):
             if getattr(exc, attr, None) is not None:
                 obj[attr] = getattr(exc, attr)
+        import json
+
         json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
         sys.stdout.write("\n")
     print(f"bpfsign: {exc}", file=sys.stderr)

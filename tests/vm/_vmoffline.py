@@ -1,0 +1,60 @@
+"""bpfsign's offline verdict for a case, with a TrustStore that mirrors the guest's keyrings.
+
+The guest adds the certs of ``IN_KEYRING`` to a fresh session keyring; the
+store gets the same certs in its session keyring, and the guest's real
+serials (the session keyring's, each key's) are translated to the store's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def trust_store(gk: Any) -> Any:
+    """(store, serial map) mirroring the guest's keyring setup, cached on ``gk``."""
+    cached = getattr(gk, "_offline_store", None)
+    if cached is not None:
+        return cached
+    from bpfsign import trust
+
+    store = trust.TrustStore()
+    serials = {gk.session_serial: store.session.serial}
+    for name, kernel_serial in gk.key_serials.items():
+        serials[kernel_serial] = store.add(gk.signers[name].certificate, "session")
+    gk._offline_store = (store, serials)
+    return gk._offline_store
+
+
+def offline_errno(payload: bytes, signature: bytes, gk: Any, keyring_id: int) -> int | str | None:
+    """None when bpfsign.verify accepts, else the errno of its VerificationError."""
+    try:
+        from bpfsign import verify
+    except ImportError:  # TEMPORARY
+        return "offline n/a"
+    from bpfsign.errors import VerificationError
+
+    store, serials = trust_store(gk)
+    try:
+        verify.verify(payload, signature, store, keyring_id=serials.get(keyring_id, keyring_id))
+    except VerificationError as exc:
+        return exc.errno
+    return None
+
+
+def offline_errno_with(
+    payload: bytes, signature: bytes, gk: Any, keyring_id: int, *, user: tuple[str, ...]
+) -> int | None:
+    """Like offline_errno, with the named certs also in the user keyring (a fresh store)."""
+    from bpfsign import trust, verify
+    from bpfsign.errors import VerificationError
+
+    store = trust.TrustStore()
+    for name in gk.key_serials:
+        store.add(gk.signers[name].certificate, "session")
+    for name in user:
+        store.add(gk.signers[name].certificate, "user")
+    try:
+        verify.verify(payload, signature, store, keyring_id=keyring_id)
+    except VerificationError as exc:
+        return exc.errno
+    return None

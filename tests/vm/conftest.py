@@ -1,0 +1,93 @@
+"""Guest-side plumbing: a fresh session keyring with the test certs, /dev/kmsg per
+case, and the kernel-vs-offline agreement table printed at the end.
+
+These tests run only inside the 7.x guest (tests/test_vm.py boots it); on the
+host tests/conftest.py deselects them, so this file must import cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _vmcase import CaseKmsg, GuestKeys
+
+_ROWS = pytest.StashKey[list[tuple[str, str, str]]]()
+
+
+#: Which generated keys go into the session keyring ("wrong" stays out).
+IN_KEYRING = ("rsa", "p256", "p384", "fixture")
+
+
+@pytest.fixture(scope="session")
+def guest_keys(tmp_path_factory: pytest.TempPathFactory) -> GuestKeys:
+    import _vmsys
+
+    from bpfsign import keys
+
+    serial = _vmsys.join_session_keyring()
+    assert serial == _vmsys.keyring_serial(_vmsys.KEY_SPEC_SESSION_KEYRING)
+    pairs = {
+        "rsa": keys.generate("rsa", bits=2048, subject="bpfsign vm rsa"),
+        "wrong": keys.generate("rsa", bits=2048, subject="bpfsign vm wrong"),
+        "p256": keys.generate("ec", curve="P-256", subject="bpfsign vm p256"),
+        "p384": keys.generate("ec", curve="P-384", subject="bpfsign vm p384"),
+    }
+    signers = {n: keys.FileSigner(p.key, p.cert_der) for n, p in pairs.items()}
+    # the committed fixture key: bpftool -S headers in tests/fixtures/skel are signed with it
+    fixture_keys = Path(__file__).resolve().parents[1] / "fixtures" / "keys"
+    signers["fixture"] = keys.FileSigner.from_files(
+        fixture_keys / "TEST-ONLY-lskel-signing.key.pem", fixture_keys / "TEST-ONLY-lskel-signing.cert.pem"
+    )
+    gk = GuestKeys(serial, signers, pairs, workdir=tmp_path_factory.mktemp("pki"))
+    for name in IN_KEYRING:
+        gk.key_serials[name] = _vmsys.add_cert(signers[name].certificate, f"bpfsign-vm-{name}")
+    return gk
+
+
+@pytest.fixture(scope="session")
+def _kmsg() -> Iterator[Any]:
+    import _vmsys
+
+    k = _vmsys.Kmsg()
+    yield k
+    k.close()
+
+
+@pytest.fixture(autouse=True)
+def kmsg(_kmsg: Any, request: pytest.FixtureRequest) -> Iterator[CaseKmsg]:
+    """/dev/kmsg drained per case; the lines are printed and attached to the report."""
+    _kmsg.drain()
+    case = CaseKmsg(_kmsg)
+    yield case
+    lines = case.read()
+    if lines:
+        print("kernel log:\n  " + "\n  ".join(lines))
+        request.node.user_properties.append(("kmsg", lines))
+
+
+@pytest.fixture(scope="session")
+def agreement(request: pytest.FixtureRequest) -> list[tuple[str, str, str]]:
+    """Rows (case, kernel, offline) for the table printed in the terminal summary."""
+    return request.config.stash.setdefault(_ROWS, [])
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    rows = config.stash.get(_ROWS, [])
+    if not rows:
+        return
+    w0 = max(len("case"), *(len(r[0]) for r in rows))
+    w1 = max(len("kernel"), *(len(r[1]) for r in rows))
+    w2 = max(len("offline"), *(len(r[2]) for r in rows))
+    tr = terminalreporter
+    tr.section("kernel vs offline verifier")
+    tr.write_line(f"{'case':<{w0}} | {'kernel':<{w1}} | {'offline':<{w2}}")
+    tr.write_line(f"{'-' * w0}-+-{'-' * w1}-+-{'-' * w2}")
+    for case, kernel, offline in rows:
+        tr.write_line(f"{case:<{w0}} | {kernel:<{w1}} | {offline:<{w2}}")
+    agree = sum(1 for _, k, o in rows if k == o)
+    only = sum(1 for _, _, o in rows if o.startswith("kernel-only"))
+    tr.write_line(f"{len(rows)} cases: {agree} agree, {only} kernel-only, {len(rows) - agree - only} differ")
+
