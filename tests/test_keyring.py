@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +127,31 @@ def test_cli_keyring_add_text_reminds_about_keyring_id(
     out = capsys.readouterr().out
     assert "bpfsign load SKEL --keyring" in out
     assert "never the key's own serial" in out
+
+
+@pytest.mark.kernel
+def test_link_key_makes_it_visible_in_a_second_keyring(cert_der: bytes, ring_name: str) -> None:
+    other = f"{ring_name}-b"
+    added = keyring.add_certificate(cert_der, keyring=ring_name)
+    try:
+        ring = keyring.link_key(added.serial, keyring=other)
+        assert ring == keyring.resolve_keyring(other) != added.keyring
+        assert [k.serial for k in keyring.list_keys(other)] == [added.serial]
+        assert [k.serial for k in keyring.list_keys(ring_name)] == [added.serial]
+    finally:
+        keyring.remove_key(keyring.resolve_keyring(other), keyring="session")
+
+
+@pytest.mark.kernel
+def test_join_session_keyring_gives_a_fresh_empty_session() -> None:
+    """In a child process: joining replaces the caller's session keyring for good."""
+    code = (
+        "from bpfsign import keyring\n"
+        "before = keyring.resolve_keyring('session')\n"
+        "new = keyring.join_session_keyring()\n"
+        "print(before, new, keyring.resolve_keyring('session'), len(keyring.list_keys(new)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    before, new, now, count = map(int, out.stdout.split())
+    assert new == now != before
+    assert count == 0

@@ -183,6 +183,7 @@ def test_signature_larger_than_8192_is_einval() -> None:
     with pytest.raises(KernelError) as info:
         be.prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, signature=bytes(8193), keyring_id=-3)
     assert info.value.errno == errno.EINVAL
+    assert info.value.log == ""  # refused before the verifier runs (kernel.md §6.3)
 
 
 @pytest.mark.kernel
@@ -211,3 +212,76 @@ def test_eintr_and_eagain_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(KernelError) as info:
         S.bpf(S.MAP_FREEZE, S.MapElemAttr(), S.SIZE_FREEZE)
     assert info.value.errno == errno.EAGAIN
+
+
+def test_log_retry_keeps_the_first_errno(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retry asks for a log; if the kernel then fails differently, the first errno wins
+    and the other failure's log is not passed off as this one's."""
+    script = [errno.EACCES, errno.EPERM]
+
+    def fake_syscall(*_args: object) -> int:
+        return -1
+
+    monkeypatch.setattr(S, "_syscall", fake_syscall)
+    monkeypatch.setattr(S, "_get_errno", lambda: script.pop(0))
+    attr = S.ProgLoadAttr(prog_type=S.PROG_TYPE_SOCKET_FILTER)
+    with pytest.raises(KernelError) as info:
+        S.prog_load(attr)
+    assert script == []
+    assert info.value.errno == errno.EACCES
+    assert info.value.log == ""
+    assert "the retry with a verifier log failed with EPERM instead" in str(info.value)
+    assert (attr.log_level, attr.log_size, attr.log_buf) == (0, 0, 0)
+
+
+@pytest.mark.kernel
+def test_fd_array_cnt_binds_maps_the_program_never_uses() -> None:
+    """fd_array_cnt (the load-time scheme's input): every map in fd_array[0..cnt) is bound."""
+    be = SyscallBackend()
+    m = be.map_create(S.MAP_TYPE_ARRAY, 4, 8, 1, "bound")
+    try:
+        plain = be.prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, fd_array=[m])
+        bound = be.prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, fd_array=[m], fd_array_cnt=1)
+        try:
+            assert be.prog_info(plain).nr_map_ids == 0
+            assert be.prog_info(bound).nr_map_ids == 1
+        finally:
+            be.close(plain)
+            be.close(bound)
+    finally:
+        be.close(m)
+
+
+@pytest.mark.kernel
+def test_fd_array_cnt_entry_that_is_not_a_map_carries_the_log() -> None:
+    be = SyscallBackend()
+    with open("/dev/null", "rb") as f, pytest.raises(KernelError) as info:
+        fd = f.fileno()
+        be.prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, fd_array=[fd], fd_array_cnt=1)
+    assert info.value.errno == errno.EINVAL
+    assert f"fd {fd} is not pointing to valid bpf_map or btf" in info.value.log.splitlines()
+
+
+@pytest.mark.kernel
+def test_map_of_another_type_with_flags() -> None:
+    be = SyscallBackend()
+    no_prealloc = 1  # BPF_F_NO_PREALLOC
+    fd = be.map_create(S.MAP_TYPE_HASH, 4, 8, 4, "h", flags=no_prealloc)
+    try:
+        info = be.map_info(fd)
+        assert (info.type, info.map_flags, info.max_entries, info.name) == (
+            S.MAP_TYPE_HASH, no_prealloc, 4, "h",
+        )
+    finally:
+        be.close(fd)
+
+
+@pytest.mark.kernel
+def test_run_packet_gives_the_socket_filter_an_skb_without_its_mac_header() -> None:
+    skb_len = bytes.fromhex("6110000000000000" "9500000000000000")  # r0 = skb->len; exit
+    be = SyscallBackend()
+    fd = be.prog_load(S.PROG_TYPE_SOCKET_FILTER, skb_len, name="skb_len")
+    try:
+        assert be.test_run_packet(fd, bytes(14) + b"x" * 50) == 50
+    finally:
+        be.close(fd)

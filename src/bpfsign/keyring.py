@@ -27,6 +27,8 @@ __all__ = [
     "KeyInfo",
     "add_certificate",
     "describe",
+    "join_session_keyring",
+    "link_key",
     "list_keys",
     "remove_key",
     "resolve_keyring",
@@ -151,4 +153,28 @@ def remove_key(
     be = _backend(backend)
     ring = resolve_keyring(keyring, backend=be)
     be.key_unlink(serial, ring)
+    return ring
+
+
+def join_session_keyring(name: str | None = None, *, backend: Backend | None = None) -> int:
+    """Give this process a new session keyring (anonymous unless ``name``); its serial.
+
+    For a private trust setup (tests, the VM guest): keys added to "session"
+    afterwards are visible to this process and its children only, and go
+    away with them.
+    """
+    return _backend(backend).join_session_keyring(name)
+
+
+def link_key(
+    serial: int, *, keyring: str | int = "session", backend: Backend | None = None
+) -> int:
+    """Link an existing key into ``keyring`` too; returns that keyring's serial.
+
+    A signed load searches only the keyring named by ``keyring_id`` (and what is
+    linked below it), so one certificate can serve several keyrings this way.
+    """
+    be = _backend(backend)
+    ring = resolve_keyring(keyring, create=True, backend=be)
+    be.key_link(serial, ring)
     return ring

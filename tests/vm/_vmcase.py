@@ -1,18 +1,109 @@
-"""Helpers shared by the guest cases: outcomes, the keyring setup, the checks."""
+"""Helpers shared by the guest cases: the raw loads, outcomes, the checks, /dev/kmsg.
+
+The raw negative cases build PROG_LOADs no well-behaved loader sends (an
+unfrozen metadata map, a HASH map in ``fd_array``, an 8193-byte signature, a
+signature with ``fd_array_cnt`` 0…). They go through bpfsign's own backend,
+like every load, so what they assert (``KernelError.errno`` and ``.log``) is
+what bpfsign's users see; the log comes from the backend's log retry.
+"""
 
 from __future__ import annotations
 
+import errno as errno_mod
+import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from _vmoffline import offline_errno
-from _vmsys import LoadAttempt, SysError
 
-__all__ = ["CaseKmsg", "GuestKeys", "attempt", "check", "offline_errno", "opened", "outcome"]
+from bpfsign.backend import LOADER_LICENSE, LOADER_MAP_NAME, LOADER_PROG_NAME, default_backend
+from bpfsign.backend import _sys as S
+from bpfsign.errors import KernelError
+
+__all__ = [
+    "INSNS_RET0",
+    "INSNS_USES_MAP0",
+    "CaseKmsg",
+    "GuestKeys",
+    "Kmsg",
+    "attempt",
+    "check",
+    "load",
+    "metadata_map",
+    "offline_errno",
+    "opened",
+    "outcome",
+]
+
+#: r0 = 0; exit -- the 2-insn program of the measurements (kernel.md §0)
+INSNS_RET0 = bytes.fromhex("b700000000000000" "9500000000000000")
+#: ld_imm64 r1 = map fd_array[0] (BPF_PSEUDO_MAP_IDX); r0 = 0; exit -- uses its map
+INSNS_USES_MAP0 = bytes.fromhex("1851000000000000" "0000000000000000") + INSNS_RET0
+
+KEY_SPEC_SESSION_KEYRING = S.KEY_SPEC_SESSION_KEYRING
+
+
+def metadata_map(
+    value: bytes,
+    excl_for: bytes | None,
+    *,
+    frozen: bool = True,
+    name: str = LOADER_MAP_NAME,
+    map_type: int = S.MAP_TYPE_ARRAY,
+) -> int:
+    """A one-entry metadata map holding ``value``, exclusive to sha256(``excl_for``) unless None."""
+    be = default_backend()
+    excl = hashlib.sha256(excl_for).digest() if excl_for is not None else None
+    fd = be.map_create(map_type, 4, len(value), 1, name, excl_prog_hash=excl)
+    try:
+        be.map_update(fd, bytes(4), value)
+        if frozen:
+            be.map_freeze(fd)
+    except BaseException:
+        be.close(fd)
+        raise
+    return fd
+
+
+def load(
+    insns: bytes,
+    *,
+    fd_array: Sequence[int] = (),
+    fd_array_cnt: int = 0,
+    signature: bytes | None = None,
+    keyring_id: int = KEY_SPEC_SESSION_KEYRING,
+    log_level: int = 0,
+) -> int:
+    """The loader's PROG_LOAD as skel_internal.h issues it (sleepable SYSCALL); the fd.
+
+    ``keyring_id`` is sent only with a signature, as libbpf does. With
+    ``log_level`` 0 (as bpfsign loads) a failure's log comes from the backend's
+    retry; otherwise from the first attempt.
+    """
+    return default_backend().prog_load(
+        S.PROG_TYPE_SYSCALL, insns, license=LOADER_LICENSE, name=LOADER_PROG_NAME,
+        flags=S.BPF_F_SLEEPABLE, fd_array=fd_array, fd_array_cnt=fd_array_cnt,
+        signature=signature, keyring_id=keyring_id if signature is not None else 0,
+        log_level=log_level,
+    )  # fmt: skip
+
+
+def attempt(insns: bytes, **kw: Any) -> tuple[int | None, str]:
+    """:func:`load`: (None, "") when the program loads (it is closed again), else
+    (errno, verifier log) from the backend's :class:`KernelError`."""
+    try:
+        fd = load(insns, **kw)
+    except KernelError as exc:
+        assert exc.command == "BPF_PROG_LOAD", exc
+        # the log must explain this failure, not another one the log retry ran into
+        assert "the retry with a verifier log failed" not in str(exc), exc
+        return exc.errno, exc.log.strip()
+    os.close(fd)
+    return None, ""
 
 
 def outcome(err: int | None) -> str:
@@ -36,26 +127,42 @@ class GuestKeys:
     workdir: Path = Path("/tmp")
 
 
+class Kmsg:
+    """/dev/kmsg from the point of opening on; ``drain()`` returns the new messages."""
+
+    def __init__(self) -> None:
+        self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        os.lseek(self.fd, 0, os.SEEK_END)
+
+    def drain(self) -> list[str]:
+        out: list[str] = []
+        while True:
+            try:
+                rec = os.read(self.fd, 8192)
+            except BlockingIOError:
+                return out
+            except OSError as exc:  # EPIPE: records were overwritten; go on
+                if exc.errno != errno_mod.EPIPE:
+                    raise
+                continue
+            msg = rec.decode(errors="replace").split(";", 1)[-1].split("\n", 1)[0]
+            if "clocksource: Watchdog remote CPU" not in msg:  # vm.md §9 noise
+                out.append(msg)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class CaseKmsg:
     """The kernel messages logged since the case started."""
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: Kmsg) -> None:
         self._source = source
         self._lines: list[str] = []
 
     def read(self) -> list[str]:
         self._lines.extend(self._source.drain())
         return list(self._lines)
-
-
-def attempt(att: LoadAttempt) -> tuple[int | None, str]:
-    """(None, log) when the program loads (it is closed again), else (errno, log)."""
-    try:
-        fd = att.load()
-    except SysError as exc:
-        return exc.errno, exc.log.strip()
-    os.close(fd)
-    return None, ""
 
 
 @contextmanager
@@ -94,5 +201,3 @@ def check(
         assert offline.startswith("kernel-only"), offline
     else:
         assert offline == err, f"{case}: offline verifier {outcome(offline)} != kernel {outcome(err)}"
-
-

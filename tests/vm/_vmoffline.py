@@ -25,12 +25,9 @@ def trust_store(gk: Any) -> Any:
     return gk._offline_store
 
 
-def offline_errno(payload: bytes, signature: bytes, gk: Any, keyring_id: int) -> int | str | None:
+def offline_errno(payload: bytes, signature: bytes, gk: Any, keyring_id: int) -> int | None:
     """None when bpfsign.verify accepts, else the errno of its VerificationError."""
-    try:
-        from bpfsign import verify
-    except ImportError:  # TEMPORARY
-        return "offline n/a"
+    from bpfsign import verify
     from bpfsign.errors import VerificationError
 
     store, serials = trust_store(gk)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _vmcase import CaseKmsg, GuestKeys
+from _vmcase import CaseKmsg, GuestKeys, Kmsg
 
 _ROWS = pytest.StashKey[list[tuple[str, str, str]]]()
 
@@ -23,12 +23,10 @@ IN_KEYRING = ("rsa", "p256", "p384", "fixture")
 
 @pytest.fixture(scope="session")
 def guest_keys(tmp_path_factory: pytest.TempPathFactory) -> GuestKeys:
-    import _vmsys
+    from bpfsign import keyring, keys
 
-    from bpfsign import keys
-
-    serial = _vmsys.join_session_keyring()
-    assert serial == _vmsys.keyring_serial(_vmsys.KEY_SPEC_SESSION_KEYRING)
+    serial = keyring.join_session_keyring()  # a fresh session keyring: only our certs
+    assert serial == keyring.resolve_keyring("session")
     pairs = {
         "rsa": keys.generate("rsa", bits=2048, subject="bpfsign vm rsa"),
         "wrong": keys.generate("rsa", bits=2048, subject="bpfsign vm wrong"),
@@ -43,21 +41,23 @@ def guest_keys(tmp_path_factory: pytest.TempPathFactory) -> GuestKeys:
     )
     gk = GuestKeys(serial, signers, pairs, workdir=tmp_path_factory.mktemp("pki"))
     for name in IN_KEYRING:
-        gk.key_serials[name] = _vmsys.add_cert(signers[name].certificate, f"bpfsign-vm-{name}")
+        added = keyring.add_certificate(
+            signers[name].certificate, keyring="session", description=f"bpfsign-vm-{name}"
+        )
+        assert added.keyring == serial, (added, serial)
+        gk.key_serials[name] = added.serial
     return gk
 
 
 @pytest.fixture(scope="session")
-def _kmsg() -> Iterator[Any]:
-    import _vmsys
-
-    k = _vmsys.Kmsg()
+def _kmsg() -> Iterator[Kmsg]:
+    k = Kmsg()
     yield k
     k.close()
 
 
 @pytest.fixture(autouse=True)
-def kmsg(_kmsg: Any, request: pytest.FixtureRequest) -> Iterator[CaseKmsg]:
+def kmsg(_kmsg: Kmsg, request: pytest.FixtureRequest) -> Iterator[CaseKmsg]:
     """/dev/kmsg drained per case; the lines are printed and attached to the report."""
     _kmsg.drain()
     case = CaseKmsg(_kmsg)

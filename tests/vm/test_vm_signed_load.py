@@ -9,14 +9,25 @@ the offline verifier sees bytes, not maps).
 from __future__ import annotations
 
 import errno
-import os
 
-import _vmsys as sysc
 import pytest
-from _vmcase import CaseKmsg, GuestKeys, attempt, check, offline_errno, opened, outcome
+from _vmcase import INSNS_RET0 as INSNS
+from _vmcase import (
+    INSNS_USES_MAP0,
+    CaseKmsg,
+    GuestKeys,
+    attempt,
+    check,
+    load,
+    metadata_map,
+    offline_errno,
+    opened,
+    outcome,
+)
 from _vmsign import bpfsign_sign, openssl_sign
-from _vmsys import INSNS_RET0 as INSNS
-from _vmsys import LoadAttempt, metadata_map
+
+from bpfsign.backend import _sys as S
+from bpfsign.backend import default_backend
 
 pytestmark = pytest.mark.vm
 
@@ -36,7 +47,7 @@ def test_feature_probes_load_time_kernel(guest_keys: GuestKeys) -> None:
     """vm.md §7, run first: this guest verifies signatures under the load-time scheme."""
     from bpfsign.backend import btf
 
-    err, _ = attempt(LoadAttempt(INSNS, signature=bytes(16)))  # garbage, keyring -3
+    err, _ = attempt(INSNS, signature=bytes(16))  # garbage, keyring -3
     assert err == errno.EBADMSG, f"{outcome(err)}: EOPNOTSUPP would mean no CONFIG_SYSTEM_DATA_VERIFICATION"
     vmlinux = btf.vmlinux()
     assert vmlinux is not None
@@ -47,7 +58,7 @@ def test_feature_probes_load_time_kernel(guest_keys: GuestKeys) -> None:
     assert "excl" not in bpf_map and bpf_map["ops"].offset == 32 and bpf_map["sha"].offset == 0
     sig = signed(INSNS, guest_keys)  # insns only with fd_array_cnt 1: EKEYREJECTED here
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        err, _ = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig))
+        err, _ = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
     assert err == errno.EKEYREJECTED
 
 
@@ -56,13 +67,14 @@ def test_feature_probes_load_time_kernel(guest_keys: GuestKeys) -> None:
 def test_signed_over_insns_and_map_loads(guest_keys: GuestKeys, agreement: list, kmsg: CaseKmsg) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        att = LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
-        fd = att.load()
+        fd = load(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
+        be = default_backend()
         try:
-            assert sysc.prog_type_of(fd) == sysc.PROG_TYPE_SYSCALL
-            assert sysc.test_run(fd, ctx=bytearray(8)) == 0
+            info = be.prog_info(fd)
+            assert (info.type, info.name, info.nr_map_ids) == (S.PROG_TYPE_SYSCALL, "__loader.prog", 1)
+            assert be.test_run(fd, bytearray(8)) == 0
         finally:
-            os.close(fd)
+            be.close(fd)
     check(agreement, "rsa, insns||map, cnt 1, keyring -3", (None, ""), None, None,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
@@ -71,7 +83,7 @@ def test_session_keyring_serial_loads(guest_keys: GuestKeys, agreement: list) ->
     sig = signed(INSNS + VALUE, guest_keys)
     kid = guest_keys.session_serial
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=kid))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=kid)
     check(agreement, "keyring_id = session keyring serial", got, None, None,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, kid))  # fmt: skip
 
@@ -83,7 +95,7 @@ def test_tampered_insns(guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     evil = bytes.fromhex("b700000001000000") + INSNS[8:]  # r0 = 1; exit
     with opened(metadata_map(VALUE, evil)) as (m,):  # the attacker binds the map to his insns
-        got = attempt(LoadAttempt(evil, fd_array=[m], fd_array_cnt=1, signature=sig))
+        got = attempt(evil, fd_array=[m], fd_array_cnt=1, signature=sig)
     check(agreement, "tampered insns", got, errno.EKEYREJECTED, SIG_FAILED.format(-129),
           offline=offline_errno(evil + VALUE, sig, guest_keys, -3))  # fmt: skip
 
@@ -93,7 +105,7 @@ def test_tampered_data(guest_keys: GuestKeys, agreement: list) -> None:
     evil = bytearray(VALUE)
     evil[17] ^= 0x01
     with opened(metadata_map(bytes(evil), INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
     check(agreement, "tampered data (1 bit)", got, errno.EKEYREJECTED, SIG_FAILED.format(-129),
           offline=offline_errno(INSNS + bytes(evil), sig, guest_keys, -3))  # fmt: skip
 
@@ -101,7 +113,7 @@ def test_tampered_data(guest_keys: GuestKeys, agreement: list) -> None:
 def test_signature_over_insns_only_with_cnt1(guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS, guest_keys)
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
     check(agreement, "signature over insns only, cnt 1", got, errno.EKEYREJECTED, SIG_FAILED.format(-129),
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
@@ -116,7 +128,7 @@ MAP_CASES = {
                           "signed program metadata map '__loader.map' must be exclusive"),
     "map bound to another program's hash": ({}, INSNS + INSNS, errno.EACCES,
                                             "program's hash doesn't match map's excl_prog_hash"),
-    "metadata map is a HASH": (dict(map_type=sysc.MAP_TYPE_HASH, name="meta"), INSNS, errno.EINVAL,
+    "metadata map is a HASH": (dict(map_type=S.MAP_TYPE_HASH, name="meta"), INSNS, errno.EINVAL,
                                "signed program metadata map 'meta' must be an array"),
 }  # fmt: skip
 
@@ -126,7 +138,7 @@ def test_metadata_map_state(case: str, guest_keys: GuestKeys, agreement: list) -
     kwargs, excl_for, want, log = MAP_CASES[case]
     sig = signed(INSNS + VALUE, guest_keys)
     with opened(metadata_map(VALUE, excl_for, **kwargs)) as (m,):  # type: ignore[arg-type]
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
     check(agreement, case, got, want, log, offline="kernel-only (map state)")
 
 
@@ -134,8 +146,8 @@ def test_two_maps_fold_in_fd_array_order(guest_keys: GuestKeys, agreement: list)
     good = signed(INSNS + VALUE + VALUE1, guest_keys)
     swapped = signed(INSNS + VALUE1 + VALUE, guest_keys)
     with opened(metadata_map(VALUE, INSNS, name="meta0"), metadata_map(VALUE1, INSNS, name="meta1")) as (m0, m1):
-        ok = attempt(LoadAttempt(INSNS, fd_array=[m0, m1], fd_array_cnt=2, signature=good))
-        bad = attempt(LoadAttempt(INSNS, fd_array=[m0, m1], fd_array_cnt=2, signature=swapped))
+        ok = attempt(INSNS, fd_array=[m0, m1], fd_array_cnt=2, signature=good)
+        bad = attempt(INSNS, fd_array=[m0, m1], fd_array_cnt=2, signature=swapped)
     payload = INSNS + VALUE + VALUE1
     check(agreement, "two maps, signed in fd_array order", ok, None, None,
           offline=offline_errno(payload, good, guest_keys, -3))  # fmt: skip
@@ -147,8 +159,8 @@ def test_same_map_twice_is_folded_once(guest_keys: GuestKeys, agreement: list) -
     once = signed(INSNS + VALUE, guest_keys)
     twice = signed(INSNS + VALUE + VALUE, guest_keys)
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        ok = attempt(LoadAttempt(INSNS, fd_array=[m, m], fd_array_cnt=2, signature=once))
-        bad = attempt(LoadAttempt(INSNS, fd_array=[m, m], fd_array_cnt=2, signature=twice))
+        ok = attempt(INSNS, fd_array=[m, m], fd_array_cnt=2, signature=once)
+        bad = attempt(INSNS, fd_array=[m, m], fd_array_cnt=2, signature=twice)
     check(agreement, "same map twice, signed once", ok, None, None,
           offline=offline_errno(INSNS + VALUE, once, guest_keys, -3))  # fmt: skip
     check(agreement, "same map twice, signed twice", bad, errno.EKEYREJECTED, SIG_FAILED.format(-129),
@@ -161,7 +173,7 @@ def test_same_map_twice_is_folded_once(guest_keys: GuestKeys, agreement: list) -
 def test_wrong_key(guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys, "wrong")
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
     check(agreement, "wrong key (cert not in keyring)", got, errno.ENOKEY, SIG_FAILED.format(-126),
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
@@ -171,7 +183,7 @@ def test_keyring_without_the_key(which: str, guest_keys: GuestKeys, agreement: l
     kid = guest_keys.key_serials["rsa"] if which == "key serial" else int(which)
     sig = signed(INSNS + VALUE, guest_keys)
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=kid))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=kid)
     check(agreement, f"keyring_id {which}", got, errno.ENOKEY, SIG_FAILED.format(-126),
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, kid))  # fmt: skip
 
@@ -180,13 +192,14 @@ def test_user_keyring_needs_the_key_linked(guest_keys: GuestKeys, agreement: lis
     """-4 resolves but is empty (ENOKEY); after KEYCTL_LINK of the key it loads (kernel.md §5)."""
     from _vmoffline import offline_errno_with
 
+    from bpfsign import keyring
+
     sig = signed(INSNS + VALUE, guest_keys)
-    att = LoadAttempt(INSNS, fd_array=[], fd_array_cnt=1, signature=sig, keyring_id=-4)
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        att.fd_array = [m]
-        before = attempt(att)
-        sysc.link_key(guest_keys.key_serials["rsa"], -4)
-        after = attempt(att)
+        before = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=-4)
+        user = keyring.link_key(guest_keys.key_serials["rsa"], keyring=-4)
+        after = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=-4)
+    assert user == keyring.resolve_keyring("user") != guest_keys.session_serial
     check(agreement, "keyring_id -4, key not linked there", before, errno.ENOKEY, SIG_FAILED.format(-126),
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -4))  # fmt: skip
     check(agreement, "keyring_id -4 after KEYCTL_LINK of the key", after, None, None,
@@ -197,7 +210,7 @@ def test_user_keyring_needs_the_key_linked(guest_keys: GuestKeys, agreement: lis
 def test_unresolvable_keyring(kid: int, guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=kid))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=kid)
     check(agreement, f"keyring_id {kid} (unresolvable)", got, errno.EINVAL,
           f"cannot resolve signing keyring with keyring_id {kid}",
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, kid))  # fmt: skip
@@ -220,7 +233,7 @@ def _malformed(gk: GuestKeys) -> dict[str, bytes]:
 def test_malformed_signature(case: str, guest_keys: GuestKeys, agreement: list) -> None:
     sig = _malformed(guest_keys)[case]
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
     check(agreement, case, got, errno.EBADMSG, SIG_FAILED.format(-74),
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
@@ -230,7 +243,7 @@ def test_signature_size_limit(size: int, guest_keys: GuestKeys, agreement: list)
     sig = signed(INSNS + VALUE, guest_keys)
     padded = sig + bytes(size - len(sig))  # trailing zeros after the DER are accepted
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=padded))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=padded)
     want = None if size <= 8192 else errno.EINVAL
     check(agreement, f"signature of {size} bytes (zero-padded)", got, want, "" if want else None,
           offline=offline_errno(INSNS + VALUE, padded, guest_keys, -3))  # fmt: skip
@@ -240,7 +253,7 @@ def test_signed_payload_of_16_mib(guest_keys: GuestKeys, agreement: list) -> Non
     value = bytes(16 * 1024 * 1024 - len(INSNS))  # insns || value = 16,777,216 bytes
     sig = signed(INSNS + value, guest_keys)
     with opened(metadata_map(value, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
     check(agreement, "signed payload of 16 MiB", got, errno.E2BIG,
           "signed payload too large: 16777216 bytes",
           offline=offline_errno(INSNS + value, sig, guest_keys, -3))  # fmt: skip
@@ -250,7 +263,7 @@ def test_smime_capabilities_attribute(guest_keys: GuestKeys, agreement: list, km
     # openssl's default signed attributes include sMIMECapabilities
     sig = openssl_sign(INSNS + VALUE, guest_keys.pairs["rsa"], guest_keys.workdir, "rsa", "-keyid", "-nocerts")
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
     check(agreement, "sMIMECapabilities attribute (openssl defaults)", got, errno.EKEYREJECTED,
           SIG_FAILED.format(-129), offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
     lines = kmsg.read()
@@ -261,10 +274,10 @@ def test_smime_capabilities_attribute(guest_keys: GuestKeys, agreement: list, km
 
 
 def test_signed_with_cnt0_while_the_program_uses_its_map(guest_keys: GuestKeys, agreement: list) -> None:
-    insns = sysc.INSNS_USES_MAP0
+    insns = INSNS_USES_MAP0
     sig = signed(insns, guest_keys)  # the 6.18 scheme: insns only, fd_array_cnt 0
     with opened(metadata_map(VALUE, insns)) as (m,):
-        got = attempt(LoadAttempt(insns, fd_array=[m], fd_array_cnt=0, signature=sig))
+        got = attempt(insns, fd_array=[m], fd_array_cnt=0, signature=sig)
     check(agreement, "signed, cnt 0, program uses fd_array[0]", got, errno.EACCES,
           "signed program must bind maps via a continuous fd_array (fd_array_cnt)",
           offline="kernel-only (scheme)")  # fmt: skip
@@ -272,7 +285,7 @@ def test_signed_with_cnt0_while_the_program_uses_its_map(guest_keys: GuestKeys, 
 
 def test_unsigned_with_cnt1(guest_keys: GuestKeys, agreement: list) -> None:
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1)
     check(agreement, "unsigned, cnt 1, exclusive map", got, errno.EACCES,
           "program's hash doesn't match map's excl_prog_hash", offline="kernel-only (unsigned)")  # fmt: skip
 
@@ -284,7 +297,7 @@ def test_unsigned_with_cnt1(guest_keys: GuestKeys, agreement: list) -> None:
 def test_algorithm_loads(who: str, digest: str, guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys, who, digest=digest)
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
     check(agreement, f"{who} with {digest}", got, None, None,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
@@ -293,6 +306,34 @@ def test_rsa_pss_is_not_supported(guest_keys: GuestKeys, agreement: list) -> Non
     sig = openssl_sign(INSNS + VALUE, guest_keys.pairs["rsa"], guest_keys.workdir, "rsa",
                        "-noattr", "-nocerts", "-keyid", "-keyopt", "rsa_padding_mode:pss")  # fmt: skip
     with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(LoadAttempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig))
+        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
     check(agreement, "RSA-PSS padding", got, errno.ENOPKG, SIG_FAILED.format(-65),
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
+
+
+# --- the backend's log retry ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["signature of 8193 bytes", "tampered data", "unfrozen map",
+                                  "keyring_id 3", "unsigned, cnt 1"])  # fmt: skip
+def test_log_retry_reports_what_a_logged_load_reports(case: str, guest_keys: GuestKeys) -> None:
+    """bpfsign loads without a log and asks again with one only on failure: the errno
+    and log it reports equal those of a load that asked for the log up front."""
+    sig = signed(INSNS + VALUE, guest_keys)
+    value, kw = VALUE, dict(signature=sig, keyring_id=-3)
+    frozen = case != "unfrozen map"
+    if case == "signature of 8193 bytes":
+        kw["signature"] = sig + bytes(8193 - len(sig))
+    elif case == "tampered data":
+        value = bytes(64)
+    elif case == "keyring_id 3":
+        kw["keyring_id"] = 3
+    elif case == "unsigned, cnt 1":
+        kw = {}
+    with opened(metadata_map(value, INSNS, frozen=frozen)) as (m,):
+        retried = attempt(INSNS, fd_array=[m], fd_array_cnt=1, **kw)
+        up_front = attempt(INSNS, fd_array=[m], fd_array_cnt=1, log_level=1, **kw)
+    assert retried[0] is not None
+    assert retried == up_front
+    if case == "signature of 8193 bytes":
+        assert retried == (errno.EINVAL, "")

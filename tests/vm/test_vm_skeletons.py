@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import _vmsys as sysc
 import pytest
-from _vmcase import GuestKeys, attempt, check, opened
-from _vmsys import LoadAttempt, metadata_map
+from _vmcase import GuestKeys, attempt, check, metadata_map, opened
+
+from bpfsign.backend import default_backend
 
 pytestmark = pytest.mark.vm
 
@@ -66,16 +66,11 @@ def _raw_loader_load(skel: Any, *, signature: bytes | None, cnt: int, data: byte
     insns = skel.insns if insns is None else insns
     data = skel.data if data is None else data
     with opened(metadata_map(data, insns)) as (m,):
-        return attempt(LoadAttempt(insns, fd_array=[m], fd_array_cnt=cnt, signature=signature))
+        return attempt(insns, fd_array=[m], fd_array_cnt=cnt, signature=signature)
 
 
-def _offline_skeleton(skel: Any, gk: GuestKeys) -> int | str | None:
+def _offline_skeleton(skel: Any, gk: GuestKeys) -> int | None:
     """bpfsign's offline verdict for a whole header (scheme.verify_skeleton)."""
-    try:
-        from bpfsign import verify
-    except ImportError:  # TEMPORARY
-        return "offline n/a"
-    del verify
     from _vmoffline import trust_store
 
     from bpfsign import scheme
@@ -118,18 +113,25 @@ def test_signed_fixture_loads_and_runs(path: Path, guest_keys: GuestKeys, agreem
         for fd in (*progs.values(), *maps.values()):
             assert fd > 0 and os.path.exists(f"/proc/self/fd/{fd}")
         ref_types = {p["name"]: p["type"] for p in REFERENCE.get(path.name, {}).get("progs", [])}
+        be = default_backend()
         for prog, fd in progs.items():
-            assert sysc.prog_type_of(fd) == ref_types.get(prog, sysc.prog_type_of(fd)) > 0, prog
+            kind = be.prog_info(fd).type
+            assert kind == ref_types.get(prog, kind) > 0, prog
         if "count_proto" in progs:  # sockfilter: the created program filters a UDP frame
-            assert sysc.test_run(progs["count_proto"], data=UDP_FRAME) == 0xFFFF  # .rodata snap_len
-            assert sysc.test_run(progs["count_proto"], data=IPV6_FRAME) == 0
-            counts = {k: sysc.map_lookup_u64(maps["proto_counts"], k) for k in range(256)}
+            assert be.test_run_packet(progs["count_proto"], UDP_FRAME) == 0xFFFF  # .rodata snap_len
+            assert be.test_run_packet(progs["count_proto"], IPV6_FRAME) == 0
+            counts = {k: _lookup_u64(maps["proto_counts"], k) for k in range(256)}
             assert {k: v for k, v in counts.items() if v} == {17: 1}
         if "count_sys_enter" in progs:  # counter: the raw_tp program counts our syscalls
             _count_own_getpids(loaded, path, maps["counts"])
     finally:
         loaded.close()
     check(agreement, name, (None, ""), None, None, offline=_offline_skeleton(signed, guest_keys))
+
+
+def _lookup_u64(map_fd: int, key: int) -> int:
+    value = default_backend().map_lookup(map_fd, struct.pack("<I", key), 8)
+    return int(struct.unpack("<Q", value)[0])
 
 
 def _count_own_getpids(loaded: Any, path: Path, counts_fd: int, calls: int = 7) -> None:
@@ -143,7 +145,7 @@ def _count_own_getpids(loaded: Any, path: Path, counts_fd: int, calls: int = 7) 
     loaded.detach()
     struct.pack_into("<I", bss, bss_vars["target_tgid"]["offset"], 0)
     enter_events = struct.unpack_from("<I", bss, bss_vars["enter_events"]["offset"])[0]
-    getpid_seen = sysc.map_lookup_u64(counts_fd, 39)  # __NR_getpid on x86-64
+    getpid_seen = _lookup_u64(counts_fd, 39)  # __NR_getpid on x86-64
     assert getpid_seen >= calls and enter_events >= getpid_seen, (getpid_seen, enter_events)
 
 
@@ -221,7 +223,7 @@ def test_bpfsign_load_cli(path: Path, guest_keys: GuestKeys, tmp_path: Path,
     assert "(signed, loadtime scheme)" in out, out
 
 
-def _offline_loadtime_bytes(skel: Any, gk: GuestKeys) -> int | str | None:
+def _offline_loadtime_bytes(skel: Any, gk: GuestKeys) -> int | None:
     from _vmoffline import offline_errno
 
     return offline_errno(skel.insns + skel.data, skel.signature, gk, -3)

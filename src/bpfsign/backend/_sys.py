@@ -14,7 +14,7 @@ import ctypes
 import errno as _errno
 from typing import Final
 
-from ..errors import KernelError, UnsupportedFeature
+from ..errors import KernelError, UnsupportedFeature, errno_name
 
 # x86-64 syscall numbers (kernel.md §2).
 NR_BPF: Final = 321
@@ -259,7 +259,10 @@ def prog_load(attr: ProgLoadAttr) -> int:
 
     The fast path asks for no log. On failure we retry once with log level 1
     and a 1 MiB buffer so the error carries the verifier's explanation; an
-    EOPNOTSUPP on a signed load becomes :class:`UnsupportedFeature`.
+    EOPNOTSUPP on a signed load becomes :class:`UnsupportedFeature`. The errno
+    is always the first attempt's: a retry that fails differently (asking for a
+    log changes what the kernel checks) keeps its log out of the error, since
+    that log explains another failure.
     """
     try:
         return bpf(PROG_LOAD, attr, SIZE_PROG_LOAD)
@@ -285,8 +288,15 @@ def prog_load(attr: ProgLoadAttr) -> int:
         try:
             fd = bpf(PROG_LOAD, attr, SIZE_PROG_LOAD)
         except KernelError as again:
-            err = again.errno
-            log = buf.value.decode(errors="replace")
+            if again.errno == err:
+                log = buf.value.decode(errors="replace")
+            else:
+                raise KernelError(
+                    err, "BPF_PROG_LOAD", message=(
+                        f"the retry with a verifier log failed with {errno_name(again.errno)} "
+                        "instead, so there is no log for this failure"
+                    ),
+                ) from None
         else:  # passed on retry (a transient failure): keep it
             return fd
         finally:

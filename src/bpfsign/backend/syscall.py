@@ -132,6 +132,19 @@ class SyscallBackend:
         del cbuf
         return ctypes.c_int32(attr.retval).value
 
+    def test_run_packet(self, prog_fd: int, packet: bytes) -> int:
+        """Run a packet program (e.g. a socket filter) once on ``packet``; returns the u32 retval.
+
+        The kernel builds an skb from ``packet`` (an Ethernet frame, at least 14
+        bytes) and pulls the MAC header, as on receive.
+        """
+        dbuf = ctypes.create_string_buffer(packet, len(packet))
+        attr = S.TestRunAttr(
+            prog_fd=prog_fd, data_size_in=len(packet), data_in=S.addr(dbuf), repeat=1
+        )
+        S.bpf(S.PROG_TEST_RUN, attr, S.SIZE_TEST_RUN)
+        return int(attr.retval)
+
     # ------------------------------------------------------ attach, pin, close
     def raw_tracepoint_open(self, prog_fd: int, name: str | None) -> int:
         nbuf = ctypes.create_string_buffer(name.encode()) if name is not None else None
