@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bpfsign import insn, scheme, skeleton
-from bpfsign.errors import InputError
+from bpfsign.errors import InputError, UnsupportedFeature
 
 SKEL_DIR = Path(__file__).parent / "fixtures" / "skel"
 SIGNED = sorted(SKEL_DIR.glob("*.signed*.lskel.h")) if SKEL_DIR.is_dir() else []
@@ -120,16 +122,64 @@ def test_converted_header_round_trips(path: Path) -> None:
     assert text.endswith(original[ex.end :])
 
 
+#: -S fixtures by loader byte order: this machine runs the native ones; the others must be refused
+NATIVE = [p for p in SIGNED if skeleton.load(p).endian == sys.byteorder]
+FOREIGN = [p for p in SIGNED if skeleton.load(p).endian != sys.byteorder]
+
+
+def test_both_byte_orders_are_covered() -> None:
+    assert [p.name for p in NATIVE] == [
+        "counter.signed.lskel.h", "multi.signed.lskel.h", "sockfilter.signed.lskel.h",
+    ]  # fmt: skip
+    assert [p.name for p in FOREIGN] == ["sockfilter.bpfeb.signed.lskel.h"]
+
+
 @pytest.mark.kernel
-@pytest.mark.parametrize("path", SIGNED, ids=[p.name for p in SIGNED])
+@pytest.mark.parametrize("path", NATIVE, ids=[p.name for p in NATIVE])
 def test_converted_loader_loads_unsigned_on_this_kernel(path: Path) -> None:
     """Until the 7.x VM runs it signed: the converted loader loads and makes its programs."""
+    from bpfsign import loader
+
     skel = skeleton.load(path)
-    if skel.endian != "little":
-        pytest.skip("foreign-endian loader")
-    loader = pytest.importorskip("bpfsign.loader")
     converted, _ = scheme.convert_to_loadtime(skel)
     with loader.load(converted, unsigned=True) as loaded:
         assert set(loaded.progs) == {p.name for p in skel.progs}
         assert all(fd > 0 for fd in loaded.progs.values())
         assert set(loaded.maps) == {m.name for m in skel.maps}
+
+
+class _CallRecorder:
+    """The real backend, noting every call made through it."""
+
+    def __init__(self) -> None:
+        from bpfsign.backend import default_backend
+
+        self.real = default_backend()
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("path", FOREIGN, ids=[p.name for p in FOREIGN])
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_foreign_endian_loader_is_refused_before_the_kernel(path: Path, signed: bool) -> None:
+    """Its instructions cannot run here, converted or not: a typed error, no syscall made."""
+    from bpfsign import loader
+
+    skel = skeleton.load(path)
+    converted, _ = scheme.convert_to_loadtime(skel)
+    other = "big" if sys.byteorder == "little" else "little"
+    assert converted.endian == other
+    for candidate in (skel, converted):
+        recorder = _CallRecorder()
+        with pytest.raises(UnsupportedFeature) as info:
+            loader.load(candidate, unsigned=not signed, backend=recorder)  # type: ignore[arg-type]
+        assert recorder.calls == []
+        assert info.value.errno is None
+        assert str(info.value) == (
+            f"{other}-endian loader (sockfilter) is not supported here: its instructions are for "
+            f"a {other}-endian kernel and this one is {sys.byteorder}-endian; regenerate the "
+            "skeleton for this target"
+        )

@@ -35,25 +35,115 @@ def test_example_payload_is_bundled() -> None:
     )
 
 
+STEP_TITLES = [
+    "keygen",
+    "sign",
+    "verify",
+    "tamper",
+    "inspect-skeleton",
+    "sign-skeleton",
+    "verify-skeleton",
+    "tamper-skeleton",
+    "load",
+]
+REJECTED = (
+    "EKEYREJECTED (129): signature does not verify with the trusted key "
+    f"'CN={demo.DEMO_SUBJECT}' (RSA-3072): the payload or the signature was changed after "
+    "signing, or it was signed over different bytes"
+)
+
+
 def test_demo_runs_and_exits_0() -> None:
     proc = run()
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     lines = proc.stdout.splitlines()
     total = len(demo.STEPS)
-    assert [line.split(":", 1)[0] for line in lines[:4]] == [
-        f"[1/{total}] keygen",
-        f"[2/{total}] sign",
-        f"[3/{total}] verify",
-        f"[4/{total}] tamper",
+    assert total == len(STEP_TITLES)
+    assert [line.split(":", 1)[0] for line in lines[:total]] == [
+        f"[{i}/{total}] {title}" for i, title in enumerate(STEP_TITLES, 1)
     ]
     assert lines[2] == (
         f"[3/{total}] verify: OK example.bin: signer CN={demo.DEMO_SUBJECT}, sha256, rsaEncryption"
     )
-    assert lines[3].startswith(
-        f"[4/{total}] tamper: REJECTED example.bin with one byte flipped: EKEYREJECTED (129): "
+    assert lines[3] == f"[4/{total}] tamper: REJECTED example.bin with one byte flipped: {REJECTED}"
+    assert lines[4] == (
+        f"[5/{total}] inspect-skeleton: example.lskel.h: light skeleton 'sockfilter', 222 insns, "
+        "3968 data bytes, maps proto_counts, rodata, programs count_proto; scheme inloader, "
+        "in-loader hash check at insns 30..62; signed mode (ignores ctx overrides); signed by bpftool"
+    )
+    assert lines[5].startswith(
+        f"[6/{total}] sign-skeleton: converted to loadtime: removed the in-loader check: "
+        "insns 30..62 (33 insns, with the exclusivity prefix); 6 jumps fixed; 222 -> 189 insns; "
+        "signed insns || data (5480 bytes) under loadtime -> example.loadtime.lskel.h (signature "
+    )
+    assert lines[6] == (
+        f"[7/{total}] verify-skeleton: OK example.loadtime.lskel.h: loadtime scheme, 5480 bytes "
+        f"signed, excl_prog_hash = SHA-256(insns), signer CN={demo.DEMO_SUBJECT}, sha256, "
+        "rsaEncryption"
+    )
+    assert lines[7] == (
+        f"[8/{total}] tamper-skeleton: REJECTED example.loadtime.lskel.h with data byte 1984 "
+        f"flipped: {REJECTED}"
+    )
+    assert lines[8].startswith(f"[9/{total}] load: ")
+    assert lines[-1] == "demo OK: signed, verified offline, and a tampered copy rejected"
+
+
+def test_example_skeleton_is_the_bpftool_fixture() -> None:
+    """The bundled skeleton is the committed bpftool 7.8 -S fixture, byte for byte."""
+    fixture = Path(__file__).parent / "fixtures" / "skel" / "sockfilter.signed.lskel.h"
+    assert demo.example_skeleton_path().read_bytes() == fixture.read_bytes()
+
+
+def test_demo_as_an_unprivileged_user_says_why_it_does_not_load(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user")  # never on CI: it runs as root
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-m", "bpfsign", "demo"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[8] == (
+        "[9/9] load: skipped: not loading: not root: loading light skeletons needs CAP_BPF and "
+        "CAP_SYS_ADMIN"
     )
     assert lines[-1] == "demo OK: signed, verified offline, and a tampered copy rejected"
+
+
+@pytest.mark.kernel
+def test_load_step_loads_the_converted_example(tmp_path: Path) -> None:
+    """Signed where the kernel verifies signatures; else unsigned, saying plainly why."""
+    from bpfsign.backend import probes
+
+    ctx = demo.DemoContext(workdir=tmp_path)
+    for step in demo.STEPS[:-1]:
+        step.run(ctx)
+    text = demo.step_load(ctx)
+    loaded = ctx.extra["load"]
+    assert [p["name"] for p in loaded["progs"]] == ["count_proto"]
+    assert [m["name"] for m in loaded["maps"]] == ["proto_counts", "rodata"]
+    assert all(p["type"] == 1 for p in loaded["progs"])  # BPF_PROG_TYPE_SOCKET_FILTER
+    assert text.endswith("; released")
+    if probes.signed_prog_load().supported:
+        assert loaded["signed"] is True
+        assert text.startswith("loaded example.loadtime.lskel.h SIGNED: ")
+    else:
+        assert loaded["signed"] is False
+        assert text.startswith(f"not loaded signed: {probes.signed_prog_load().detail}. Loaded the "
+                               "converted loader UNSIGNED instead (no signature checked)")
+        if probes.signed_prog_load().errno == 95:  # this host: no CONFIG_SYSTEM_DATA_VERIFICATION
+            assert text.startswith(
+                "not loaded signed: kernel lacks CONFIG_SYSTEM_DATA_VERIFICATION: every signed "
+                "BPF_PROG_LOAD fails with EOPNOTSUPP. "
+            )
+
+
+def test_load_step_without_a_signed_skeleton_skips(tmp_path: Path) -> None:
+    with pytest.raises(demo.Skip, match=r"^no signed example skeleton \(the sign-skeleton step did not run\)$"):
+        demo.step_load(demo.DemoContext(workdir=tmp_path))
 
 
 def test_demo_json_and_keep(tmp_path: Path) -> None:
@@ -63,13 +153,15 @@ def test_demo_json_and_keep(tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert report["ok"] is True
     assert report["workdir"] == str(keep)
-    assert [s["title"] for s in report["steps"]][:4] == ["keygen", "sign", "verify", "tamper"]
-    assert all(s["status"] in ("ok", "skipped") for s in report["steps"])
-    assert {p.name for p in keep.iterdir()} >= {
+    assert [s["title"] for s in report["steps"]] == STEP_TITLES
+    assert all(s["status"] == "ok" for s in report["steps"][:-1])
+    assert report["steps"][-1]["status"] in ("ok", "skipped")
+    assert {p.name for p in keep.iterdir()} == {
         "demo.crt",
         "demo.key",
         "example.bin",
         "example.bin.p7s",
+        "example.loadtime.lskel.h",
     }
     assert stat.S_IMODE(os.stat(keep / "demo.key").st_mode) == 0o600
     verified = subprocess.run(

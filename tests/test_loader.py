@@ -359,24 +359,7 @@ def test_cli_load_text_and_signed_error(capsys: pytest.CaptureFixture[str]) -> N
         assert "lacks signature verification" in capsys.readouterr().err
 
 
-def test_demo_load_step_loads_the_skeleton(tmp_path: Path) -> None:
-    from bpfsign import demo
-
-    ctx = demo.DemoContext(workdir=tmp_path, extra={"skeleton": str(SKEL / "counter.lskel.h")})
-    text = loader.demo_step(ctx)
-    assert text.startswith("loaded counter (unsigned, loadtime scheme): 3 maps, programs count_sys_enter")
-
-
-def test_demo_load_step_says_plainly_why_not_signed(tmp_path: Path) -> None:
-    from bpfsign import demo
-
-    if probes.signed_prog_load().supported or not probes.inloader_loaders().supported:
-        pytest.skip("this kernel can verify signatures (or cannot run -S loaders)")
-    ctx = demo.DemoContext(workdir=tmp_path, extra={"skeleton": str(SKEL / "sockfilter.signed.lskel.h")})
-    text = loader.demo_step(ctx)
-    assert "(unsigned, inloader scheme)" in text
-    assert text.endswith("not signed: kernel lacks CONFIG_SYSTEM_DATA_VERIFICATION: every signed "
-                         "BPF_PROG_LOAD fails with EOPNOTSUPP")
+# the demo's load step is tested in tests/test_demo.py
 
 
 def test_multi_tp_btf_programs_attach_and_count_forks_of_this_process() -> None:

@@ -1,9 +1,14 @@
 """``bpfsign demo``: the whole sign-and-verify story on throwaway files, in seconds.
 
-The demo is a list of steps sharing one ``DemoContext``, so later features
-(skeleton signing, kernel loading) extend it by appending a ``DemoStep`` to
-``STEPS``. A step returns a one-line summary, raises ``Skip`` when this machine
-cannot do it, and raises anything else to fail the demo.
+First a plain payload (keygen, sign, verify, tamper), then the bundled light
+skeleton, a real bpftool ``-S`` header: inspect it, convert and sign it under
+``loadtime``, verify it offline, reject a tampered copy, and load it, signed
+where the kernel verifies signatures and otherwise unsigned with the reason.
+
+The demo is a list of steps sharing one ``DemoContext``; a feature extends it
+by appending a ``DemoStep`` to ``STEPS``. A step returns a one-line summary,
+raises ``Skip`` when this machine cannot do it, and raises anything else to
+fail the demo.
 """
 
 from __future__ import annotations
@@ -126,13 +131,155 @@ def step_tamper(ctx: DemoContext) -> str:
     raise DemoFailure("a tampered payload verified; the verifier is broken")
 
 
+# ------------------------------------------------------------ the light skeleton
+
+#: The bundled light skeleton (bpftool 7.8 ``-S`` output; see bpfsign/data/README).
+EXAMPLE_SKELETON = "example.lskel.h"
+#: The signed-under-loadtime copy the demo writes into its work directory.
+SIGNED_SKELETON = "example.loadtime.lskel.h"
+#: The keyring that holds the throwaway certificate for the signed load.
+DEMO_KEYRING = "bpfsign-demo"
+
+
+def example_skeleton_path() -> Path:
+    """Where the bundled example skeleton is installed (a real file: it ships in the wheel)."""
+    return Path(str(resources.files("bpfsign").joinpath("data", EXAMPLE_SKELETON)))
+
+
+def step_inspect_skeleton(ctx: DemoContext) -> str:
+    from . import scheme, skeleton
+
+    skel = skeleton.load(example_skeleton_path())
+    audit = scheme.audit(skel)
+    ctx.extra["example"] = skel
+    check = audit.hash_check
+    where = "" if check is None else f", in-loader hash check at insns {check.start}..{check.start + check.length - 1}"
+    signed = "signed by bpftool" if skel.signature is not None else "unsigned"
+    return (
+        f"{EXAMPLE_SKELETON}: light skeleton {skel.name!r}, {skel.insn_count} insns, "
+        f"{len(skel.data)} data bytes, maps {', '.join(m.name for m in skel.maps)}, "
+        f"programs {', '.join(p.name for p in skel.progs)}; scheme {audit.scheme}{where}; "
+        f"{audit.mode} mode ({'ignores' if audit.mode == 'signed' else 'honours'} ctx overrides); "
+        f"{signed}"
+    )
+
+
+def step_sign_skeleton(ctx: DemoContext) -> str:
+    from . import scheme, skeleton
+    from ._fileio import atomic_write
+
+    skel = ctx.extra.get("example") or skeleton.load(example_skeleton_path())
+    text, report = scheme.sign_skeleton(skel, ctx.signer, scheme="loadtime")
+    out = ctx.workdir / SIGNED_SKELETON
+    atomic_write(out, text.encode())
+    signed = skeleton.parse(text, path=str(out))
+    ctx.extra["skeleton"] = str(out)
+    ctx.extra["signed_skeleton"] = signed
+    converted = "" if report.converted is None else f"converted to loadtime: {report.converted.describe()}; "
+    return (
+        f"{converted}signed insns || data ({report.payload_size} bytes) under loadtime -> "
+        f"{out.name} (signature {report.signature_size} bytes, excl_prog_hash "
+        f"{report.excl_hash.hex()[:16]}...)"
+    )
+
+
+def step_verify_skeleton(ctx: DemoContext) -> str:
+    from . import scheme
+
+    signed = ctx.extra["signed_skeleton"]
+    verdict = scheme.verify_skeleton(signed, ctx.trust)
+    return (
+        f"OK {SIGNED_SKELETON}: {verdict.scheme} scheme, {verdict.payload_size} bytes signed, "
+        f"excl_prog_hash = SHA-256(insns), {_describe_signer(verdict.signer)}"
+    )
+
+
+def step_tamper_skeleton(ctx: DemoContext) -> str:
+    import dataclasses
+
+    from . import scheme
+
+    signed = ctx.extra["signed_skeleton"]
+    evil = bytearray(signed.data)
+    evil[len(evil) // 2] ^= 0x01  # one byte of the metadata blob (map definitions, BTF, images)
+    tampered = dataclasses.replace(signed, data=bytes(evil))
+    try:
+        scheme.verify_skeleton(tampered, ctx.trust)
+    except VerificationError as exc:
+        if errno_name(exc.errno) != "EKEYREJECTED":
+            raise DemoFailure(f"tampered skeleton gave {exc}, expected EKEYREJECTED") from exc
+        return f"REJECTED {SIGNED_SKELETON} with data byte {len(evil) // 2} flipped: {exc}"
+    raise DemoFailure("a skeleton with tampered data verified; the verifier is broken")
+
+
+def _signed_load_refusal() -> str | None:
+    """Why this kernel cannot load the loadtime-signed skeleton signed (None: it can)."""
+    from .backend import probes
+
+    signing = probes.signed_prog_load()
+    if signing.supported is not True:
+        return signing.detail
+    loadtime = probes.loadtime_verification()
+    if loadtime.supported is False:
+        return f"{loadtime.detail}; a loadtime signature covers insns || data and cannot verify here"
+    return None
+
+
+def _describe_loaded(info: dict[str, Any]) -> str:
+    maps = ", ".join(f"{m['name']} (id {m['id']})" for m in info["maps"])
+    progs = ", ".join(f"{p['name']} (id {p['id']})" for p in info["progs"])
+    return f"maps {maps}; programs {progs}; released"
+
+
+def step_load(ctx: DemoContext) -> str:
+    """Load the loadtime-signed example: signed where the kernel verifies, else unsigned, saying why."""
+    from . import keyring, loader
+    from .backend import default_backend, probes
+
+    signed = ctx.extra.get("signed_skeleton")
+    if signed is None:
+        raise Skip("no signed example skeleton (the sign-skeleton step did not run)")
+    usable = probes.bpf_usable()
+    if not usable.supported:
+        raise Skip(f"not loading: {usable.detail}")
+    why_not = _signed_load_refusal()
+    if why_not is None:
+        assert ctx.cert_path is not None
+        backend = default_backend()
+        session = backend.keyring_id(loader.KEY_SPEC_SESSION_KEYRING)
+        ring = backend.add_key("keyring", DEMO_KEYRING, None, session)  # always a new one
+        try:
+            keyring.add_certificate(ctx.cert_path.read_bytes(), keyring=ring, path=str(ctx.cert_path))
+            with loader.load(signed, keyring_id=ring, backend=backend) as loaded:
+                info = loaded.describe()
+        finally:
+            keyring.remove_key(ring, keyring=session, backend=backend)
+        ctx.extra["load"] = {"signed": loaded.signed, "keyring": ring, **info}
+        return (
+            f"loaded {SIGNED_SKELETON} SIGNED: the kernel verified its loadtime signature "
+            f"with the throwaway certificate in a fresh keyring {DEMO_KEYRING!r} ({ring}, "
+            f"removed again); {_describe_loaded(info)}"
+        )
+    with loader.load(signed, unsigned=True) as loaded:
+        info = loaded.describe()
+    ctx.extra["load"] = {"signed": loaded.signed, "keyring": None, **info}
+    return (
+        f"not loaded signed: {why_not}. Loaded the converted loader UNSIGNED instead (no "
+        f"signature checked) to show it runs on this kernel: {_describe_loaded(info)}"
+    )
+
+
 #: The demo, in order. Later features append their steps here.
 STEPS: list[DemoStep] = [
     DemoStep("keygen", step_keygen),
     DemoStep("sign", step_sign),
     DemoStep("verify", step_verify),
     DemoStep("tamper", step_tamper),
-    DemoStep("load", lambda ctx: __import__("bpfsign.loader").loader.demo_step(ctx)),
+    DemoStep("inspect-skeleton", step_inspect_skeleton),
+    DemoStep("sign-skeleton", step_sign_skeleton),
+    DemoStep("verify-skeleton", step_verify_skeleton),
+    DemoStep("tamper-skeleton", step_tamper_skeleton),
+    DemoStep("load", step_load),
 ]
 
 
