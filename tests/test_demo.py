@@ -87,7 +87,7 @@ def test_demo_runs_and_exits_0() -> None:
         f"flipped: {REJECTED}"
     )
     assert lines[8].startswith(f"[9/{total}] load: ")
-    assert lines[-1] == "demo OK: signed, verified offline, and a tampered copy rejected"
+    assert lines[-1] == "demo OK: signed, verified offline, and tampered copies rejected"
 
 
 def test_example_skeleton_is_the_bpftool_fixture() -> None:
@@ -110,7 +110,7 @@ def test_demo_as_an_unprivileged_user_says_why_it_does_not_load(tmp_path: Path) 
         "[9/9] load: skipped: not loading: not root: loading light skeletons needs CAP_BPF and "
         "CAP_SYS_ADMIN"
     )
-    assert lines[-1] == "demo OK: signed, verified offline, and a tampered copy rejected"
+    assert lines[-1] == "demo OK: signed, verified offline, and tampered copies rejected"
 
 
 @pytest.mark.kernel

@@ -14,9 +14,11 @@ if TYPE_CHECKING:
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
-        help="sign and verify a bundled example with a throwaway key",
-        description="Make a throwaway key and certificate in a temporary directory, sign the "
-        "bundled example payload, verify it offline, and show a tampered copy rejected.",
+        help="sign, verify and load bundled examples with a throwaway key",
+        description="Make a throwaway key and certificate in a temporary directory; sign the "
+        "bundled example payload and verify it offline; convert and sign the bundled bpftool -S "
+        "light skeleton under the load-time scheme and verify it; show tampered copies "
+        "rejected; load the skeleton if this kernel can (otherwise say why).",
     )
     p.add_argument(
         "--keep",
@@ -52,7 +54,7 @@ def _demo(args: argparse.Namespace) -> int:
     }
     if ok:
         where = f"; files kept in {workdir}" if workdir else ""
-        text = f"demo OK: signed, verified offline, and a tampered copy rejected{where}"
+        text = f"demo OK: signed, verified offline, and tampered copies rejected{where}"
     else:
         text = "demo FAILED (see the step above)"
     _common.emit(args, obj, text)
