@@ -161,18 +161,18 @@ def main() -> int:
             print(f"{name:<46} {med[name]:>9.1f} {low[name]:>7.1f} {med[name] / ossl:>8.2f}x")
         ossl_batch = ossl * BATCH
         print(f"{f'openssl cms -verify x {BATCH} (= {BATCH} x median)':<46} {ossl_batch:>9.1f}")
-        one = {"python -m": med[names[3]], "console script": med[names[4]]}
-        one_ratio = min(one.values()) / ossl
+        single = {"python -m": med[names[3]], "console script": med[names[4]]}
+        one_ratio = min(single.values()) / ossl
         batch_speedup = ossl_batch / med[names[5]]
         floor = med[names[2]]
         ok_one = one_ratio <= ONE_FILE_TARGET
         ok_batch = batch_speedup >= BATCH_TARGET
         print()
-        print(f"one file: {one['python -m'] / ossl:.2f}x (python -m), "
-              f"{one['console script'] / ossl:.2f}x (console script) openssl; "
+        print(f"one file: {single['python -m'] / ossl:.2f}x (python -m), "
+              f"{single['console script'] / ossl:.2f}x (console script) openssl; "
               f"target <= {ONE_FILE_TARGET}x: {'PASS' if ok_one else 'FAIL'}")  # fmt: skip
         print(f"  pyca floor (interpreter + the pyca modules a verify needs, nothing of ours): "
-              f"{floor / ossl:.2f}x openssl; bpfsign adds {min(one.values()) - floor:.1f} ms "
+              f"{floor / ossl:.2f}x openssl; bpfsign adds {min(single.values()) - floor:.1f} ms "
               f"above it")  # fmt: skip
         print(
             f"batch: {BATCH} files in one call {batch_speedup:.1f}x faster than {BATCH} "

@@ -6,9 +6,9 @@ RSA-2048 PKCS#1 v1.5 verify with pyca (key object built once).  Target for
 
 Then, as whole processes: a minimal "verify one file" Python process using
 bpfsign (the venv's interpreter) against `openssl cms -verify` on the same files,
-with reference floors (bare interpreter; typing + hashlib, which bpfsign's
-package __init__ and the verify path import; pyca's RSA modules, which a
-one-off RSA verify avoids by using pow()).
+with reference floors (bare interpreter; typing + hashlib; pyca's RSA
+modules, which the verify path avoids when it checks signatures through the
+system libcrypto, see bpfsign._libcrypto).
 
     python bench/bench_verify_inprocess.py
 """

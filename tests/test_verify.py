@@ -10,6 +10,7 @@ from errno import E2BIG, EBADMSG, EINVAL, EKEYREJECTED, ENOKEY, ENOPKG
 
 import pytest
 
+from _backends import crypto_backend  # noqa: F401  (autouse: every test under both backends)
 from _pki import PemSigner, Pki, openssl_sign, pki
 from bpfsign import cms, der
 from bpfsign.errors import VerificationError

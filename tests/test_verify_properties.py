@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _backends import crypto_backend  # noqa: F401  (autouse: every test under both backends)
 from _pki import PemSigner, pki
 from bpfsign import cms
 from bpfsign.errors import VerificationError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,13 +99,12 @@ def test_bad_files_name_the_file(tmp_path: Path) -> None:
         load_certificates(tmp_path / "missing.pem")
 
 
-def test_rsa_verify_imports_no_x509_or_serialization() -> None:
-    """Start-up budget (issue 2): the verify path builds keys from numbers, so pyca's
-    x509 and serialization modules (20-50 ms of imports) stay unloaded."""
+def _modules_after_verify(kind: str, backend: str) -> list[str]:
+    """The modules a fresh ``verify`` process has imported, with the backend forced."""
     from _pki import PemSigner
     from bpfsign import cms
 
-    p = pki("rsa2048")
+    p = pki(kind)
     sig = cms.sign(b"payload", PemSigner(p))
     code = (
         "import sys\n"
@@ -112,32 +112,30 @@ def test_rsa_verify_imports_no_x509_or_serialization() -> None:
         "from bpfsign.verify import verify\n"
         f"t = TrustStore(); t.add(bytes.fromhex('{p.cert_der.hex()}'))\n"
         f"verify(b'payload', bytes.fromhex('{sig.hex()}'), t)\n"
-        "banned = ('cryptography.x509', 'cryptography.hazmat.primitives.serialization',"
-        " 'dataclasses', 'inspect')\n"
-        "print([m for m in sys.modules if m.startswith(banned)],"
-        " 'cryptography.hazmat.primitives.asymmetric.rsa' in sys.modules)"
+        "print(' '.join(sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[] True"
-
-
-def test_ec_verify_builds_the_key_from_numbers_without_x509() -> None:
-    from _pki import PemSigner
-    from bpfsign import cms
-
-    p = pki("p256")
-    sig = cms.sign(b"payload", PemSigner(p))
-    code = (
-        "import sys\n"
-        "from bpfsign.trust import TrustStore\n"
-        "from bpfsign.verify import verify\n"
-        f"t = TrustStore(); t.add(bytes.fromhex('{p.cert_der.hex()}'))\n"
-        f"verify(b'payload', bytes.fromhex('{sig.hex()}'), t)\n"
-        "banned = ('cryptography.x509', 'cryptography.hazmat.primitives.serialization', 'dataclasses')\n"
-        "print([m for m in sys.modules if m.startswith(banned)])"
+    env = {**os.environ, "BPFSIGN_CRYPTO_BACKEND": backend}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    return out.stdout.split()
+
+
+@pytest.mark.parametrize("kind", ["rsa2048", "p256"])
+def test_verify_imports_no_x509_or_serialization(kind: str) -> None:
+    """Start-up budget (issue 2): with libcrypto (the default where it loads) a verify
+    imports nothing of pyca; with pyca, keys are built from numbers, so pyca's x509
+    and serialization modules (20-50 ms of imports) stay unloaded."""
+    banned = ("dataclasses", "inspect")
+    libcrypto = _modules_after_verify(kind, "libcrypto")
+    assert [m for m in libcrypto if m.startswith(("cryptography", "hashlib", *banned))] == []
+    assert "ctypes" in libcrypto
+    pyca = _modules_after_verify(kind, "pyca")
+    x509_or_ser = ("cryptography.x509", "cryptography.hazmat.primitives.serialization")
+    assert [m for m in pyca if m.startswith((*x509_or_ser, *banned))] == []
+    family = "rsa" if kind.startswith("rsa") else "ec"
+    assert f"cryptography.hazmat.primitives.asymmetric.{family}" in pyca
+    assert "ctypes" not in pyca
 
 
 @settings(max_examples=200, deadline=None)

@@ -265,6 +265,26 @@ class Certificate:
         object.__setattr__(self, "_public_key", key)
         return key
 
+    @property
+    def public_key_der(self) -> bytes:
+        """SubjectPublicKeyInfo DER of the key ``public_key()`` builds, for bindings that
+        take DER (libcrypto's ``d2i_PUBKEY``).  Re-encoded from the parsed numbers, not
+        sliced from the certificate, so OpenSSL sees exactly the key our parser read."""
+        numbers = self._key_numbers
+        if self.key_type == "rsa":
+            alg = der.sequence(der.oid(_oids.RSA_ENCRYPTION), der.null())
+            key = der.sequence(der.integer(numbers[0]), der.integer(numbers[1]))
+        elif self.key_type == "ec":
+            curve = next(oid for oid, (name, _) in _oids.CURVES.items() if name == self.curve)
+            alg = der.sequence(der.oid(_oids.EC_PUBLIC_KEY), der.oid(curve))
+            key = numbers
+        else:
+            raise CertificateError(
+                f"certificate {self.subject_str!r} has a {self.key_description} key, "
+                "which bpfsign (and the kernel) cannot verify with"
+            )
+        return der.sequence(alg, der.encode(der.BIT_STRING, b"\0" + key))
+
 
 def _bit_string(element: der.Element) -> bytes:
     der.expect(element, der.BIT_STRING, "BIT STRING")
