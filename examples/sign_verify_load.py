@@ -38,15 +38,17 @@ def main(path: str) -> int:
 
         from bpfsign import keyring
 
+        added = keyring.add_certificate(pair.cert_der)  # the session keyring (-3)
         try:
-            keyring.add_certificate(pair.cert_der)
-            with bpfsign.load_skeleton(out) as loaded:
+            with bpfsign.load_skeleton(out, keyring_id=-3) as loaded:
                 print("loaded:", loaded.describe())
         except bpfsign.UnsupportedFeature as exc:
             print("not loaded:", exc)
         except bpfsign.Error as exc:
             print("not loaded:", exc)
             return 1
+        finally:
+            keyring.remove_key(added.serial, keyring=added.keyring)  # leave no throwaway key behind
     return 0
 
 

@@ -13,14 +13,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.kernel
 def test_sign_verify_load_example_on_this_kernel() -> None:
+    from bpfsign import keyring
     from bpfsign.backend import probes
 
+    before = {k.serial for k in keyring.list_keys("session")}
     out = subprocess.run(
         [sys.executable, str(REPO / "examples" / "sign_verify_load.py"),
          str(REPO / "tests" / "fixtures" / "skel" / "counter.signed.lskel.h")],
         capture_output=True, text=True, check=False, cwd=REPO,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
+    # the throwaway signer's certificate must not outlive the example
+    assert {k.serial for k in keyring.list_keys("session")} == before
     lines = out.stdout.splitlines()
     assert lines[0].startswith("converted: Removed(start=39, count=33, has_prefix=True")
     assert lines[1] == "offline: the kernel would load it (loadtime, 6192 bytes signed)"
