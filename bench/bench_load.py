@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+MIN_ITERATIONS = 200  # issue 4: medians over at least 200 iterations
 sys.path.insert(0, str(REPO / "src"))
 
 from bpfsign import loader as _loader  # noqa: E402
@@ -157,13 +158,18 @@ def bench(header: Path, iterations: int, batch: int, workdir: Path) -> dict[str,
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--iterations", type=int, default=400, help="timed loads per side (>= 200)")
     ap.add_argument("--batch", type=int, default=50, help="loads per interleaved batch")
     ap.add_argument("--only", help="one header file name")
     ap.add_argument("--profile", action="store_true", help="cProfile the Python side")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.iterations < MIN_ITERATIONS:
+        ap.error(f"--iterations {args.iterations}: medians need at least {MIN_ITERATIONS} "
+                 "timed loads per side (the issue's floor)")
+    if args.batch < 1:
+        ap.error("--batch must be at least 1")
     if os.geteuid() != 0:
         raise SystemExit("needs root (bpf() with CAP_BPF and CAP_SYS_ADMIN)")
     if shutil.which("gcc") is None or not Path("/usr/include/bpf/skel_internal.h").exists():

@@ -6,10 +6,12 @@ import ctypes
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,14 +176,74 @@ def test_unsigned_mode_loader_applies_ctx_overrides() -> None:
         assert struct.unpack_from("<I", ls.globals(".data"))[0] == 42
 
 
-def test_signed_mode_loader_ignores_ctx_overrides() -> None:
-    if not probes.inloader_loaders().supported:
-        pytest.skip("this kernel's struct bpf_map has no excl: -S loaders need converting")
-    with loader.load(_skel("counter.signed.lskel.h"), unsigned=True, max_entries={"counts": 777},
-                     initial_values={"data": struct.pack("<I", 42)}) as ls:
-        assert ls.scheme == "inloader"
-        assert default_backend().map_info(ls.map_fd("counts")).max_entries == 1024
-        assert struct.unpack_from("<I", ls.globals("data"))[0] == 1
+def test_signed_mode_loader_refuses_ctx_overrides_before_any_syscall() -> None:
+    """lskel.md §6: a -S loader ignores the ctx; the override must not vanish silently."""
+    before = _bpf_fds()
+    with pytest.raises(InputError, match="cannot set max_entries of counts for counter: a "
+                       "signed-mode loader"):
+        loader.load(_skel("counter.signed.lskel.h"), unsigned=True, max_entries={"counts": 777})
+    assert _bpf_fds() == before
+
+
+def test_typed_globals_are_live_and_named_like_the_c_skeleton() -> None:
+    """skel->bss->target_tgid in C is loaded.bss.target_tgid here, over the same mmap."""
+    be = default_backend()
+    pid = os.getpid()
+    with loader.load(_skel("counter.lskel.h"),
+                     initial_values={"data": {"sample_every": 42}, "bss": {"target_tgid": pid}}) as ls:
+        assert ls.data.sample_every == 42
+        assert ls.bss.as_dict() == {"enter_events": 0, "getpid_calls": 0, "target_tgid": pid}
+        ls.attach()
+        for _ in range(25):
+            os.getpid()
+        ls.detach()
+        assert ls.bss.enter_events >= 25  # written by the program, read through the struct
+        ls.data.sample_every = 3  # Python → kernel
+        assert be.map_lookup(ls.map_fd("data"), bytes(4), 4) == struct.pack("<I", 3)
+        be.map_update(ls.map_fd("bss"), bytes(4), struct.pack("<III", 1, 2, 7))  # kernel → Python
+        assert (ls.bss.enter_events, ls.bss.getpid_calls, ls.bss.target_tgid) == (1, 2, 7)
+        assert bytes(ls.globals("bss")[:12]) == struct.pack("<III", 1, 2, 7)  # raw bytes too
+        assert ls.section(".bss") is ls.bss
+        with pytest.raises(AttributeError, match=r"section bss has no member 'hits' \(it has: "
+                           r"enter_events, getpid_calls, target_tgid\)"):
+            ls.bss.hits = 1
+        with pytest.raises(AttributeError, match="has no global-data section of that name"):
+            ls.rodata  # noqa: B018
+
+
+def test_read_only_sections_refuse_writes_with_a_clear_error() -> None:
+    with loader.load(_skel("sockfilter.lskel.h"),
+                     initial_values={"rodata": {"snap_len": 100, "only_proto": 17}}) as ls:
+        assert (ls.rodata.snap_len, ls.rodata.only_proto) == (100, 17)
+        assert ls.rodata.readonly
+        with pytest.raises(InputError) as info:
+            ls.rodata.snap_len = 5
+        assert str(info.value) == (
+            "rodata.snap_len is read-only: the kernel froze the rodata map at load; set it before "
+            "load with initial_values={'rodata': {'snap_len': ...}}"
+        )
+        assert ls.rodata.snap_len == 100
+
+
+def test_struct_typed_globals_are_opaque_bytes_of_the_right_size() -> None:
+    cfg = struct.pack("<IIQ24s", os.getpid(), 0, 0, b"typed")
+    with loader.load(_skel("multi.lskel.h"), initial_values={"rodata": {"cfg": cfg}}) as ls:
+        assert ls.rodata.cfg == cfg
+        assert ls.rodata.layout.opaque == ("cfg",)
+        assert ls.bss.stats == bytes(16)
+        ls.bss.stats = struct.pack("<QI4x", 9, 8)
+        assert struct.unpack_from("<QI", ls.globals("bss")) == (9, 8)
+        assert ls.data.generation == 1
+
+
+def test_typed_views_do_not_keep_the_mappings_after_close() -> None:
+    before = _bpf_fds()
+    ls = loader.load(_skel("counter.lskel.h"))
+    assert ls.bss.target_tgid == 0 and ls.data.sample_every == 1
+    ls.close()
+    assert _bpf_fds() == before  # our own typed views released the mmaps
+    with pytest.raises(InputError, match="closed"):
+        ls.section("bss")
 
 
 def test_bad_override_makes_the_loader_fail_and_leaks_nothing() -> None:
@@ -343,20 +405,66 @@ def test_pin_outside_bpffs_explains(tmp_path: Path) -> None:
     assert "bpf filesystem" in str(info.value)
 
 
-def test_cli_load_json(capsys: pytest.CaptureFixture[str]) -> None:
+def _no_fds(obj: object) -> bool:
+    if isinstance(obj, dict):
+        return "fd" not in obj and all(_no_fds(v) for v in obj.values())
+    if isinstance(obj, list):
+        return all(_no_fds(v) for v in obj)
+    return True
+
+
+def test_cli_load_json_has_ids_and_no_fds(capsys: pytest.CaptureFixture[str]) -> None:
+    """The fds are closed by the time it prints: only kernel ids (and pins) are reported."""
     assert main(["load", str(SKEL / "sockfilter.lskel.h"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in out["progs"]] == ["count_proto"]
     assert {m["name"]: m["type"] for m in out["maps"]} == {"proto_counts": 2, "rodata": 2}
+    assert _no_fds(out)
+    assert all(m["id"] > 0 for m in out["maps"]) and out["pinned"] == []
+    assert (out["signed"], out["skeleton_signed"], out["scheme"]) == (False, False, None)
 
 
-def test_cli_load_text_and_signed_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["load", str(SKEL / "counter.lskel.h"), "--attach"]) == 0
-    out = capsys.readouterr().out
-    assert "prog count_sys_enter" in out and "raw_tracepoint" in out and "link count_sys_enter" in out
-    if not probes.signed_prog_load().supported:
-        assert main(["load", str(SKEL / "counter.signed.lskel.h")]) == 1
-        assert "lacks signature verification" in capsys.readouterr().err
+def test_cli_load_text_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(SKEL / "counter.lskel.h")
+    assert main(["load", path, "--attach"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    patterns = [
+        re.escape(f"loaded counter from {path}: unsigned (no signature in the header)"),
+        r"  map  counts           id \d+ *hash          key 4 value 8 max_entries 1024",
+        r"  map  data             id \d+ *array         key 4 value 4 max_entries 1",
+        r"  map  bss              id \d+ *array         key 4 value 12 max_entries 1",
+        r"  prog count_sys_enter  id \d+ *raw_tracepoint   tag [0-9a-f]{16}",
+        r"  prog count_getpid     id \d+ *tracepoint       tag [0-9a-f]{16}",
+        r"  link count_sys_enter",
+        re.escape("released on exit (use --pin DIR to keep them)"),
+    ]
+    assert len(lines) == len(patterns)
+    for line, pattern in zip(lines, patterns, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
+
+
+def test_cli_load_signed_error(capsys: pytest.CaptureFixture[str]) -> None:
+    if probes.signed_prog_load().supported:
+        pytest.skip("this kernel verifies signatures: the signed path runs in the VM tests")
+    assert main(["load", str(SKEL / "counter.signed.lskel.h")]) == 1
+    assert "lacks signature verification" in capsys.readouterr().err
+
+
+def test_load_lines_name_the_signing_state() -> None:
+    from bpfsign._cli._kernel import load_lines
+
+    info = {"signed": True, "skeleton_signed": True, "scheme": "loadtime", "maps": [],
+            "progs": [], "links": []}
+    assert load_lines(info, "x", "x.h", [], None) == [
+        "loaded x from x.h: signed, loadtime scheme",
+        "released on exit (use --pin DIR to keep them)",
+    ]
+    info.update(signed=False, scheme="inloader")
+    assert load_lines(info, "x", "x.h", ["/b/map_m"], "/b") == [
+        "loaded x from x.h: unsigned (--unsigned: its signature was not sent), inloader scheme",
+        "pinned 1 objects under /b",
+        "  /b/map_m",
+    ]
 
 
 # the demo's load step is tested in tests/test_demo.py
@@ -384,10 +492,23 @@ def test_multi_tp_btf_programs_attach_and_count_forks_of_this_process() -> None:
 def test_cli_load_pin(bpffs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = bpffs / "sf"
     assert main(["load", str(SKEL / "sockfilter.lskel.h"), "--pin", str(target)]) == 0
-    assert f"pinned 3 objects under {target}" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-4:] == [f"pinned 3 objects under {target}", f"  {target}/map_proto_counts",
+                          f"  {target}/map_rodata", f"  {target}/prog_count_proto"]
     assert sorted(p.name for p in target.iterdir()) == [
         "map_proto_counts", "map_rodata", "prog_count_proto"
     ]
+
+
+def test_cli_load_pin_json_gives_paths_not_fds(bpffs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = bpffs / "sf"
+    assert main(["load", str(SKEL / "sockfilter.lskel.h"), "--pin", str(target), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert _no_fds(out)
+    assert {m["name"]: m["pinned"] for m in out["maps"]} == {
+        "proto_counts": f"{target}/map_proto_counts", "rodata": f"{target}/map_rodata"}
+    assert [p["pinned"] for p in out["progs"]] == [f"{target}/prog_count_proto"]
+    assert all(Path(p).exists() for p in out["pinned"])
 
 
 ITER_SOURCE = r"""
@@ -439,3 +560,24 @@ def test_iter_program_attaches_with_link_create(tmp_path: Path) -> None:
             os.close(fd)
         ids = {int(line) for line in b"".join(chunks).split()}
         assert be.map_info(ls.map_fd("rodata")).id in ids  # our own format-string map
+
+
+@pytest.mark.parametrize("n", ["199", "0"])
+def test_bench_load_refuses_fewer_than_200_iterations(n: str) -> None:
+    bench = Path(__file__).resolve().parent.parent / "bench" / "bench_load.py"
+    run = subprocess.run([sys.executable, str(bench), "--iterations", n],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[-1] == (
+        f"bench_load.py: error: --iterations {n}: medians need at least 200 timed loads per "
+        "side (the issue's floor)"
+    )
+    assert run.stdout == ""
+
+
+def test_named_initial_values_name_the_skeleton_on_error() -> None:
+    with pytest.raises(InputError) as info:
+        loader.load(_skel("counter.lskel.h"), initial_values={".data": {"hits": 1}})
+    assert str(info.value) == (
+        f"{SKEL / 'counter.lskel.h'}: section data has no member 'hits' (it has: sample_every)"
+    )

@@ -5,7 +5,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,7 +82,7 @@ def test_probes_on_this_kernel() -> None:
     excl = members.get("excl")
     assert results["inloader_loaders"].supported is (excl is not None and excl.offset == 32)
     lsm = results["bpf_lsm"]
-    if lsm.supported is not None:
+    if lsm.supported is not None and os.path.exists(probes.LSM_FILE):
         with open(probes.LSM_FILE) as f:
             assert lsm.supported is ("bpf" in f.read().strip().split(","))
 
@@ -101,3 +105,69 @@ def test_cli_probe_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["probe"]) == 0
     out = capsys.readouterr().out
     assert "signed_prog_load" in out and "exclusive_maps" in out
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.kernel
+def test_bpf_usable_comes_from_map_create_not_the_uid() -> None:
+    """Root without CAP_BPF/CAP_SYS_ADMIN/CAP_PERFMON: euid 0, and still no bpf()."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv")
+    code = ("import json, os; from bpfsign.backend import probes; p = probes.bpf_usable(); "
+            "print(json.dumps([os.geteuid(), p.supported, p.errno, p.detail]))")
+    run = subprocess.run(
+        ["setpriv", "--bounding-set=-bpf,-sys_admin,-perfmon,-net_admin", "--inh-caps=-all",
+         sys.executable, "-c", code],
+        capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
+    )
+    euid, supported, err, detail = json.loads(run.stdout)
+    assert (euid, supported, err) == (0, False, errno.EPERM)
+    assert detail.startswith("BPF_MAP_CREATE failed: EPERM: not permitted: bpf() needs CAP_BPF")
+    assert "uid 0 (CAP_BPF missing" in detail
+    probes.clear_cache()
+    assert probes.bpf_usable().supported is True  # this process has them
+
+
+def _mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split(" - ")[0].split(" ", 4)[4] for line in f]  # mount point + options
+
+
+@pytest.mark.kernel
+def test_bpf_lsm_probe_changes_no_mount_here() -> None:
+    before = _mounts()
+    probes.clear_cache()
+    result = probes.bpf_lsm()
+    assert _mounts() == before
+    assert result.supported is not None, result.detail
+
+
+@pytest.mark.kernel
+def test_bpf_lsm_probe_without_securityfs_reads_it_in_a_private_namespace() -> None:
+    """Unmount securityfs in a throwaway namespace, probe there, and look at what is left.
+
+    The probe mounts securityfs only in its own child's namespace: afterwards neither the
+    test's namespace nor this one has it mounted.
+    """
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1)")
+    host_before = _mounts()
+    code = (
+        "import json, os; from bpfsign.backend import probes; p = probes.bpf_lsm(); "
+        "mounted = any(l.split()[4] == probes.SECURITY_DIR for l in open('/proc/self/mountinfo')); "
+        "print(json.dumps([p.supported, p.detail, mounted]))"
+    )
+    script = (f"umount {probes.SECURITY_DIR} 2>/dev/null; "
+              f"test -e {probes.LSM_FILE} && exit 9; exec {sys.executable} -c \"$0\"")
+    run = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, code],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+    )
+    assert run.returncode == 0, run.stderr
+    supported, detail, still_mounted = json.loads(run.stdout)
+    assert supported is not None, detail
+    assert detail.endswith("(securityfs mounted in a private mount namespace)")
+    assert still_mounted is False  # the probe's own mount died with its child
+    assert _mounts() == host_before

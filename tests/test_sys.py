@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +17,7 @@ from bpfsign.backend import _sys as S
 from bpfsign.backend.syscall import SyscallBackend
 from bpfsign.errors import KernelError, UnsupportedFeature
 
+REPO = Path(__file__).resolve().parent.parent
 RET0 = bytes.fromhex("b700000000000000" "9500000000000000")  # r0 = 0; exit
 
 
@@ -184,6 +191,100 @@ def test_signature_larger_than_8192_is_einval() -> None:
         be.prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, signature=bytes(8193), keyring_id=-3)
     assert info.value.errno == errno.EINVAL
     assert info.value.log == ""  # refused before the verifier runs (kernel.md §6.3)
+    assert str(info.value) == (
+        "BPF_PROG_LOAD: EINVAL (22): the signature is 8193 bytes; the kernel caps signatures "
+        "at 8192 bytes (KMALLOC_MAX_CACHE_SIZE): sign with fewer or smaller embedded "
+        "certificates (e.g. without the chain)"
+    )
+
+
+@pytest.mark.kernel
+def test_signature_of_8192_bytes_with_a_bad_keyring_still_names_the_keyring() -> None:
+    be = SyscallBackend()
+    with pytest.raises(KernelError) as info:
+        be.prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, signature=bytes(8192), keyring_id=3)
+    assert info.value.errno == errno.EINVAL
+    assert "check keyring_id" in str(info.value) and "8192" not in str(info.value)
+
+
+def test_explain_checks_the_signature_size_before_the_keyring() -> None:
+    big = S.explain(errno.EINVAL, "", signature_size=8193)
+    assert big.startswith("the signature is 8193 bytes; the kernel caps signatures at 8192 bytes")
+    assert "keyring" not in big
+    assert S.explain(errno.EINVAL, "", signature_size=8192).startswith("check keyring_id")
+    assert S.explain(errno.EINVAL, "").startswith("check keyring_id")
+
+
+def _run_as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv (util-linux)")
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, *args],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+    )
+
+
+def _disabled() -> str:
+    with open(S.UNPRIVILEGED_BPF_DISABLED) as f:
+        return f.read().strip()
+
+
+@pytest.mark.kernel
+def test_cli_load_as_an_unprivileged_user_says_what_is_missing() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to uid 65534")
+    run = _run_as_nobody("-m", "bpfsign", "load", "tests/fixtures/skel/sockfilter.lskel.h")
+    assert run.returncode == 1
+    off = " (unprivileged bpf() is off)" if _disabled() != "0" else ""
+    assert run.stderr == (
+        "bpfsign: BPF_MAP_CREATE: EPERM (1): not permitted: bpf() needs CAP_BPF (plus "
+        "CAP_PERFMON for tracing programs or CAP_NET_ADMIN for networking ones) or root; this "
+        "process runs as uid 65534 (CAP_BPF missing, CAP_PERFMON missing, CAP_SYS_ADMIN missing) "
+        f"and kernel.unprivileged_bpf_disabled = {_disabled()}{off}; run it as root with full "
+        "capabilities, or grant them (an LSM may refuse it too)\n"
+    )
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("cmd", [S.MAP_CREATE, S.PROG_LOAD])
+def test_the_privileged_commands_get_the_eperm_hint(cmd: int) -> None:
+    """Since 6.5 only MAP_CREATE and PROG_LOAD check capabilities up front."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to uid 65534")
+    code = (
+        "from bpfsign.backend import _sys as S\n"
+        "from bpfsign.errors import KernelError\n"
+        "attr = {0: S.MapCreateAttr(map_type=2, key_size=4, value_size=4, max_entries=1),\n"
+        "        5: S.ProgLoadAttr(prog_type=1)}\n"
+        f"try:\n    S.bpf({cmd}, attr[{cmd}], 16)\n"
+        "except KernelError as e:\n    print(e.command, e.errno, e)\n"
+    )
+    run = _run_as_nobody("-c", code)
+    assert run.returncode == 0, run.stderr
+    name = S.COMMAND_NAMES[cmd]
+    assert run.stdout.startswith(f"{name} 1 {name}: EPERM (1): not permitted: bpf() needs CAP_BPF")
+    assert "uid 65534 (CAP_BPF missing, CAP_PERFMON missing, CAP_SYS_ADMIN missing)" in run.stdout
+
+
+@pytest.mark.kernel
+def test_eperm_with_every_capability_points_elsewhere(tmp_path: Path) -> None:
+    """Root pinning outside bpffs: EPERM that capabilities cannot fix."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    fd = S.bpf(S.MAP_CREATE, S.MapCreateAttr(map_type=2, key_size=4, value_size=4, max_entries=1),
+               S.SIZE_MAP_CREATE)
+    try:
+        path = ctypes.create_string_buffer(str(tmp_path / "pin").encode())
+        with pytest.raises(KernelError) as info:
+            S.bpf(S.OBJ_PIN, S.ObjPinAttr(pathname=S.addr(path), bpf_fd=fd), S.SIZE_OBJ_PIN)
+    finally:
+        os.close(fd)
+    assert info.value.errno == errno.EPERM
+    assert str(info.value) == (
+        "BPF_OBJ_PIN: EPERM (1): not permitted although this process has CAP_BPF, CAP_PERFMON "
+        "and CAP_SYS_ADMIN: an LSM or a rule of this command refused it; the path must be on a "
+        "bpf filesystem (mount -t bpf bpf DIR)"
+    )
 
 
 @pytest.mark.kernel
@@ -285,3 +386,172 @@ def test_run_packet_gives_the_socket_filter_an_skb_without_its_mac_header() -> N
         assert be.test_run_packet(fd, bytes(14) + b"x" * 50) == 50
     finally:
         be.close(fd)
+
+
+UAPI_PROGRAM = r"""
+#include <stdio.h>
+#include <stddef.h>
+#include <linux/bpf.h>
+#define F(m) printf("%s %zu %zu\n", #m, offsetof(union bpf_attr, m), \
+                    sizeof(((union bpf_attr *)0)->m))
+int main(void) {
+    F(raw_tracepoint.name); F(raw_tracepoint.prog_fd); F(raw_tracepoint);
+    F(link_create.prog_fd); F(link_create.target_fd); F(link_create.attach_type);
+    F(link_create.flags); F(link_create.iter_info); F(link_create.iter_info_len);
+    F(iter_create.link_fd); F(iter_create.flags); F(iter_create);
+    F(pathname); F(bpf_fd); F(file_flags);
+#ifdef BPF_F_PATH_FD
+    F(path_fd);
+#endif
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def uapi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, int]]:
+    """Offsets and sizes from the UAPI header, as gcc sees them."""
+    if shutil.which("gcc") is None or not Path("/usr/include/linux/bpf.h").exists():
+        pytest.skip("needs gcc and the kernel UAPI headers")
+    tmp = tmp_path_factory.mktemp("uapi")
+    (tmp / "uapi.c").write_text(UAPI_PROGRAM)
+    subprocess.run(["gcc", "-o", str(tmp / "uapi"), str(tmp / "uapi.c")], check=True)
+    out = subprocess.run([str(tmp / "uapi")], check=True, capture_output=True, text=True).stdout
+    return {name: (int(off), int(size)) for name, off, size in (ln.split() for ln in out.splitlines())}
+
+
+def _end(uapi: dict[str, tuple[int, int]], name: str) -> int:
+    off, size = uapi[name]
+    return off + size
+
+
+@pytest.mark.parametrize(
+    ("struct", "prefix", "fields"),
+    [
+        (S.RawTracepointAttr, "raw_tracepoint.", ["name", "prog_fd"]),
+        (S.LinkCreateAttr, "link_create.",
+         ["prog_fd", "target_fd", "attach_type", "flags", "iter_info", "iter_info_len"]),
+        (S.IterCreateAttr, "iter_create.", ["link_fd", "flags"]),
+        (S.ObjPinAttr, "", ["pathname", "bpf_fd", "file_flags"]),
+    ],
+)
+def test_attach_and_pin_attr_offsets_match_the_uapi(
+    uapi: dict[str, tuple[int, int]], struct: type[ctypes.Structure], prefix: str,
+    fields: list[str],
+) -> None:
+    for name in fields:
+        field = getattr(struct, name)
+        assert (field.offset, field.size) == uapi[prefix + name], name
+
+
+def test_attach_and_pin_sizes_sent_end_at_the_last_field_used(
+    uapi: dict[str, tuple[int, int]],
+) -> None:
+    """offsetofend() of the last field each command needs, as libbpf sends it."""
+    # raw_tracepoint: name + prog_fd, padded to the struct as it was before `cookie` (16)
+    assert S.SIZE_RAW_TP == uapi["raw_tracepoint"][1] == 16
+    assert S.RawTracepointAttr.cookie.offset == S.SIZE_RAW_TP  # cookie is never sent
+    assert S.SIZE_LINK_CREATE == _end(uapi, "link_create.flags") == 16
+    assert S.SIZE_ITER_CREATE == _end(uapi, "iter_create.flags") == uapi["iter_create"][1] == 8
+    # path_fd (6.5+) follows file_flags; this Debian header may predate it
+    assert S.ObjPinAttr.path_fd.offset == _end(uapi, "file_flags") == 16
+    if "path_fd" in uapi:
+        assert _end(uapi, "path_fd") == S.SIZE_OBJ_PIN
+    assert S.SIZE_OBJ_PIN == S.ObjPinAttr.path_fd.offset + 4 == 20
+    for struct, sent in ((S.RawTracepointAttr, S.SIZE_RAW_TP), (S.LinkCreateAttr, S.SIZE_LINK_CREATE),
+                         (S.IterCreateAttr, S.SIZE_ITER_CREATE), (S.ObjPinAttr, S.SIZE_OBJ_PIN)):
+        assert ctypes.sizeof(struct) >= sent
+
+
+# ------------------------------------------------------- buffers stay alive
+
+_POINTERS = ("insns", "license", "log_buf", "fd_array", "signature")
+
+
+def _live_owner(ptr: int, expect: bytes) -> object | None:
+    """A live ctypes object whose memory holds ``expect`` at ``ptr`` (after a full collection)."""
+    gc.collect()
+    for obj in gc.get_objects():
+        if not isinstance(obj, (ctypes.Array, ctypes.Structure, ctypes._SimpleCData)):
+            continue
+        start = ctypes.addressof(obj)
+        inside = start <= ptr and ptr + len(expect) <= start + ctypes.sizeof(obj)
+        if inside and ctypes.string_at(ptr, len(expect)) == expect:
+            return obj
+    return None
+
+
+class _Watch:
+    """Wraps the choke point: at each PROG_LOAD, find a live owner for every pointer."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, expect: dict[str, bytes]) -> None:
+        self.real = S._syscall
+        self.expect = expect
+        self.owners: list[dict[str, object | None]] = []
+        monkeypatch.setattr(S, "_syscall", self)
+
+    def __call__(self, nr: int, cmd: int, ref: object, size: int) -> int:
+        if nr == S.NR_BPF and cmd == S.PROG_LOAD:
+            attr = ref._obj  # type: ignore[attr-defined]  # byref() keeps the object
+            found = {}
+            for name in _POINTERS:
+                ptr = getattr(attr, name)
+                if ptr and name in self.expect:
+                    found[name] = _live_owner(ptr, self.expect[name])
+            self.owners.append(found)
+        ret: int = self.real(nr, cmd, ref, size)
+        return ret
+
+
+def test_the_owner_check_sees_a_freed_buffer() -> None:
+    """The check is not a tautology: a buffer dropped before the call has no live owner."""
+    payload = b"bpfsign-freed-" * 70
+    buf = ctypes.create_string_buffer(payload, len(payload))
+    ptr = ctypes.addressof(buf)
+    assert _live_owner(ptr, payload) is buf
+    del buf
+    assert _live_owner(ptr, payload) is None
+
+
+@pytest.mark.kernel
+def test_prepared_prog_load_buffers_are_owned_by_the_prepared_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loader's PROG_LOAD points only at buffers its _Prepared owns (or the caller's frame)."""
+    from bpfsign import loader, skeleton
+
+    skel = skeleton.load(REPO / "tests/fixtures/skel/counter.lskel.h")
+    backend = SyscallBackend()
+    ld = loader.Loader(skel, backend=backend, log_level=1)
+    watch = _Watch(monkeypatch, {
+        "insns": skel.insns, "license": b"Dual BSD/GPL\0", "log_buf": bytes(16),
+    })
+    ld.load().close()
+    assert len(watch.owners) == 1
+    prepared = backend._prepared[ld.request]
+    owners = watch.owners[0]
+    assert owners["insns"] is prepared.insns
+    assert owners["license"] is prepared.license
+    assert owners["log_buf"] is prepared.log
+
+
+@pytest.mark.kernel
+def test_prog_load_buffers_are_alive_during_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backend.prog_load builds its buffers as locals: each one must still be alive in the call."""
+    map_fd = S.bpf(S.MAP_CREATE, S.MapCreateAttr(map_type=2, key_size=4, value_size=4,
+                                                 max_entries=1), S.SIZE_MAP_CREATE)
+    sig = b"\x30\x82" + bytes(40)
+    watch = _Watch(monkeypatch, {
+        "insns": RET0, "license": b"GPL\0", "fd_array": map_fd.to_bytes(4, "little"),
+        "signature": sig,
+    })
+    try:
+        with pytest.raises((KernelError, UnsupportedFeature)):
+            SyscallBackend().prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, fd_array=(map_fd,),
+                                       signature=sig, keyring_id=-3)
+    finally:
+        os.close(map_fd)
+    assert watch.owners, "PROG_LOAD never reached the choke point"
+    for owners in watch.owners:
+        assert set(owners) == {"insns", "license", "fd_array", "signature"}
+        assert all(o is not None for o in owners.values()), owners

@@ -16,6 +16,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("build_signed_data", "parse_signed_data", "digest_info"), "bpfsign.cms"),
     **dict.fromkeys(("Certificate", "load_certificates"), "bpfsign.x509"),
     "TrustStore": "bpfsign.trust",
+    "KernelModel": "bpfsign.backend.model",
     **dict.fromkeys(("Loader", "LoadedSkeleton", "load_skeleton"), "bpfsign.loader"),
     **dict.fromkeys(("verify_many", "VerifiedSignature"), "bpfsign.verify"),
     "FileSigner": "bpfsign.keys",

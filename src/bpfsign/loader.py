@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import globaldata as _gd
 from . import scheme as _scheme
 from . import skeleton as _skel
 from .backend import Backend, LoaderRequest, default_backend
@@ -30,6 +31,9 @@ from .backend import _sys as S
 from .errors import InputError, KernelError, UnsupportedFeature
 
 __all__ = ["LoadedSkeleton", "Loader", "load"]
+
+#: per section: raw image bytes, or member name -> value (``{"sample_every": 42}``)
+InitialValues = Mapping[str, "bytes | Mapping[str, Any]"]
 
 KEY_SPEC_SESSION_KEYRING = -3
 _BTF_ATTACH = frozenset(("tracing", "tp_btf", "fentry", "fexit", "fmod_ret", "lsm"))
@@ -41,6 +45,7 @@ class LoadedSkeleton:
     def __init__(
         self, skel: _skel.Skeleton, backend: Backend, scheme: str, signed: bool,
         map_fds: list[int], prog_fds: list[int], mem: list[tuple[str, mmap.mmap]],
+        layouts: Mapping[str, _gd.SectionLayout] | None = None,
     ) -> None:
         self.skeleton = skel
         self.scheme = scheme
@@ -50,6 +55,8 @@ class LoadedSkeleton:
         self._prog_fds = prog_fds
         self._mem = mem  # (map name, the map's value mmapped)
         self._links: dict[str, int] = {}
+        self._layouts = layouts if layouts is not None else {}
+        self._typed: dict[str, _gd.GlobalData] = {}
         self.closed = False
 
     # ------------------------------------------------------------- lookup
@@ -88,11 +95,42 @@ class LoadedSkeleton:
         Writable except for read-only sections. After :meth:`close`, a view still held
         keeps the mapping alive (it is never left dangling).
         """
+        return memoryview(self._section_mem(section)[1])
+
+    def section(self, section: str) -> _gd.GlobalData:
+        """A section's members by name, as the C skeleton's ``skel->bss->hits``.
+
+        Writable sections are live over the mmapped map; a read-only one (frozen
+        ``.rodata``) is its value, and refuses writes with :class:`InputError`.
+        """
+        name, mm = self._section_mem(section)
+        typed = self._typed.get(name)
+        if typed is None:
+            spec = next(m for m in self.skeleton.maps if m.name == name)
+            layout = self._layouts.get(name) or _gd.section_layout(spec, self.skeleton.name)
+            readonly = spec.readonly
+            obj = (layout.struct.from_buffer_copy(mm[: layout.size]) if readonly
+                   else layout.struct.from_buffer(mm))
+            typed = self._typed[name] = _gd.GlobalData(layout, obj, readonly)
+        return typed
+
+    def __getattr__(self, name: str) -> _gd.GlobalData:
+        """``loaded.bss``, ``loaded.data``, ``loaded.rodata``: :meth:`section` by attribute."""
+        if name.startswith("_") or name in ("skeleton", "closed"):
+            raise AttributeError(name)
+        if any(m.name == name and m.section for m in self.skeleton.maps):
+            return self.section(name)
+        raise AttributeError(
+            f"{type(self).__name__} has no attribute {name!r} (and {self.skeleton.name} "
+            "has no global-data section of that name)"
+        )
+
+    def _section_mem(self, section: str) -> tuple[str, mmap.mmap]:
         self._check_open()
-        want = section.lstrip(".")
+        want = section.lstrip(".").replace(".", "_")
         for name, mm in self._mem:
             if name == want:
-                return memoryview(mm)
+                return name, mm
         have = ", ".join(n for n, *_ in self._mem) or "none"
         raise InputError(
             f"skeleton {self.skeleton.name} has no global-data section {section!r} (it has: {have})",
@@ -196,6 +234,7 @@ class LoadedSkeleton:
         if self.closed:
             return
         self.closed = True
+        self._typed.clear()  # our own views must not pin the mappings
         for _name, mm in self._mem:
             # a view still held keeps the mapping (and its map) until it is dropped
             with contextlib.suppress(BufferError):
@@ -267,6 +306,9 @@ class Loader:
             size = m.mmap_size or _page_round(len(image))
             sections.append((m.name, m.index, m.ctx_offset, len(image), size, m.readonly))
         self._sections = sections
+        self.layouts = {m.name: _gd.section_layout(m, skel.name) for m in skel.maps if m.section}
+        #: (map, "max_entries"|"initial_value") pairs the loader program reads from the ctx
+        self.honoured = frozenset((o.map, o.field) for o in audit.overrides)
         self._ctx = bytes(ctx)
         nmaps = len(skel.maps)
         self._fds = struct.Struct("<" + "i12x" * nmaps + "i" * len(skel.progs))
@@ -294,9 +336,14 @@ class Loader:
 
     def load(
         self, *, max_entries: Mapping[str, int] | None = None,
-        initial_values: Mapping[str, bytes] | None = None,
+        initial_values: InitialValues | None = None,
     ) -> LoadedSkeleton:
         """``<name>__open_and_load()``: returns the loaded skeleton or raises.
+
+        ``initial_values`` sets a section before load, as its raw image or by member
+        (``{"data": {"sample_every": 42}}``); ``max_entries`` resizes maps. Both go
+        through the ctx, which only an unsigned-mode (``-L``) loader reads: for one that
+        ignores them (bpftool ``-S``) they raise :class:`InputError` instead of vanishing.
 
         Like ``skel_prep_map_data``/``skel_finalize_map_data`` but one mmap lighter per
         section: the images come from buffers prepared once, and each global-data map
@@ -315,7 +362,7 @@ class Loader:
         mem: list[tuple[str, mmap.mmap]] = []
         loaded = LoadedSkeleton(
             self.skeleton, self.backend, self.scheme, self.signed,
-            list(fds[: self._nmaps]), list(fds[self._nmaps :]), mem,
+            list(fds[: self._nmaps]), list(fds[self._nmaps :]), mem, self.layouts,
         )
         try:
             for name, index, _off, _len, size, ro in self._sections:
@@ -335,18 +382,38 @@ class Loader:
                     f"no map {name!r} in skeleton {self.skeleton.name} "
                     f"(it has: {', '.join(by_name)})", path=self.skeleton.path,
                 )
+            self._check_honoured(name, "max_entries")
             struct.pack_into("<I", ctx, spec.ctx_offset + 4, n)
 
+    def _check_honoured(self, name: str, what: str) -> None:
+        if (name, what) in self.honoured:
+            return
+        why = ("a signed-mode loader (bpftool -S) takes map sizes and initial values from its "
+               "signed data, never from the caller" if self.audit.mode == "signed"
+               else f"this loader program never reads {name}'s {what} from the ctx")
+        raise InputError(
+            f"cannot set {what} of {name} for {self.skeleton.name}: {why}; it would be "
+            "silently ignored. Change it in the BPF object and regenerate (and re-sign)",
+            path=self.skeleton.path,
+        )
+
     def _override_images(
-        self, ctx: bytearray, values: Mapping[str, bytes]
+        self, ctx: bytearray, values: InitialValues
     ) -> list[ctypes.Array[ctypes.c_char]]:
         """Point the ctx at caller-supplied section images (zero-padded to the value size)."""
-        wanted = {k.lstrip("."): v for k, v in values.items()}
+        wanted = {k.lstrip(".").replace(".", "_"): v for k, v in values.items()}
         keep = []
-        for name, _index, off, length, _size, _ro in self._sections:
+        for name, index, off, length, _size, _ro in self._sections:
             new = wanted.pop(name, None)
             if new is None:
                 continue
+            self._check_honoured(name, "initial_value")
+            if isinstance(new, Mapping):
+                spec = self.skeleton.maps[index]
+                try:
+                    new = _gd.build_image(self.layouts[name], spec.initial_value or b"", new)
+                except InputError as exc:
+                    raise InputError(exc.reason, path=self.skeleton.path) from None
             if len(new) > length:
                 raise InputError(
                     f"initial value for {name} is {len(new)} bytes; the section is {length}",
@@ -372,7 +439,7 @@ def _page_round(n: int) -> int:
 def load(
     skel: _skel.Skeleton | str | os.PathLike[str], *,
     keyring_id: int = KEY_SPEC_SESSION_KEYRING, unsigned: bool = False,
-    max_entries: Mapping[str, int] | None = None, initial_values: Mapping[str, bytes] | None = None,
+    max_entries: Mapping[str, int] | None = None, initial_values: InitialValues | None = None,
     backend: Backend | None = None, log_level: int = 0,
 ) -> LoadedSkeleton:
     """Load a light skeleton (a parsed one or a ``*.lskel.h`` path) and return it loaded.

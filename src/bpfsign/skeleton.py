@@ -22,6 +22,24 @@ from .errors import InputError
 
 
 @dataclass(frozen=True)
+class GlobalVar:
+    """One member of a section struct as the header declares it (``__u32 hits[4];``).
+
+    Only the declaration: the host layout is computed by :mod:`bpfsign.globaldata`.
+    ``type`` is the C type without qualifiers and pointer stars (``"struct multi_config"``,
+    ``"long unsigned int"``); ``type`` is ``"?"`` for an inline definition or a
+    function pointer that this parser does not model.
+    """
+
+    name: str
+    type: str
+    pointer: bool
+    dims: tuple[int, ...]
+    aligned: int | None  # __attribute__((aligned(N)))
+    line: int
+
+
+@dataclass(frozen=True)
 class MapSpec:
     """One entry of ``skel->maps``, in ctx order."""
 
@@ -31,6 +49,8 @@ class MapSpec:
     initial_value: bytes | None  # the section image from __open (None for user maps)
     mmap_size: int | None  # skel_prep_map_data's mmap size (e.g. 4096)
     readonly: bool  # PROT_READ only after load (rodata, kconfig)
+    #: the members of ``struct <skel>__<section>`` (global-data maps only)
+    fields: tuple[GlobalVar, ...] = ()
 
     @property
     def ctx_offset(self) -> int:
@@ -285,6 +305,8 @@ class _Scan:
     indent: str = "\t"
     load_call: int | None = None
     struct_line_indent: str = ""
+    # section ident ("bss", "data_custom") -> token range of its struct members
+    section_structs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class _Parser:
@@ -507,14 +529,22 @@ class _Parser:
         self.s.struct_name = name
         depth = 1
         group: list[str] = []
+        sec_start: int | None = None
         while k < len(self.t) and depth > 0:
             tok = self.t[k]
             if tok.text == "{":
+                if depth == 1 and k >= 2 and self.t[k - 2].text == "struct" and \
+                        self.t[k - 1].text.startswith(name + "__"):
+                    sec_start = k + 1
                 depth += 1
                 group = []
             elif tok.text == "}":
                 depth -= 1
-                if depth == 1 and self._kind(k + 1, "id"):
+                if depth == 1 and sec_start is not None and self._seq(k + 1, "*") is not None \
+                        and self._kind(k + 2, "id"):
+                    self.s.section_structs[self.t[k + 2].text] = (sec_start, k)
+                    sec_start = None
+                elif depth == 1 and self._kind(k + 1, "id"):
                     which = self.t[k + 1].text
                     if which == "maps":
                         self.s.maps = group
@@ -606,6 +636,81 @@ def _check_size(src: _Source, scan: _Scan, fld: str, blob: _Blob, name: str) -> 
         raise src.error(f"opts.{fld}_sz uses sizeof({val}), which is not defined", off)
 
 
+_QUALIFIERS = frozenset(("const", "volatile", "static", "extern", "register", "restrict",
+                         "__restrict", "__restrict__", "_Atomic"))
+
+
+def _section_fields(src: _Source, scan: _Scan, ident: str) -> tuple[GlobalVar, ...]:
+    """The member declarations of ``struct <skel>__<ident> { ... } *<ident>;``."""
+    span = scan.section_structs.get(ident)
+    if span is None:
+        return ()
+    out = []
+    decl: list[_Tok] = []
+    depth = 0
+    for tok in src.toks[span[0] : span[1]]:
+        if tok.text in ("{", "("):
+            depth += 1
+        elif tok.text in ("}", ")"):
+            depth -= 1
+        if tok.text == ";" and depth == 0:
+            if decl:
+                out.append(_declaration(src, decl))
+            decl = []
+        else:
+            decl.append(tok)
+    return tuple(out)
+
+
+def _declaration(src: _Source, toks: list[_Tok]) -> GlobalVar:
+    """One ``type [*]name[N]...`` member, as btf_dump writes it."""
+    line = src.line(toks[0].start)
+    aligned = None
+    rest: list[_Tok] = []
+    i = 0
+    while i < len(toks):  # drop __attribute__((...)), keeping aligned(N)
+        if toks[i].text == "__attribute__":
+            depth, j = 0, i + 1
+            while j < len(toks):
+                depth += {"(": 1, ")": -1}.get(toks[j].text, 0)
+                if toks[j].text in ("aligned", "__aligned__") and toks[j + 1 : j + 2] and \
+                        toks[j + 1].text == "(" and j + 2 < len(toks) and toks[j + 2].kind == "num":
+                    aligned = int(toks[j + 2].text, 0)
+                if depth == 0:
+                    break
+                j += 1
+            i = j + 1
+            continue
+        rest.append(toks[i])
+        i += 1
+    if any(t.text in ("{", "(") for t in rest):  # inline struct/union or function pointer
+        bracket = next((n for n, t in enumerate(rest) if t.text == "["), len(rest))
+        names = [t.text for t in rest[:bracket] if t.kind == "id"]
+        if "{" not in [t.text for t in rest] and "(" in [t.text for t in rest]:
+            names = [rest[n + 1].text for n, t in enumerate(rest[:-1]) if t.text == "*"
+                     and rest[n + 1].kind == "id"] or names
+        return GlobalVar(names[-1] if names else "?", "?", False, (), aligned, line)
+    bracket = next((n for n, t in enumerate(rest) if t.text == "["), len(rest))
+    dims = []
+    for n in range(bracket, len(rest)):
+        if rest[n].text == "[":
+            if n + 2 >= len(rest) or rest[n + 1].kind != "num" or rest[n + 2].text != "]":
+                raise src.error(f"unsupported array size in {' '.join(t.text for t in toks)!r}",
+                                rest[n].start)
+            dims.append(int(rest[n + 1].text.rstrip("uUlL"), 0))
+    head = rest[:bracket]
+    if not head or head[-1].kind != "id":
+        raise src.error(f"cannot read the member declaration {' '.join(t.text for t in toks)!r}",
+                        toks[0].start)
+    name = head[-1].text
+    words = [t.text for t in head[:-1] if t.text not in _QUALIFIERS]
+    pointer = "*" in words
+    words = [w for w in words if w != "*"]
+    if not words:
+        raise src.error(f"member {name!r} has no type", head[-1].start)
+    return GlobalVar(name, " ".join(words), pointer, tuple(dims), aligned, line)
+
+
 def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skeleton:
     """Parse a light-skeleton header. ``lenient`` accepts general C escapes."""
     src = _Source(text, path)
@@ -682,6 +787,7 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
                 initial_value=prep[0] if prep else None,
                 mmap_size=prep[1] if prep else (fin[0] if fin else None),
                 readonly=readonly if internal else False,
+                fields=_section_fields(src, scan, name) if internal else (),
             )
         )
     progs = tuple(ProgSpec(p, i, scan.attach.get(p)) for i, p in enumerate(scan.progs))

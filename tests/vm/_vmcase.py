@@ -18,9 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _vmoffline import offline_errno
+from _vmoffline import model_backend, offline_errno
 
-from bpfsign.backend import LOADER_LICENSE, LOADER_MAP_NAME, LOADER_PROG_NAME, default_backend
+from bpfsign.backend import (
+    LOADER_LICENSE,
+    LOADER_MAP_NAME,
+    LOADER_PROG_NAME,
+    Backend,
+    default_backend,
+)
 from bpfsign.backend import _sys as S
 from bpfsign.errors import KernelError
 
@@ -31,9 +37,11 @@ __all__ = [
     "GuestKeys",
     "Kmsg",
     "attempt",
+    "both",
     "check",
     "load",
     "metadata_map",
+    "model_backend",
     "offline_errno",
     "opened",
     "outcome",
@@ -54,11 +62,13 @@ def metadata_map(
     frozen: bool = True,
     name: str = LOADER_MAP_NAME,
     map_type: int = S.MAP_TYPE_ARRAY,
+    max_entries: int = 1,
+    be: Backend | None = None,
 ) -> int:
-    """A one-entry metadata map holding ``value``, exclusive to sha256(``excl_for``) unless None."""
-    be = default_backend()
+    """A metadata map holding ``value`` (entry 0), exclusive to sha256(``excl_for``) unless None."""
+    be = be or default_backend()
     excl = hashlib.sha256(excl_for).digest() if excl_for is not None else None
-    fd = be.map_create(map_type, 4, len(value), 1, name, excl_prog_hash=excl)
+    fd = be.map_create(map_type, 4, len(value), max_entries, name, excl_prog_hash=excl)
     try:
         be.map_update(fd, bytes(4), value)
         if frozen:
@@ -77,6 +87,7 @@ def load(
     signature: bytes | None = None,
     keyring_id: int = KEY_SPEC_SESSION_KEYRING,
     log_level: int = 0,
+    be: Backend | None = None,
 ) -> int:
     """The loader's PROG_LOAD as skel_internal.h issues it (sleepable SYSCALL); the fd.
 
@@ -84,7 +95,7 @@ def load(
     ``log_level`` 0 (as bpfsign loads) a failure's log comes from the backend's
     retry; otherwise from the first attempt.
     """
-    return default_backend().prog_load(
+    return (be or default_backend()).prog_load(
         S.PROG_TYPE_SYSCALL, insns, license=LOADER_LICENSE, name=LOADER_PROG_NAME,
         flags=S.BPF_F_SLEEPABLE, fd_array=fd_array, fd_array_cnt=fd_array_cnt,
         signature=signature, keyring_id=keyring_id if signature is not None else 0,
@@ -92,18 +103,31 @@ def load(
     )  # fmt: skip
 
 
-def attempt(insns: bytes, **kw: Any) -> tuple[int | None, str]:
+def attempt(insns: bytes, be: Backend | None = None, **kw: Any) -> tuple[int | None, str]:
     """:func:`load`: (None, "") when the program loads (it is closed again), else
     (errno, verifier log) from the backend's :class:`KernelError`."""
+    be = be or default_backend()
     try:
-        fd = load(insns, **kw)
+        fd = load(insns, be=be, **kw)
     except KernelError as exc:
         assert exc.command == "BPF_PROG_LOAD", exc
         # the log must explain this failure, not another one the log retry ran into
         assert "the retry with a verifier log failed" not in str(exc), exc
         return exc.errno, exc.log.strip()
-    os.close(fd)
+    be.close(fd)
     return None, ""
+
+
+def both(gk: GuestKeys, case: Any) -> tuple[Any, Any]:
+    """``case(backend)`` on the kernel, then on the kernel model of the guest (the same calls)."""
+    return case(default_backend()), case(model_backend(gk))
+
+
+def verdict_line(got: tuple[int | None, str]) -> tuple[int | None, str]:
+    """(errno, the log line that says why): the verifier's closing statistics are dropped."""
+    err, log = got
+    lines = [ln for ln in log.splitlines() if ln.strip() and not ln.startswith("processed ")]
+    return err, lines[-1] if lines else ""
 
 
 def outcome(err: int | None) -> str:
@@ -166,38 +190,45 @@ class CaseKmsg:
 
 
 @contextmanager
-def opened(*fds: int) -> Iterator[tuple[int, ...]]:
+def opened(*fds: int, be: Backend | None = None) -> Iterator[tuple[int, ...]]:
     try:
         yield fds
     finally:
         for fd in fds:
-            os.close(fd)
+            (be or default_backend()).close(fd)
 
 
 def check(
-    agreement: list[tuple[str, str, str]],
+    agreement: list[tuple[str, str, str, str]],
     case: str,
     got: tuple[int | None, str],
     want_errno: int | None,
     want_log: str | None,
     *,
+    model: tuple[int | None, str],
     offline: int | str | None,
 ) -> None:
-    """Assert the kernel's errno and log line, and record the offline verdict beside it.
+    """Assert the kernel's errno and log line, and that the kernel model gives the same.
 
-    ``offline`` is the offline verifier's errno (None = accepts), or a string
-    saying why the case is kernel-only.
+    ``model`` is the KernelModel's (errno, log) for the same calls; it must equal the
+    kernel's errno and verifier-log line. ``offline`` is the offline verifier's errno
+    (None = accepts), or "n/a (...)" where it has no say (map state, scheme): it sees
+    bytes, not maps or fd_array.
     """
     err, log = got
     off = offline if isinstance(offline, str) else outcome(offline)
-    agreement.append((case, outcome(err), off))
+    mod = outcome(model[0])
+    agreement.append((case, outcome(err), mod, off))
     assert err == want_errno, f"{case}: kernel gave {outcome(err)}, want {outcome(want_errno)}; log: {log!r}"
     if want_log is not None:
         if want_log == "":
             assert log == "", f"{case}: expected an empty verifier log, got {log!r}"
         else:
             assert want_log in log.splitlines(), f"{case}: log line {want_log!r} not in {log!r}"
+    assert verdict_line(model) == verdict_line(got), (
+        f"{case}: kernel model {verdict_line(model)} != kernel {verdict_line(got)}; kernel log {log!r}"
+    )
     if isinstance(offline, str):
-        assert offline.startswith("kernel-only"), offline
+        assert offline.startswith("n/a"), offline
     else:
         assert offline == err, f"{case}: offline verifier {outcome(offline)} != kernel {outcome(err)}"

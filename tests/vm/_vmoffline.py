@@ -55,3 +55,33 @@ def offline_errno_with(
     except VerificationError as exc:
         return exc.errno
     return None
+
+
+def model_backend(gk: Any) -> Any:
+    """A ``KernelModel("7.3")`` whose keyrings mirror the guest's, cached on ``gk``.
+
+    It takes the guest's serials (keyring_id, KEYCTL_LINK) and answers with its own
+    keyrings, so a case can hand it exactly the calls it hands the kernel.
+    """
+    cached = getattr(gk, "_model", None)
+    if cached is not None:
+        return cached
+    from bpfsign.backend.model import KernelModel
+
+    class GuestModel(KernelModel):
+        def __init__(self) -> None:
+            super().__init__("7.3")
+            self.serials = {gk.session_serial: self.trust.session.serial}
+            for name, kernel_serial in gk.key_serials.items():
+                self.serials[kernel_serial] = self.add_key(
+                    "asymmetric", None, gk.signers[name].certificate, -3
+                )
+
+        def prog_load(self, *args: Any, keyring_id: int = 0, **kw: Any) -> int:
+            return super().prog_load(*args, keyring_id=self.serials.get(keyring_id, keyring_id), **kw)
+
+        def key_link(self, key: int, keyring: int) -> None:
+            super().key_link(self.serials.get(key, key), self.serials.get(keyring, keyring))
+
+    gk._model = GuestModel()
+    return gk._model

@@ -1,5 +1,5 @@
 """Guest-side plumbing: a fresh session keyring with the test certs, /dev/kmsg per
-case, and the kernel-vs-offline agreement table printed at the end.
+case, and the kernel | model | offline agreement table printed at the end.
 
 These tests run only inside the 7.x guest (tests/test_vm.py boots it); on the
 host tests/conftest.py deselects them, so this file must import cheaply.
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from _vmcase import CaseKmsg, GuestKeys, Kmsg
 
-_ROWS = pytest.StashKey[list[tuple[str, str, str]]]()
+_ROWS = pytest.StashKey[list[tuple[str, str, str, str]]]()
 
 
 #: Which generated keys go into the session keyring ("wrong" stays out).
@@ -69,8 +69,8 @@ def kmsg(_kmsg: Kmsg, request: pytest.FixtureRequest) -> Iterator[CaseKmsg]:
 
 
 @pytest.fixture(scope="session")
-def agreement(request: pytest.FixtureRequest) -> list[tuple[str, str, str]]:
-    """Rows (case, kernel, offline) for the table printed in the terminal summary."""
+def agreement(request: pytest.FixtureRequest) -> list[tuple[str, str, str, str]]:
+    """Rows (case, kernel, model, offline) for the table printed in the terminal summary."""
     return request.config.stash.setdefault(_ROWS, [])
 
 
@@ -78,16 +78,22 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     rows = config.stash.get(_ROWS, [])
     if not rows:
         return
-    w0 = max(len("case"), *(len(r[0]) for r in rows))
-    w1 = max(len("kernel"), *(len(r[1]) for r in rows))
-    w2 = max(len("offline"), *(len(r[2]) for r in rows))
-    tr = terminalreporter
-    tr.section("kernel vs offline verifier")
-    tr.write_line(f"{'case':<{w0}} | {'kernel':<{w1}} | {'offline':<{w2}}")
-    tr.write_line(f"{'-' * w0}-+-{'-' * w1}-+-{'-' * w2}")
-    for case, kernel, offline in rows:
-        tr.write_line(f"{case:<{w0}} | {kernel:<{w1}} | {offline:<{w2}}")
-    agree = sum(1 for _, k, o in rows if k == o)
-    only = sum(1 for _, _, o in rows if o.startswith("kernel-only"))
-    tr.write_line(f"{len(rows)} cases: {agree} agree, {only} kernel-only, {len(rows) - agree - only} differ")
+    head = ("case", "kernel", "model", "offline")
+    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(4)]
 
+    def line(cells: tuple[str, ...]) -> str:
+        return " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths, strict=True))
+
+    tr = terminalreporter
+    tr.section("kernel vs kernel model (7.3) vs offline verifier")
+    tr.write_line(line(head))
+    tr.write_line("-+-".join("-" * w for w in widths))
+    for row in rows:
+        tr.write_line(line(row))
+    model_agree = sum(1 for _, k, m, _o in rows if k == m)
+    off_agree = sum(1 for _, k, _m, o in rows if k == o)
+    off_na = sum(1 for *_, o in rows if o.startswith("n/a"))
+    tr.write_line(
+        f"{len(rows)} cases: kernel model agrees on {model_agree}, differs on {len(rows) - model_agree}; "
+        f"offline verifier agrees on {off_agree}, n/a on {off_na}, differs on {len(rows) - off_agree - off_na}"
+    )

@@ -41,6 +41,21 @@ def _kernel(skel: Any, keyring_id: int) -> tuple[int | None, str]:
     return None, ""
 
 
+def _model(skel: Any, trust: Any, keyring_id: int) -> tuple[int | None, str]:
+    """The kernel model's verdict on the same load (bpfsign.loader over KernelModel("7.3"))."""
+    from bpfsign import loader
+    from bpfsign.backend.model import KernelModel
+    from bpfsign.errors import KernelError
+
+    model = KernelModel("7.3", trust)
+    ld = loader.Loader(skel, keyring_id=keyring_id, backend=model)
+    try:
+        model.loader_verdict(ld.request)
+    except KernelError as exc:
+        return exc.errno, exc.log.strip()
+    return None, ""
+
+
 def test_demo_loads_the_signed_example_skeleton(
     tmp_path: Path, guest_keys: GuestKeys, agreement: list
 ) -> None:
@@ -73,19 +88,19 @@ def test_demo_loads_the_signed_example_skeleton(
     signed = ctx.extra["signed_skeleton"]
     store, _ = trust_store(guest_keys)
     check(agreement, "demo example, throwaway cert not in keyring -3", _kernel(signed, -3),
-          errno.ENOKEY, None, offline=_offline(signed, store, -3))  # fmt: skip
+          errno.ENOKEY, None, model=_model(signed, store, -3), offline=_offline(signed, store, -3))  # fmt: skip
 
     # With the throwaway cert in the session keyring: the demo's skeleton loads, one
     # flipped data byte gets EKEYREJECTED, as the demo's offline tamper step said.
     added = keyring.add_certificate(ctx.cert_path.read_bytes() if ctx.cert_path else b"")
     try:
         check(agreement, "demo example, throwaway cert in keyring -3", _kernel(signed, -3),
-              None, None, offline=_offline(signed, ctx.trust, -3))  # fmt: skip
+              None, None, model=_model(signed, ctx.trust, -3), offline=_offline(signed, ctx.trust, -3))  # fmt: skip
         evil = bytearray(signed.data)
         evil[len(evil) // 2] ^= 0x01
         tampered = dataclasses.replace(signed, data=bytes(evil))
         check(agreement, "demo example, one data byte flipped", _kernel(tampered, -3),
               errno.EKEYREJECTED, "signature verification failed: -129",
-              offline=_offline(tampered, ctx.trust, -3))  # fmt: skip
+              model=_model(tampered, ctx.trust, -3), offline=_offline(tampered, ctx.trust, -3))  # fmt: skip
     finally:
         keyring.remove_key(added.serial, keyring=added.keyring)

@@ -1,14 +1,16 @@
 """Raw signed-load cases on the 7.x guest, with the 2-insn SYSCALL program.
 
 Each case asserts the exact errno and verifier-log line of kernel.md §6.3,
-§6.4, §12.8 and §13, and, for every case about the signature, that bpfsign's
-offline verifier gives the same verdict (the map-state cases are kernel-only:
-the offline verifier sees bytes, not maps).
+§6.4, §12.8 and §13; runs the same calls against bpfsign's KernelModel("7.3")
+and asserts it gives the same errno and log line; and, for every case about the
+signature, that bpfsign's offline verifier gives the same verdict (it sees
+bytes, not maps: n/a for the map-state and fd_array cases).
 """
 
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import pytest
 from _vmcase import INSNS_RET0 as INSNS
@@ -17,9 +19,11 @@ from _vmcase import (
     CaseKmsg,
     GuestKeys,
     attempt,
+    both,
     check,
     load,
     metadata_map,
+    model_backend,
     offline_errno,
     opened,
     outcome,
@@ -32,12 +36,21 @@ from bpfsign.backend import default_backend
 pytestmark = pytest.mark.vm
 
 VALUE = bytes(range(64))
+#: r1 = fd_array[0]; r2 = *(u32 *)(r1 + 32); r0 = 0; exit -- the bpftool <= 7.8 -S exclusivity read
+INSNS_READS_OFF32 = INSNS_USES_MAP0[:16] + bytes.fromhex("6112200000000000") + INSNS
 VALUE1 = bytes(range(100, 200))  # the second metadata map (100 bytes)
 SIG_FAILED = "signature verification failed: {}"
 
 
 def signed(payload: bytes, gk: GuestKeys, who: str = "rsa", **kw: str) -> bytes:
     return bpfsign_sign(payload, gk.signers[who], **kw)
+
+
+def _one_map(be: Any, sig: bytes | None, *, value: bytes = VALUE, excl_for: bytes | None = INSNS,
+             insns: bytes = INSNS, cnt: int = 1, keyring_id: int = -3, **map_kw: Any) -> tuple[int | None, str]:  # fmt: skip
+    """The usual case on ``be``: one metadata map in fd_array[0], the 2-insn program."""
+    with opened(metadata_map(value, excl_for, be=be, **map_kw), be=be) as (m,):
+        return attempt(insns, be=be, fd_array=[m], fd_array_cnt=cnt, signature=sig, keyring_id=keyring_id)
 
 
 # --- baseline ------------------------------------------------------------------
@@ -72,19 +85,19 @@ def test_signed_over_insns_and_map_loads(guest_keys: GuestKeys, agreement: list,
         try:
             info = be.prog_info(fd)
             assert (info.type, info.name, info.nr_map_ids) == (S.PROG_TYPE_SYSCALL, "__loader.prog", 1)
-            assert be.test_run(fd, bytearray(8)) == 0
+            assert be.test_run(fd, bytearray(8)) == 0  # the model does not run programs
         finally:
             be.close(fd)
-    check(agreement, "rsa, insns||map, cnt 1, keyring -3", (None, ""), None, None,
+    model = _one_map(model_backend(guest_keys), sig)
+    check(agreement, "rsa, insns||map, cnt 1, keyring -3", (None, ""), None, None, model=model,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
 def test_session_keyring_serial_loads(guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     kid = guest_keys.session_serial
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=kid)
-    check(agreement, "keyring_id = session keyring serial", got, None, None,
+    got, model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=kid))
+    check(agreement, "keyring_id = session keyring serial", got, None, None, model=model,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, kid))  # fmt: skip
 
 
@@ -94,9 +107,9 @@ def test_session_keyring_serial_loads(guest_keys: GuestKeys, agreement: list) ->
 def test_tampered_insns(guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     evil = bytes.fromhex("b700000001000000") + INSNS[8:]  # r0 = 1; exit
-    with opened(metadata_map(VALUE, evil)) as (m,):  # the attacker binds the map to his insns
-        got = attempt(evil, fd_array=[m], fd_array_cnt=1, signature=sig)
-    check(agreement, "tampered insns", got, errno.EKEYREJECTED, SIG_FAILED.format(-129),
+    # the attacker binds the map to his insns
+    got, model = both(guest_keys, lambda be: _one_map(be, sig, insns=evil, excl_for=evil))
+    check(agreement, "tampered insns", got, errno.EKEYREJECTED, SIG_FAILED.format(-129), model=model,
           offline=offline_errno(evil + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
@@ -104,21 +117,19 @@ def test_tampered_data(guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     evil = bytearray(VALUE)
     evil[17] ^= 0x01
-    with opened(metadata_map(bytes(evil), INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
-    check(agreement, "tampered data (1 bit)", got, errno.EKEYREJECTED, SIG_FAILED.format(-129),
+    got, model = both(guest_keys, lambda be: _one_map(be, sig, value=bytes(evil)))
+    check(agreement, "tampered data (1 bit)", got, errno.EKEYREJECTED, SIG_FAILED.format(-129), model=model,
           offline=offline_errno(INSNS + bytes(evil), sig, guest_keys, -3))  # fmt: skip
 
 
 def test_signature_over_insns_only_with_cnt1(guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS, guest_keys)
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
+    got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, "signature over insns only, cnt 1", got, errno.EKEYREJECTED, SIG_FAILED.format(-129),
-          offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
+          model=model, offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
-# --- what a metadata map must be (kernel-only) -------------------------------------
+# --- what a metadata map must be (the offline verifier sees bytes, not maps) -------------
 
 MAP_CASES = {
     # name: (metadata_map kwargs, excl_for, errno, log)
@@ -130,6 +141,8 @@ MAP_CASES = {
                                             "program's hash doesn't match map's excl_prog_hash"),
     "metadata map is a HASH": (dict(map_type=S.MAP_TYPE_HASH, name="meta"), INSNS, errno.EINVAL,
                                "signed program metadata map 'meta' must be an array"),
+    "metadata ARRAY with max_entries 2": (dict(max_entries=2, name="meta"), INSNS, 524,
+                                          "failed to read signed metadata map 'meta': -524"),
 }  # fmt: skip
 
 
@@ -137,34 +150,105 @@ MAP_CASES = {
 def test_metadata_map_state(case: str, guest_keys: GuestKeys, agreement: list) -> None:
     kwargs, excl_for, want, log = MAP_CASES[case]
     sig = signed(INSNS + VALUE, guest_keys)
-    with opened(metadata_map(VALUE, excl_for, **kwargs)) as (m,):  # type: ignore[arg-type]
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
-    check(agreement, case, got, want, log, offline="kernel-only (map state)")
+    got, model = both(guest_keys, lambda be: _one_map(be, sig, excl_for=excl_for, **kwargs))
+    check(agreement, case, got, want, log, model=model, offline="n/a (map state)")
+
+
+def _two_maps(be: Any, sig: bytes, order: str) -> tuple[int | None, str]:
+    m0 = metadata_map(VALUE, INSNS, name="meta0", be=be)
+    m1 = metadata_map(VALUE1, INSNS, name="meta1", be=be)
+    with opened(m0, m1, be=be):
+        fds = {"0": m0, "1": m1}
+        return attempt(INSNS, be=be, fd_array=[fds[c] for c in order], fd_array_cnt=len(order), signature=sig)
 
 
 def test_two_maps_fold_in_fd_array_order(guest_keys: GuestKeys, agreement: list) -> None:
     good = signed(INSNS + VALUE + VALUE1, guest_keys)
     swapped = signed(INSNS + VALUE1 + VALUE, guest_keys)
-    with opened(metadata_map(VALUE, INSNS, name="meta0"), metadata_map(VALUE1, INSNS, name="meta1")) as (m0, m1):
-        ok = attempt(INSNS, fd_array=[m0, m1], fd_array_cnt=2, signature=good)
-        bad = attempt(INSNS, fd_array=[m0, m1], fd_array_cnt=2, signature=swapped)
+    ok, ok_model = both(guest_keys, lambda be: _two_maps(be, good, "01"))
+    bad, bad_model = both(guest_keys, lambda be: _two_maps(be, swapped, "01"))
     payload = INSNS + VALUE + VALUE1
-    check(agreement, "two maps, signed in fd_array order", ok, None, None,
+    check(agreement, "two maps, signed in fd_array order", ok, None, None, model=ok_model,
           offline=offline_errno(payload, good, guest_keys, -3))  # fmt: skip
     check(agreement, "two maps, signed in the wrong order", bad, errno.EKEYREJECTED,
-          SIG_FAILED.format(-129), offline=offline_errno(payload, swapped, guest_keys, -3))  # fmt: skip
+          SIG_FAILED.format(-129), model=bad_model,
+          offline=offline_errno(payload, swapped, guest_keys, -3))  # fmt: skip
+
+
+#: kernel.md §6.4 rows: (m0 kwargs, m1 kwargs, m1 excl_for, fd_array order, cnt, signed over, errno, log)
+TWO_MAP_CASES = {
+    "two maps, cnt 1 folds only fd_array[0]": ({}, {}, INSNS, "01", 1, "0", None, None),
+    "two maps, second not exclusive": ({}, {}, None, "01", 2, "01", errno.EPERM,
+                                       "signed program metadata map 'meta1' must be exclusive"),
+    "two maps, second not frozen": ({}, dict(frozen=False), INSNS, "01", 2, "01", errno.EPERM,
+                                    "signed program metadata map 'meta1' must be frozen"),
+    "two maps, first unfrozen, second not exclusive": (dict(frozen=False), {}, None, "01", 2, "01", errno.EPERM,
+                                                       "signed program metadata map 'meta0' must be frozen"),
+    "two maps, second exclusive to another hash": ({}, {}, INSNS + INSNS, "01", 2, "01", errno.EACCES,
+                                                   "program's hash doesn't match map's excl_prog_hash"),
+    "two maps, swapped fd_array, signed to match": ({}, {}, INSNS, "10", 2, "10", None, None),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(TWO_MAP_CASES))
+def test_two_map_states(case: str, guest_keys: GuestKeys, agreement: list) -> None:
+    kw0, kw1, excl1, order, cnt, over, want, log = TWO_MAP_CASES[case]
+    values = {"0": VALUE, "1": VALUE1}
+    sig = signed(INSNS + b"".join(values[c] for c in over), guest_keys)
+
+    def run(be: Any) -> tuple[int | None, str]:
+        fds = {"0": metadata_map(VALUE, INSNS, name="meta0", be=be, **kw0),
+               "1": metadata_map(VALUE1, excl1, name="meta1", be=be, **kw1)}  # fmt: skip
+        with opened(*fds.values(), be=be):
+            return attempt(INSNS, be=be, fd_array=[fds[c] for c in order], fd_array_cnt=cnt, signature=sig)
+
+    got, model = both(guest_keys, run)
+    check(agreement, case, got, want, log, model=model, offline="n/a (map state)")
+
+
+@pytest.mark.parametrize(("case", "kw", "want", "log"), [
+    ("unsigned, cnt 1, non-exclusive map", dict(excl_for=None), None, None),
+    ("unsigned, cnt 0, exclusive map used by the insns", dict(insns=INSNS_USES_MAP0, excl_for=INSNS_USES_MAP0, cnt=0),
+     None, None),
+    ("unsigned, cnt 0, map exclusive to another program", dict(insns=INSNS_USES_MAP0, cnt=0), errno.EACCES,
+     "program's hash doesn't match map's excl_prog_hash"),
+    ("unsigned, reads struct bpf_map at offset 32", dict(insns=INSNS_READS_OFF32, excl_for=INSNS_READS_OFF32, cnt=0),
+     errno.EACCES, "cannot access ptr member ops with moff 32 in struct bpf_map with off 32 size 4"),
+])  # fmt: skip
+def test_unsigned_map_rules(case: str, kw: dict[str, Any], want: int | None, log: str | None,
+                            guest_keys: GuestKeys, agreement: list) -> None:  # fmt: skip
+    got, model = both(guest_keys, lambda be: _one_map(be, None, **kw))
+    check(agreement, case, got, want, log, model=model, offline="n/a (unsigned)")
+
+
+def test_metadata_map_percpu_array(guest_keys: GuestKeys, agreement: list) -> None:
+    sig = signed(INSNS + VALUE, guest_keys)
+    got, model = both(guest_keys, lambda be: _one_map(be, sig, map_type=6, name="meta"))  # PERCPU_ARRAY
+    check(agreement, "metadata map is a PERCPU_ARRAY", got, errno.EINVAL,
+          "signed program metadata map 'meta' must be an array", model=model, offline="n/a (map state)")  # fmt: skip
+
+
+def test_empty_signature(guest_keys: GuestKeys, agreement: list) -> None:
+    """A non-NULL signature pointer with signature_size 0 (kernel.md §13 row 53)."""
+    got, model = both(guest_keys, lambda be: _one_map(be, b""))
+    check(agreement, "signature_size 0 (non-NULL pointer)", got, errno.EINVAL, None, model=model,
+          offline=offline_errno(INSNS + VALUE, b"", guest_keys, -3))  # fmt: skip
 
 
 def test_same_map_twice_is_folded_once(guest_keys: GuestKeys, agreement: list) -> None:
     once = signed(INSNS + VALUE, guest_keys)
     twice = signed(INSNS + VALUE + VALUE, guest_keys)
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        ok = attempt(INSNS, fd_array=[m, m], fd_array_cnt=2, signature=once)
-        bad = attempt(INSNS, fd_array=[m, m], fd_array_cnt=2, signature=twice)
-    check(agreement, "same map twice, signed once", ok, None, None,
+
+    def twice_in_fd_array(be: Any, sig: bytes) -> tuple[int | None, str]:
+        with opened(metadata_map(VALUE, INSNS, be=be), be=be) as (m,):
+            return attempt(INSNS, be=be, fd_array=[m, m], fd_array_cnt=2, signature=sig)
+
+    ok, ok_model = both(guest_keys, lambda be: twice_in_fd_array(be, once))
+    bad, bad_model = both(guest_keys, lambda be: twice_in_fd_array(be, twice))
+    check(agreement, "same map twice, signed once", ok, None, None, model=ok_model,
           offline=offline_errno(INSNS + VALUE, once, guest_keys, -3))  # fmt: skip
     check(agreement, "same map twice, signed twice", bad, errno.EKEYREJECTED, SIG_FAILED.format(-129),
-          offline=offline_errno(INSNS + VALUE, twice, guest_keys, -3))  # fmt: skip
+          model=bad_model, offline=offline_errno(INSNS + VALUE, twice, guest_keys, -3))  # fmt: skip
 
 
 # --- keys and keyrings ----------------------------------------------------------------
@@ -172,19 +256,17 @@ def test_same_map_twice_is_folded_once(guest_keys: GuestKeys, agreement: list) -
 
 def test_wrong_key(guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys, "wrong")
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
+    got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, "wrong key (cert not in keyring)", got, errno.ENOKEY, SIG_FAILED.format(-126),
-          offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
+          model=model, offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
 @pytest.mark.parametrize("which", ["0", "1", "2", "key serial"])
 def test_keyring_without_the_key(which: str, guest_keys: GuestKeys, agreement: list) -> None:
     kid = guest_keys.key_serials["rsa"] if which == "key serial" else int(which)
     sig = signed(INSNS + VALUE, guest_keys)
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=kid)
-    check(agreement, f"keyring_id {which}", got, errno.ENOKEY, SIG_FAILED.format(-126),
+    got, model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=kid))
+    check(agreement, f"keyring_id {which}", got, errno.ENOKEY, SIG_FAILED.format(-126), model=model,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, kid))  # fmt: skip
 
 
@@ -195,24 +277,24 @@ def test_user_keyring_needs_the_key_linked(guest_keys: GuestKeys, agreement: lis
     from bpfsign import keyring
 
     sig = signed(INSNS + VALUE, guest_keys)
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        before = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=-4)
-        user = keyring.link_key(guest_keys.key_serials["rsa"], keyring=-4)
-        after = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=-4)
+    model_be = model_backend(guest_keys)
+    before, before_model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=-4))
+    user = keyring.link_key(guest_keys.key_serials["rsa"], keyring=-4)
+    model_be.key_link(guest_keys.key_serials["rsa"], -4)  # the same KEYCTL_LINK, in the model
+    after, after_model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=-4))
     assert user == keyring.resolve_keyring("user") != guest_keys.session_serial
     check(agreement, "keyring_id -4, key not linked there", before, errno.ENOKEY, SIG_FAILED.format(-126),
-          offline=offline_errno(INSNS + VALUE, sig, guest_keys, -4))  # fmt: skip
-    check(agreement, "keyring_id -4 after KEYCTL_LINK of the key", after, None, None,
+          model=before_model, offline=offline_errno(INSNS + VALUE, sig, guest_keys, -4))  # fmt: skip
+    check(agreement, "keyring_id -4 after KEYCTL_LINK of the key", after, None, None, model=after_model,
           offline=offline_errno_with(INSNS + VALUE, sig, guest_keys, -4, user=("rsa",)))  # fmt: skip
 
 
 @pytest.mark.parametrize("kid", [3, -1, 0x3FFFFFF0])
 def test_unresolvable_keyring(kid: int, guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig, keyring_id=kid)
+    got, model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=kid))
     check(agreement, f"keyring_id {kid} (unresolvable)", got, errno.EINVAL,
-          f"cannot resolve signing keyring with keyring_id {kid}",
+          f"cannot resolve signing keyring with keyring_id {kid}", model=model,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, kid))  # fmt: skip
 
 
@@ -232,9 +314,8 @@ def _malformed(gk: GuestKeys) -> dict[str, bytes]:
                                   "truncated signature (10 bytes cut)"])  # fmt: skip
 def test_malformed_signature(case: str, guest_keys: GuestKeys, agreement: list) -> None:
     sig = _malformed(guest_keys)[case]
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
-    check(agreement, case, got, errno.EBADMSG, SIG_FAILED.format(-74),
+    got, model = both(guest_keys, lambda be: _one_map(be, sig))
+    check(agreement, case, got, errno.EBADMSG, SIG_FAILED.format(-74), model=model,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
@@ -242,52 +323,49 @@ def test_malformed_signature(case: str, guest_keys: GuestKeys, agreement: list) 
 def test_signature_size_limit(size: int, guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     padded = sig + bytes(size - len(sig))  # trailing zeros after the DER are accepted
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=padded)
+    got, model = both(guest_keys, lambda be: _one_map(be, padded))
     want = None if size <= 8192 else errno.EINVAL
     check(agreement, f"signature of {size} bytes (zero-padded)", got, want, "" if want else None,
-          offline=offline_errno(INSNS + VALUE, padded, guest_keys, -3))  # fmt: skip
+          model=model, offline=offline_errno(INSNS + VALUE, padded, guest_keys, -3))  # fmt: skip
 
 
 def test_signed_payload_of_16_mib(guest_keys: GuestKeys, agreement: list) -> None:
     value = bytes(16 * 1024 * 1024 - len(INSNS))  # insns || value = 16,777,216 bytes
     sig = signed(INSNS + value, guest_keys)
-    with opened(metadata_map(value, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
+    got, model = both(guest_keys, lambda be: _one_map(be, sig, value=value))
     check(agreement, "signed payload of 16 MiB", got, errno.E2BIG,
-          "signed payload too large: 16777216 bytes",
+          "signed payload too large: 16777216 bytes", model=model,
           offline=offline_errno(INSNS + value, sig, guest_keys, -3))  # fmt: skip
 
 
 def test_smime_capabilities_attribute(guest_keys: GuestKeys, agreement: list, kmsg: CaseKmsg) -> None:
     # openssl's default signed attributes include sMIMECapabilities
     sig = openssl_sign(INSNS + VALUE, guest_keys.pairs["rsa"], guest_keys.workdir, "rsa", "-keyid", "-nocerts")
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
+    got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, "sMIMECapabilities attribute (openssl defaults)", got, errno.EKEYREJECTED,
-          SIG_FAILED.format(-129), offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
+          SIG_FAILED.format(-129), model=model,
+          offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
     lines = kmsg.read()
     assert any("S/MIME Caps only allowed with Authenticode" in ln for ln in lines), lines
 
 
-# --- fd_array_cnt and the scheme (kernel-only) -----------------------------------------
+# --- fd_array_cnt and the scheme (the offline verifier sees bytes, not fd_array) ----------
 
 
 def test_signed_with_cnt0_while_the_program_uses_its_map(guest_keys: GuestKeys, agreement: list) -> None:
     insns = INSNS_USES_MAP0
     sig = signed(insns, guest_keys)  # the 6.18 scheme: insns only, fd_array_cnt 0
-    with opened(metadata_map(VALUE, insns)) as (m,):
-        got = attempt(insns, fd_array=[m], fd_array_cnt=0, signature=sig)
+    got, model = both(guest_keys, lambda be: _one_map(be, sig, insns=insns, excl_for=insns, cnt=0))
     check(agreement, "signed, cnt 0, program uses fd_array[0]", got, errno.EACCES,
-          "signed program must bind maps via a continuous fd_array (fd_array_cnt)",
-          offline="kernel-only (scheme)")  # fmt: skip
+          "signed program must bind maps via a continuous fd_array (fd_array_cnt)", model=model,
+          offline="n/a (scheme)")  # fmt: skip
 
 
 def test_unsigned_with_cnt1(guest_keys: GuestKeys, agreement: list) -> None:
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1)
+    got, model = both(guest_keys, lambda be: _one_map(be, None))
     check(agreement, "unsigned, cnt 1, exclusive map", got, errno.EACCES,
-          "program's hash doesn't match map's excl_prog_hash", offline="kernel-only (unsigned)")  # fmt: skip
+          "program's hash doesn't match map's excl_prog_hash", model=model,
+          offline="n/a (unsigned)")  # fmt: skip
 
 
 # --- algorithms -------------------------------------------------------------------------------
@@ -296,18 +374,16 @@ def test_unsigned_with_cnt1(guest_keys: GuestKeys, agreement: list) -> None:
 @pytest.mark.parametrize(("who", "digest"), [("p256", "sha256"), ("p384", "sha384"), ("rsa", "sha512")])
 def test_algorithm_loads(who: str, digest: str, guest_keys: GuestKeys, agreement: list) -> None:
     sig = signed(INSNS + VALUE, guest_keys, who, digest=digest)
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
-    check(agreement, f"{who} with {digest}", got, None, None,
+    got, model = both(guest_keys, lambda be: _one_map(be, sig))
+    check(agreement, f"{who} with {digest}", got, None, None, model=model,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
 def test_rsa_pss_is_not_supported(guest_keys: GuestKeys, agreement: list) -> None:
     sig = openssl_sign(INSNS + VALUE, guest_keys.pairs["rsa"], guest_keys.workdir, "rsa",
                        "-noattr", "-nocerts", "-keyid", "-keyopt", "rsa_padding_mode:pss")  # fmt: skip
-    with opened(metadata_map(VALUE, INSNS)) as (m,):
-        got = attempt(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
-    check(agreement, "RSA-PSS padding", got, errno.ENOPKG, SIG_FAILED.format(-65),
+    got, model = both(guest_keys, lambda be: _one_map(be, sig))
+    check(agreement, "RSA-PSS padding", got, errno.ENOPKG, SIG_FAILED.format(-65), model=model,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 

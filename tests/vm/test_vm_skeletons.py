@@ -5,6 +5,9 @@ loaders as they are, bpftool ``-S`` loaders converted) loads through
 bpfsign's loader, its loader program runs, its programs exist, and the
 sockfilter program filters a packet. Negative: the same loaders with tampered
 bytes or the 6.18 runtime, with the errno and log line of kernel.md §6.5.
+Every case also runs through bpfsign's KernelModel("7.3"), which must give the
+same verdict (for the positive cases: PROG_LOAD of the loader; the model does
+not run programs, so what the loader then does is checked on the kernel only).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _vmcase import GuestKeys, attempt, check, metadata_map, opened
+from _vmcase import GuestKeys, attempt, both, check, metadata_map, model_backend, opened
 
 from bpfsign.backend import default_backend
 
@@ -61,12 +64,26 @@ def _signed_loadtime(path: Path, gk: GuestKeys) -> Any:
 
 
 def _raw_loader_load(skel: Any, *, signature: bytes | None, cnt: int, data: bytes | None = None,
-                     insns: bytes | None = None) -> tuple[int | None, str]:  # fmt: skip
+                     insns: bytes | None = None, be: Any = None) -> tuple[int | None, str]:  # fmt: skip
     """The loader's PROG_LOAD as skel_internal.h issues it (exclusive frozen __loader.map)."""
     insns = skel.insns if insns is None else insns
     data = skel.data if data is None else data
-    with opened(metadata_map(data, insns)) as (m,):
-        return attempt(insns, fd_array=[m], fd_array_cnt=cnt, signature=signature)
+    with opened(metadata_map(data, insns, be=be), be=be) as (m,):
+        return attempt(insns, be=be, fd_array=[m], fd_array_cnt=cnt, signature=signature)
+
+
+def _model_verdict(skel: Any, gk: GuestKeys, **kw: Any) -> tuple[int | None, str]:
+    """bpfsign.loader over the kernel model: the verdict on the loader's PROG_LOAD."""
+    from bpfsign import loader
+    from bpfsign.errors import KernelError
+
+    model = model_backend(gk)
+    ld = loader.Loader(skel, backend=model, **kw)
+    try:
+        model.loader_verdict(ld.request)
+    except KernelError as exc:
+        return exc.errno, exc.log
+    return None, ""
 
 
 def _offline_skeleton(skel: Any, gk: GuestKeys) -> int | None:
@@ -126,7 +143,8 @@ def test_signed_fixture_loads_and_runs(path: Path, guest_keys: GuestKeys, agreem
             _count_own_getpids(loaded, path, maps["counts"])
     finally:
         loaded.close()
-    check(agreement, name, (None, ""), None, None, offline=_offline_skeleton(signed, guest_keys))
+    check(agreement, name, (None, ""), None, None, model=_model_verdict(signed, guest_keys, keyring_id=-3),
+          offline=_offline_skeleton(signed, guest_keys))  # fmt: skip
 
 
 def _lookup_u64(map_fd: int, key: int) -> int:
@@ -161,9 +179,10 @@ def test_signed_fixture_with_tampered_data(path: Path, guest_keys: GuestKeys, ag
     evil = bytearray(signed.data)
     evil[len(evil) // 2] ^= 0x40
     tampered = dataclasses.replace(signed, data=bytes(evil))
-    got = _raw_loader_load(tampered, signature=signed.signature, cnt=1)
+    got, model = both(guest_keys, lambda be: _raw_loader_load(tampered, signature=signed.signature, cnt=1, be=be))
+    assert _model_verdict(tampered, guest_keys, keyring_id=-3) == model  # the same through bpfsign.loader
     check(agreement, f"{path.name}: data byte flipped after signing", got, errno.EKEYREJECTED,
-          SIG_FAILED.format(-129), offline=_offline_skeleton(tampered, guest_keys))  # fmt: skip
+          SIG_FAILED.format(-129), model=model, offline=_offline_skeleton(tampered, guest_keys))  # fmt: skip
 
 
 @pytest.mark.parametrize("path", NEGATIVE, ids=[p.name for p in NEGATIVE])
@@ -173,9 +192,9 @@ def test_loader_signed_with_6_18_runtime_is_refused(path: Path, guest_keys: Gues
 
     skel = _skel(path)
     sig = bpfsign_sign(skel.insns, guest_keys.signers["fixture"])
-    got = _raw_loader_load(skel, signature=sig, cnt=0)
+    got, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=sig, cnt=0, be=be))
     check(agreement, f"{path.name}: insns-only signature, cnt 0 (libbpf 1.7 runtime)", got,
-          errno.EACCES, CNT0_REFUSED, offline="kernel-only (scheme)")  # fmt: skip
+          errno.EACCES, CNT0_REFUSED, model=model, offline="n/a (scheme)")  # fmt: skip
 
 
 SIGNED_MODE = [p for p in SKELS if REFERENCE.get(p.name, {}).get("signed", ".signed." in p.name)]
@@ -188,15 +207,18 @@ def test_unconverted_bpftool_signed_header(path: Path, guest_keys: GuestKeys, ag
     from bpfsign.errors import Error
 
     skel = _skel(path)
-    got = _raw_loader_load(skel, signature=skel.signature, cnt=0)
+    got, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=skel.signature, cnt=0, be=be))
+    # bpfsign.loader over the model sends the same PROG_LOAD (inloader scheme: cnt 0)
+    assert _model_verdict(skel, guest_keys, keyring_id=-3) == model
     check(agreement, f"{path.name} as generated (bpftool -S), cnt 0", got, errno.EACCES,
-          CNT0_REFUSED, offline="kernel-only (scheme)")  # fmt: skip
-    unsigned = _raw_loader_load(skel, signature=None, cnt=0)
+          CNT0_REFUSED, model=model, offline="n/a (scheme)")  # fmt: skip
+    unsigned, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=None, cnt=0, be=be))
+    assert _model_verdict(skel, guest_keys, unsigned=True) == model
     check(agreement, f"{path.name} as generated (bpftool -S), signature dropped", unsigned,
-          errno.EACCES, OFF32_REFUSED, offline="kernel-only (unsigned)")  # fmt: skip
-    got1 = _raw_loader_load(skel, signature=skel.signature, cnt=1)
+          errno.EACCES, OFF32_REFUSED, model=model, offline="n/a (unsigned)")  # fmt: skip
+    got1, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=skel.signature, cnt=1, be=be))
     check(agreement, f"{path.name} as generated (bpftool -S), cnt 1", got1, errno.EKEYREJECTED,
-          SIG_FAILED.format(-129), offline=_offline_loadtime_bytes(skel, guest_keys))  # fmt: skip
+          SIG_FAILED.format(-129), model=model, offline=_offline_loadtime_bytes(skel, guest_keys))  # fmt: skip
     with pytest.raises(Error) as info:
         loader.load(skel, keyring_id=-3)
     assert "convert" in str(info.value).lower(), str(info.value)
@@ -220,7 +242,7 @@ def test_bpfsign_load_cli(path: Path, guest_keys: GuestKeys, tmp_path: Path,
     capsys.readouterr()
     assert main(["load", str(converted)]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "(signed, loadtime scheme)" in out, out
+    assert "signed, loadtime scheme" in out, out  # the CLI text moved the parentheses
 
 
 def _offline_loadtime_bytes(skel: Any, gk: GuestKeys) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from . import _common
+from . import _common, _model
 
 
 def register(sub: Any) -> None:
@@ -67,6 +67,7 @@ def register(sub: Any) -> None:
                     help="attach the programs the skeleton can auto-attach")
     ld.add_argument("--pin", metavar="DIR",
                     help="pin maps, programs (and links) under DIR on a bpf filesystem")
+    _model.add_args(ld)  # bpfsign load --model (the kernel model; _model.py)
     _common.add_json(ld)
     ld.set_defaults(handler=_load)
 
@@ -160,18 +161,16 @@ _PROG_TYPES = {1: "socket_filter", 2: "kprobe", 5: "tracepoint", 17: "raw_tracep
                26: "tracing", 29: "lsm", 31: "syscall"}
 
 
-def _load(args: argparse.Namespace) -> int:
-    from .. import loader, skeleton
-
-    skel = skeleton.load(args.skeleton)
-    with loader.load(skel, keyring_id=_keyring_id(args.keyring), unsigned=args.unsigned) as ls:
-        if args.attach:
-            ls.attach()
-        info = ls.describe()
-        pinned = ls.pin(args.pin) if args.pin else []
-    info["pinned"] = pinned
-    signed = "signed" if info["signed"] else "unsigned"
-    lines = [f"loaded {skel.name} ({signed}, {info['scheme']} scheme) from {args.skeleton}"]
+def load_lines(info: dict[str, Any], name: str, path: str, pinned: list[str],
+               pin_dir: str | None) -> list[str]:
+    """The text report of ``bpfsign load`` (fds are never shown: they close on exit)."""
+    if info["signed"]:
+        how = f"signed, {info['scheme']} scheme"
+    elif info["skeleton_signed"]:
+        how = f"unsigned (--unsigned: its signature was not sent), {info['scheme']} scheme"
+    else:
+        how = "unsigned (no signature in the header)"
+    lines = [f"loaded {name} from {path}: {how}"]
     for m in info["maps"]:
         kind = _MAP_TYPES.get(m["type"], f"type {m['type']}")
         lines.append(f"  map  {m['name']:<16} id {m['id']:<6} {kind:<13} "
@@ -182,8 +181,37 @@ def _load(args: argparse.Namespace) -> int:
     for link in info["links"]:
         lines.append(f"  link {link['prog']}")
     if pinned:
-        lines.append(f"pinned {len(pinned)} objects under {args.pin}")
+        lines.append(f"pinned {len(pinned)} objects under {pin_dir}")
+        lines += [f"  {path}" for path in pinned]
     else:
         lines.append("released on exit (use --pin DIR to keep them)")
-    _common.emit(args, info, "\n".join(lines))
+    return lines
+
+
+def _load(args: argparse.Namespace) -> int:
+    from .. import loader, skeleton
+
+    if args.model:
+        return _model.load(args)
+    skel = skeleton.load(args.skeleton)
+    with loader.load(skel, keyring_id=_keyring_id(args.keyring), unsigned=args.unsigned) as ls:
+        if args.attach:
+            ls.attach()
+        info = ls.describe()
+        pinned = ls.pin(args.pin) if args.pin else []
+    # The fds in describe() are closed by now: report kernel ids, and paths when pinned.
+    pin_of = {}
+    for path in pinned:
+        kind, _, name = path.rsplit("/", 1)[-1].partition("_")
+        pin_of[(kind, name)] = path
+    for kind, key, items in (("map", "name", info["maps"]), ("prog", "name", info["progs"]),
+                             ("link", "prog", info["links"])):
+        for item in items:
+            del item["fd"]
+            if pinned:
+                item["pinned"] = pin_of.get((kind, item[key]))
+    info["skeleton_signed"] = skel.signature is not None
+    info["scheme"] = info["scheme"] if info["signed"] or skel.signature is not None else None
+    info["pinned"] = pinned
+    _common.emit(args, info, "\n".join(load_lines(info, skel.name, args.skeleton, pinned, args.pin)))
     return _common.EXIT_OK

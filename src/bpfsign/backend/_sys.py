@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import os
 from typing import Final
 
 from ..errors import KernelError, UnsupportedFeature, errno_name
@@ -63,6 +64,12 @@ BPF_TRACE_ITER: Final = 28  # enum bpf_attach_type
 OBJ_NAME_LEN: Final = 16
 HASH_SIZE: Final = 32
 LOG_BUF_SIZE: Final = 1 << 20
+#: signature_size above KMALLOC_MAX_CACHE_SIZE is EINVAL with an empty log (kernel.md §12.8)
+MAX_SIGNATURE_SIZE: Final = 8192
+CAP_SYS_ADMIN: Final = 21
+CAP_PERFMON: Final = 38
+CAP_BPF: Final = 39
+UNPRIVILEGED_BPF_DISABLED = "/proc/sys/kernel/unprivileged_bpf_disabled"
 
 # Keyrings (kernel.md §5).
 KEY_SPEC_THREAD_KEYRING: Final = -1
@@ -177,12 +184,15 @@ class RawTracepointAttr(ctypes.Structure):
 
 
 class LinkCreateAttr(ctypes.Structure):
-    """``BPF_LINK_CREATE`` header; iterator links need nothing past ``flags``."""
+    """``BPF_LINK_CREATE`` header; iterator links need nothing past ``flags``.
+
+    At 16 the UAPI has a union (``target_btf_id``, ``iter_info``/``iter_info_len``, …);
+    only the iterator member is modelled.
+    """
 
     _fields_ = [
         ("prog_fd", _u32), ("target_fd", _u32), ("attach_type", _u32), ("flags", _u32),
-        ("target_btf_id", _u32), ("_pad", _u32), ("iter_info", _u64), ("iter_info_len", _u32),
-        ("_pad2", _u32),
+        ("iter_info", _u64), ("iter_info_len", _u32), ("_pad", _u32),
     ]
 
 
@@ -238,7 +248,47 @@ def bpf(cmd: int, attr: ctypes.Structure, size: int) -> int:
         err = _get_errno()
         if err not in _RETRY:
             break
-    raise KernelError(err, COMMAND_NAMES.get(cmd, f"bpf cmd {cmd}"))
+    raise KernelError(err, COMMAND_NAMES.get(cmd, f"bpf cmd {cmd}"),
+                      message=eperm_hint(cmd) if err == _errno.EPERM else "")
+
+
+def _effective_caps() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def eperm_hint(cmd: int | None = None) -> str:
+    """Why bpf() says EPERM, as far as this process can tell (the error path only)."""
+    caps = _effective_caps()
+    if caps is not None and all(caps >> bit & 1 for bit in (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)):
+        where = ("; the path must be on a bpf filesystem (mount -t bpf bpf DIR)"
+                 if cmd == OBJ_PIN else "")
+        return ("not permitted although this process has CAP_BPF, CAP_PERFMON and "
+                f"CAP_SYS_ADMIN: an LSM or a rule of this command refused it{where}")
+    have = []
+    if caps is not None:
+        for name, bit in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON),
+                          ("CAP_SYS_ADMIN", CAP_SYS_ADMIN)):
+            have.append(name + ("" if caps >> bit & 1 else " missing"))
+    try:
+        with open(UNPRIVILEGED_BPF_DISABLED) as f:
+            disabled = f.read().strip()
+    except OSError:
+        disabled = "?"
+    return (
+        "not permitted: bpf() needs CAP_BPF (plus CAP_PERFMON for tracing programs or "
+        "CAP_NET_ADMIN for networking ones) or root; this process runs as uid "
+        f"{os.geteuid()} ({', '.join(have) or 'capabilities unknown'}) and "
+        f"kernel.unprivileged_bpf_disabled = {disabled}"
+        + (" (unprivileged bpf() is off)" if disabled not in ("0", "?") else "")
+        + "; run it as root with full capabilities, or grant them (an LSM may refuse it too)"
+    )
 
 
 def bpf_errno(cmd: int, attr: ctypes.Structure, size: int) -> tuple[int, int]:
@@ -301,11 +351,21 @@ def prog_load(attr: ProgLoadAttr) -> int:
             return fd
         finally:
             attr.log_level, attr.log_size, attr.log_buf = 0, 0, 0
-    raise KernelError(err, "BPF_PROG_LOAD", log=log, message=explain(err, log))
+    raise KernelError(err, "BPF_PROG_LOAD", log=log,
+                      message=explain(err, log, signature_size=attr.signature_size))
 
 
-def explain(err: int, log: str) -> str:
-    """One hint for the PROG_LOAD failures people actually hit (kernel.md §13)."""
+def explain(err: int, log: str, *, signature_size: int = 0) -> str:
+    """One hint for the PROG_LOAD failures people actually hit (kernel.md §13).
+
+    The attr is checked before the log: an empty-log EINVAL has several causes.
+    """
+    if err == _errno.EINVAL and signature_size > MAX_SIGNATURE_SIZE:
+        return (
+            f"the signature is {signature_size} bytes; the kernel caps signatures at "
+            f"{MAX_SIGNATURE_SIZE} bytes (KMALLOC_MAX_CACHE_SIZE): sign with fewer or smaller "
+            "embedded certificates (e.g. without the chain)"
+        )
     if "doesn't match map's excl_prog_hash" in log:
         return (
             "the loader map is exclusive to another program hash; an unsigned load must "
@@ -331,7 +391,7 @@ def explain(err: int, log: str) -> str:
     if err == _errno.EKEYREJECTED:
         return "the signature does not match the loader and its data (tampered or wrong scheme)"
     if err == _errno.EPERM and not log:
-        return "not permitted: needs root (CAP_BPF + CAP_SYS_ADMIN), or an LSM refused it"
+        return eperm_hint(PROG_LOAD)
     return ""
 
 

@@ -10,6 +10,8 @@ import ctypes
 import errno
 import hashlib
 import os
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass
 from functools import cache
 from typing import Any
@@ -55,11 +57,11 @@ def _map_create(excl: bytes | None = None, value_size: int = 8) -> tuple[int, in
 
 @cache
 def bpf_usable() -> Probe:
-    if os.geteuid() != 0:
-        return Probe("bpf", False, "not root: loading light skeletons needs CAP_BPF and CAP_SYS_ADMIN")
+    """Decided by a real BPF_MAP_CREATE: capabilities, not the uid, are what count."""
     fd, err = _map_create()
     if fd < 0:
-        return Probe("bpf", False, f"BPF_MAP_CREATE failed: {errno_name(err)}", err)
+        hint = f": {S.eperm_hint()}" if err == errno.EPERM else ""
+        return Probe("bpf", False, f"BPF_MAP_CREATE failed: {errno_name(err)}{hint}", err)
     _close(fd)
     return Probe("bpf", True, "bpf() works (created a 1-entry ARRAY)")
 
@@ -178,24 +180,44 @@ def inloader_loaders() -> Probe:
     )
 
 
-def _ensure_securityfs() -> bool:
-    if os.path.exists(LSM_FILE):
-        return True
-    if os.geteuid() != 0 or not os.path.isdir(SECURITY_DIR):
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    rc = libc.mount(b"securityfs", SECURITY_DIR.encode(), b"securityfs", 0, None)
-    return rc == 0 and os.path.exists(LSM_FILE)
+def _read_lsm_file() -> tuple[str | None, str]:
+    """The LSM list, changing nothing on the host.
+
+    If securityfs is mounted, read it. Otherwise mount it in a child's private
+    mount namespace (``unshare --mount``), which vanishes with the child.
+    """
+    try:
+        with open(LSM_FILE) as f:
+            return f.read().strip(), f"read {LSM_FILE}"
+    except OSError:
+        pass
+    unshare = shutil.which("unshare")
+    if unshare is None or not os.path.isdir(SECURITY_DIR):
+        return None, f"{LSM_FILE} absent (securityfs not mounted) and no unshare(1) to look"
+    script = (f"mount -t securityfs securityfs {SECURITY_DIR} 2>/dev/null || exit 3; "
+              f"exec cat {LSM_FILE}")
+    try:
+        run = subprocess.run(
+            [unshare, "--mount", "--propagation", "private", "sh", "-c", script],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{LSM_FILE} absent and unshare failed: {exc}"
+    if run.returncode != 0:
+        why = run.stderr.strip() or f"exit {run.returncode}"
+        return None, (f"{LSM_FILE} absent (securityfs not mounted) and a private mount "
+                      f"namespace could not mount it ({why}; needs root)")
+    return run.stdout.strip(), "securityfs mounted in a private mount namespace"
 
 
 @cache
 def bpf_lsm() -> Probe:
-    if not _ensure_securityfs():
-        return Probe("bpf_lsm", None, f"{LSM_FILE} unreadable (securityfs not mounted, not root)")
-    with open(LSM_FILE) as f:
-        lsms = f.read().strip().split(",")
+    text, how = _read_lsm_file()
+    if text is None:
+        return Probe("bpf_lsm", None, how)
+    lsms = text.split(",")
     active = "bpf" in lsms
-    return Probe("bpf_lsm", active, "active LSMs: " + ",".join(lsms))
+    return Probe("bpf_lsm", active, "active LSMs: " + ",".join(lsms) + f" ({how})")
 
 
 PROBES = (
