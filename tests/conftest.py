@@ -76,11 +76,14 @@ def _open_fds() -> set[int]:
 
 @pytest.fixture(autouse=True)
 def _kernel_guard(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """Skip/fail kernel tests by availability, and catch leaked fds around them."""
-    if request.node.get_closest_marker("kernel") is None:
+    """Skip/fail kernel tests by availability, and catch leaked fds around them
+    (and around the guest's vm tests, which talk to the 7.x kernel the same way)."""
+    kernel = request.node.get_closest_marker("kernel") is not None
+    guest = IN_VM and request.node.get_closest_marker("vm") is not None
+    if not (kernel or guest):
         yield
         return
-    reason = bpf_unavailable_reason()
+    reason = bpf_unavailable_reason() if kernel else None
     if reason is not None:
         if REQUIRE_KERNEL:
             pytest.fail(f"bpf() unavailable but required here: {reason}")

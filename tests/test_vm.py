@@ -118,13 +118,22 @@ def test_guest_script_quotes_arguments(tmp_path: Path) -> None:
     assert "export X='y z'" in script
 
 
+def _runner_or_skip() -> Runner:
+    """A prepared runner (kernel fetched and cached); fails under BPFSIGN_REQUIRE_VM=1."""
+    try:
+        runner = Runner()
+        runner.prepare()
+    except VmUnavailable as exc:
+        if REQUIRE_VM:
+            pytest.fail(f"the VM cannot run here but BPFSIGN_REQUIRE_VM=1: {exc}")
+        print(f"\nSKIP reason: the VM cannot run here: {exc}", file=sys.stderr)
+        pytest.skip(f"the VM cannot run here: {exc}")
+    return runner
+
+
 def test_initramfs_module_order_and_contents(tmp_path: Path) -> None:
-    """Build from the cached kernel only (no download here); skip when none is cached."""
-    store = image.KernelStore()
-    cached = store._cached_of_suite()
-    kernel = store.cached(cached[0]) if cached else None
-    if kernel is None:
-        pytest.skip("no cached kernel yet; the guest test fetches one")
+    """Build from the kernel the guest suite uses (fetched once into the cache)."""
+    kernel = _runner_or_skip().prepare()
     order = [name for name, _ in image.module_closure(kernel.modules)]
     assert order[-2:] == ["9pnet_virtio", "9p"]
     assert order.index("9pnet") < order.index("9pnet_virtio")
@@ -139,16 +148,6 @@ def test_initramfs_module_order_and_contents(tmp_path: Path) -> None:
 # --- the guest suite: one boot -------------------------------------------------
 
 
-def _runner_or_skip() -> Runner:
-    try:
-        runner = Runner()
-        runner.prepare()
-    except VmUnavailable as exc:
-        if REQUIRE_VM:
-            pytest.fail(f"the VM cannot run here but BPFSIGN_REQUIRE_VM=1: {exc}")
-        print(f"\nSKIP reason: the VM cannot run here: {exc}", file=sys.stderr)
-        pytest.skip(f"the VM cannot run here: {exc}")
-    return runner
 
 
 def test_guest_suite(request: pytest.FixtureRequest) -> None:
