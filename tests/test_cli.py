@@ -15,7 +15,7 @@ from cryptography import x509
 from bpfsign import _cli
 from bpfsign._cli import _crypto
 
-KEY_MISSING = "key file not found"
+KEY_MISSING = "file not found"
 
 
 def run(*argv: str) -> tuple[int, str, str]:
@@ -240,6 +240,7 @@ def test_sign_options_json(
     assert json.loads(out) == [
         {
             "file": str(payloads[1]),
+            "kind": "file",
             "ok": True,
             "signature": sig,
             "bytes": Path(sig).stat().st_size,
@@ -398,6 +399,7 @@ def test_verify_json_shapes(
     assert ok["file"] == str(signed[1])
     assert set(ok) == {
         "file",
+        "kind",
         "signature",
         "ok",
         "signer_subject",

@@ -39,6 +39,8 @@ def test_non_minimal_lengths_are_accepted() -> None:
         ("3080020100", "indefinite-length element without end-of-contents"),
         ("30800201000001", "invalid end-of-contents (non-zero length)"),
         ("3005020100", "length 5 runs past the end of the enclosing element (3 bytes left)"),
+        ("3003020200", "length 2 runs past the end of the enclosing element (1 byte left)"),
+        ("3001", "length 1 runs past the end of the enclosing element (0 bytes left)"),
         ("30", "truncated: an element header runs past the end of the data"),
     ],
 )

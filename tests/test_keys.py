@@ -206,6 +206,45 @@ def test_load_pem_and_der_round_trip(
     assert keys.load_certificate(der_cert) == rsa_pair.cert_der
 
 
+@pytest.mark.parametrize(
+    ("genpkey", "size"),
+    [
+        (("-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"), 256),
+        (("-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"), 384),
+        (("-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"), 2048),
+    ],
+    ids=["P-256", "P-384", "RSA-2048"],
+)
+def test_der_keys_in_pkcs8_and_traditional_form_whatever_the_length_form(
+    tmp_path: Path, genpkey: tuple[str, ...], size: int
+) -> None:
+    """bpftool reads keys as PEM only; DER keys are ours, short-form lengths included."""
+    pem = tmp_path / "k.pem"
+    assert openssl("genpkey", *genpkey, "-out", str(pem)).returncode == 0
+    pkcs8, trad = tmp_path / "pkcs8.der", tmp_path / "trad.der"
+    assert openssl("pkey", "-in", str(pem), "-outform", "DER", "-out", str(pkcs8)).returncode == 0
+    kind = "ec" if genpkey[1] == "EC" else "rsa"
+    assert openssl(kind, "-in", str(pem), "-outform", "DER", "-out", str(trad)).returncode == 0
+    want = keys.load_private_key(pem).private_numbers()  # type: ignore[union-attr]
+    for path in (pkcs8, trad):
+        loaded = keys.load_private_key(path)
+        assert loaded.key_size == size
+        assert loaded.private_numbers() == want  # type: ignore[union-attr]
+    if size == 256:  # SEC1 P-256 is 121 bytes, short-form length: the cert sniff misses it
+        data = trad.read_bytes()
+        assert (len(data), data[:2]) == (121, b"\x30\x77") and not keys.is_der(data)
+
+
+def test_garbage_key_without_pem_header_is_not_a_private_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.key"
+    bad.write_bytes(b"\x30\x03\x02\x01\x00")
+    with pytest.raises(InputError) as exc:
+        keys.load_private_key(bad)
+    assert str(exc.value) == (
+        f"{bad}: not a private key (expected PEM or DER: PKCS#8, PKCS#1 RSA or SEC1 EC)"
+    )
+
+
 def test_load_traditional_pkcs1_and_sec1(tmp_path: Path) -> None:
     assert (
         openssl("genrsa", "-traditional", "-out", str(tmp_path / "r.key"), "2048").returncode == 0
@@ -320,10 +359,10 @@ def test_garbage_key(tmp_path: Path, content: bytes, message: str) -> None:
 def test_missing_and_garbage_files(tmp_path: Path, files: tuple[Path, Path]) -> None:
     with pytest.raises(InputError) as info:
         keys.load_private_key(tmp_path / "nope.key")
-    assert str(info.value) == f"{tmp_path / 'nope.key'}: key file not found"
+    assert str(info.value) == f"{tmp_path / 'nope.key'}: file not found"
     with pytest.raises(InputError) as info:
         keys.load_certificate(tmp_path)
-    assert str(info.value) == f"{tmp_path}: expected a certificate file, got a directory"
+    assert str(info.value) == f"{tmp_path}: is a directory, expected a file"
     with pytest.raises(InputError) as info:
         keys.load_certificate(files[0])  # a key is not a certificate
     assert str(info.value) == f"{files[0]}: not an X.509 certificate (expected PEM or DER)"

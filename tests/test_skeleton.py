@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -165,9 +166,70 @@ def test_truncated_inside_a_literal() -> None:
     text = _need(COUNTER_V71)
     cut = text[: text.index("opts.insns = (void *)") + 400]
     e = _err(cut)
-    assert e.reason == "unterminated string literal (is the file truncated?)"
-    assert e.line == _line_of(text, "opts.insns = (void *)")
+    opened = _line_of(text, "opts.insns = (void *)")
+    assert e.reason == f"unterminated string literal opened on line {opened} (is the file truncated?)"
+    assert e.line == cut.count("\n") + 1
     assert str(e).startswith(f"bad.lskel.h:{e.line}: ")
+
+
+# A truncated or broken blob literal used to backtrack exponentially in the tokenizer
+# (each backslash-newline matched two ways): > 60 s at 4.8 KB. Linear now: milliseconds.
+_LINEAR_BOUND_S = 2.0
+
+
+def _timed_err(text: str) -> tuple[InputError, float]:
+    t0 = time.perf_counter()
+    e = _err(text)
+    return e, time.perf_counter() - t0
+
+
+@pytest.mark.parametrize("path", HEADERS, ids=_ids(HEADERS))
+def test_every_blob_truncated_deep_inside_fails_fast_naming_the_line(path: Path) -> None:
+    text = skeleton.read_text(path)
+    lay = skeleton.parse(text).layout
+    assert lay is not None
+    for blob, span in lay.blobs.items():
+        for frac in (0.5, 0.9):
+            cut = text[: span.start + int((span.end - span.start) * frac)]
+            e, took = _timed_err(cut)
+            assert e.reason == (
+                f"unterminated string literal opened on line {span.line} (is the file truncated?)"
+            ), blob
+            assert e.line == cut.count("\n") + 1, blob
+            assert took < _LINEAR_BOUND_S, (blob, took)
+
+
+@pytest.mark.parametrize("path", HEADERS, ids=_ids(HEADERS))
+def test_every_blob_missing_a_continuation_backslash_fails_fast_naming_the_line(
+    path: Path,
+) -> None:
+    text = skeleton.read_text(path)
+    lay = skeleton.parse(text).layout
+    assert lay is not None
+    for blob, span in lay.blobs.items():
+        conts = [m.start() for m in re.finditer(r"\\\n", text[span.start : span.end])]
+        assert conts, blob
+        at = span.start + conts[len(conts) // 2]
+        e, took = _timed_err(text[:at] + text[at + 1 :])
+        assert e.reason == (
+            f"string literal opened on line {span.line} is broken by a bare newline "
+            "(a line-continuation backslash is missing?)"
+        ), blob
+        assert e.line == text[:at].count("\n") + 1, blob
+        assert took < _LINEAR_BOUND_S, (blob, took)
+
+
+def test_unterminated_comment_and_character_literal() -> None:
+    text = _need(COUNTER_V71)
+    at = text.index("opts.insns = (void *)")
+    e = _err(text[:at] + "/* cut off here")
+    assert e.reason == "unterminated comment (is the file truncated?)"
+    assert e.line == _line_of(text, "opts.insns = (void *)")
+    e = _err(text[:at] + "'x\n" + text[at:])
+    assert e.reason == (
+        f"character literal opened on line {e.line} is broken by a bare newline "
+        "(a line-continuation backslash is missing?)"
+    )
 
 
 def test_truncated_between_statements() -> None:

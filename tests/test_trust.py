@@ -101,3 +101,19 @@ def test_blacklist_forms() -> None:
         assert store.is_blacklisted(cert)
     with pytest.raises(InputError, match="is not a hex hash"):
         TrustStore().blacklist_add("xyz")
+
+
+def test_add_path_directory_records_the_skipped_files(tmp_path: object) -> None:
+    from pathlib import Path
+
+    d = Path(str(tmp_path))
+    a = pki("rsa2048")
+    (d / "a.crt").write_bytes(a.cert.read_bytes())
+    (d / "a.key").write_bytes(a.key.read_bytes())
+    store = TrustStore()
+    assert len(store.add_path(d)) == 1
+    assert store.warnings == [
+        f"{d / 'a.key'}: skipped, not a certificate "
+        "(no certificate found (expected DER, or PEM with BEGIN CERTIFICATE))"
+    ]
+    assert [c.der for c in store.session.certificates] == [a.cert_der]

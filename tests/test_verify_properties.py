@@ -13,7 +13,6 @@ bpfsign.verify gives (512 EKEYREJECTED, 97 EBADMSG, 43 EINVAL, 40 ENOKEY,
 
 from __future__ import annotations
 
-import contextlib
 from errno import EKEYREJECTED
 
 import pytest
@@ -69,7 +68,8 @@ def test_mutated_signatures_only_raise_verification_errors(
     data: st.DataObject, signer: PemSigner, store: TrustStore
 ) -> None:
     payload = b"payload"
-    sig = bytearray(cms.sign(payload, signer) if data.draw(st.booleans()) else _with_attrs())
+    original = cms.sign(payload, signer) if data.draw(st.booleans()) else _with_attrs()
+    sig = bytearray(original)
     for _ in range(data.draw(st.integers(1, 4))):
         kind = data.draw(st.sampled_from(["set", "insert", "delete", "truncate"]))
         pos = data.draw(st.integers(0, max(len(sig) - 1, 0)))
@@ -81,8 +81,12 @@ def test_mutated_signatures_only_raise_verification_errors(
             del sig[pos]
         elif kind == "truncate":
             del sig[pos:]
-    with contextlib.suppress(VerificationError):
+    try:
         verify(payload, bytes(sig), store)
+    except VerificationError:
+        return
+    # it still verifies: a kernel rule must explain every difference from the original
+    assert explain(original, bytes(sig)) is not None, (original.hex(), bytes(sig).hex())
 
 
 _ATTR_SIG: list[bytes] = []
@@ -126,6 +130,92 @@ EXPLAINED: dict[tuple[int, int], str] = {
 }
 
 
+# -- the same rules, by structure rather than by offset -----------------------------
+
+RULES = {
+    "digestAlgorithms": _DIGEST_SET_OID,
+    "set-or-sequence": "SET OF <-> SEQUENCE OF tags of digestAlgorithms/signerInfos: pkcs7.asn1 "
+    "accepts either (§12.2)",
+    "signature-parameters": "signatureAlgorithm parameters are ANY and ignored (§12.2)",
+}
+
+_Tree = tuple[int, "bytes | list[_Tree]"]
+
+
+def _parse(data: bytes, pos: int, end: int) -> tuple[_Tree, int] | None:
+    """One TLV (definite lengths, at most 2 length octets like the kernel) or None."""
+    if end - pos < 2:
+        return None
+    tag, first = data[pos], data[pos + 1]
+    pos += 2
+    if first & 0x80:
+        n = first & 0x7F
+        if n not in (1, 2) or end - pos < n:
+            return None
+        length = int.from_bytes(data[pos : pos + n], "big")
+        pos += n
+    else:
+        length = first
+    if length > end - pos:
+        return None
+    stop = pos + length
+    if not tag & 0x20:
+        return (tag, data[pos:stop]), stop
+    children: list[_Tree] = []
+    while pos < stop:
+        got = _parse(data, pos, stop)
+        if got is None:
+            return None
+        child, pos = got
+        children.append(child)
+    return (tag, children), stop
+
+
+def _normalise(sig: bytes, rules: set[str]) -> _Tree | None:
+    """The signature's tree with what ``rules`` say the kernel ignores blanked out."""
+    got = _parse(sig, 0, len(sig))
+    if got is None or got[1] != len(sig):
+        return None
+    root = got[0]
+    try:
+        content = root[1][1]  # type: ignore[index]
+        signed_data = content[1][0]  # type: ignore[index]
+        fields = list(signed_data[1])  # type: ignore[index]
+        if "digestAlgorithms" in rules:
+            fields[1] = (0x31, b"<noted, never checked>")
+        infos_tag, infos = fields[-1]
+        if "set-or-sequence" in rules:
+            infos_tag = 0x31 if infos_tag in (0x30, 0x31) else infos_tag
+            tag1, value1 = fields[1]
+            fields[1] = (0x31 if tag1 in (0x30, 0x31) else tag1, value1)
+        new_infos = []
+        for info in infos:  # type: ignore[union-attr]
+            parts = list(info[1])  # type: ignore[index]
+            if "signature-parameters" in rules:
+                at = 4 if parts[3][0] == 0xA0 else 3  # after the optional signedAttrs
+                alg_tag, alg = parts[at]
+                parts[at] = (alg_tag, [alg[0], (0x05, b"<ignored>")])  # type: ignore[index]
+            new_infos.append((info[0], parts))
+        fields[-1] = (infos_tag, new_infos)
+    except (IndexError, TypeError, KeyError):
+        return None
+    return (root[0], [root[1][0], (content[0], [(signed_data[0], fields)])])  # type: ignore[index]
+
+
+def explain(original: bytes, mutated: bytes) -> str | None:
+    """Which named kernel rules make ``mutated`` equivalent to ``original`` (None: none do)."""
+    if original == mutated:
+        return "unchanged"
+    for size in range(1, len(RULES) + 1):
+        import itertools
+
+        for combo in itertools.combinations(RULES, size):
+            want = _normalise(original, set(combo))
+            if want is not None and want == _normalise(mutated, set(combo)):
+                return "; ".join(RULES[r] for r in combo)
+    return None
+
+
 def test_exhaustive_single_byte_mutations(signer: PemSigner, store: TrustStore) -> None:
     payload = bytes(range(16))
     sig = cms.sign(payload, signer)
@@ -144,5 +234,17 @@ def test_exhaustive_single_byte_mutations(signer: PemSigner, store: TrustStore) 
             f"still verifies: byte {pos} ^ 0x{xor:02x} ({sig[pos]:02x} -> {sig[pos] ^ xor:02x}): {EXPLAINED.get((pos, xor), 'UNEXPLAINED')}"
         )
     assert sorted(survivors) == sorted(EXPLAINED)
+    # and the structural rules explain each one too, so the property test can use them
+    for pos, xor in survivors:
+        mutated = sig[:pos] + bytes((sig[pos] ^ xor,)) + sig[pos + 1 :]
+        assert explain(sig, mutated) is not None, (pos, xor)
+
+
+def test_the_structural_explainer_refuses_what_the_kernel_would_not_ignore(
+    signer: PemSigner,
+) -> None:
+    sig = cms.sign(b"x", signer)
+    assert explain(sig, sig[:-1] + bytes((sig[-1] ^ 1,))) is None  # the signature value
+    assert explain(sig, sig + b"\0") is None  # trailing data
 
 

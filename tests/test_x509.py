@@ -95,8 +95,45 @@ def test_bad_files_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_certificates(trunc)
     assert str(info.value).startswith(f"{trunc}: not a valid X.509 certificate: length ")
-    with pytest.raises(InputError, match="cannot read certificate"):
+    with pytest.raises(InputError) as info:
         load_certificates(tmp_path / "missing.pem")
+    assert str(info.value) == f"{tmp_path / 'missing.pem'}: file not found"
+
+
+def test_directory_skips_files_that_are_not_certificates(tmp_path: Path) -> None:
+    a = pki("p256")
+    (tmp_path / "signer.crt").write_bytes(a.cert.read_bytes())
+    (tmp_path / "signer.key").write_bytes(a.key.read_bytes())  # PEM, but no CERTIFICATE block
+    der_key = subprocess.run(
+        ["openssl", "pkey", "-in", str(pki("rsa2048").key), "-outform", "DER"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert looks_like_der(der_key)
+    (tmp_path / "signer.key.der").write_bytes(der_key)  # DER, but not X.509
+    skipped: list[str] = []
+    got = load_certificates(tmp_path, skipped=skipped)
+    assert [c.der for c in got] == [a.cert_der]
+    assert skipped[0] == (
+        f"{tmp_path / 'signer.key'}: skipped, not a certificate "
+        "(no certificate found (expected DER, or PEM with BEGIN CERTIFICATE))"
+    )
+    assert skipped[1].startswith(
+        f"{tmp_path / 'signer.key.der'}: skipped, not a certificate (not a valid X.509 certificate"
+    )
+    assert len(skipped) == 2
+    # a file named explicitly that is not a certificate stays an error
+    with pytest.raises(CertificateError) as info:
+        load_certificates(tmp_path / "signer.key")
+    assert str(info.value) == (
+        f"{tmp_path / 'signer.key'}: no certificate found (expected DER, or PEM with BEGIN "
+        "CERTIFICATE)"
+    )
+    # and so does a directory without any certificate
+    (tmp_path / "signer.crt").unlink()
+    with pytest.raises(CertificateError) as info:
+        load_certificates(tmp_path)
+    assert str(info.value) == f"{tmp_path}: directory holds no certificates (2 other files)"
 
 
 def _modules_after_verify(kind: str, backend: str) -> list[str]:

@@ -156,8 +156,10 @@ def read(data: bytes, offset: int = 0, end: int | None = None, depth: int = 0) -
         length = int.from_bytes(data[pos : pos + n], "big")
         pos += n
     if length > end - pos:
+        left = end - pos
         raise DERError(
-            f"length {length} runs past the end of the enclosing element ({end - pos} bytes left)",
+            f"length {length} runs past the end of the enclosing element "
+            f"({left} byte{'' if left == 1 else 's'} left)",
             offset,
         )
     return _new(Element, (data, offset, tag, pos - offset, length, False, depth, pos + length))

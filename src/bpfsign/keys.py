@@ -63,9 +63,9 @@ def _read(path: str | os.PathLike[str], what: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise InputError(f"{what} file not found", path=os.fspath(path)) from None
+        raise InputError("file not found", path=os.fspath(path)) from None
     except IsADirectoryError:
-        raise InputError(f"expected a {what} file, got a directory", path=os.fspath(path)) from None
+        raise InputError("is a directory, expected a file", path=os.fspath(path)) from None
     except OSError as exc:
         raise InputError(f"cannot read {what}: {exc.strerror}", path=os.fspath(path)) from None
 
@@ -116,19 +116,24 @@ def _check_key(key: object, path: str) -> PrivateKey:
 
 
 def load_private_key(path: str | os.PathLike[str], *, password: bytes | None = None) -> PrivateKey:
-    """Load an RSA or EC private key from a PEM or DER file (PKCS#8, PKCS#1 or SEC1)."""
+    """Load an RSA or EC private key from a PEM or DER file (PKCS#8, PKCS#1 or SEC1).
+
+    A key is PEM when it has a PEM header and DER otherwise, whatever its length
+    form: a SEC1 P-256 key is 121 bytes (``30 77``, short form), which bpftool's
+    certificate sniff (:func:`is_der`) would miss. bpftool itself reads keys as
+    PEM only, so DER keys are a bpfsign extension.
+    """
     where = os.fspath(path)
     data = _read(path, "key")
-    der = data if is_der(data) else _pem_to_der(data)
+    pem = b"-----BEGIN " in data
+    der = _pem_to_der(data) if pem else data
     if der is not None and _RSA_PSS_OID in der[:40]:
         raise InputError(
             "unsupported key type RSA-PSS: the kernel rejects RSA-PSS keys and signatures "
             "(ENOPKG); use a plain RSA key, e.g. from `bpfsign keygen`",
             path=where,
         )
-    loader = (
-        serialization.load_der_private_key if is_der(data) else serialization.load_pem_private_key
-    )
+    loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
     try:
         key = loader(data, password=password)
     except TypeError as exc:

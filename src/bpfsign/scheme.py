@@ -302,6 +302,13 @@ def convert_to_loadtime(skel: _skel.Skeleton) -> tuple[_skel.Skeleton, Removed]:
 # ------------------------------------------------------------------ signing
 
 
+#: said when signing or verifying a 6.18-scheme loader
+INLOADER_REFUSED = (
+    "inloader (6.18) scheme: Linux 7.x refuses this loader; convert it with "
+    "`bpfsign sign --scheme loadtime`"
+)
+
+
 def override_warning(a: Audit) -> str:
     fields: dict[str, list[str]] = {}
     for o in a.overrides:
@@ -357,6 +364,7 @@ def sign_skeleton(
                 f"SHA-256(opts_data) {a.data_hash.hex()}: it would fail at run time with -EINVAL",
                 path=skel.path,
             )
+        warnings.append(INLOADER_REFUSED)
     else:
         raise InputError(f"unknown scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
     payload = signed_payload(target, scheme)
@@ -454,8 +462,5 @@ def verify_skeleton(
             f"{a.data_hash.hex()} != the hash baked into the loader "
             f"{a.hash_check.baked_hash.hex()} (the loader returns -EINVAL at run time)",
         )
-    notes.append(
-        "inloader (6.18) scheme: Linux 7.x refuses this loader; convert it with "
-        "`bpfsign sign --scheme loadtime`"
-    )
+    notes.append(INLOADER_REFUSED)
     return Verdict(scheme, signer, len(payload), tuple(notes))

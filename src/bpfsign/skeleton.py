@@ -147,7 +147,7 @@ _TOKEN = re.compile(
     r"""
      (?P<ws>\s+)
     |(?P<comment>/\*.*?\*/|//[^\n]*)
-    |(?P<str>"(?:[^"\\\n]|\\(?:.|\n))*")
+    |(?P<str>"(?:[^"\\\n]|\\.)*")
     |(?P<char>'(?:[^'\\\n]|\\.)*')
     |(?P<id>[A-Za-z_]\w*)
     |(?P<num>\d\w*)
@@ -155,6 +155,14 @@ _TOKEN = re.compile(
     """,
     re.S | re.X,
 )
+
+
+# An unclosed literal's body up to where it stops (each alternative starts with a
+# different character, so matching is linear; see _TOKEN's str/char groups).
+_OPEN_LITERAL = {
+    '"': re.compile(r'"(?:[^"\\\n]|\\.)*', re.S),
+    "'": re.compile(r"'(?:[^'\\\n]|\\.)*", re.S),
+}
 
 
 @dataclass(frozen=True)
@@ -178,10 +186,29 @@ class _Source:
             if kind in ("ws", "comment"):
                 continue
             assert kind is not None
-            if kind == "op" and m.group() == '"':
-                raise self.error("unterminated string literal (is the file truncated?)", m.start())
+            if kind == "op" and m.group() in "\"'":
+                raise self._unterminated(m.start())
+            if kind == "op" and text.startswith("/*", m.start()):
+                raise self.error("unterminated comment (is the file truncated?)", m.start())
             toks.append(_Tok(kind, m.group(), m.start(), m.end()))
         self.toks = toks
+
+    def _unterminated(self, start: int) -> InputError:
+        """Say where a literal that never closes stops: a bare newline or the end of file."""
+        quote = self.text[start]
+        what = "string" if quote == '"' else "character"
+        stop = _OPEN_LITERAL[quote].match(self.text, start).end()  # type: ignore[union-attr]
+        if self.text.startswith("\n", stop):
+            return self.error(
+                f"{what} literal opened on line {self.line(start)} is broken by a bare newline "
+                "(a line-continuation backslash is missing?)",
+                stop,
+            )
+        return self.error(
+            f"unterminated {what} literal opened on line {self.line(start)} "
+            "(is the file truncated?)",
+            stop,
+        )
 
     def line(self, offset: int) -> int:
         return bisect.bisect_left(self._nl, offset) + 1
@@ -842,8 +869,13 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
 
 def read_text(path: str | os.PathLike[str]) -> str:
     """Read a header byte-exactly (no newline translation)."""
-    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        return fh.read()
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise InputError("file not found", path=os.fspath(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a file", path=os.fspath(path)) from None
 
 
 def load(path: str | os.PathLike[str], *, lenient: bool = False) -> Skeleton:

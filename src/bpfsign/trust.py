@@ -142,6 +142,8 @@ class TrustStore:
             KEY_SPEC_USER_SESSION_KEYRING: self.user_session,
         }
         self._blacklist: set[bytes] = set()
+        #: files ``add_path`` skipped in a directory because they are not certificates
+        self.warnings: list[str] = []
 
     def _new_ring(self, name: str) -> Keyring:
         ring = Keyring(name, self._next_serial)
@@ -182,7 +184,7 @@ class TrustStore:
     def add_path(self, path: str | os.PathLike[str], keyring: str | int = "session") -> list[int]:
         """Add every certificate of a PEM/DER file or directory; returns key serials."""
         serials = []
-        for cert in load_certificates(path):
+        for cert in load_certificates(path, skipped=self.warnings):
             try:
                 serials.append(self.add(cert, keyring))
             except InputError as exc:

@@ -25,6 +25,10 @@ class CertificateError(InputError):
     """The bytes are not an X.509 certificate the kernel's parser would take."""
 
 
+class NotACertificate(CertificateError):
+    """The file is something else (a key, a README): a directory skips it, a named file fails."""
+
+
 _NAME_ATTRS: dict[bytes, str] = {
     bytes.fromhex("550403"): "CN",
     bytes.fromhex("550406"): "C",
@@ -392,7 +396,7 @@ def certificates_from_bytes(data: bytes, *, source: str = "<bytes>") -> list[Cer
         try:
             return [Certificate.from_der(data)]
         except CertificateError as exc:
-            raise CertificateError(exc.reason, path=source) from None
+            raise NotACertificate(exc.reason, path=source) from None
     out: list[Certificate] = []
     pos = 0
     while True:
@@ -410,27 +414,45 @@ def certificates_from_bytes(data: bytes, *, source: str = "<bytes>") -> list[Cer
             raise CertificateError(f"certificate #{len(out) + 1}: {why}", path=source) from None
         pos = stop + len(_PEM_END)
     if not out:
-        raise CertificateError(
+        raise NotACertificate(
             "no certificate found (expected DER, or PEM with BEGIN CERTIFICATE)", path=source
         )
     return out
 
 
-def load_certificates(path: str | os.PathLike[str]) -> list[Certificate]:
-    """Certificates from a PEM/DER file, or from every regular file in a directory."""
+def load_certificates(
+    path: str | os.PathLike[str], *, skipped: list[str] | None = None
+) -> list[Certificate]:
+    """Certificates from a PEM/DER file, or from every regular file in a directory.
+
+    A directory often holds the key next to the certificate, so its files that are
+    no certificate at all are skipped, each with a warning appended to ``skipped``;
+    a directory without any certificate, a broken PEM certificate block, or a
+    named file that is no certificate is still an error.
+    """
     path = os.fspath(path)
     if os.path.isdir(path):
         out: list[Certificate] = []
+        passed: list[str] = []
         for entry in sorted(os.listdir(path)):
             full = os.path.join(path, entry)
-            if os.path.isfile(full):
+            if not os.path.isfile(full):
+                continue
+            try:
                 out.extend(load_certificates(full))
+            except NotACertificate as exc:
+                passed.append(f"{full}: skipped, not a certificate ({exc.reason})")
         if not out:
-            raise CertificateError("directory holds no certificates", path=path)
+            why = f" ({len(passed)} other file{'s' if len(passed) != 1 else ''})" if passed else ""
+            raise CertificateError(f"directory holds no certificates{why}", path=path)
+        if skipped is not None:
+            skipped.extend(passed)
         return out
     try:
         with open(path, "rb") as f:
             data = f.read()
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
     except OSError as exc:
         raise InputError(f"cannot read certificate: {exc.strerror}", path=path) from None
     return certificates_from_bytes(data, source=path)

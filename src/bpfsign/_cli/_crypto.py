@@ -202,20 +202,22 @@ def _read_input(path: str) -> bytes:
         raise InputError(f"cannot read: {exc.strerror}", path=path) from None
 
 
-def _delegate_skeleton(args: argparse.Namespace, path: str, action: str) -> int:
+def _delegate_skeleton(args: argparse.Namespace, path: str, action: str) -> dict[str, Any]:
+    """The skeleton's record; its errors propagate to the caller's per-file handling."""
+    from ..errors import InputError
+
     try:
         from . import _skel
     except ModuleNotFoundError as exc:
         if exc.name != f"{__package__}._skel":
             raise
-        print(
-            f"bpfsign: {path}: light skeleton {action} is not available in this build "
+        raise InputError(
+            f"light skeleton {action} is not available in this build "
             "(module bpfsign._cli._skel is missing)",
-            file=sys.stderr,
-        )
-        return _common.EXIT_USAGE
+            path=path,
+        ) from None
     handler = _skel.sign_skeleton if action == "signing" else _skel.verify_skeleton
-    return int(handler(args, path))
+    return handler(args, path)
 
 
 def _worst(a: int, b: int) -> int:
@@ -223,13 +225,16 @@ def _worst(a: int, b: int) -> int:
     return max(a, b)
 
 
-def _error_record(path: str, exc: Exception) -> dict[str, Any]:
+def _error_record(path: str, kind: str, exc: Exception) -> dict[str, Any]:
     record: dict[str, Any] = {
         "file": path,
+        "kind": kind,
         "ok": False,
         "error": type(exc).__name__,
         "message": getattr(exc, "reason", str(exc)),
     }
+    if getattr(exc, "line", None) is not None:
+        record["line"] = exc.line  # type: ignore[attr-defined]
     code = getattr(exc, "errno", None)
     if code is not None:
         from ..errors import errno_name
@@ -240,7 +245,8 @@ def _error_record(path: str, exc: Exception) -> dict[str, Any]:
 
 
 def _finish(args: argparse.Namespace, records: list[dict[str, Any]], code: int) -> int:
-    if args.json and records:
+    """Under --json, the whole run is ONE document: the list of per-file records."""
+    if args.json:
         _common.emit(args, records, "")
     return code
 
@@ -295,21 +301,24 @@ def _sign(args: argparse.Namespace) -> int:
     records: list[dict[str, Any]] = []
     code = _common.EXIT_OK
     for path in args.files:
+        kind = "skeleton" if _is_skeleton(path) else "file"
         try:
-            if _is_skeleton(path):
-                code = _worst(code, _delegate_skeleton(args, path, "signing"))
-                continue
-            payload = _read_input(path)
-            if _is_skeleton(path, payload):
-                code = _worst(code, _delegate_skeleton(args, path, "signing"))
+            if kind == "file":
+                payload = _read_input(path)
+                kind = "skeleton" if _is_skeleton(path, payload) else "file"
+            if kind == "skeleton":
+                records.append(_delegate_skeleton(args, path, "signing"))
                 continue
             if signer is None:
                 signer = _load_signer(args)
             records.append(_sign_file(args, signer, path, payload))
         except Error as exc:
-            if signer is None and getattr(exc, "path", None) in (args.key, args.cert):
+            if getattr(exc, "path", None) in (args.key, args.cert) and path not in (
+                args.key,
+                args.cert,
+            ):
                 raise  # the key itself is bad: nothing else can be signed
-            records.append(_error_record(path, exc))
+            records.append(_error_record(path, kind, exc))
             if not args.json:
                 print(f"bpfsign: {exc}", file=sys.stderr)
             code = _worst(code, exc.exit_code)
@@ -339,6 +348,7 @@ def _sign_file(args: argparse.Namespace, signer: Any, path: str, payload: bytes)
         print(f"SIGNED {path} -> {out} ({len(signature)} bytes, {args.digest}, {args.sid})")
     return {
         "file": path,
+        "kind": "file",
         "ok": True,
         "signature": out,
         "bytes": len(signature),
@@ -359,13 +369,13 @@ def _verify(args: argparse.Namespace) -> int:
     records: list[dict[str, Any]] = []
     code = _common.EXIT_OK
     for path in args.files:
+        kind = "skeleton" if _is_skeleton(path) else "file"
         try:
-            if _is_skeleton(path):
-                code = _worst(code, _delegate_skeleton(args, path, "verification"))
-                continue
-            payload = _read_input(path)
-            if _is_skeleton(path, payload):
-                code = _worst(code, _delegate_skeleton(args, path, "verification"))
+            if kind == "file":
+                payload = _read_input(path)
+                kind = "skeleton" if _is_skeleton(path, payload) else "file"
+            if kind == "skeleton":
+                records.append(_delegate_skeleton(args, path, "verification"))
                 continue
             sig_path = args.sig or path + ".p7s"
             try:
@@ -379,19 +389,24 @@ def _verify(args: argparse.Namespace) -> int:
                 trust = _load_trust(args)
             records.append(_verify_file(args, trust, path, sig_path, payload, signature))
         except VerificationError as exc:
-            record = _error_record(path, exc)
-            record["signature"] = args.sig or path + ".p7s"
+            record = _error_record(path, kind, exc)
+            if kind == "file":  # a skeleton's signature is inside the header
+                record["signature"] = args.sig or path + ".p7s"
             records.append(record)
             if not args.json:
                 print(f"REJECTED {path}: {exc}", file=sys.stderr)
             code = _worst(code, _common.EXIT_REJECTED)
         except Error as exc:
-            if trust is None and getattr(exc, "path", None) in args.trust:
+            if getattr(exc, "path", None) in args.trust and path not in args.trust:
                 raise  # the trust store itself is bad
-            records.append(_error_record(path, exc))
+            records.append(_error_record(path, kind, exc))
             if not args.json:
                 print(f"bpfsign: {exc}", file=sys.stderr)
             code = _worst(code, exc.exit_code)
+    store = getattr(args, "_trust_store", None)
+    if store is not None and store.warnings:
+        for record in records:  # under --json the trust warnings travel with each verdict
+            record["warnings"] = [*record.get("warnings", []), *store.warnings]
     return _finish(args, records, code)
 
 
@@ -401,13 +416,21 @@ _PLACEABLE_KEYRINGS = (0, 1, 2, -3, -4, -5)
 
 
 def _load_trust(args: argparse.Namespace) -> Any:
+    """The run's trust store, built once (plain files and skeletons share it)."""
     from ..trust import TrustStore
 
+    cached = getattr(args, "_trust_store", None)
+    if cached is not None:
+        return cached
     keyring_id = args.keyring_id
     trust = TrustStore(platform=keyring_id == 2)
     target = keyring_id if keyring_id in _PLACEABLE_KEYRINGS else "session"
     for path in args.trust:
         trust.add_path(path, keyring=target)
+    if not args.json:
+        for warning in trust.warnings:
+            print(f"bpfsign: warning: {warning}", file=sys.stderr)
+    args._trust_store = trust
     return trust
 
 
@@ -425,7 +448,7 @@ def _verify_file(
         result = verify(payload, signature, trust)
     else:
         result = verify(payload, signature, trust, keyring_id=args.keyring_id)
-    record = {"file": path, "signature": sig_path, "ok": True, **result._asdict()}
+    record = {"file": path, "kind": "file", "signature": sig_path, "ok": True, **result._asdict()}
     record["warnings"] = list(result.warnings)
     if not args.json:
         print(
