@@ -12,10 +12,15 @@ import errno as _errno
 ENOTSUPP = 524
 
 
+#: The kernel's names where Python's errno module prefers an alias (95 is ENOTSUP there).
+_KERNEL_NAMES = {ENOTSUPP: "ENOTSUPP", _errno.EOPNOTSUPP: "EOPNOTSUPP"}
+
+
 def errno_name(code: int) -> str:
-    """Symbolic name for an errno value, including the kernel-internal 524."""
-    if code == ENOTSUPP:
-        return "ENOTSUPP"
+    """Symbolic name for an errno value, as the kernel spells it (incl. the internal 524)."""
+    known = _KERNEL_NAMES.get(code)
+    if known is not None:
+        return known
     return _errno.errorcode.get(code, f"errno {code}")
 
 
