@@ -29,7 +29,10 @@ MAP_UPDATE_ELEM: Final = 2
 MAP_DELETE_ELEM: Final = 3
 PROG_LOAD: Final = 5
 OBJ_PIN: Final = 6
+OBJ_GET: Final = 7
 PROG_TEST_RUN: Final = 10
+PROG_GET_NEXT_ID: Final = 11
+PROG_GET_FD_BY_ID: Final = 13
 OBJ_GET_INFO_BY_FD: Final = 15
 RAW_TRACEPOINT_OPEN: Final = 17
 MAP_FREEZE: Final = 22
@@ -43,7 +46,10 @@ COMMAND_NAMES: Final = {
     MAP_DELETE_ELEM: "BPF_MAP_DELETE_ELEM",
     PROG_LOAD: "BPF_PROG_LOAD",
     OBJ_PIN: "BPF_OBJ_PIN",
+    OBJ_GET: "BPF_OBJ_GET",
     PROG_TEST_RUN: "BPF_PROG_TEST_RUN",
+    PROG_GET_NEXT_ID: "BPF_PROG_GET_NEXT_ID",
+    PROG_GET_FD_BY_ID: "BPF_PROG_GET_FD_BY_ID",
     OBJ_GET_INFO_BY_FD: "BPF_OBJ_GET_INFO_BY_FD",
     RAW_TRACEPOINT_OPEN: "BPF_RAW_TRACEPOINT_OPEN",
     MAP_FREEZE: "BPF_MAP_FREEZE",
@@ -53,9 +59,13 @@ COMMAND_NAMES: Final = {
 
 # Types and flags (kernel.md §3.2).
 PROG_TYPE_SOCKET_FILTER: Final = 1
+PROG_TYPE_TRACING: Final = 26
+PROG_TYPE_LSM: Final = 29
 PROG_TYPE_SYSCALL: Final = 31
 MAP_TYPE_HASH: Final = 1
 MAP_TYPE_ARRAY: Final = 2
+MAP_TYPE_RINGBUF: Final = 27
+BPF_LSM_MAC: Final = 27  # enum bpf_attach_type (kernel.md §11)
 BPF_F_SLEEPABLE: Final = 0x10
 BPF_F_RDONLY_PROG: Final = 0x80
 BPF_F_MMAPABLE: Final = 0x400
@@ -209,6 +219,12 @@ class ObjPinAttr(ctypes.Structure):
                 ("_pad", _u32)]
 
 
+class GetIdAttr(ctypes.Structure):
+    """``BPF_PROG_GET_NEXT_ID`` / ``BPF_PROG_GET_FD_BY_ID``: id in, next id out, open flags."""
+
+    _fields_ = [("id", _u32), ("next_id", _u32), ("open_flags", _u32)]
+
+
 #: The sizes libbpf sends for each attr (kernel.md §4, lskel.md §10.2).
 SIZE_MAP_CREATE: Final = 92
 SIZE_MAP_ELEM: Final = 32
@@ -219,6 +235,7 @@ SIZE_TEST_RUN: Final = 80
 SIZE_RAW_TP: Final = 16
 SIZE_LINK_CREATE: Final = 16
 SIZE_OBJ_PIN: Final = 20
+SIZE_GET_ID: Final = 12
 SIZE_ITER_CREATE: Final = 8
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -91,15 +91,16 @@ class SyscallBackend:
         self, prog_type: int, insns: bytes, *, license: str = "GPL", name: str = "",
         flags: int = 0, fd_array: Sequence[int] = (), fd_array_cnt: int = 0,
         signature: bytes | None = None, keyring_id: int = 0, expected_attach_type: int = 0,
-        log_level: int = 0,
+        log_level: int = 0, attach_btf_id: int = 0,
     ) -> int:
+        """``BPF_PROG_LOAD``; ``attach_btf_id`` (a vmlinux BTF id) for LSM/tracing programs."""
         ibuf = ctypes.create_string_buffer(insns, len(insns))
         lic = ctypes.create_string_buffer(license.encode())
         attr = S.ProgLoadAttr(
             prog_type=prog_type, insn_cnt=len(insns) // 8, insns=S.addr(ibuf),
             license=S.addr(lic), prog_flags=flags, prog_name=_name16(name),
             expected_attach_type=expected_attach_type, fd_array_cnt=fd_array_cnt,
-            keyring_id=keyring_id,
+            keyring_id=keyring_id, attach_btf_id=attach_btf_id,
         )
         fds = (ctypes.c_int32 * max(len(fd_array), 1))(*fd_array)
         if fd_array:
@@ -162,6 +163,25 @@ class SyscallBackend:
     def obj_pin(self, fd: int, path: str) -> None:
         pbuf = ctypes.create_string_buffer(os.fsencode(path))
         S.bpf(S.OBJ_PIN, S.ObjPinAttr(pathname=S.addr(pbuf), bpf_fd=fd), S.SIZE_OBJ_PIN)
+
+    def obj_get(self, path: str, *, flags: int = 0) -> int:
+        """``BPF_OBJ_GET``: an fd for the object pinned at ``path`` in bpffs."""
+        pbuf = ctypes.create_string_buffer(os.fsencode(path))
+        return S.bpf(S.OBJ_GET, S.ObjPinAttr(pathname=S.addr(pbuf), file_flags=flags),
+                     S.SIZE_OBJ_PIN)
+
+    def prog_get_next_id(self, start: int) -> int | None:
+        """The id of the first loaded program after ``start``, or None past the last one."""
+        attr = S.GetIdAttr(id=start)
+        _, err = S.bpf_errno(S.PROG_GET_NEXT_ID, attr, S.SIZE_GET_ID)
+        if err == errno.ENOENT:
+            return None
+        if err:
+            raise KernelError(err, "BPF_PROG_GET_NEXT_ID")
+        return int(attr.next_id)
+
+    def prog_get_fd_by_id(self, prog_id: int) -> int:
+        return S.bpf(S.PROG_GET_FD_BY_ID, S.GetIdAttr(id=prog_id), S.SIZE_GET_ID)
 
     def close(self, fd: int) -> None:
         os.close(fd)
