@@ -41,6 +41,7 @@ from .backend import (
 if TYPE_CHECKING:
     from ..crypto.trust import TrustStore
     from .backend import Backend
+    from .policy import Policy
 
 __all__ = ["KernelModel", "Profile", "program_digest"]
 
@@ -199,6 +200,9 @@ class KernelModel:
         self._next_fd = _FIRST_FD
         self._next_id = 1
         self._key_certs: dict[int, bytes] = {}
+        #: an admission policy judged at security_bpf_prog_load (kernel.md §11), as the
+        #: BPF-LSM program of ``bpfsign enforce`` does: the same ``policy.decide``
+        self.policy: Policy | None = None
 
     def __repr__(self) -> str:
         return f"KernelModel({self.profile!r})"
@@ -328,6 +332,8 @@ class KernelModel:
                     bound.append(m)
         if signature is not None:
             self._verify_signature(insns, bound, signature, keyring_id)
+        if self.policy is not None:  # the hook sees the final verdict (kernel.md §11)
+            self._admit(signature is not None, keyring_id)
         # §6.2 step 4 / §6.1 step 8: the verifier resolves the pseudo ld_imm64 insns
         for ld in _map_loads(insns):
             if ld.src in (PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE):
@@ -355,6 +361,19 @@ class KernelModel:
         self._progs[fd] = _Prog(prog_type, ident, digest, name.encode()[:15].decode(
             errors="replace"), license, n, len(bound))
         return fd
+
+    def _admit(self, signed: bool, keyring_id: int) -> None:
+        """``policy.decide`` on what the kernel records (kernel.md §10); EPERM, empty log."""
+        from .policy import decide, inputs_for_load
+
+        assert self.policy is not None
+        serial = 0
+        if signed and keyring_id not in (0, 1, 2):
+            rings = self.trust.resolve(keyring_id).keyrings
+            serial = rings[0].serial if rings else 0
+        if not decide(self.policy, inputs_for_load(keyring_id if signed else None,
+                                                   serial)).admitted:
+            raise _fail(errno.EPERM)
 
     def _entry_signature_checks(self, signature: bytes, keyring_id: int) -> None:
         """§6.1 step 5.1-5.5: size, keyring, and (6.18) the EOPNOTSUPP stub."""

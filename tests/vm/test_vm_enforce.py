@@ -1,0 +1,349 @@
+"""The admission policy, the status iterator and the decision stream on the real 7.3 kernel.
+
+Every case runs the BPF-LSM policy bpfsign builds (kernel.md §11) and checks
+exact errnos; each kernel outcome is compared with the kernel model running
+the same ``policy.decide``, and each recorded decision with ``decide`` on the
+inputs the kernel recorded (the agreement table at the end of the run).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _vmcase import GuestKeys, model_backend, outcome
+from _vmoffline import trust_store
+
+from bpfsign.errors import KernelError
+from bpfsign.kernel import _sys as S
+from bpfsign.kernel import btf as B
+from bpfsign.kernel import enforce as E
+from bpfsign.kernel import status as ST
+from bpfsign.kernel.audit import Dropped, stream
+from bpfsign.kernel.backend import LOADER_PROG_NAME, run_loader
+from bpfsign.kernel.policy import (
+    Decision,
+    Event,
+    KeyringType,
+    Layout,
+    Policy,
+    Reason,
+    Verdict,
+    decide,
+)
+from bpfsign.kernel.syscall import SyscallBackend
+
+pytestmark = pytest.mark.vm
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+SOCKFILTER = FIXTURES / "skel" / "sockfilter.lskel.h"
+RET0 = bytes.fromhex("b700000000000000" "9500000000000000")
+BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
+PIN = "/sys/fs/bpf/bpfsign-test"
+
+
+def raw_load(name: str, prog_type: int = S.PROG_TYPE_SOCKET_FILTER) -> tuple[int, int]:
+    """One BPF_PROG_LOAD (no log retry): (fd, 0) or (-1, errno)."""
+    ibuf = ctypes.create_string_buffer(RET0, len(RET0))
+    lic = ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(4096)
+    attr = S.ProgLoadAttr(prog_type=prog_type, insn_cnt=2, insns=S.addr(ibuf),
+                          license=S.addr(lic), prog_name=name.encode()[:15],
+                          log_level=1, log_size=4096, log_buf=S.addr(log))
+    if prog_type == S.PROG_TYPE_SYSCALL:
+        attr.prog_flags = S.BPF_F_SLEEPABLE
+    fd, err = S.bpf_errno(S.PROG_LOAD, attr, S.SIZE_PROG_LOAD)
+    raw_load.last_log = log.value.decode()  # type: ignore[attr-defined]
+    return fd, err
+
+
+def events(inst: Any) -> list[Event | Dropped]:
+    """Everything in the policy's ring buffer now (the stream stops when it is empty)."""
+    return list(stream(inst.be, inst.events, inst.counters, stop=lambda: True))
+
+
+def mine(evs: list[Event | Dropped], prefix: str) -> list[Event]:
+    return [e for e in evs if isinstance(e, Event) and e.name.startswith(prefix)]
+
+
+class HoldLoader(SyscallBackend):
+    """Runs a skeleton's loader through the primitives and keeps the loader program open,
+    so ``status`` can see it next to the programs it created."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[int] = []
+
+    def load_and_run(self, request: Any, ctx: bytearray) -> None:
+        run_loader(self, request, ctx)
+
+    def prog_load(self, *a: Any, **kw: Any) -> int:
+        fd = super().prog_load(*a, **kw)
+        if kw.get("name") == LOADER_PROG_NAME:
+            self.held.append(fd)
+        return fd
+
+    def close(self, fd: int) -> None:
+        if fd not in self.held:
+            super().close(fd)
+
+    def release(self) -> None:
+        for fd in self.held:
+            os.close(fd)
+        self.held.clear()
+
+
+def signed_sockfilter(gk: GuestKeys) -> Any:
+    from bpfsign.skel import scheme, skeleton
+
+    text, _ = scheme.sign_skeleton(skeleton.load(SOCKFILTER), gk.signers["fixture"],
+                                   scheme="loadtime")
+    return skeleton.parse(text, path=str(SOCKFILTER))
+
+
+def model_outcome(gk: GuestKeys, policy: Policy, signed: Any | None) -> int | None:
+    """The kernel model with the same policy (pinned serials mapped to the model's keyrings)."""
+    from bpfsign.kernel import loader
+
+    _, serials = trust_store(gk)
+    model = model_backend(gk)
+    model.policy = Policy(policy.keyring_types, tuple(serials.get(s, s) for s in policy.serials),
+                          policy.audit)
+    try:
+        if signed is None:
+            model.close(model.prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, name="model"))
+        else:
+            model.loader_verdict(loader.Loader(signed, backend=model, keyring_id=-3).request)
+    except KernelError as exc:
+        return exc.errno
+    return None
+
+
+def record(agreement: list, case: str, kernel: int | None, model: int | None,
+           evs: list[Event]) -> None:
+    recorded = all(decide(POLICIES[case.split(":")[0]], e.inputs).decision == e.decision
+                   for e in evs)
+    agreement.append((case, outcome(kernel), outcome(model),
+                      f"n/a (policy: decide() agrees on {len(evs)} recorded)" if recorded
+                      else "n/a (policy: decide() DISAGREES)"))
+    assert model == kernel, f"{case}: model {outcome(model)} != kernel {outcome(kernel)}"
+    assert recorded, [(e, decide(POLICIES[case.split(':')[0]], e.inputs)) for e in evs]
+
+
+POLICIES: dict[str, Policy] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bpffs() -> None:
+    """The guest boots without /sys/fs/bpf mounted: pins need it."""
+    if E._mount_fstype("/sys/fs/bpf") != "bpf":
+        subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], check=True)
+
+
+@pytest.fixture
+def clean_pins() -> Iterator[None]:
+    yield
+    for d in (PIN, PIN + "-2"):
+        if os.path.isdir(d):
+            E.remove(d)
+
+
+# ----------------------------------------------------------------------- BTF
+
+
+def test_guest_btf_has_the_verdict_layout() -> None:
+    """kernel.md §10/§11 (measured on 7.3.4): sig at +164 of bpf_prog_aux; type +8, aux +80."""
+    btf = B.vmlinux()
+    assert btf is not None
+    lay = Layout.from_btf(btf)
+    lay.check_enums()
+    assert (lay.keyring_serial.offset, lay.keyring_type.offset, lay.verdict.offset) == (164, 168, 169)
+    assert (lay.prog_type[0].offset, lay.prog_aux[0].offset) == (8, 80)
+    assert lay.hook_args == {"prog": 0, "attr": 1, "token": 2, "kernel": 3}
+    assert btf.enum_values("bpf_sig_keyring") == {
+        "BPF_SIG_KEYRING_NONE": 0, "BPF_SIG_KEYRING_BUILTIN": 1, "BPF_SIG_KEYRING_SECONDARY": 2,
+        "BPF_SIG_KEYRING_PLATFORM": 3, "BPF_SIG_KEYRING_USER": 4}
+    # (the host's test_btf.py checks every member against bpftool's dump; in the guest
+    # that dump alone takes a minute under TCG)
+
+
+# -------------------------------------------------------------------- enforce
+
+
+def test_unsigned_loads_are_eperm_and_removal_restores(guest_keys: GuestKeys,
+                                                       agreement: list) -> None:
+    policy = POLICIES["enforce"] = Policy.from_options([0])
+    with E.install(policy) as inst:
+        c0 = E.read_counters(inst.be, inst.counters)
+        assert c0["total"] == 0  # the policy never judged its own load or attach
+        fd, err = raw_load("enf_unsigned")
+        assert (fd, err, raw_load.last_log) == (-1, errno.EPERM, "")  # type: ignore[attr-defined]
+        fd, err2 = raw_load("enf_unsig_sys", S.PROG_TYPE_SYSCALL)
+        assert (fd, err2) == (-1, errno.EPERM)
+        evs = mine(events(inst), "enf_")
+        assert [(e.name, e.decision, e.reason, e.verdict, e.keyring_type, e.kernel)
+                for e in evs] == [
+            ("enf_unsigned", Decision.DENY, Reason.UNSIGNED, Verdict.UNSIGNED, KeyringType.NONE,
+             False),
+            ("enf_unsig_sys", Decision.DENY, Reason.UNSIGNED, Verdict.UNSIGNED,
+             KeyringType.NONE, False)]
+        assert evs[0].pid == os.getpid() and evs[0].uid == 0 and evs[0].prog_type == 1
+        assert evs[0].comm == Path("/proc/self/comm").read_text().strip()[:15]
+        c = E.read_counters(inst.be, inst.counters)
+        assert (c["denied"], c["total"], c["dropped"]) == (2, 2, 0)
+        record(agreement, "enforce: unsigned socket filter", err, model_outcome(
+            guest_keys, policy, None), evs[:1])
+    fd, err = raw_load("enf_after")
+    assert err == 0 and fd > 0
+    os.close(fd)
+
+
+def test_caller_keyring_is_denied_unless_pinned(guest_keys: GuestKeys, agreement: list,
+                                                clean_pins: None) -> None:
+    """kernel.md §11: VERIFIED against a caller-made keyring is USER; only a pinned serial passes."""
+    from bpfsign.kernel import loader
+
+    signed = signed_sockfilter(guest_keys)
+    policy = POLICIES["enforce"] = Policy.from_options([0])
+    with E.install(policy) as inst:
+        with pytest.raises(KernelError) as e:
+            loader.load(signed, keyring_id=-3)
+        assert e.value.errno == errno.EPERM and e.value.command == "BPF_PROG_LOAD"
+        evs = mine(events(inst), "__loader")
+        assert evs and all((ev.decision, ev.reason, ev.verdict, ev.keyring_type, ev.keyring_serial)
+                           == (Decision.DENY, Reason.UNTRUSTED_KEYRING, Verdict.VERIFIED,
+                               KeyringType.USER, guest_keys.session_serial) for ev in evs)
+        record(agreement, "enforce: signed, caller's keyring", e.value.errno,
+               model_outcome(guest_keys, policy, signed), evs)
+
+    pinned = POLICIES["pinned"] = Policy.from_options([0], [guest_keys.session_serial])
+    hold = HoldLoader()
+    with E.install(pinned, PIN) as inst:
+        try:
+            loaded = loader.load(signed, keyring_id=-3, backend=hold)
+            try:
+                progs, maps = dict(loaded.progs), dict(loaded.maps)
+                assert set(progs) == {p.name for p in signed.progs} and set(maps) == {
+                    m.name for m in signed.maps}
+                # the programs run: the sockfilter counts a UDP frame
+                from test_vm_skeletons import UDP_FRAME
+
+                assert hold.test_run_packet(progs["count_proto"], UDP_FRAME) == 0xFFFF
+                rows = {r.id: r for r in ST.list_programs(PIN)}  # the pinned iterator
+                ids = {name: hold.prog_info(fd).id for name, fd in progs.items()}
+                loader_id = hold.prog_info(hold.held[0]).id
+                ld = rows[loader_id]
+                assert (ld.name, ld.verdict, ld.keyring_type, ld.keyring_serial) == (
+                    "__loader.prog", "VERIFIED", "USER", guest_keys.session_serial)
+                for name, pid in ids.items():
+                    assert (rows[pid].verdict, rows[pid].keyring_type, rows[pid].name) == (
+                        "UNSIGNED", "NONE", name[:15])
+                # and it matches bpftool on every program's id, type and name
+                tool = json.loads(subprocess.run([BPFTOOL, "prog", "show", "--json"],
+                                                 capture_output=True, text=True).stdout)
+                now = {r.id: r for r in ST.list_programs(PIN)}
+                assert {p["id"]: (p["type"], p.get("name", "")) for p in tool} == {
+                    i: (r.type_name, r.name) for i, r in now.items()}
+            finally:
+                loaded.close()
+        finally:
+            hold.release()
+        evs = mine(events(inst), "")
+        ours = [e for e in evs if e.pid == os.getpid()]
+        loader_ev = [e for e in ours if e.name == "__loader.prog"]
+        kids = [e for e in ours if e.kernel]
+        assert [(e.decision, e.reason) for e in loader_ev] == [(Decision.ALLOW, Reason.SERIAL)]
+        assert kids and all((e.decision, e.reason, e.verdict) == (
+            Decision.ALLOW, Reason.KERNEL, Verdict.UNSIGNED) for e in kids)
+        record(agreement, "pinned: signed, pinned serial", None,
+               model_outcome(guest_keys, pinned, signed), ours)
+
+
+def test_audit_mode_admits_and_records_would_deny(guest_keys: GuestKeys,
+                                                  agreement: list) -> None:
+    from bpfsign.kernel import loader
+
+    signed = signed_sockfilter(guest_keys)
+    policy = POLICIES["audit"] = Policy.from_options([0], audit=True)
+    with E.install(policy) as inst:
+        fd, err = raw_load("aud_unsigned")
+        assert err == 0
+        os.close(fd)
+        loader.load(signed, keyring_id=-3).close()
+        evs = [e for e in mine(events(inst), "") if e.pid == os.getpid()]
+        by = {(e.name, e.decision, e.reason) for e in evs if not e.kernel}
+        assert by == {("aud_unsigned", Decision.WOULD_DENY, Reason.UNSIGNED),
+                      ("__loader.prog", Decision.WOULD_DENY, Reason.UNTRUSTED_KEYRING)}
+        c = E.read_counters(inst.be, inst.counters)
+        assert (c["would_deny"], c["denied"]) == (2, 0)
+        record(agreement, "audit: unsigned socket filter", None,
+               model_outcome(guest_keys, policy, None), [e for e in evs if e.name == "aud_unsigned"])
+        record(agreement, "audit: signed, caller's keyring", None,
+               model_outcome(guest_keys, policy, signed), evs)
+
+
+def test_thousand_loads_thousand_decisions() -> None:
+    with E.install(Policy.from_options([0])) as inst:
+        for _ in range(1000):
+            _, err = raw_load("storm")
+            assert err == errno.EPERM
+        evs = events(inst)
+        dropped = sum(d.count for d in evs if isinstance(d, Dropped))
+        assert len(mine(evs, "storm")) + dropped == 1000 and dropped == 0
+    # a ring too small for the burst: the loss is counted and reported, never silent
+    with E.install(Policy.from_options([0]), ring_size=4096) as inst:
+        for _ in range(200):
+            raw_load("burst")
+        evs = events(inst)
+        dropped = [d for d in evs if isinstance(d, Dropped)]
+        got = len(mine(evs, "burst"))
+        assert dropped and got + dropped[-1].total == 200 and got > 0
+
+
+def test_pinned_policy_outlives_its_process_and_off_removes_it(clean_pins: None) -> None:
+    code = ("from bpfsign.kernel import enforce as E, policy as P;"
+            f"E.install(P.Policy.from_options([0]), {PIN!r}).close()")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert sorted(os.listdir(PIN)) == sorted(E.PINS)
+    assert raw_load("pin_unsigned")[1] == errno.EPERM
+    with E.open_pinned(PIN) as p:
+        assert E.read_counters(p.be, p.counters)["denied"] >= 1
+        assert E.read_policy(p.be, p.config) == Policy.from_options([0])
+    # a second policy cannot load under the first (its own loads are unsigned): it fails
+    # cleanly, leaving no pins and no fds behind
+    with pytest.raises(KernelError) as e:
+        E.install(Policy(), PIN + "-2")
+    assert e.value.errno == errno.EPERM
+    assert not os.path.exists(PIN + "-2")
+    assert E.remove(PIN) == ["policy", "progs", "events", "counters", "config"]
+    assert not os.path.exists(PIN)
+    fd, err = raw_load("pin_after")
+    assert err == 0
+    os.close(fd)
+
+
+def test_status_without_a_policy_matches_bpftool() -> None:
+    fds = [raw_load(f"st_{i}")[0] for i in range(3)]
+    try:
+        rows = ST.list_programs()
+        tool = json.loads(subprocess.run([BPFTOOL, "prog", "show", "--json"],
+                                         capture_output=True, text=True).stdout)
+        ours = {r.id: (r.type_name, r.name) for r in rows if r.name != ST.ITER_NAME}
+        theirs = {p["id"]: (p["type"], p.get("name", "")) for p in tool
+                  if p.get("name") not in ("iter", ST.ITER_NAME)}  # bpftool's own pid iterator
+        assert ours == theirs
+        mine_ = [r for r in rows if r.name.startswith("st_")]
+        assert len(mine_) == 3 and all(r.verdict == "UNSIGNED" and r.keyring_type == "NONE"
+                                       for r in mine_)
+    finally:
+        for fd in fds:
+            os.close(fd)
