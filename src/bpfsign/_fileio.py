@@ -183,7 +183,7 @@ def remove_stale_temps(target: Path) -> list[Path]:
     Only files named by :func:`atomic_write` for this target whose writer's pid
     is gone are touched; a live writer's temp file is left alone.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         names = os.listdir(target.parent)
     except OSError:
