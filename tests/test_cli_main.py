@@ -100,3 +100,39 @@ def test_from_namespace_freezes_lists() -> None:
     )
     opts = _options.from_namespace(VerifyOptions, ns)
     assert opts == VerifyOptions(trust=("a", "b"), files=("x", "y"))
+
+
+def _all_parsers(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _all_parsers(child, (*path, name))
+
+
+def test_every_command_option_and_argument_has_help() -> None:
+    missing = []
+    for path, parser in _all_parsers(_cli.build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                # each (sub)command's one-line summary in its parent's --help
+                missing += [
+                    f"{' '.join((*path, choice.dest))}"
+                    for choice in action._choices_actions
+                    if not choice.help
+                ]
+            elif not action.help:
+                name = "/".join(action.option_strings) or action.metavar or action.dest
+                missing.append(f"bpfsign {' '.join(path)} {name}")
+    assert missing == []
+
+
+def test_help_of_every_command_renders(capsys: pytest.CaptureFixture[str]) -> None:
+    for path, _parser in _all_parsers(_cli.build_parser()):
+        with pytest.raises(SystemExit) as exc:
+            _cli.main([*path, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: {' '.join(('bpfsign', *path))}")

@@ -26,7 +26,9 @@ def register(sub: Any) -> None:
         "signer, loader features (in-loader hash check, exclusivity check, signed or unsigned "
         "mode) and ctx layout.",
     )
-    p.add_argument("skeleton", metavar="SKEL.lskel.h")
+    p.add_argument(
+        "skeleton", metavar="SKEL.lskel.h", help="light skeleton header (bpftool gen skeleton -L)"
+    )
     p.add_argument("--disasm", action="store_true", help="also disassemble the loader program")
     p.add_argument(
         "--lenient",

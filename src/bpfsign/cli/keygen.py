@@ -35,9 +35,20 @@ def register(sub: Any) -> None:
         description="Write a private key (mode 0600, PEM) and a self-signed X.509 certificate "
         "with subjectKeyIdentifier, keyUsage digitalSignature and CA:FALSE.",
     )
-    p.add_argument("--type", dest="key_type", choices=("rsa", "ec"), default="rsa")
+    p.add_argument(
+        "--type",
+        dest="key_type",
+        choices=("rsa", "ec"),
+        default="rsa",
+        help="key algorithm (default rsa)",
+    )
     p.add_argument("--bits", type=int, default=3072, help="RSA key size (default 3072)")
-    p.add_argument("--curve", choices=("P-256", "P-384"), default="P-256", help="EC curve")
+    p.add_argument(
+        "--curve",
+        choices=("P-256", "P-384"),
+        default="P-256",
+        help="EC curve, with --type ec (default P-256)",
+    )
     p.add_argument("--subject", default="bpfsign", metavar="CN", help="certificate common name")
     p.add_argument("--days", type=int, default=3650, help="certificate validity (default 3650)")
     p.add_argument("--key", required=True, metavar="OUT.key", help="private key to write")

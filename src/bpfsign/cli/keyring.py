@@ -43,7 +43,7 @@ def register(sub: Any) -> None:
     ksub = k.add_subparsers(dest="keyring_command", metavar="ACTION")
     ksub.required = True
     add = ksub.add_parser("add", help="add a certificate (PEM or DER) as an asymmetric key")
-    add.add_argument("cert", metavar="CERT")
+    add.add_argument("cert", metavar="CERT", help="signer certificate file, PEM or DER")
     _keyring_arg(
         add,
         "keyring to link the key into: session (default), a keyring serial, "
@@ -57,7 +57,12 @@ def register(sub: Any) -> None:
     _common.add_json(lst)
     _common.set_command(lst, KeyringListOptions, handle_list)
     rm = ksub.add_parser("remove", help="unlink a key from a keyring")
-    rm.add_argument("serial", type=lambda s: int(s, 0), metavar="SERIAL")
+    rm.add_argument(
+        "serial",
+        type=lambda s: int(s, 0),
+        metavar="SERIAL",
+        help="serial of the key to unlink, as `bpfsign keyring list` shows it (or 0x hex)",
+    )
     _keyring_arg(rm, "keyring to unlink it from: session (default), a serial or a NAME")
     _common.add_json(rm)
     _common.set_command(rm, KeyringRemoveOptions, handle_remove)

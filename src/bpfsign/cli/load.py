@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
         description="Load SKEL.lskel.h through bpf() the way skel_internal.h does, print the "
         "maps, programs and links it created, then release them (unless --pin keeps them).",
     )
-    ld.add_argument("skeleton", metavar="SKEL.lskel.h")
+    ld.add_argument(
+        "skeleton", metavar="SKEL.lskel.h", help="light skeleton header, signed or unsigned"
+    )
     ld.add_argument(
         "--keyring",
         default="session",

@@ -44,7 +44,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--key", required=True, metavar="K", help="private key, PEM or DER")
     p.add_argument("--cert", required=True, metavar="C", help="certificate, PEM or DER")
-    p.add_argument("--digest", choices=("sha256", "sha384", "sha512"), default="sha256")
+    p.add_argument(
+        "--digest",
+        choices=("sha256", "sha384", "sha512"),
+        default="sha256",
+        help="digest algorithm (default sha256, like bpftool)",
+    )
     p.add_argument(
         "--sid",
         choices=("skid", "issuer-serial"),
@@ -70,7 +75,12 @@ def register(sub: Any) -> None:
         help="light skeletons: refuse loaders whose audit finds unsigned inputs",
     )
     p.add_argument("-o", "--output", metavar="OUT", help="output path (only with one FILE)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="file to sign (writes FILE.p7s), or a light skeleton header (signed in place)",
+    )
     _common.add_json(p)
     _common.set_command(p, SignOptions, handle)
 

@@ -53,7 +53,12 @@ def register(sub: Any) -> None:
         "kernel does (EINVAL or ENOKEY)",
     )
     p.add_argument("--sig", metavar="FILE.p7s", help="signature file (only with one FILE)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="file to verify against FILE.p7s, or a light skeleton header (signature inside)",
+    )
     _common.add_json(p)
     _common.set_command(p, VerifyOptions, handle)
 
