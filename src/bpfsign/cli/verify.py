@@ -141,7 +141,7 @@ class _Trust:
                 store.add_path(path, keyring=target)
             if not self.opts.json:
                 for warning in store.warnings:
-                    print(f"bpfsign: warning: {warning}", file=sys.stderr)
+                    print(f"bpfsign: warning: {_common.cli_text(warning)}", file=sys.stderr)
             self.store = store
         return self.store
 
@@ -179,14 +179,14 @@ def handle(opts: VerifyOptions) -> int:
                 record["signature"] = opts.sig or path + ".p7s"
             records.append(record)
             if not opts.json:
-                print(f"REJECTED {path}: {exc}", file=sys.stderr)
+                print(f"REJECTED {path}: {_common.cli_text(str(exc))}", file=sys.stderr)
             code = _common.worst(code, _common.EXIT_REJECTED)
         except Error as exc:
             if getattr(exc, "path", None) in opts.trust and path not in opts.trust:
                 raise  # the trust store itself is bad
             records.append(_common.error_record(path, kind, exc))
             if not opts.json:
-                print(f"bpfsign: {exc}", file=sys.stderr)
+                print(f"bpfsign: {_common.cli_text(str(exc))}", file=sys.stderr)
             code = _common.worst(code, exc.exit_code)
     if trust.store is not None and trust.store.warnings:
         for record in records:  # under --json the trust warnings travel with each verdict
@@ -216,7 +216,7 @@ def _verify_file(
             f"{result.signature_algorithm}"
         )
         for warning in result.warnings:
-            print(f"bpfsign: warning: {path}: {warning}", file=sys.stderr)
+            print(f"bpfsign: warning: {path}: {_common.cli_text(warning)}", file=sys.stderr)
     return record
 
 
@@ -256,5 +256,5 @@ def _verify_skeleton(opts: VerifyOptions, trust: _Trust, path: str) -> dict[str,
             f"keyring {who.get('keyring')}"
         )
         for note in verdict.notes:
-            print(f"  note: {note}")
+            print(f"  note: {_common.cli_text(note)}")
     return record
