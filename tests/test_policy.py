@@ -197,9 +197,9 @@ def test_layout_refuses_a_kernel_without_the_verdict() -> None:
     with pytest.raises(UnsupportedFeature) as e:
         Layout.from_btf(btf)
     assert str(e.value) == (
-        "signature verdict is not supported here: this kernel records no signature verdict "
-        "(its BTF has no bpf_prog_aux.sig); it needs a kernel with load-time BPF signature "
-        "verification (Linux 7.x)"
+        "reading the BPF signature verdict is not supported here: this kernel records no "
+        "verdict (its BTF has no bpf_prog_aux.sig); it needs a kernel with load-time BPF "
+        "signature verification (Linux 7.x)"
     )
 
 
@@ -208,9 +208,9 @@ def test_layout_refuses_a_kernel_without_the_verdict() -> None:
 def test_install_and_status_refuse_here_and_leave_nothing(tmp_path: os.PathLike[str]) -> None:
     pin = "/sys/fs/bpf/bpfsign-test-refuse"
     before = set(os.listdir("/sys/fs/bpf")) if os.path.isdir("/sys/fs/bpf") else set()
-    with pytest.raises(UnsupportedFeature, match="this kernel records no signature verdict"):
+    with pytest.raises(UnsupportedFeature, match="this kernel records no verdict"):
         E.install(Policy(), pin)
-    with pytest.raises(UnsupportedFeature, match="this kernel records no signature verdict"):
+    with pytest.raises(UnsupportedFeature, match="this kernel records no verdict"):
         ST.list_programs(pin)
     assert not os.path.exists(pin)
     after = set(os.listdir("/sys/fs/bpf")) if os.path.isdir("/sys/fs/bpf") else set()

@@ -29,6 +29,9 @@ COMMANDS = (
     "probe",
     "keyring",
     "load",
+    "enforce",
+    "status",
+    "audit",
     "demo",
 )
 

@@ -10,6 +10,7 @@ row, so a record that wraps reads contiguously) we only read.
 
 from __future__ import annotations
 
+import enum
 import mmap
 import select
 import struct
@@ -125,3 +126,52 @@ def stream(
                 return
             if not rb.pending():
                 rb.wait(poll_ms)
+
+
+def _wall(boot_ns: int) -> str:
+    """A CLOCK_BOOTTIME stamp as UTC wall-clock time (ISO 8601, milliseconds)."""
+    import datetime
+    import time
+
+    unix = time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(
+        time.CLOCK_BOOTTIME) + boot_ns / 1e9
+    stamp = datetime.datetime.fromtimestamp(unix, datetime.UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record(item: Event | Dropped) -> dict[str, object]:
+    """One stream item as a JSON object."""
+    from .policy import REASON_TEXT, KeyringType, Verdict
+    from .status import prog_type_name
+
+    if isinstance(item, Dropped):
+        return {"dropped": item.count, "dropped_total": item.total}
+    return {
+        "time": _wall(item.time_ns), "time_boot_ns": item.time_ns,
+        "decision": item.decision.name.lower(), "reason": item.reason.name.lower(),
+        "reason_text": REASON_TEXT[item.reason], "pid": item.pid, "uid": item.uid,
+        "comm": item.comm, "prog_name": item.name, "prog_type": prog_type_name(item.prog_type),
+        "verdict": _name(Verdict, item.verdict), "keyring_type": _name(KeyringType,
+                                                                      item.keyring_type),
+        "keyring_serial": item.keyring_serial, "kernel": item.kernel,
+    }
+
+
+def _name(cls: type[enum.IntEnum], value: int) -> str:
+    try:
+        return cls(value).name
+    except ValueError:
+        return str(value)
+
+
+def line(item: Event | Dropped) -> str:
+    """One stream item as a line of text."""
+    r = record(item)
+    if isinstance(item, Dropped):
+        return (f"DROPPED {item.count} decision(s): the ring buffer was full "
+                f"({item.total} dropped in total)")
+    decision = {"allow": "ALLOW", "deny": "DENY", "would_deny": "WOULD-DENY"}[str(r["decision"])]
+    return (f"{r['time']} {decision:<10} pid={r['pid']} uid={r['uid']} comm={r['comm']} "
+            f"prog={r['prog_name'] or '-'} type={r['prog_type']} verdict={r['verdict']} "
+            f"keyring={r['keyring_type']} serial={r['keyring_serial']}"
+            f"{' kernel' if item.kernel else ''} ({r['reason_text']})")

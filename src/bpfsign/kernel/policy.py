@@ -23,9 +23,9 @@ from ..skel.builder import R0, R1, R2, R3, R4, R6, R7, R8, R9, R10, FieldAccess,
 from .btf import KIND_FUNC, Btf
 
 HOOK = "bpf_lsm_bpf_prog_load"  # the BPF-LSM attach point of security_bpf_prog_load
-FEATURE = "signature verdict"
+FEATURE = "reading the BPF signature verdict"
 NO_VERDICT = (
-    "this kernel records no signature verdict (its BTF has no bpf_prog_aux.sig); "
+    "this kernel records no verdict (its BTF has no bpf_prog_aux.sig); "
     "it needs a kernel with load-time BPF signature verification (Linux 7.x)"
 )
 
