@@ -347,3 +347,67 @@ def test_status_without_a_policy_matches_bpftool() -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+# ------------------------------------------------------------------------ CLI
+
+
+def bpfsign(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bpfsign", *args], capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+def test_cli_pinned_policy_status_audit_off(guest_keys: GuestKeys, clean_pins: None) -> None:
+    run = bpfsign("enforce", "--pin", PIN, "--allow-serial", str(guest_keys.session_serial),
+                  "--json")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["ok"] and doc["pin_dir"] == PIN and doc["policy"] == (
+        f"enforce: keyring types builtin; pinned serials {guest_keys.session_serial}")
+    assert raw_load("cli_unsigned")[1] == errno.EPERM
+    st = json.loads(bpfsign("enforce", "--status", PIN, "--json").stdout)
+    assert st["counters"]["denied"] == 1 and st["serials"] == [guest_keys.session_serial]
+    audit = bpfsign("audit", "--pin", PIN, "--json", "--count", "1")
+    ev = json.loads(audit.stdout.splitlines()[0])
+    assert (ev["decision"], ev["reason"], ev["prog_name"], ev["prog_type"], ev["verdict"],
+            ev["keyring_type"], ev["pid"]) == ("deny", "unsigned", "cli_unsigned",
+                                               "socket_filter", "UNSIGNED", "NONE", os.getpid())
+    rows = json.loads(bpfsign("status", "--pin", PIN, "--json").stdout)
+    names = {r["name"]: r for r in rows}
+    assert names["bpfsign_policy"]["type_name"] == "lsm"
+    assert names["bpfsign_status"]["verdict"] == "UNSIGNED"
+    table = bpfsign("status", "--pin", PIN).stdout.splitlines()
+    assert table[0].split() == ["ID", "TYPE", "NAME", "TAG", "LOADED", "VERDICT", "KEYRING",
+                                "SERIAL"] and len(table) == len(rows) + 1
+    off = bpfsign("enforce", "--off", PIN)
+    assert (off.returncode, off.stdout) == (
+        0, f"removed the policy pinned under {PIN} (policy, progs, events, counters, config)\n")
+    fd, err = raw_load("cli_after")
+    assert err == 0
+    os.close(fd)
+
+
+def test_cli_foreground_policy_streams_and_ends_with_the_process() -> None:
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "bpfsign", "enforce", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        summary = json.loads(proc.stdout.readline())
+        assert summary["ok"] and summary["pin_dir"] is None
+        assert raw_load("fg_unsigned")[1] == errno.EPERM
+        while True:
+            ev = json.loads(proc.stdout.readline())
+            if ev.get("prog_name") == "fg_unsigned":
+                break
+        assert ev["decision"] == "deny"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    fd, err = raw_load("fg_after")
+    assert err == 0
+    os.close(fd)
