@@ -63,6 +63,11 @@ def test_rule_table() -> None:
     assert (out.decision, out.admitted) == (Decision.WOULD_DENY, True)
 
 
+def test_status_names_are_the_policy_enums() -> None:
+    assert tuple(v.name for v in Verdict) == ST.VERDICT_NAMES
+    assert tuple(k.name for k in KeyringType) == ST.KEYRING_NAMES
+
+
 def test_inputs_for_load_follow_the_keyring_id_table() -> None:
     """kernel.md §10: 0/1/2 are system keyring types (serial 0); others USER with the serial."""
     assert inputs_for_load(None) == Inputs(False, Verdict.UNSIGNED, KeyringType.NONE, 0)

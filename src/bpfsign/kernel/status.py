@@ -14,14 +14,16 @@ from __future__ import annotations
 import os
 import struct
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
 
 from ..errors import InputError, KernelError
-from ..skel.builder import R0, R1, R2, R3, R6, R7, R8, R10, ProgramBuilder
-from . import _sys as S
-from .policy import KeyringType, Layout, Verdict
-from .syscall import SyscallBackend
+
+TYPE_CHECKING = False  # the pinned-iterator path imports nothing it does not run (timed)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..skel.builder import ProgramBuilder
+    from .policy import Layout
+    from .syscall import SyscallBackend
 
 #: id, type, tag[8], load_time, name[16], keyring_serial, verdict, keyring_type, magic
 RECORD = struct.Struct("<II8sQ16siBBH")
@@ -44,34 +46,56 @@ def prog_type_name(t: int) -> str:
     return PROG_TYPES[t] if 0 <= t < len(PROG_TYPES) else f"type {t}"
 
 
-def _enum_name(cls: type[Verdict] | type[KeyringType], v: int) -> str:
-    try:
-        return cls(v).name
-    except ValueError:
-        return f"unknown ({v})"
+#: ``enum bpf_sig_verdict`` and ``enum bpf_sig_keyring`` names by value (kernel.md §10);
+#: policy.Verdict and policy.KeyringType are the same enums (tests/test_policy.py checks)
+VERDICT_NAMES = ("UNSIGNED", "VERIFIED")
+KEYRING_NAMES = ("NONE", "BUILTIN", "SECONDARY", "PLATFORM", "USER")
 
 
-@dataclass(frozen=True)
+def _enum_name(names: tuple[str, ...], v: int) -> str:
+    return names[v] if 0 <= v < len(names) else f"unknown ({v})"
+
+
+_FIELDS = ("id", "type", "type_name", "name", "tag", "load_time_ns", "loaded_at", "verdict",
+           "keyring_type", "keyring_serial")
+
+
 class ProgStatus:
-    """One loaded program as the iterator saw it."""
+    """One loaded program as the iterator saw it (a plain class: no dataclasses import on
+    the status path, which is timed against bpftool)."""
 
-    id: int
-    type: int
-    type_name: str
-    name: str
-    tag: str
-    load_time_ns: int  # CLOCK_BOOTTIME, as bpf_prog_info.load_time
-    loaded_at: float  # Unix time
-    verdict: str
-    keyring_type: str
-    keyring_serial: int
+    __slots__ = _FIELDS
+
+    def __init__(self, *, id: int, type: int, type_name: str, name: str, tag: str,
+                 load_time_ns: int, loaded_at: float, verdict: str, keyring_type: str,
+                 keyring_serial: int) -> None:
+        self.id = id
+        self.type = type
+        self.type_name = type_name
+        self.name = name
+        self.tag = tag
+        self.load_time_ns = load_time_ns  # CLOCK_BOOTTIME, as bpf_prog_info.load_time
+        self.loaded_at = loaded_at  # Unix time
+        self.verdict = verdict
+        self.keyring_type = keyring_type
+        self.keyring_serial = keyring_serial
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f: getattr(self, f) for f in _FIELDS}
+
+    def __repr__(self) -> str:
+        return "ProgStatus(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in _FIELDS) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProgStatus) and self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def build_iter_program(layout: Layout) -> ProgramBuilder:
     """``SEC("iter/bpf_prog")``: one :data:`RECORD` per program via ``bpf_seq_write``."""
+    from ..skel.builder import R0, R1, R2, R3, R6, R7, R8, R10, ProgramBuilder
+
     rec = -RECORD_SIZE
     b = ProgramBuilder(layout.helpers)
     b.comment("ctx: struct bpf_iter__bpf_prog *").mov(R6, R1)
@@ -97,6 +121,8 @@ def build_iter_program(layout: Layout) -> ProgramBuilder:
 
 def load_iterator(be: SyscallBackend, layout: Layout) -> tuple[int, int]:
     """Load and attach the status iterator: (prog fd, link fd)."""
+    from . import _sys as S
+
     prog = be.prog_load(
         S.PROG_TYPE_TRACING, build_iter_program(layout).assemble(), license="GPL",
         name=ITER_NAME, expected_attach_type=S.BPF_TRACE_ITER, attach_btf_id=layout.iter_btf_id,
@@ -157,7 +183,8 @@ def parse(raw: bytes, source: str = "status iterator") -> list[ProgStatus]:
             id=pid, type=ptype, type_name=prog_type_name(ptype),
             name=name.split(b"\0", 1)[0].decode(errors="replace"), tag=tag.hex(),
             load_time_ns=load_time, loaded_at=round(boot_to_unix + load_time / 1e9, 3),
-            verdict=_enum_name(Verdict, verdict), keyring_type=_enum_name(KeyringType, ktype),
+            verdict=_enum_name(VERDICT_NAMES, verdict),
+            keyring_type=_enum_name(KEYRING_NAMES, ktype),
             keyring_serial=serial,
         ))
     return out
@@ -175,7 +202,8 @@ def list_programs(pin_dir: str | None = None) -> list[ProgStatus]:
         if os.path.exists(pinned):
             return parse(read_pinned(pinned), pinned)
     from .btf import require_vmlinux
-    from .policy import FEATURE
+    from .policy import FEATURE, Layout
+    from .syscall import SyscallBackend
 
     layout = Layout.from_btf(require_vmlinux(FEATURE))
     be = SyscallBackend()
