@@ -42,6 +42,7 @@ FLAG_HINTS = (
     ("in strict mode", "--strict"),
     ("give its passphrase", "environment variable BPFSIGN_KEY_PASSPHRASE"),
     ("make a P-256 or P-384 key", "`bpfsign keygen --type ec`"),
+    ("read the iterator that policy pinned, from its pin directory", "--pin DIR"),
     (
         "adding a certificate to a keyring of that name creates it",
         "`bpfsign keyring add CERT --keyring NAME`",

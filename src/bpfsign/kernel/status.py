@@ -207,7 +207,16 @@ def list_programs(pin_dir: str | None = None) -> list[ProgStatus]:
 
     layout = Layout.from_btf(require_vmlinux(FEATURE))
     be = SyscallBackend()
-    prog, link = load_iterator(be, layout)
+    try:
+        prog, link = load_iterator(be, layout)
+    except KernelError as exc:
+        if exc.errno != 1:  # EPERM
+            raise
+        raise KernelError(exc.errno, exc.command, exc.log, message=(
+            "the status iterator's own (unsigned) load was refused: a BPF LSM policy is "
+            "enforcing here; read the iterator that policy pinned, from its pin directory"
+            + (f" (no {PIN_NAME} under {pin_dir})" if pin_dir else "")
+        )) from None
     try:
         return parse(run_iterator(be, link))
     finally:
