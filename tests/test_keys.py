@@ -18,6 +18,11 @@ from bpfsign import keys
 from bpfsign.errors import InputError
 from bpfsign.signer import Signer
 
+ENCRYPTED_HINT = (
+    "private key is encrypted; give its passphrase (--passphrase-file F, --passphrase-env NAME "
+    "or $BPFSIGN_KEY_PASSPHRASE for the CLI, or run it on a terminal to be prompted)"
+)
+
 
 def openssl(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(["openssl", *args], input=input, capture_output=True, check=False)
@@ -272,13 +277,10 @@ def test_encrypted_key_needs_the_right_passphrase(tmp_path: Path, rsa_pair: keys
     )
     with pytest.raises(InputError) as info:
         keys.load_private_key(path)
-    assert str(info.value) == (
-        f"{path}: private key is encrypted; give its passphrase "
-        "(environment variable BPFSIGN_KEY_PASSPHRASE for the CLI)"
-    )
+    assert str(info.value) == f"{path}: {ENCRYPTED_HINT}"
     with pytest.raises(InputError) as info:
         keys.load_private_key(path, password=b"wrong")
-    assert str(info.value) == f"{path}: wrong passphrase for the encrypted private key"
+    assert str(info.value) == f"wrong passphrase for {path}"
     loaded = keys.load_private_key(path, password=b"right")
     assert isinstance(loaded, rsa.RSAPrivateKey)
 

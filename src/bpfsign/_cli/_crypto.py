@@ -60,10 +60,21 @@ def _register_sign(sub: Any) -> None:
         help="sign files (writes FILE.p7s) or light skeletons",
         description="Sign each FILE with a detached CMS signature in the bpftool shape and "
         "write FILE.p7s. Light skeletons (*.lskel.h) are signed in place. An encrypted key's "
-        f"passphrase is read from ${PASSPHRASE_ENV}.",
+        "passphrase comes from --passphrase-file, --passphrase-env, "
+        f"${PASSPHRASE_ENV} or a terminal prompt. --key may be a PKCS#11 URI "
+        "(pkcs11:token=T;object=LABEL?module-path=/path/module.so&pin-source=file:/path): "
+        "its PIN comes from the URI, --pin-env, $BPFSIGN_PKCS11_PIN or a terminal prompt.",
     )
-    p.add_argument("--key", required=True, metavar="K", help="private key, PEM or DER")
-    p.add_argument("--cert", required=True, metavar="C", help="certificate, PEM or DER")
+    p.add_argument(
+        "--key", required=True, metavar="K", help="private key file (PEM or DER) or pkcs11: URI"
+    )
+    p.add_argument(
+        "--cert",
+        metavar="C",
+        help="certificate, PEM or DER (with a pkcs11: key, default: the token's certificate "
+        "with the key's label/id)",
+    )
+    _add_key_options(p)
     p.add_argument("--digest", choices=("sha256", "sha384", "sha512"), default="sha256")
     p.add_argument(
         "--sid",
@@ -78,13 +89,6 @@ def _register_sign(sub: Any) -> None:
         help="light skeletons: which signing scheme (default loadtime)",
     )
     p.add_argument(
-        "--keyring-id",
-        type=int,
-        default=None,
-        metavar="N",
-        help="light skeletons: keyring the kernel checks the signature against",
-    )
-    p.add_argument(
         "--strict",
         action="store_true",
         help="light skeletons: refuse loaders whose audit finds unsigned inputs",
@@ -93,6 +97,31 @@ def _register_sign(sub: Any) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     _common.add_json(p)
     p.set_defaults(handler=_sign)
+
+
+def _add_key_options(p: Any) -> None:
+    p.add_argument(
+        "--passphrase-file",
+        metavar="F",
+        help="read an encrypted key file's passphrase from the first line of F",
+    )
+    p.add_argument(
+        "--passphrase-env",
+        metavar="NAME",
+        help=f"read an encrypted key file's passphrase from environment variable NAME "
+        f"(default ${PASSPHRASE_ENV}, else a terminal prompt)",
+    )
+    p.add_argument(
+        "--insecure-key-permissions",
+        action="store_true",
+        help="use a key file that its group or others can read (refused by default)",
+    )
+    p.add_argument(
+        "--pin-env",
+        metavar="NAME",
+        help="pkcs11: keys: read the token's user PIN from environment variable NAME "
+        "(default: the URI's pin-value/pin-source, $BPFSIGN_PKCS11_PIN, else a terminal prompt)",
+    )
 
 
 def _register_verify(sub: Any) -> None:
@@ -313,10 +342,7 @@ def _sign(args: argparse.Namespace) -> int:
                 signer = _load_signer(args)
             records.append(_sign_file(args, signer, path, payload))
         except Error as exc:
-            if getattr(exc, "path", None) in (args.key, args.cert) and path not in (
-                args.key,
-                args.cert,
-            ):
+            if exc is getattr(args, "_signer_error", None):
                 raise  # the key itself is bad: nothing else can be signed
             records.append(_error_record(path, kind, exc))
             if not args.json:
@@ -326,12 +352,26 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _load_signer(args: argparse.Namespace) -> Any:
-    from ..keys import FileSigner
+    """The run's signer, opened once (a token session and a prompt are not per file)."""
+    cached = getattr(args, "_signer", None)
+    if cached is not None:
+        return cached
+    from ..errors import Error
+    from ..keysource import open_signer
 
-    passphrase = os.environ.get(PASSPHRASE_ENV)
-    return FileSigner.from_files(
-        args.key, args.cert, password=passphrase.encode() if passphrase is not None else None
-    )
+    try:
+        args._signer = open_signer(
+            args.key,
+            args.cert,
+            passphrase_file=getattr(args, "passphrase_file", None),
+            passphrase_env=getattr(args, "passphrase_env", None),
+            insecure_key_permissions=bool(getattr(args, "insecure_key_permissions", False)),
+            pin_env=getattr(args, "pin_env", None),
+        )
+    except Error as exc:
+        args._signer_error = exc  # _sign stops the run: no other file can be signed
+        raise
+    return args._signer
 
 
 def _sign_file(args: argparse.Namespace, signer: Any, path: str, payload: bytes) -> dict[str, Any]:

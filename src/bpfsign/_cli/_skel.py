@@ -271,7 +271,6 @@ def sign_skeleton(args: argparse.Namespace, path: str) -> dict[str, Any]:
         scheme=getattr(args, "scheme", "loadtime") or "loadtime",
         digest=getattr(args, "digest", "sha256") or "sha256",
         sid=sid,
-        keyring_id=getattr(args, "keyring_id", None),
         strict=bool(getattr(args, "strict", False)),
     )
     out = getattr(args, "output", None) or path
@@ -287,7 +286,6 @@ def sign_skeleton(args: argparse.Namespace, path: str) -> dict[str, Any]:
         "excl_hash": report.excl_hash.hex(),
         "warnings": list(report.warnings),
         "override_maps": list(report.override_maps),
-        "keyring_id": report.keyring_id,
         "notes": list(report.notes),
         "converted": None,
     }
@@ -311,8 +309,6 @@ def sign_skeleton(args: argparse.Namespace, path: str) -> dict[str, Any]:
             f"SIGNED {path} -> {out} ({report.scheme}: {report.signature_size}-byte signature over "
             f"{report.payload_size} bytes ({payload}))"
         )
-        if report.keyring_id is not None:
-            print(f"  set skel->keyring_id = {report.keyring_id} before __load()")
         for note in report.notes:
             print(f"  note: {note}")
     return record
