@@ -42,12 +42,20 @@ def _register_keygen(sub: Any) -> None:
     p.add_argument("--curve", choices=("P-256", "P-384"), default="P-256", help="EC curve")
     p.add_argument("--subject", default="bpfsign", metavar="CN", help="certificate common name")
     p.add_argument("--days", type=int, default=3650, help="certificate validity (default 3650)")
-    p.add_argument("--key", required=True, metavar="OUT.key", help="private key to write")
+    p.add_argument("--key", metavar="OUT.key", help="private key to write")
     p.add_argument(
         "--cert",
-        required=True,
         metavar="OUT.crt",
-        help="certificate to write (DER if it ends in .der, else PEM)",
+        help="certificate to write (DER if it ends in .der, else PEM); optional with --pkcs11",
+    )
+    p.add_argument(
+        "--pkcs11",
+        metavar="URI",
+        help="make the key pair inside a PKCS#11 token (pkcs11:token=T;object=LABEL[;id=%%XX]"
+        "?pin-source=file:F) and store its self-signed certificate there too",
+    )
+    p.add_argument(
+        "--pin-env", metavar="NAME", help="--pkcs11: read the token's user PIN from NAME"
     )
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     _common.add_json(p)
@@ -287,6 +295,12 @@ def _keygen(args: argparse.Namespace) -> int:
     from .. import keys
     from ..errors import InputError
 
+    if args.pkcs11 is not None:
+        return _keygen_pkcs11(args)
+    if args.key is None or args.cert is None:
+        raise InputError("keygen needs --key OUT.key and --cert OUT.crt (or --pkcs11 URI)")
+    if args.pin_env is not None:
+        raise InputError("--pin-env is for keygen --pkcs11")
     if os.path.abspath(args.key) == os.path.abspath(args.cert):
         raise InputError("--key and --cert must be different files", path=args.key)
     if not args.force:
@@ -313,6 +327,50 @@ def _keygen(args: argparse.Namespace) -> int:
     text = (
         f"wrote {args.key} ({size}, mode 0600) and {args.cert} "
         f"(CN={args.subject}, skid {pair.skid.hex()})"
+    )
+    _common.emit(args, record, text)
+    return _common.EXIT_OK
+
+
+def _keygen_pkcs11(args: argparse.Namespace) -> int:
+    from .. import keys, pkcs11
+    from ..errors import InputError
+
+    if args.key is not None:
+        raise InputError("--key and --pkcs11 exclude each other: the key stays in the token")
+    if args.cert is not None and not args.force and os.path.lexists(args.cert):
+        raise InputError("already exists; pass --force to overwrite it", path=args.cert)
+    made = pkcs11.generate(
+        args.pkcs11,
+        args.key_type,
+        bits=args.bits,
+        curve=args.curve,
+        subject=args.subject,
+        days=args.days,
+        pin_env=args.pin_env,
+    )
+    if args.cert is not None:
+        keys.write_cert(args.cert, made.cert_der)
+    uri = pkcs11.parse_uri(args.pkcs11)
+    size = f"rsa {args.bits}" if args.key_type == "rsa" else f"ec {args.curve}"
+    record = {
+        "ok": True,
+        "pkcs11": f"pkcs11:token={uri.token_label};object={made.label};id={made.key_id.hex()}"
+        if uri.token_label is not None
+        else f"pkcs11:object={made.label};id={made.key_id.hex()}",
+        "cert": args.cert,
+        "type": args.key_type,
+        "bits": args.bits if args.key_type == "rsa" else None,
+        "curve": args.curve if args.key_type == "ec" else None,
+        "subject": f"CN={args.subject}",
+        "skid": made.skid.hex(),
+        "days": args.days,
+    }
+    written = f"; wrote {args.cert}" if args.cert is not None else ""
+    text = (
+        f"made {size} key {made.label!r} (id {made.key_id.hex()}) in PKCS#11 token "
+        f"{uri.describe_token()} and stored its certificate (CN={args.subject}, "
+        f"skid {made.skid.hex()}) beside it{written}"
     )
     _common.emit(args, record, text)
     return _common.EXIT_OK
