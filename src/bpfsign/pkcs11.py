@@ -264,6 +264,10 @@ def open_session(uri: Pkcs11Uri, pin: str, *, rw: bool = False) -> Any:
     token = tokens[0]
     try:
         return token.open(user_pin=pin, rw=rw)
+    except pkcs11.UserAlreadyLoggedIn:
+        # Login state belongs to the process, not the session: another session of ours
+        # (e.g. a second signer) logged in already, so a new session has the user's rights.
+        return token.open(rw=rw)
     except pkcs11.PinIncorrect:
         raise InputError(f"wrong PIN for PKCS#11 token {token.label!r}") from None
     except pkcs11.PinLenRange:

@@ -380,10 +380,21 @@ def _keygen_pkcs11(args: argparse.Namespace) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from ..errors import Error, InputError
+    from ..errors import InputError
 
     if args.output is not None and len(args.files) != 1:
         raise InputError("-o/--output needs exactly one FILE")
+    try:
+        return _sign_files(args)
+    finally:
+        close = getattr(getattr(args, "_signer", None), "close", None)
+        if close is not None:  # a token session: log out now, not at exit
+            close()
+
+
+def _sign_files(args: argparse.Namespace) -> int:
+    from ..errors import Error
+
     signer = None
     records: list[dict[str, Any]] = []
     code = _common.EXIT_OK
