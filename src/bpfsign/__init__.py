@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("Loader", "LoadedSkeleton", "load_skeleton"), "bpfsign.loader"),
     **dict.fromkeys(("verify_many", "VerifiedSignature"), "bpfsign.verify"),
     "FileSigner": "bpfsign.keys",
+    "Pkcs11Signer": "bpfsign.pkcs11",
     **dict.fromkeys(("Skeleton", "MapSpec", "ProgSpec"), "bpfsign.skeleton"),
     **dict.fromkeys(("Audit", "audit", "convert_to_loadtime", "sign_skeleton", "verify_skeleton"), "bpfsign.scheme"),
 }
