@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 MIN_ITERATIONS = 200  # issue 4: medians over at least 200 iterations
 sys.path.insert(0, str(REPO / "src"))
 
-from bpfsign import loader as _loader  # noqa: E402
-from bpfsign import skeleton as _skeleton  # noqa: E402
+from bpfsign.kernel import loader as _loader  # noqa: E402
+from bpfsign.skel import skeleton as _skeleton  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "skel"
 HEADERS = (

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _softhsm import softhsm_missing, softhsm_token  # noqa: E402
-from bpfsign import keys, pkcs11, scheme, skeleton  # noqa: E402
+from bpfsign.crypto import keys, pkcs11  # noqa: E402
+from bpfsign.skel import scheme, skeleton  # noqa: E402
 
 SKEL = ROOT / "tests" / "fixtures" / "skel" / "counter.v71.lskel.h"
 

@@ -82,7 +82,7 @@ def round_robin(
 def setup(work: Path) -> tuple[Path, list[Path]]:
     """A keygen'd RSA-3072 cert and BATCH 64 KiB payloads signed by openssl in the bpftool shape."""
     sys.path.insert(0, str(REPO / "src"))
-    from bpfsign import keys
+    from bpfsign.crypto import keys
 
     pair = keys.generate("rsa", subject="bench")
     keys.write_key(work / "k.key", pair.key)

@@ -2,13 +2,13 @@
 
 Floor (measured in the same run): hashlib SHA-256 of the payload plus one raw
 RSA-2048 PKCS#1 v1.5 verify with pyca (key object built once).  Target for
-64 KiB and 4 MiB: bpfsign.verify.verify <= 1.3x the floor.
+64 KiB and 4 MiB: bpfsign.crypto.verify.verify <= 1.3x the floor.
 
 Then, as whole processes: a minimal "verify one file" Python process using
 bpfsign (the venv's interpreter) against `openssl cms -verify` on the same files,
 with reference floors (bare interpreter; typing + hashlib; pyca's RSA
 modules, which the verify path avoids when it checks signatures through the
-system libcrypto, see bpfsign._libcrypto).
+system libcrypto, see bpfsign.crypto._libcrypto).
 
     python bench/bench_verify_inprocess.py
 """
@@ -29,10 +29,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, utils
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from bpfsign import cms
-from bpfsign.trust import TrustStore
-from bpfsign.verify import verify
-from bpfsign.x509 import Certificate
+from bpfsign.crypto import cms
+from bpfsign.crypto.trust import TrustStore
+from bpfsign.crypto.verify import verify
+from bpfsign.crypto.x509 import Certificate
 
 PYCA_FLOOR = (
     "from cryptography.exceptions import InvalidSignature\n"
@@ -122,8 +122,8 @@ def main() -> None:
     # whole processes: one verify, the venv interpreter vs openssl
     script = (
         "import sys\n"
-        "from bpfsign.trust import TrustStore\n"
-        "from bpfsign.verify import verify\n"
+        "from bpfsign.crypto.trust import TrustStore\n"
+        "from bpfsign.crypto.verify import verify\n"
         "t = TrustStore(); t.add_path(sys.argv[1])\n"
         "verify(open(sys.argv[2], 'rb').read(), open(sys.argv[3], 'rb').read(), t)\n"
     )

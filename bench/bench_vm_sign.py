@@ -2,7 +2,7 @@
 
 Run on the host: ``.venv/bin/python bench/bench_vm_sign.py [--iterations N] [--boots B]``
 (default 100 iterations, 1 boot; medians move by up to 15 % between boots).
-It boots the 7.x guest (bpfsign.vm) and, inside it, loads+runs+closes each
+It boots the 7.x guest (tools.vm) and, inside it, loads+runs+closes each
 fixture skeleton through bpfsign's loader, signed (loadtime, keyring -3)
 against unsigned, interleaved, N times each. The guest runs under TCG, where
 absolute times are 40-90x the host's, so only ratios are reported (vm.md §8).
@@ -23,8 +23,10 @@ FIXTURES = ("sockfilter.lskel.h", "counter.lskel.h", "multi.lskel.h")
 
 def _guest(iterations: int) -> int:
     """Inside the guest: the measurement itself."""
-    from bpfsign import keys, loader, scheme, skeleton
-    from bpfsign.backend import default_backend
+    from bpfsign.crypto import keys
+    from bpfsign.kernel import loader
+    from bpfsign.kernel.backend import default_backend
+    from bpfsign.skel import scheme, skeleton
 
     backend = default_backend()
     backend.join_session_keyring()
@@ -76,7 +78,7 @@ def main() -> int:
     if args.guest:
         return _guest(args.iterations)
 
-    from bpfsign.vm import Runner, VmError
+    from tools.vm import Runner, VmError
 
     try:
         runner = Runner()

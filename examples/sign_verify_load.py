@@ -15,7 +15,8 @@ import tempfile
 from pathlib import Path
 
 import bpfsign
-from bpfsign import keys, scheme, skeleton
+from bpfsign.crypto import keys
+from bpfsign.skel import scheme, skeleton
 
 
 def main(path: str) -> int:
@@ -36,7 +37,7 @@ def main(path: str) -> int:
         verdict = scheme.verify_skeleton(skeleton.load(out), trust, keyring_id=-3)
         print(f"offline: the kernel would load it ({verdict.scheme}, {verdict.payload_size} bytes signed)")
 
-        from bpfsign import keyring
+        from bpfsign.kernel import keyring
 
         added = keyring.add_certificate(pair.cert_der)  # the session keyring (-3)
         try:

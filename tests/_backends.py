@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from bpfsign import _libcrypto
+from bpfsign.crypto import _libcrypto
 
 BACKENDS = [
     pytest.param(

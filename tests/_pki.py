@@ -142,7 +142,7 @@ def raw_signature(sig_der: bytes) -> bytes:
 
 
 class PemSigner:
-    """A ``bpfsign.signer.Signer`` over a ``Pki`` key (pyca, in process); for tests."""
+    """A ``bpfsign.crypto.signer.Signer`` over a ``Pki`` key (pyca, in process); for tests."""
 
     def __init__(self, p: Pki) -> None:
         from cryptography.hazmat.primitives.serialization import load_pem_private_key

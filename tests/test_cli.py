@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from bpfsign import _cli
-from bpfsign._cli import _crypto
+from bpfsign import cli as _cli
+from bpfsign.cli import _crypto
 
 KEY_MISSING = "file not found"
 
@@ -538,17 +538,17 @@ def test_skeleton_without_skel_module_is_usage_error(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import bpfsign._cli
+    import bpfsign.cli
 
-    monkeypatch.setitem(sys.modules, "bpfsign._cli._skel", None)
-    monkeypatch.delattr(bpfsign._cli, "_skel", raising=False)
+    monkeypatch.setitem(sys.modules, "bpfsign.cli._skel", None)
+    monkeypatch.delattr(bpfsign.cli, "_skel", raising=False)
     header = tmp_path / "p.lskel.h"
     header.write_text("/* bpf_load_and_run */\n")
     code, out, err = call(capsys, "verify", "--trust", str(pki[1]), str(header))
     assert (code, out) == (2, "")
     assert err == (
         f"bpfsign: {header}: light skeleton verification is not available in this build "
-        "(module bpfsign._cli._skel is missing)\n"
+        "(module bpfsign.cli._skel is missing)\n"
     )
 
 
@@ -664,7 +664,7 @@ def test_verify_fast_parser_defers_to_argparse(argv: list[str]) -> None:
 def test_verify_fast_path_gives_the_same_verdicts(
     pki: tuple[Path, Path], signed: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bpfsign._cli import _common
+    from bpfsign.cli import _common
 
     signed[2].write_bytes(b"changed")
     argv = ["--trust", str(pki[1]), "--json", *map(str, signed)]

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from bpfsign import _cli
+from bpfsign import cli as _cli
 
 
 def _commands(parser: argparse.ArgumentParser) -> set[str]:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bpfsign import _cli, scheme, skeleton
+from bpfsign import cli as _cli
+from bpfsign.skel import scheme, skeleton
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SKEL_DIR = FIXTURES / "skel"
@@ -226,7 +227,7 @@ def test_sign_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
 
 
 def test_verify_a_bpftool_signed_header(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("bpfsign.verify")
+    pytest.importorskip("bpfsign.crypto.verify")
     path = need(COUNTER_SIGNED)
     code, out, err = call(capsys, "verify", "--trust", str(CERT), str(path))
     assert code == 0, err
@@ -236,7 +237,7 @@ def test_verify_a_bpftool_signed_header(capsys: pytest.CaptureFixture[str]) -> N
 def test_verify_rejects_tampered_data_with_the_kernel_errno(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    pytest.importorskip("bpfsign.verify")
+    pytest.importorskip("bpfsign.crypto.verify")
     src = tmp_path / "counter.lskel.h"
     shutil.copy(need(COUNTER_V71), src)
     assert call(capsys, *_sign_args(str(src)))[0] == 0
@@ -281,7 +282,7 @@ def _tamper_data(path: Path) -> None:
 def test_json_is_one_document_for_mixed_files_and_skeletons(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    pytest.importorskip("bpfsign.verify")
+    pytest.importorskip("bpfsign.crypto.verify")
     a, b, bad = (tmp_path / n for n in ("a.lskel.h", "b.lskel.h", "tampered.lskel.h"))
     for p in (a, b, bad):
         shutil.copy(need(COUNTER_V71), p)
@@ -349,7 +350,7 @@ def test_json_is_one_document_for_mixed_files_and_skeletons(
 def test_verify_trust_directory_skips_the_key_next_to_the_certificate(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    pytest.importorskip("bpfsign.verify")
+    pytest.importorskip("bpfsign.crypto.verify")
     path = need(COUNTER_SIGNED)
     trust = tmp_path / "trust"
     trust.mkdir()

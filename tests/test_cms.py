@@ -10,7 +10,7 @@ from asn1crypto import cms as acms
 
 from _backends import crypto_backend  # noqa: F401  (autouse: every test under both backends)
 from _pki import PemSigner, openssl_sign, openssl_verify, pki, raw_signature
-from bpfsign import cms
+from bpfsign.crypto import cms
 from bpfsign.errors import InputError, VerificationError
 
 PAYLOAD = bytes(range(16))

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from bpfsign import insn, scheme, skeleton
 from bpfsign.errors import InputError, UnsupportedFeature
+from bpfsign.skel import insn, scheme, skeleton
 
 SKEL_DIR = Path(__file__).parent / "fixtures" / "skel"
 SIGNED = sorted(SKEL_DIR.glob("*.signed*.lskel.h")) if SKEL_DIR.is_dir() else []
@@ -138,7 +138,7 @@ def test_both_byte_orders_are_covered() -> None:
 @pytest.mark.parametrize("path", NATIVE, ids=[p.name for p in NATIVE])
 def test_converted_loader_loads_unsigned_on_this_kernel(path: Path) -> None:
     """Until the 7.x VM runs it signed: the converted loader loads and makes its programs."""
-    from bpfsign import loader
+    from bpfsign.kernel import loader
 
     skel = skeleton.load(path)
     converted, _ = scheme.convert_to_loadtime(skel)
@@ -152,7 +152,7 @@ class _CallRecorder:
     """The real backend, noting every call made through it."""
 
     def __init__(self) -> None:
-        from bpfsign.backend import default_backend
+        from bpfsign.kernel.backend import default_backend
 
         self.real = default_backend()
         self.calls: list[str] = []
@@ -166,7 +166,7 @@ class _CallRecorder:
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 def test_foreign_endian_loader_is_refused_before_the_kernel(path: Path, signed: bool) -> None:
     """Its instructions cannot run here, converted or not: a typed error, no syscall made."""
-    from bpfsign import loader
+    from bpfsign.kernel import loader
 
     skel = skeleton.load(path)
     converted, _ = scheme.convert_to_loadtime(skel)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfsign import demo
+from bpfsign.cli import _demo_app as demo
 from bpfsign.errors import VerificationError
 
 
@@ -117,7 +117,7 @@ def test_demo_as_an_unprivileged_user_says_why_it_does_not_load(tmp_path: Path) 
 @pytest.mark.kernel
 def test_load_step_loads_the_converted_example(tmp_path: Path) -> None:
     """Signed where the kernel verifies signatures; else unsigned, saying plainly why."""
-    from bpfsign.backend import probes
+    from bpfsign.kernel import probes
 
     ctx = demo.DemoContext(workdir=tmp_path)
     for step in demo.STEPS[:-1]:
@@ -226,7 +226,7 @@ def test_steps_extend_skip_and_fail() -> None:
 @pytest.mark.parametrize("flip", [0, 50, 99])
 def test_tamper_step_rejects_any_flipped_byte(tmp_path: Path, flip: int) -> None:
     """The demo's rejection is not special to the byte it flips."""
-    from bpfsign.verify import verify
+    from bpfsign.crypto.verify import verify
 
     ctx = demo.DemoContext(workdir=tmp_path)
     for step in demo.STEPS[:3]:

@@ -9,7 +9,7 @@ from asn1crypto import core
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bpfsign import der
+from bpfsign.crypto import der
 
 
 def test_reads_definite_sequence_and_keeps_raw_bytes() -> None:

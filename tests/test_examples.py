@@ -13,8 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.kernel
 def test_sign_verify_load_example_on_this_kernel() -> None:
-    from bpfsign import keyring
-    from bpfsign.backend import probes
+    from bpfsign.kernel import keyring, probes
 
     before = {k.serial for k in keyring.list_keys("session")}
     out = subprocess.run(

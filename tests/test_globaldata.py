@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bpfsign import globaldata, loader, skeleton
 from bpfsign.errors import InputError
+from bpfsign.kernel import loader
+from bpfsign.skel import globaldata, skeleton
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SKEL = FIXTURES / "skel"

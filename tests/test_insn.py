@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bpfsign import insn
 from bpfsign.errors import InputError
-from bpfsign.insn import Insn
+from bpfsign.skel import insn
+from bpfsign.skel.insn import Insn
 
 
 def mov_reg(dst: int, src: int) -> Insn:

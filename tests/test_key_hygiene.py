@@ -12,7 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from bpfsign import _cli, keys
+from bpfsign import cli as _cli
+from bpfsign.crypto import keys
 from bpfsign.errors import InputError
 
 ENCRYPTED_HINT = (

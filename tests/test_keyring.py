@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bpfsign import keyring
-from bpfsign._cli import main
+from bpfsign.cli import main
 from bpfsign.errors import InputError, KernelError
+from bpfsign.kernel import keyring
 
 CERT_PEM = Path(__file__).parent / "fixtures" / "keys" / "TEST-ONLY-lskel-signing.cert.pem"
 
@@ -146,7 +146,7 @@ def test_link_key_makes_it_visible_in_a_second_keyring(cert_der: bytes, ring_nam
 def test_join_session_keyring_gives_a_fresh_empty_session() -> None:
     """In a child process: joining replaces the caller's session keyring for good."""
     code = (
-        "from bpfsign import keyring\n"
+        "from bpfsign.kernel import keyring\n"
         "before = keyring.resolve_keyring('session')\n"
         "new = keyring.join_session_keyring()\n"
         "print(before, new, keyring.resolve_keyring('session'), len(keyring.list_keys(new)))\n"

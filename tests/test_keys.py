@@ -1,4 +1,4 @@
-"""bpfsign.keys: keygen output that openssl and the kernel accept; loading; FileSigner."""
+"""bpfsign.crypto.keys: keygen output that openssl and the kernel accept; loading; FileSigner."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from bpfsign import keys
+from bpfsign.crypto import keys
+from bpfsign.crypto.signer import Signer
 from bpfsign.errors import InputError
-from bpfsign.signer import Signer
 
 ENCRYPTED_HINT = (
     "private key is encrypted; give its passphrase (--passphrase-file F, --passphrase-env NAME "

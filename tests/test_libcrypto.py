@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from _backends import using
 from _pki import PemSigner, openssl_sign, pki
-from bpfsign import _libcrypto, _oids, cms, der
+from bpfsign.crypto import _libcrypto, _oids, cms, der
+from bpfsign.crypto.trust import TrustStore
+from bpfsign.crypto.verify import VerifiedSignature, _signature_ok, verify
+from bpfsign.crypto.x509 import Certificate
 from bpfsign.errors import VerificationError
-from bpfsign.trust import TrustStore
-from bpfsign.verify import VerifiedSignature, _signature_ok, verify
-from bpfsign.x509 import Certificate
 
 pytestmark = pytest.mark.skipif(_libcrypto.load() is None, reason="no libcrypto.so.3 here")
 
@@ -370,7 +370,7 @@ def _run(code: str, backend: str | None) -> subprocess.CompletedProcess[str]:
 
 
 def test_backend_rule_and_env_switch() -> None:
-    code = "from bpfsign import _libcrypto; print(_libcrypto.backend())"
+    code = "from bpfsign.crypto import _libcrypto; print(_libcrypto.backend())"
     assert _run(code, None).stdout.strip() == "libcrypto"
     assert _run(code, "pyca").stdout.strip() == "pyca"
     assert _run(code, "libcrypto").stdout.strip() == "libcrypto"
@@ -379,7 +379,7 @@ def test_backend_rule_and_env_switch() -> None:
         bad.stderr
     )
     missing = (
-        "from bpfsign import _libcrypto; _libcrypto.SONAME = 'libcrypto.so.0-missing'\n"
+        "from bpfsign.crypto import _libcrypto; _libcrypto.SONAME = 'libcrypto.so.0-missing'\n"
         "print(_libcrypto.backend())"
     )
     assert _run(missing, None).stdout.strip() == "pyca"

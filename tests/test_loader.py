@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from bpfsign import loader, scheme, skeleton
-from bpfsign._cli import main
-from bpfsign.backend import Backend, LoaderRequest, default_backend, probes, run_loader
-from bpfsign.backend import _sys as S
+from bpfsign.cli import main
 from bpfsign.errors import InputError, KernelError, UnsupportedFeature
+from bpfsign.kernel import _sys as S
+from bpfsign.kernel import loader, probes
+from bpfsign.kernel.backend import Backend, LoaderRequest, default_backend, run_loader
+from bpfsign.skel import scheme, skeleton
 
 pytestmark = pytest.mark.kernel
 
@@ -451,7 +452,7 @@ def test_cli_load_signed_error(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_load_lines_name_the_signing_state() -> None:
-    from bpfsign._cli._kernel import load_lines
+    from bpfsign.cli._kernel import load_lines
 
     info = {"signed": True, "skeleton_signed": True, "scheme": "loadtime", "maps": [],
             "progs": [], "links": []}

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from bpfsign.backend import LOADER_LICENSE, LOADER_PROG_NAME
-from bpfsign.backend import _sys as S
-from bpfsign.backend.syscall import SyscallBackend
 from bpfsign.errors import KernelError
+from bpfsign.kernel import _sys as S
+from bpfsign.kernel.backend import LOADER_LICENSE, LOADER_PROG_NAME
+from bpfsign.kernel.syscall import SyscallBackend
 
 pytestmark = pytest.mark.kernel
 

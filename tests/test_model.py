@@ -1,4 +1,4 @@
-"""bpfsign.backend.model: every BPF_PROG_LOAD rule of kernel.md §5-§8, §12.8, §13 with its exact
+"""bpfsign.kernel.model: every BPF_PROG_LOAD rule of kernel.md §5-§8, §12.8, §13 with its exact
 errno and log line, and (kernel-marked) agreement with this host's 6.18 kernel."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from bpfsign import cms, keys, scheme, skeleton, trust
-from bpfsign.backend import LOADER_LICENSE, LOADER_MAP_NAME, LOADER_PROG_NAME, Backend
-from bpfsign.backend.model import KernelModel, program_digest
+from bpfsign.crypto import cms, keys, trust
 from bpfsign.errors import KernelError, UnsupportedFeature
+from bpfsign.kernel.backend import LOADER_LICENSE, LOADER_MAP_NAME, LOADER_PROG_NAME, Backend
+from bpfsign.kernel.model import KernelModel, program_digest
+from bpfsign.skel import scheme, skeleton
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 INSNS = bytes.fromhex("b700000000000000" "9500000000000000")  # r0 = 0; exit
@@ -385,7 +386,7 @@ def test_6_18_signed_loads_are_unsupported_after_the_keyring(signers: Any) -> No
 
 
 def _verdict(skel: Any, model: KernelModel, *, unsigned: bool = False) -> tuple[Any, str]:
-    from bpfsign import loader
+    from bpfsign.kernel import loader
 
     ld = loader.Loader(skel, keyring_id=-3, unsigned=unsigned, backend=model)
     try:
@@ -399,7 +400,7 @@ def _verdict(skel: Any, model: KernelModel, *, unsigned: bool = False) -> tuple[
 
 @pytest.mark.parametrize("name", ["sockfilter.lskel.h", "counter.signed.lskel.h", "multi.v71.lskel.h"])
 def test_loader_skeletons(name: str, model: KernelModel, signers: Any) -> None:
-    """§6.5 on the fixtures, through bpfsign.loader with backend=KernelModel."""
+    """§6.5 on the fixtures, through bpfsign.kernel.loader with backend=KernelModel."""
     skel = skeleton.load(FIXTURES / "skel" / name)
     text, _ = scheme.sign_skeleton(skel, signers["fixture"], scheme="loadtime")
     signed = skeleton.parse(text)
@@ -418,7 +419,7 @@ def test_loader_skeletons(name: str, model: KernelModel, signers: Any) -> None:
 
 
 def test_cli_load_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bpfsign._cli import main
+    from bpfsign.cli import main
 
     cert = FIXTURES / "keys" / "TEST-ONLY-lskel-signing.cert.pem"
     skel = FIXTURES / "skel" / "counter.signed.lskel.h"
@@ -485,7 +486,7 @@ def _map_ops(be: Backend) -> list[Any]:
 def test_model_6_18_agrees_with_this_kernel(case: str, signers: Any) -> None:
     import platform
 
-    from bpfsign.backend.syscall import SyscallBackend
+    from bpfsign.kernel.syscall import SyscallBackend
 
     if not platform.release().startswith("6.18"):
         pytest.skip(f"the 6.18 profile is compared with a 6.18 kernel, not {platform.release()}")
@@ -498,7 +499,7 @@ def test_model_6_18_agrees_with_this_kernel(case: str, signers: Any) -> None:
 
 @pytest.mark.kernel
 def test_model_6_18_map_commands_agree_with_this_kernel() -> None:
-    from bpfsign.backend.syscall import SyscallBackend
+    from bpfsign.kernel.syscall import SyscallBackend
 
     kernel = _map_ops(SyscallBackend())
     assert kernel == _map_ops(KernelModel("6.18"))
@@ -506,8 +507,8 @@ def test_model_6_18_map_commands_agree_with_this_kernel() -> None:
 
 
 def test_loader_load_over_the_model(model: KernelModel, signers: Any) -> None:
-    """bpfsign.loader.load(backend=model): the kernel's refusal, or a clear 'would load'."""
-    from bpfsign import loader
+    """bpfsign.kernel.loader.load(backend=model): the kernel's refusal, or a clear 'would load'."""
+    from bpfsign.kernel import loader
 
     skel = skeleton.load(FIXTURES / "skel" / "sockfilter.signed.lskel.h")
     with pytest.raises(KernelError) as refused:

@@ -15,7 +15,8 @@ import pytest
 from cryptography import x509
 
 from _softhsm import MODULE, PIN, Token, softhsm_missing, softhsm_token
-from bpfsign import _cli, keys
+from bpfsign import cli as _cli
+from bpfsign.crypto import keys
 from bpfsign.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -321,7 +322,7 @@ def test_missing_binding_says_how_to_install(tmp_path: Path, token: Token) -> No
     blob = tmp_path / "b.bin"
     blob.write_bytes(b"x")
     code = (
-        f"import sys; sys.path.insert(0, {str(SRC)!r}); from bpfsign._cli import main; "
+        f"import sys; sys.path.insert(0, {str(SRC)!r}); from bpfsign.cli import main; "
         f"sys.exit(main(['sign', '--key', {token.uri('gen-rsa')!r}, {str(blob)!r}]))"
     )
     proc = subprocess.run(
@@ -335,8 +336,8 @@ def test_missing_binding_says_how_to_install(tmp_path: Path, token: Token) -> No
 def test_signer_repr_and_library_use(
     token: Token, generated: dict[str, tuple[str, Path]]
 ) -> None:
-    from bpfsign import cms, pkcs11
-    from bpfsign.signer import Signer
+    from bpfsign.crypto import cms, pkcs11
+    from bpfsign.crypto.signer import Signer
 
     uri = token.uri("gen-p384")
     with pkcs11.Pkcs11Signer.open(uri) as signer:

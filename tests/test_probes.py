@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bpfsign._cli import main
-from bpfsign.backend import btf, probes
+from bpfsign.cli import main
 from bpfsign.errors import InputError
+from bpfsign.kernel import btf, probes
 
 
 def _tiny_btf() -> bytes:
@@ -115,7 +115,7 @@ def test_bpf_usable_comes_from_map_create_not_the_uid() -> None:
     """Root without CAP_BPF/CAP_SYS_ADMIN/CAP_PERFMON: euid 0, and still no bpf()."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv")
-    code = ("import json, os; from bpfsign.backend import probes; p = probes.bpf_usable(); "
+    code = ("import json, os; from bpfsign.kernel import probes; p = probes.bpf_usable(); "
             "print(json.dumps([os.geteuid(), p.supported, p.errno, p.detail]))")
     run = subprocess.run(
         ["setpriv", "--bounding-set=-bpf,-sys_admin,-perfmon,-net_admin", "--inh-caps=-all",
@@ -155,7 +155,7 @@ def test_bpf_lsm_probe_without_securityfs_reads_it_in_a_private_namespace() -> N
         pytest.skip("needs root and unshare(1)")
     host_before = _mounts()
     code = (
-        "import json, os; from bpfsign.backend import probes; p = probes.bpf_lsm(); "
+        "import json, os; from bpfsign.kernel import probes; p = probes.bpf_lsm(); "
         "mounted = any(l.split()[4] == probes.SECURITY_DIR for l in open('/proc/self/mountinfo')); "
         "print(json.dumps([p.supported, p.detail, mounted]))"
     )

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bpfsign import insn, scheme, skeleton
 from bpfsign.errors import InputError, VerificationError
+from bpfsign.skel import insn, scheme, skeleton
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SKEL_DIR = FIXTURES / "skel"
@@ -37,15 +37,15 @@ def _load(path: Path) -> skeleton.Skeleton:
 
 
 def _signer() -> Any:
-    pytest.importorskip("bpfsign.cms")
-    from bpfsign.keys import FileSigner
+    pytest.importorskip("bpfsign.crypto.cms")
+    from bpfsign.crypto.keys import FileSigner
 
     return FileSigner.from_files(str(KEY), str(CERT))
 
 
 def _trust() -> Any:
-    pytest.importorskip("bpfsign.verify")
-    from bpfsign.trust import TrustStore
+    pytest.importorskip("bpfsign.crypto.verify")
+    from bpfsign.crypto.trust import TrustStore
 
     trust = TrustStore()
     trust.add_path(str(CERT))

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bpfsign import insn, scheme, skeleton
 from bpfsign.errors import InputError
+from bpfsign.skel import insn, scheme, skeleton
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SKEL_DIR = FIXTURES / "skel"

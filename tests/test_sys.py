@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bpfsign.backend import _sys as S
-from bpfsign.backend.syscall import SyscallBackend
 from bpfsign.errors import KernelError, UnsupportedFeature
+from bpfsign.kernel import _sys as S
+from bpfsign.kernel.syscall import SyscallBackend
 
 REPO = Path(__file__).resolve().parent.parent
 RET0 = bytes.fromhex("b700000000000000" "9500000000000000")  # r0 = 0; exit
@@ -163,7 +163,7 @@ def test_prog_load_ok_and_info() -> None:
 
 @pytest.mark.kernel
 def test_signed_load_without_verification_is_unsupported() -> None:
-    from bpfsign.backend import probes
+    from bpfsign.kernel import probes
 
     if probes.signed_prog_load().supported:
         pytest.skip("this kernel verifies signatures; the signed path is tested in the VM")
@@ -252,7 +252,7 @@ def test_the_privileged_commands_get_the_eperm_hint(cmd: int) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to switch to uid 65534")
     code = (
-        "from bpfsign.backend import _sys as S\n"
+        "from bpfsign.kernel import _sys as S\n"
         "from bpfsign.errors import KernelError\n"
         "attr = {0: S.MapCreateAttr(map_type=2, key_size=4, value_size=4, max_entries=1),\n"
         "        5: S.ProgLoadAttr(prog_type=1)}\n"
@@ -518,7 +518,8 @@ def test_prepared_prog_load_buffers_are_owned_by_the_prepared_request(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The loader's PROG_LOAD points only at buffers its _Prepared owns (or the caller's frame)."""
-    from bpfsign import loader, skeleton
+    from bpfsign.kernel import loader
+    from bpfsign.skel import skeleton
 
     skel = skeleton.load(REPO / "tests/fixtures/skel/counter.lskel.h")
     backend = SyscallBackend()

@@ -8,9 +8,9 @@ from errno import EINVAL
 import pytest
 
 from _pki import pki
+from bpfsign.crypto.trust import KEY_SPEC_SESSION_KEYRING, TrustStore
+from bpfsign.crypto.x509 import Certificate
 from bpfsign.errors import InputError, VerificationError
-from bpfsign.trust import KEY_SPEC_SESSION_KEYRING, TrustStore
-from bpfsign.x509 import Certificate
 
 
 @pytest.mark.parametrize("keyring_id", [3, -1, -2, -7, -8, 0x3FFFFFF0, 0x7FFF0000])

@@ -12,11 +12,11 @@ import pytest
 
 from _backends import crypto_backend  # noqa: F401  (autouse: every test under both backends)
 from _pki import PemSigner, Pki, openssl_sign, pki
-from bpfsign import cms, der
+from bpfsign.crypto import cms, der
+from bpfsign.crypto.trust import TrustStore
+from bpfsign.crypto.verify import VerifiedSignature, verify, verify_many
+from bpfsign.crypto.x509 import Certificate
 from bpfsign.errors import VerificationError
-from bpfsign.trust import TrustStore
-from bpfsign.verify import VerifiedSignature, verify, verify_many
-from bpfsign.x509 import Certificate
 
 PAYLOAD = b"\xb7\x00\x00\x00\x00\x00\x00\x00\x95\x00\x00\x00\x00\x00\x00\x00"  # r0 = 0; exit
 BPFTOOL = ("-noattr", "-nocerts", "-keyid", "-nosmimecap")

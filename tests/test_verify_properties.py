@@ -7,7 +7,7 @@ explained by a kernel rule; the table below names the rule for each.
 Measured on 7.3.4 (the same 750 mutations of a bpftool-shape signature over a
 2-insn SYSCALL program and its metadata map, loaded in the qemu guest): the
 kernel loads exactly these 22 and refuses the other 728 with the same errno
-bpfsign.verify gives (512 EKEYREJECTED, 97 EBADMSG, 43 EINVAL, 40 ENOKEY,
+bpfsign.crypto.verify gives (512 EKEYREJECTED, 97 EBADMSG, 43 EINVAL, 40 ENOKEY,
 36 ENOPKG); no case differed.
 """
 
@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from _backends import crypto_backend  # noqa: F401  (autouse: every test under both backends)
 from _pki import PemSigner, pki
-from bpfsign import cms
+from bpfsign.crypto import cms
+from bpfsign.crypto.trust import TrustStore
+from bpfsign.crypto.verify import verify
 from bpfsign.errors import VerificationError
-from bpfsign.trust import TrustStore
-from bpfsign.verify import verify
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

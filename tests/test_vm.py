@@ -16,10 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bpfsign.vm import apt, image
-from bpfsign.vm.errors import VmError, VmUnavailable
-from bpfsign.vm.runner import Console, GuestResult, Runner, _guest_script, parse_console
+from tools.vm import apt, image
+from tools.vm.errors import VmError, VmUnavailable
+from tools.vm.runner import Console, GuestResult, Runner, _guest_script, parse_console
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 REQUIRE_VM = os.environ.get("BPFSIGN_REQUIRE_VM") == "1"

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _pki import pki
-from bpfsign import der
+from bpfsign.crypto import der
+from bpfsign.crypto.x509 import Certificate, CertificateError, load_certificates, looks_like_der
 from bpfsign.errors import InputError
-from bpfsign.x509 import Certificate, CertificateError, load_certificates, looks_like_der
 
 
 @pytest.mark.parametrize("kind", ["rsa2048", "rsa3072", "p256", "p384"])
@@ -139,14 +139,14 @@ def test_directory_skips_files_that_are_not_certificates(tmp_path: Path) -> None
 def _modules_after_verify(kind: str, backend: str) -> list[str]:
     """The modules a fresh ``verify`` process has imported, with the backend forced."""
     from _pki import PemSigner
-    from bpfsign import cms
+    from bpfsign.crypto import cms
 
     p = pki(kind)
     sig = cms.sign(b"payload", PemSigner(p))
     code = (
         "import sys\n"
-        "from bpfsign.trust import TrustStore\n"
-        "from bpfsign.verify import verify\n"
+        "from bpfsign.crypto.trust import TrustStore\n"
+        "from bpfsign.crypto.verify import verify\n"
         f"t = TrustStore(); t.add(bytes.fromhex('{p.cert_der.hex()}'))\n"
         f"verify(b'payload', bytes.fromhex('{sig.hex()}'), t)\n"
         "print(' '.join(sys.modules))"

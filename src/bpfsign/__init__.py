@@ -12,17 +12,22 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; filled in as layers land.
 _LAZY: dict[str, str] = {
-    "Signer": "bpfsign.signer",
-    **dict.fromkeys(("build_signed_data", "parse_signed_data", "digest_info"), "bpfsign.cms"),
-    **dict.fromkeys(("Certificate", "load_certificates"), "bpfsign.x509"),
-    "TrustStore": "bpfsign.trust",
-    "KernelModel": "bpfsign.backend.model",
-    **dict.fromkeys(("Loader", "LoadedSkeleton", "load_skeleton"), "bpfsign.loader"),
-    **dict.fromkeys(("verify_many", "VerifiedSignature"), "bpfsign.verify"),
-    "FileSigner": "bpfsign.keys",
-    "Pkcs11Signer": "bpfsign.pkcs11",
-    **dict.fromkeys(("Skeleton", "MapSpec", "ProgSpec"), "bpfsign.skeleton"),
-    **dict.fromkeys(("Audit", "audit", "convert_to_loadtime", "sign_skeleton", "verify_skeleton"), "bpfsign.scheme"),
+    "Signer": "bpfsign.crypto.signer",
+    **dict.fromkeys(("build_signed_data", "parse_signed_data", "digest_info"), "bpfsign.crypto.cms"),
+    **dict.fromkeys(("Certificate", "load_certificates"), "bpfsign.crypto.x509"),
+    "TrustStore": "bpfsign.crypto.trust",
+    "KernelModel": "bpfsign.kernel.model",
+    **dict.fromkeys(("Loader", "LoadedSkeleton", "load_skeleton"), "bpfsign.kernel.loader"),
+    **dict.fromkeys(("verify_many", "VerifiedSignature"), "bpfsign.crypto.verify"),
+    "FileSigner": "bpfsign.crypto.keys",
+    "Pkcs11Signer": "bpfsign.crypto.pkcs11",
+    **dict.fromkeys(("Skeleton", "MapSpec", "ProgSpec"), "bpfsign.skel.skeleton"),
+    **dict.fromkeys(("Audit", "audit", "convert_to_loadtime", "sign_skeleton", "verify_skeleton"), "bpfsign.skel.scheme"),
+}
+# name -> module exported as a whole (``from bpfsign import scheme, skeleton``)
+_LAZY_MODULES: dict[str, str] = {
+    "scheme": "bpfsign.skel.scheme",
+    "skeleton": "bpfsign.skel.skeleton",
 }
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "VerificationError",
     "__version__",
     *_LAZY,
+    *_LAZY_MODULES,
 ]
 
 
@@ -42,11 +48,16 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    whole = _LAZY_MODULES.get(name)
+    if whole is not None:
+        value: Any = importlib.import_module(whole)
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'bpfsign' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

@@ -1,3 +1,3 @@
-from bpfsign._cli import main
+from bpfsign.cli import main
 
 raise SystemExit(main())

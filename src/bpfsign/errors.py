@@ -66,6 +66,7 @@ class KernelError(Error):
         self.errno = errno
         self.command = command
         self.log = log
+        self.hint = message
         text = f"{command}: {errno_name(errno)} ({errno})"
         if message:
             text += f": {message}"

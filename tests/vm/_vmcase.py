@@ -20,15 +20,15 @@ from typing import Any
 
 from _vmoffline import model_backend, offline_errno
 
-from bpfsign.backend import (
+from bpfsign.errors import KernelError
+from bpfsign.kernel import _sys as S
+from bpfsign.kernel.backend import (
     LOADER_LICENSE,
     LOADER_MAP_NAME,
     LOADER_PROG_NAME,
     Backend,
     default_backend,
 )
-from bpfsign.backend import _sys as S
-from bpfsign.errors import KernelError
 
 __all__ = [
     "INSNS_RET0",
@@ -144,8 +144,8 @@ class GuestKeys:
     """The guest's keyring setup; the offline TrustStore mirrors it."""
 
     session_serial: int
-    signers: dict[str, Any]  # name -> bpfsign.keys.FileSigner
-    pairs: dict[str, Any]  # name -> bpfsign.keys.KeyPair
+    signers: dict[str, Any]  # name -> bpfsign.crypto.keys.FileSigner
+    pairs: dict[str, Any]  # name -> bpfsign.crypto.keys.KeyPair
     key_serials: dict[str, int] = field(default_factory=dict)  # certs added: name -> key serial
     refused: dict[str, int] = field(default_factory=dict)  # certs add_key refused: name -> errno
     workdir: Path = Path("/tmp")

@@ -15,7 +15,7 @@ def trust_store(gk: Any) -> Any:
     cached = getattr(gk, "_offline_store", None)
     if cached is not None:
         return cached
-    from bpfsign import trust
+    from bpfsign.crypto import trust
 
     store = trust.TrustStore()
     serials = {gk.session_serial: store.session.serial}
@@ -26,8 +26,8 @@ def trust_store(gk: Any) -> Any:
 
 
 def offline_errno(payload: bytes, signature: bytes, gk: Any, keyring_id: int) -> int | None:
-    """None when bpfsign.verify accepts, else the errno of its VerificationError."""
-    from bpfsign import verify
+    """None when bpfsign.crypto.verify accepts, else the errno of its VerificationError."""
+    from bpfsign.crypto import verify
     from bpfsign.errors import VerificationError
 
     store, serials = trust_store(gk)
@@ -42,7 +42,7 @@ def offline_errno_with(
     payload: bytes, signature: bytes, gk: Any, keyring_id: int, *, user: tuple[str, ...]
 ) -> int | None:
     """Like offline_errno, with the named certs also in the user keyring (a fresh store)."""
-    from bpfsign import trust, verify
+    from bpfsign.crypto import trust, verify
     from bpfsign.errors import VerificationError
 
     store = trust.TrustStore()
@@ -66,7 +66,7 @@ def model_backend(gk: Any) -> Any:
     cached = getattr(gk, "_model", None)
     if cached is not None:
         return cached
-    from bpfsign.backend.model import KernelModel
+    from bpfsign.kernel.model import KernelModel
 
     class GuestModel(KernelModel):
         def __init__(self) -> None:

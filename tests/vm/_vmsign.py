@@ -10,13 +10,13 @@ from typing import Any
 
 
 def bpfsign_sign(payload: bytes, signer: Any, *, digest: str = "sha256") -> bytes:
-    from bpfsign import cms
+    from bpfsign.crypto import cms
 
     return cms.sign(payload, signer, digest=digest)  # type: ignore[arg-type]  # str -> HashName
 
 
 def _key_files(pair: Any, workdir: Path, name: str) -> tuple[Path, Path]:
-    from bpfsign import keys
+    from bpfsign.crypto import keys
 
     key, cert = workdir / f"{name}.key.pem", workdir / f"{name}.crt.pem"
     if not key.exists():

@@ -23,7 +23,8 @@ IN_KEYRING = ("rsa", "p256", "p384", "fixture")
 
 @pytest.fixture(scope="session")
 def guest_keys(tmp_path_factory: pytest.TempPathFactory) -> GuestKeys:
-    from bpfsign import keyring, keys
+    from bpfsign.crypto import keys
+    from bpfsign.kernel import keyring
 
     serial = keyring.join_session_keyring()  # a fresh session keyring: only our certs
     assert serial == keyring.resolve_keyring("session")

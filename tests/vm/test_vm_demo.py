@@ -20,8 +20,8 @@ pytestmark = pytest.mark.vm
 
 
 def _offline(skel: Any, trust: Any, keyring_id: int) -> int | None:
-    from bpfsign import scheme
     from bpfsign.errors import VerificationError
+    from bpfsign.skel import scheme
 
     try:
         scheme.verify_skeleton(skel, trust, keyring_id=keyring_id)
@@ -31,8 +31,8 @@ def _offline(skel: Any, trust: Any, keyring_id: int) -> int | None:
 
 
 def _kernel(skel: Any, keyring_id: int) -> tuple[int | None, str]:
-    from bpfsign import loader
     from bpfsign.errors import KernelError
+    from bpfsign.kernel import loader
 
     try:
         loader.load(skel, keyring_id=keyring_id).close()
@@ -42,10 +42,10 @@ def _kernel(skel: Any, keyring_id: int) -> tuple[int | None, str]:
 
 
 def _model(skel: Any, trust: Any, keyring_id: int) -> tuple[int | None, str]:
-    """The kernel model's verdict on the same load (bpfsign.loader over KernelModel("7.3"))."""
-    from bpfsign import loader
-    from bpfsign.backend.model import KernelModel
+    """The kernel model's verdict on the same load (bpfsign.kernel.loader over KernelModel("7.3"))."""
     from bpfsign.errors import KernelError
+    from bpfsign.kernel import loader
+    from bpfsign.kernel.model import KernelModel
 
     model = KernelModel("7.3", trust)
     ld = loader.Loader(skel, keyring_id=keyring_id, backend=model)
@@ -61,8 +61,8 @@ def test_demo_loads_the_signed_example_skeleton(
 ) -> None:
     from _vmoffline import trust_store
 
-    from bpfsign import demo, keyring
-    from bpfsign.backend import probes
+    from bpfsign.cli import _demo_app as demo
+    from bpfsign.kernel import keyring, probes
 
     assert probes.signed_prog_load().supported is True, probes.signed_prog_load().detail
     assert probes.loadtime_verification().supported is True, probes.loadtime_verification().detail

@@ -38,7 +38,8 @@ def token(guest_keys: GuestKeys, tmp_path_factory: pytest.TempPathFactory) -> To
     if missing is not None:
         pytest.fail(f"the guest shares the host's root, which lacks SoftHSM2: {missing}")
     tok = softhsm_token(tmp_path_factory.mktemp("softhsm"), "bpfsign-vm")
-    from bpfsign import keyring, pkcs11
+    from bpfsign.crypto import pkcs11
+    from bpfsign.kernel import keyring
 
     for label, kind in (("vm-rsa", "rsa"), ("vm-p256", "ec"), ("vm-outsider", "ec")):
         made = pkcs11.generate(tok.uri(label), kind, bits=2048, subject=f"bpfsign vm {label}")  # type: ignore[arg-type]
@@ -48,7 +49,7 @@ def token(guest_keys: GuestKeys, tmp_path_factory: pytest.TempPathFactory) -> To
 
 
 def _sign_with_token(token: Token, label: str, out: Path) -> None:
-    from bpfsign._cli import main
+    from bpfsign.cli import main
 
     assert main(["sign", "--key", token.uri(label), "-o", str(out), str(HEADER)]) == 0
 
@@ -56,8 +57,9 @@ def _sign_with_token(token: Token, label: str, out: Path) -> None:
 @pytest.mark.parametrize("label", ["vm-rsa", "vm-p256"])
 def test_token_signed_skeleton_loads_and_runs(token: Token, label: str, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    from bpfsign import loader, skeleton
-    from bpfsign.backend import default_backend
+    from bpfsign.kernel import loader
+    from bpfsign.kernel.backend import default_backend
+    from bpfsign.skel import skeleton
 
     out = tmp_path / f"{label}.lskel.h"
     _sign_with_token(token, label, out)
@@ -77,8 +79,9 @@ def test_token_signed_skeleton_loads_and_runs(token: Token, label: str, tmp_path
 
 
 def test_token_key_outside_the_keyring_is_refused(token: Token, tmp_path: Path) -> None:
-    from bpfsign import loader, skeleton
     from bpfsign.errors import KernelError
+    from bpfsign.kernel import loader
+    from bpfsign.skel import skeleton
 
     out = tmp_path / "outsider.lskel.h"
     _sign_with_token(token, "vm-outsider", out)

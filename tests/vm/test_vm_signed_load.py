@@ -30,8 +30,8 @@ from _vmcase import (
 )
 from _vmsign import bpfsign_sign, openssl_sign
 
-from bpfsign.backend import _sys as S
-from bpfsign.backend import default_backend
+from bpfsign.kernel import _sys as S
+from bpfsign.kernel.backend import default_backend
 
 pytestmark = pytest.mark.vm
 
@@ -58,7 +58,7 @@ def _one_map(be: Any, sig: bytes | None, *, value: bytes = VALUE, excl_for: byte
 
 def test_feature_probes_load_time_kernel(guest_keys: GuestKeys) -> None:
     """vm.md §7, run first: this guest verifies signatures under the load-time scheme."""
-    from bpfsign.backend import btf
+    from bpfsign.kernel import btf
 
     err, _ = attempt(INSNS, signature=bytes(16))  # garbage, keyring -3
     assert err == errno.EBADMSG, f"{outcome(err)}: EOPNOTSUPP would mean no CONFIG_SYSTEM_DATA_VERIFICATION"
@@ -274,7 +274,7 @@ def test_user_keyring_needs_the_key_linked(guest_keys: GuestKeys, agreement: lis
     """-4 resolves but is empty (ENOKEY); after KEYCTL_LINK of the key it loads (kernel.md §5)."""
     from _vmoffline import offline_errno_with
 
-    from bpfsign import keyring
+    from bpfsign.kernel import keyring
 
     sig = signed(INSNS + VALUE, guest_keys)
     model_be = model_backend(guest_keys)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from _vmcase import GuestKeys, attempt, both, check, metadata_map, model_backend, opened
 
-from bpfsign.backend import default_backend
+from bpfsign.kernel.backend import default_backend
 
 pytestmark = pytest.mark.vm
 
@@ -42,7 +42,7 @@ OFF32_REFUSED = "cannot access ptr member ops with moff 32 in struct bpf_map wit
 
 @functools.cache
 def _skel(path: Path) -> Any:
-    from bpfsign import skeleton
+    from bpfsign.skel import skeleton
 
     return skeleton.load(path)
 
@@ -54,7 +54,7 @@ def _is_signed_mode(path: Path) -> bool:
 
 def _signed_loadtime(path: Path, gk: GuestKeys) -> Any:
     """The fixture signed by bpfsign under loadtime (converted first if it is -S)."""
-    from bpfsign import scheme, skeleton
+    from bpfsign.skel import scheme, skeleton
 
     text, report = scheme.sign_skeleton(_skel(path), gk.signers["fixture"], scheme="loadtime")
     signed = skeleton.parse(text, path=str(path))
@@ -73,9 +73,9 @@ def _raw_loader_load(skel: Any, *, signature: bytes | None, cnt: int, data: byte
 
 
 def _model_verdict(skel: Any, gk: GuestKeys, **kw: Any) -> tuple[int | None, str]:
-    """bpfsign.loader over the kernel model: the verdict on the loader's PROG_LOAD."""
-    from bpfsign import loader
+    """bpfsign.kernel.loader over the kernel model: the verdict on the loader's PROG_LOAD."""
     from bpfsign.errors import KernelError
+    from bpfsign.kernel import loader
 
     model = model_backend(gk)
     ld = loader.Loader(skel, backend=model, **kw)
@@ -90,8 +90,8 @@ def _offline_skeleton(skel: Any, gk: GuestKeys) -> int | None:
     """bpfsign's offline verdict for a whole header (scheme.verify_skeleton)."""
     from _vmoffline import trust_store
 
-    from bpfsign import scheme
     from bpfsign.errors import VerificationError
+    from bpfsign.skel import scheme
 
     store, _ = trust_store(gk)
     try:
@@ -117,7 +117,7 @@ IPV6_FRAME = bytes(12) + b"\x86\xdd" + bytes(40)  # not IPv4: the filter returns
 
 @pytest.mark.parametrize("path", SKELS, ids=[p.name for p in SKELS])
 def test_signed_fixture_loads_and_runs(path: Path, guest_keys: GuestKeys, agreement: list) -> None:
-    from bpfsign import loader
+    from bpfsign.kernel import loader
 
     signed = _signed_loadtime(path, guest_keys)
     name = f"{path.name} signed by bpfsign (loadtime{', converted' if _is_signed_mode(path) else ''})"
@@ -180,7 +180,7 @@ def test_signed_fixture_with_tampered_data(path: Path, guest_keys: GuestKeys, ag
     evil[len(evil) // 2] ^= 0x40
     tampered = dataclasses.replace(signed, data=bytes(evil))
     got, model = both(guest_keys, lambda be: _raw_loader_load(tampered, signature=signed.signature, cnt=1, be=be))
-    assert _model_verdict(tampered, guest_keys, keyring_id=-3) == model  # the same through bpfsign.loader
+    assert _model_verdict(tampered, guest_keys, keyring_id=-3) == model  # the same through bpfsign.kernel.loader
     check(agreement, f"{path.name}: data byte flipped after signing", got, errno.EKEYREJECTED,
           SIG_FAILED.format(-129), model=model, offline=_offline_skeleton(tampered, guest_keys))  # fmt: skip
 
@@ -203,12 +203,12 @@ SIGNED_MODE = [p for p in SKELS if REFERENCE.get(p.name, {}).get("signed", ".sig
 @pytest.mark.parametrize("path", SIGNED_MODE, ids=[p.name for p in SIGNED_MODE])
 def test_unconverted_bpftool_signed_header(path: Path, guest_keys: GuestKeys, agreement: list) -> None:
     """bpftool <= 7.8 -S as generated: the kernel refuses it; bpfsign says to convert."""
-    from bpfsign import loader
     from bpfsign.errors import Error
+    from bpfsign.kernel import loader
 
     skel = _skel(path)
     got, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=skel.signature, cnt=0, be=be))
-    # bpfsign.loader over the model sends the same PROG_LOAD (inloader scheme: cnt 0)
+    # bpfsign.kernel.loader over the model sends the same PROG_LOAD (inloader scheme: cnt 0)
     assert _model_verdict(skel, guest_keys, keyring_id=-3) == model
     check(agreement, f"{path.name} as generated (bpftool -S), cnt 0", got, errno.EACCES,
           CNT0_REFUSED, model=model, offline="n/a (scheme)")  # fmt: skip
@@ -229,7 +229,7 @@ def test_bpfsign_load_cli(path: Path, guest_keys: GuestKeys, tmp_path: Path,
                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     """`bpfsign load` refuses the unconverted header, pointing to the conversion, and
     loads the one `bpfsign sign --scheme loadtime` made."""
-    from bpfsign._cli import main
+    from bpfsign.cli import main
 
     assert main(["load", str(path)]) == 1
     err = capsys.readouterr().err

@@ -1,0 +1,309 @@
+"""``bpfsign demo``: the whole sign-and-verify story on throwaway files, in seconds.
+
+First a plain payload (keygen, sign, verify, tamper), then the bundled light
+skeleton, a real bpftool ``-S`` header: inspect it, convert and sign it under
+``loadtime``, verify it offline, reject a tampered copy, and load it, signed
+where the kernel verifies signatures and otherwise unsigned with the reason.
+
+The demo is a list of steps sharing one ``DemoContext``; a feature extends it
+by appending a ``DemoStep`` to ``STEPS``. A step returns a one-line summary,
+raises ``Skip`` when this machine cannot do it, and raises anything else to
+fail the demo.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import Error, VerificationError, errno_name
+
+EXAMPLE_PAYLOAD = "example.bin"
+DEMO_SUBJECT = "bpfsign demo (throwaway)"
+
+
+class Skip(Exception):
+    """This step cannot run here; the message says why."""
+
+
+class DemoFailure(Error):
+    """A demo step did not show what it should have."""
+
+
+@dataclass
+class DemoContext:
+    """What the steps share: the work directory and what earlier steps made."""
+
+    workdir: Path
+    key_path: Path | None = None
+    cert_path: Path | None = None
+    payload_path: Path | None = None
+    signature_path: Path | None = None
+    signer: Any = None  # a bpfsign.Signer
+    trust: Any = None  # a bpfsign.crypto.trust.TrustStore holding the demo certificate
+    #: anything later steps want to hand on (e.g. a signed skeleton's path)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    title: str
+    run: Callable[[DemoContext], str]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    title: str
+    status: str  # "ok" | "skipped" | "failed"
+    detail: str
+
+
+def example_payload() -> bytes:
+    """The bundled example: 12 BPF instructions (clang -target bpf) then a 4-byte data section."""
+    return resources.files("bpfsign").joinpath("data", EXAMPLE_PAYLOAD).read_bytes()
+
+
+def _describe_signer(result: Any) -> str:
+    return (
+        f"signer {result.signer_subject}, {result.digest_algorithm}, {result.signature_algorithm}"
+    )
+
+
+def step_keygen(ctx: DemoContext) -> str:
+    from ..crypto import keys
+
+    pair = keys.generate("rsa", subject=DEMO_SUBJECT, days=1)
+    ctx.key_path = ctx.workdir / "demo.key"
+    ctx.cert_path = ctx.workdir / "demo.crt"
+    keys.write_key(ctx.key_path, pair.key)
+    keys.write_cert(ctx.cert_path, pair.cert_der)
+    ctx.signer = keys.FileSigner.from_files(ctx.key_path, ctx.cert_path)
+    return (
+        f"RSA-3072 key {ctx.key_path.name} (mode 0600) and self-signed certificate "
+        f"{ctx.cert_path.name} (CN={DEMO_SUBJECT}, skid {pair.skid.hex()[:16]}...)"
+    )
+
+
+def step_sign(ctx: DemoContext) -> str:
+    from .._fileio import atomic_write
+    from ..crypto import cms
+
+    payload = example_payload()
+    ctx.payload_path = ctx.workdir / EXAMPLE_PAYLOAD
+    atomic_write(ctx.payload_path, payload)
+    signature = cms.sign(payload, ctx.signer)
+    ctx.signature_path = ctx.workdir / (EXAMPLE_PAYLOAD + ".p7s")
+    atomic_write(ctx.signature_path, signature)
+    return (
+        f"{EXAMPLE_PAYLOAD} ({len(payload)} bytes) -> {ctx.signature_path.name} "
+        f"({len(signature)} bytes: detached CMS, sha256, signer by SKID, like bpftool)"
+    )
+
+
+def step_verify(ctx: DemoContext) -> str:
+    from ..crypto.trust import TrustStore
+    from ..crypto.verify import verify
+
+    assert ctx.payload_path is not None and ctx.signature_path is not None
+    assert ctx.cert_path is not None
+    ctx.trust = TrustStore()
+    ctx.trust.add_path(ctx.cert_path)
+    result = verify(ctx.payload_path.read_bytes(), ctx.signature_path.read_bytes(), ctx.trust)
+    return f"OK {EXAMPLE_PAYLOAD}: {_describe_signer(result)}"
+
+
+def step_tamper(ctx: DemoContext) -> str:
+    from ..crypto.verify import verify
+
+    assert ctx.payload_path is not None and ctx.signature_path is not None
+    tampered = bytearray(ctx.payload_path.read_bytes())
+    tampered[-1] ^= 0x01  # the data section's last byte: what an attacker would change
+    try:
+        verify(bytes(tampered), ctx.signature_path.read_bytes(), ctx.trust)
+    except VerificationError as exc:
+        if errno_name(exc.errno) != "EKEYREJECTED":
+            raise DemoFailure(f"tampered payload gave {exc}, expected EKEYREJECTED") from exc
+        return f"REJECTED {EXAMPLE_PAYLOAD} with one byte flipped: {exc}"
+    raise DemoFailure("a tampered payload verified; the verifier is broken")
+
+
+# ------------------------------------------------------------ the light skeleton
+
+#: The bundled light skeleton (bpftool 7.8 ``-S`` output; see bpfsign/data/README).
+EXAMPLE_SKELETON = "example.lskel.h"
+#: The signed-under-loadtime copy the demo writes into its work directory.
+SIGNED_SKELETON = "example.loadtime.lskel.h"
+#: The keyring that holds the throwaway certificate for the signed load.
+DEMO_KEYRING = "bpfsign-demo"
+
+
+def example_skeleton_path() -> Path:
+    """Where the bundled example skeleton is installed (a real file: it ships in the wheel)."""
+    return Path(str(resources.files("bpfsign").joinpath("data", EXAMPLE_SKELETON)))
+
+
+def step_inspect_skeleton(ctx: DemoContext) -> str:
+    from ..skel import scheme, skeleton
+
+    skel = skeleton.load(example_skeleton_path())
+    audit = scheme.audit(skel)
+    ctx.extra["example"] = skel
+    check = audit.hash_check
+    where = "" if check is None else f", in-loader hash check at insns {check.start}..{check.start + check.length - 1}"
+    signed = "signed by bpftool" if skel.signature is not None else "unsigned"
+    return (
+        f"{EXAMPLE_SKELETON}: light skeleton {skel.name!r}, {skel.insn_count} insns, "
+        f"{len(skel.data)} data bytes, maps {', '.join(m.name for m in skel.maps)}, "
+        f"programs {', '.join(p.name for p in skel.progs)}; scheme {audit.scheme}{where}; "
+        f"{audit.mode} mode ({'ignores' if audit.mode == 'signed' else 'honours'} ctx overrides); "
+        f"{signed}"
+    )
+
+
+def step_sign_skeleton(ctx: DemoContext) -> str:
+    from .._fileio import atomic_write
+    from ..skel import scheme, skeleton
+
+    skel = ctx.extra.get("example") or skeleton.load(example_skeleton_path())
+    text, report = scheme.sign_skeleton(skel, ctx.signer, scheme="loadtime")
+    out = ctx.workdir / SIGNED_SKELETON
+    atomic_write(out, text.encode())
+    signed = skeleton.parse(text, path=str(out))
+    ctx.extra["skeleton"] = str(out)
+    ctx.extra["signed_skeleton"] = signed
+    converted = "" if report.converted is None else f"converted to loadtime: {report.converted.describe()}; "
+    return (
+        f"{converted}signed insns || data ({report.payload_size} bytes) under loadtime -> "
+        f"{out.name} (signature {report.signature_size} bytes, excl_prog_hash "
+        f"{report.excl_hash.hex()[:16]}...)"
+    )
+
+
+def step_verify_skeleton(ctx: DemoContext) -> str:
+    from ..skel import scheme
+
+    signed = ctx.extra["signed_skeleton"]
+    verdict = scheme.verify_skeleton(signed, ctx.trust)
+    return (
+        f"OK {SIGNED_SKELETON}: {verdict.scheme} scheme, {verdict.payload_size} bytes signed, "
+        f"excl_prog_hash = SHA-256(insns), {_describe_signer(verdict.signer)}"
+    )
+
+
+def step_tamper_skeleton(ctx: DemoContext) -> str:
+    import dataclasses
+
+    from ..skel import scheme
+
+    signed = ctx.extra["signed_skeleton"]
+    evil = bytearray(signed.data)
+    evil[len(evil) // 2] ^= 0x01  # one byte of the metadata blob (map definitions, BTF, images)
+    tampered = dataclasses.replace(signed, data=bytes(evil))
+    try:
+        scheme.verify_skeleton(tampered, ctx.trust)
+    except VerificationError as exc:
+        if errno_name(exc.errno) != "EKEYREJECTED":
+            raise DemoFailure(f"tampered skeleton gave {exc}, expected EKEYREJECTED") from exc
+        return f"REJECTED {SIGNED_SKELETON} with data byte {len(evil) // 2} flipped: {exc}"
+    raise DemoFailure("a skeleton with tampered data verified; the verifier is broken")
+
+
+def _signed_load_refusal() -> str | None:
+    """Why this kernel cannot load the loadtime-signed skeleton signed (None: it can)."""
+    from ..kernel import probes
+
+    signing = probes.signed_prog_load()
+    if signing.supported is not True:
+        return signing.detail
+    loadtime = probes.loadtime_verification()
+    if loadtime.supported is False:
+        return f"{loadtime.detail}; a loadtime signature covers insns || data and cannot verify here"
+    return None
+
+
+def _describe_loaded(info: dict[str, Any]) -> str:
+    maps = ", ".join(f"{m['name']} (id {m['id']})" for m in info["maps"])
+    progs = ", ".join(f"{p['name']} (id {p['id']})" for p in info["progs"])
+    return f"maps {maps}; programs {progs}; released"
+
+
+def step_load(ctx: DemoContext) -> str:
+    """Load the loadtime-signed example: signed where the kernel verifies, else unsigned, saying why."""
+    from ..kernel import keyring, loader, probes
+    from ..kernel.backend import default_backend
+
+    signed = ctx.extra.get("signed_skeleton")
+    if signed is None:
+        raise Skip("no signed example skeleton (the sign-skeleton step did not run)")
+    usable = probes.bpf_usable()
+    if not usable.supported:
+        raise Skip(f"not loading: {usable.detail}")
+    why_not = _signed_load_refusal()
+    if why_not is None:
+        assert ctx.cert_path is not None
+        backend = default_backend()
+        session = backend.keyring_id(loader.KEY_SPEC_SESSION_KEYRING)
+        ring = backend.add_key("keyring", DEMO_KEYRING, None, session)  # always a new one
+        try:
+            keyring.add_certificate(ctx.cert_path.read_bytes(), keyring=ring, path=str(ctx.cert_path))
+            with loader.load(signed, keyring_id=ring, backend=backend) as loaded:
+                info = loaded.describe()
+        finally:
+            keyring.remove_key(ring, keyring=session, backend=backend)
+        ctx.extra["load"] = {"signed": loaded.signed, "keyring": ring, **info}
+        return (
+            f"loaded {SIGNED_SKELETON} SIGNED: the kernel verified its loadtime signature "
+            f"with the throwaway certificate in a fresh keyring {DEMO_KEYRING!r} ({ring}, "
+            f"removed again); {_describe_loaded(info)}"
+        )
+    with loader.load(signed, unsigned=True) as loaded:
+        info = loaded.describe()
+    ctx.extra["load"] = {"signed": loaded.signed, "keyring": None, **info}
+    return (
+        f"not loaded signed: {why_not}. Loaded the converted loader UNSIGNED instead (no "
+        f"signature checked) to show it runs on this kernel: {_describe_loaded(info)}"
+    )
+
+
+#: The demo, in order. Later features append their steps here.
+STEPS: list[DemoStep] = [
+    DemoStep("keygen", step_keygen),
+    DemoStep("sign", step_sign),
+    DemoStep("verify", step_verify),
+    DemoStep("tamper", step_tamper),
+    DemoStep("inspect-skeleton", step_inspect_skeleton),
+    DemoStep("sign-skeleton", step_sign_skeleton),
+    DemoStep("verify-skeleton", step_verify_skeleton),
+    DemoStep("tamper-skeleton", step_tamper_skeleton),
+    DemoStep("load", step_load),
+]
+
+
+def run(
+    steps: Sequence[DemoStep] | None = None,
+    *,
+    workdir: Path | None = None,
+    report: Callable[[int, int, StepResult], None] | None = None,
+) -> list[StepResult]:
+    """Run the steps in a temp dir (or ``workdir``), stopping at the first failure."""
+    chosen = list(STEPS if steps is None else steps)
+    results: list[StepResult] = []
+    with tempfile.TemporaryDirectory(prefix="bpfsign-demo-") as tmp:
+        ctx = DemoContext(workdir=workdir or Path(tmp))
+        for index, step in enumerate(chosen, 1):
+            try:
+                result = StepResult(step.title, "ok", step.run(ctx))
+            except Skip as exc:
+                result = StepResult(step.title, "skipped", str(exc))
+            except Error as exc:
+                result = StepResult(step.title, "failed", str(exc))
+            results.append(result)
+            if report is not None:
+                report(index, len(chosen), result)
+            if result.status == "failed":
+                break
+    return results

@@ -1,0 +1,9 @@
+"""Layer 3, the kernel: everything that talks to one, or stands in for one.
+
+Owns the :class:`~bpfsign.kernel.backend.Backend` protocol and its two
+implementations (:mod:`~bpfsign.kernel.syscall` over the one ctypes choke point
+``_sys``, and the Python :mod:`~bpfsign.kernel.model`), feature probes, BTF,
+kernel keyrings and the light-skeleton loader. It may import
+:mod:`bpfsign.skel`, :mod:`bpfsign.crypto` and the top-level helpers, never
+:mod:`bpfsign.cli`; its private modules (``_sys``) are its own.
+"""

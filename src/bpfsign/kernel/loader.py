@@ -1,0 +1,458 @@
+"""Load a light skeleton from Python, the way ``skel_internal.h`` does it in C.
+
+``__open`` prepares each global-data section in an anonymous shared mapping
+and passes its address in the ctx; ``__load`` runs the loader program
+(:meth:`Backend.load_and_run`); afterwards the map fds are mmapped over the
+same addresses, so the globals are live (lskel.md §5, §10). Everything kernel-
+side goes through a :class:`~bpfsign.kernel.backend.Backend`.
+
+:class:`Loader` does the per-skeleton work once (audit, scheme, templates);
+its :meth:`Loader.load` is the hot path and does only what C does per load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import mmap
+import os
+import struct
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, KernelError, UnsupportedFeature
+from ..skel import globaldata as _gd
+from ..skel import scheme as _scheme
+from ..skel import skeleton as _skel
+from . import _sys as S
+from .backend import Backend, LoaderRequest, default_backend
+
+__all__ = ["LoadedSkeleton", "Loader", "load"]
+
+#: per section: raw image bytes, or member name -> value (``{"sample_every": 42}``)
+InitialValues = Mapping[str, "bytes | Mapping[str, Any]"]
+
+KEY_SPEC_SESSION_KEYRING = -3
+_BTF_ATTACH = frozenset(("tracing", "tp_btf", "fentry", "fexit", "fmod_ret", "lsm"))
+
+
+class LoadedSkeleton:
+    """The fds and live globals of one loaded skeleton; ``close()`` releases them all."""
+
+    def __init__(
+        self, skel: _skel.Skeleton, backend: Backend, scheme: str, signed: bool,
+        map_fds: list[int], prog_fds: list[int], mem: list[tuple[str, mmap.mmap]],
+        layouts: Mapping[str, _gd.SectionLayout] | None = None,
+    ) -> None:
+        self.skeleton = skel
+        self.scheme = scheme
+        self.signed = signed
+        self._backend = backend
+        self._map_fds = map_fds
+        self._prog_fds = prog_fds
+        self._mem = mem  # (map name, the map's value mmapped)
+        self._links: dict[str, int] = {}
+        self._layouts = layouts if layouts is not None else {}
+        self._typed: dict[str, _gd.GlobalData] = {}
+        self.closed = False
+
+    # ------------------------------------------------------------- lookup
+    @property
+    def maps(self) -> dict[str, int]:
+        """Map fds by the skeleton's map names (``counts``, ``bss``, ``rodata`` …)."""
+        return {m.name: fd for m, fd in zip(self.skeleton.maps, self._map_fds, strict=True)}
+
+    @property
+    def progs(self) -> dict[str, int]:
+        return {p.name: fd for p, fd in zip(self.skeleton.progs, self._prog_fds, strict=True)}
+
+    @property
+    def links(self) -> dict[str, int]:
+        return dict(self._links)
+
+    def map_fd(self, name: str) -> int:
+        return self._lookup(self.maps, name, "map")
+
+    def prog_fd(self, name: str) -> int:
+        return self._lookup(self.progs, name, "program")
+
+    def _lookup(self, table: dict[str, int], name: str, what: str) -> int:
+        self._check_open()
+        try:
+            return table[name]
+        except KeyError:
+            raise InputError(
+                f"no {what} {name!r} in skeleton {self.skeleton.name} "
+                f"(it has: {', '.join(table) or 'none'})", path=self.skeleton.path,
+            ) from None
+
+    def globals(self, section: str) -> memoryview:
+        """The live value of a global-data map (``bss``, ``.data``, ``rodata`` …) as bytes.
+
+        Writable except for read-only sections. After :meth:`close`, a view still held
+        keeps the mapping alive (it is never left dangling).
+        """
+        return memoryview(self._section_mem(section)[1])
+
+    def section(self, section: str) -> _gd.GlobalData:
+        """A section's members by name, as the C skeleton's ``skel->bss->hits``.
+
+        Writable sections are live over the mmapped map; a read-only one (frozen
+        ``.rodata``) is its value, and refuses writes with :class:`InputError`.
+        """
+        name, mm = self._section_mem(section)
+        typed = self._typed.get(name)
+        if typed is None:
+            spec = next(m for m in self.skeleton.maps if m.name == name)
+            layout = self._layouts.get(name) or _gd.section_layout(spec, self.skeleton.name)
+            readonly = spec.readonly
+            obj = (layout.struct.from_buffer_copy(mm[: layout.size]) if readonly
+                   else layout.struct.from_buffer(mm))
+            typed = self._typed[name] = _gd.GlobalData(layout, obj, readonly)
+        return typed
+
+    def __getattr__(self, name: str) -> _gd.GlobalData:
+        """``loaded.bss``, ``loaded.data``, ``loaded.rodata``: :meth:`section` by attribute."""
+        if name.startswith("_") or name in ("skeleton", "closed"):
+            raise AttributeError(name)
+        if any(m.name == name and m.section for m in self.skeleton.maps):
+            return self.section(name)
+        raise AttributeError(
+            f"{type(self).__name__} has no attribute {name!r} (and {self.skeleton.name} "
+            "has no global-data section of that name)"
+        )
+
+    def _section_mem(self, section: str) -> tuple[str, mmap.mmap]:
+        self._check_open()
+        want = section.lstrip(".").replace(".", "_")
+        for name, mm in self._mem:
+            if name == want:
+                return name, mm
+        have = ", ".join(n for n, *_ in self._mem) or "none"
+        raise InputError(
+            f"skeleton {self.skeleton.name} has no global-data section {section!r} (it has: {have})",
+            path=self.skeleton.path,
+        )
+
+    # ------------------------------------------------------------- attach
+    def attach(self, *names: str) -> dict[str, int]:
+        """Attach the named programs (default: every one the skeleton can auto-attach).
+
+        raw_tp → RAW_TRACEPOINT_OPEN with the name; tp_btf/fentry/fexit/lsm →
+        RAW_TRACEPOINT_OPEN with NULL; iter → LINK_CREATE (lskel.md §1).
+        """
+        self._check_open()
+        progs = {p.name: p for p in self.skeleton.progs}
+        chosen = names or tuple(n for n, p in progs.items() if p.attach is not None)
+        for name in chosen:
+            if name in self._links:
+                continue
+            spec = progs.get(name)
+            if spec is None:
+                self._lookup(self.progs, name, "program")
+                continue
+            kind = spec.attach
+            fd = self._prog_fds[spec.index]
+            if kind is None:
+                raise InputError(
+                    f"program {name!r}: the skeleton does not support auto-attach for it "
+                    "(attach it yourself with its fd)", path=self.skeleton.path,
+                )
+            if kind.startswith("raw_tp:"):
+                link = self._backend.raw_tracepoint_open(fd, kind.split(":", 1)[1])
+            elif kind in _BTF_ATTACH:
+                link = self._backend.raw_tracepoint_open(fd, None)
+            elif kind == "iter":
+                link = self._backend.link_create(fd, 0, S.BPF_TRACE_ITER)
+            else:
+                raise InputError(f"program {name!r}: unknown attach kind {kind!r}")
+            self._links[name] = link
+        return self.links
+
+    def detach(self) -> None:
+        for name in list(self._links):
+            self._backend.close(self._links.pop(name))
+
+    # ---------------------------------------------------------------- pin
+    def pin(self, directory: str | os.PathLike[str]) -> list[str]:
+        """Pin every map, program and link under ``directory`` (on a bpffs mount)."""
+        self._check_open()
+        base = Path(directory)
+        base.mkdir(parents=True, exist_ok=True)
+        pinned = []
+        objects = [("map", self.maps), ("prog", self.progs), ("link", self._links)]
+        for kind, table in objects:
+            for name, fd in table.items():
+                path = str(base / f"{kind}_{name}")
+                try:
+                    self._backend.obj_pin(fd, path)
+                except KernelError as exc:
+                    hint = ""
+                    if exc.errno == errno.EPERM:
+                        hint = f"{base} must be on a bpf filesystem (mount -t bpf bpf {base})"
+                    elif exc.errno == errno.EEXIST:
+                        hint = f"{path} exists already; remove it or pin elsewhere"
+                    raise KernelError(exc.errno, "BPF_OBJ_PIN", message=hint or path) from None
+                pinned.append(path)
+        return pinned
+
+    # ----------------------------------------------------------- describe
+    def describe(self) -> dict[str, Any]:
+        """What was created: maps and programs with kernel ids and types, and links."""
+        self._check_open()
+        maps = []
+        for spec, fd in zip(self.skeleton.maps, self._map_fds, strict=True):
+            info = self._backend.map_info(fd)
+            maps.append({
+                "name": spec.name, "fd": fd, "id": info.id, "type": info.type,
+                "kernel_name": info.name, "key_size": info.key_size,
+                "value_size": info.value_size, "max_entries": info.max_entries,
+            })
+        progs = []
+        for pspec, fd in zip(self.skeleton.progs, self._prog_fds, strict=True):
+            pinfo = self._backend.prog_info(fd)
+            progs.append({
+                "name": pspec.name, "fd": fd, "id": pinfo.id, "type": pinfo.type,
+                "kernel_name": pinfo.name, "tag": pinfo.tag.hex(), "attach": pspec.attach,
+            })
+        return {
+            "skeleton": self.skeleton.name, "scheme": self.scheme, "signed": self.signed,
+            "maps": maps, "progs": progs,
+            "links": [{"prog": n, "fd": fd} for n, fd in self._links.items()],
+        }
+
+    # -------------------------------------------------------------- close
+    def _check_open(self) -> None:
+        if self.closed:
+            raise InputError(f"skeleton {self.skeleton.name} is closed")
+
+    def close(self) -> None:
+        """Release every link, program and map fd and unmap the globals (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._typed.clear()  # our own views must not pin the mappings
+        for _name, mm in self._mem:
+            # a view still held keeps the mapping (and its map) until it is dropped
+            with contextlib.suppress(BufferError):
+                mm.close()
+        self._mem = []
+        fds = [*self._links.values(), *self._prog_fds, *self._map_fds]
+        self._links.clear()
+        for fd in fds:
+            if fd > 0:
+                os.close(fd)
+
+    def __enter__(self) -> LoadedSkeleton:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self._map_fds)} maps, {len(self._prog_fds)} progs"
+        return f"<LoadedSkeleton {self.skeleton.name} {self.scheme} ({state})>"
+
+
+class Loader:
+    """Everything about loading one skeleton that does not change between loads."""
+
+    def __init__(
+        self, skel: _skel.Skeleton, *, keyring_id: int = KEY_SPEC_SESSION_KEYRING,
+        unsigned: bool = False, backend: Backend | None = None, log_level: int = 0,
+        check_kernel: bool | None = None,
+    ) -> None:
+        self.skeleton = skel
+        self.backend: Backend = backend if backend is not None else default_backend()
+        audit = _scheme.audit(skel)
+        self.audit = audit
+        self.scheme = "inloader" if audit.hash_check is not None else "loadtime"
+        self.signed = skel.signature is not None and not unsigned
+        if skel.endian != sys.byteorder:
+            raise UnsupportedFeature(
+                f"{skel.endian}-endian loader ({skel.name})",
+                f"its instructions are for a {skel.endian}-endian kernel and this one is "
+                f"{sys.byteorder}-endian; regenerate the skeleton for this target",
+            )
+        if check_kernel is None:
+            from .syscall import SyscallBackend
+
+            check_kernel = isinstance(self.backend, SyscallBackend)
+        if check_kernel:
+            self._check_kernel()
+        self.request = LoaderRequest(
+            insns=skel.insns, data=skel.data, excl_prog_hash=skel.excl_hash,
+            signature=skel.signature if self.signed else None,
+            keyring_id=keyring_id if self.signed else 0,
+            fd_array_cnt=1 if self.signed and self.scheme == "loadtime" else 0,
+            hash_request=self.scheme == "inloader", log_level=log_level,
+        )
+        # Section images stay in buffers owned by this Loader; their addresses go into
+        # the ctx template once (the loader copy_from_user()s value_size bytes from them).
+        ctx = bytearray(skel.ctx_size)
+        struct.pack_into("<I", ctx, 0, skel.ctx_size)
+        self._images_buf: dict[str, ctypes.Array[ctypes.c_char]] = {}
+        sections = []
+        for m in skel.maps:
+            if m.section is None:
+                continue
+            image = m.initial_value or b""
+            buf = ctypes.create_string_buffer(image, max(len(image), 1))
+            self._images_buf[m.name] = buf
+            struct.pack_into("<Q", ctx, m.ctx_offset + 8, ctypes.addressof(buf))
+            size = m.mmap_size or _page_round(len(image))
+            sections.append((m.name, m.index, m.ctx_offset, len(image), size, m.readonly))
+        self._sections = sections
+        self.layouts = {m.name: _gd.section_layout(m, skel.name) for m in skel.maps if m.section}
+        #: (map, "max_entries"|"initial_value") pairs the loader program reads from the ctx
+        self.honoured = frozenset((o.map, o.field) for o in audit.overrides)
+        self._ctx = bytes(ctx)
+        nmaps = len(skel.maps)
+        self._fds = struct.Struct("<" + "i12x" * nmaps + "i" * len(skel.progs))
+        self._nmaps = nmaps
+
+    def _check_kernel(self) -> None:
+        """Refuse, before any syscall, what this kernel is known to refuse (kernel.md §14)."""
+        from . import probes
+
+        if self.audit.exclusivity_check and probes.inloader_loaders().supported is False:
+            raise UnsupportedFeature(
+                f"6.18-style signed loader ({self.skeleton.name})",
+                "its in-loader exclusivity check reads u32 struct bpf_map.excl at offset 32, "
+                "which this kernel's BTF does not have, so the verifier refuses it with EACCES "
+                "signed or not; convert it: `bpfsign sign --scheme loadtime`",
+            )
+        if (self.signed and self.scheme == "inloader"
+                and probes.loadtime_verification().supported is True):
+            raise UnsupportedFeature(
+                f"6.18-scheme signature ({self.skeleton.name})",
+                "this kernel verifies insns ‖ metadata at load time and refuses insns-only "
+                "signatures of loaders that use their map (EACCES 'signed program must bind maps "
+                "via a continuous fd_array'); re-sign with `bpfsign sign --scheme loadtime`",
+            )
+
+    def load(
+        self, *, max_entries: Mapping[str, int] | None = None,
+        initial_values: InitialValues | None = None,
+    ) -> LoadedSkeleton:
+        """``<name>__open_and_load()``: returns the loaded skeleton or raises.
+
+        ``initial_values`` sets a section before load, as its raw image or by member
+        (``{"data": {"sample_every": 42}}``); ``max_entries`` resizes maps. Both go
+        through the ctx, which only an unsigned-mode (``-L``) loader reads: for one that
+        ignores them (bpftool ``-S``) they raise :class:`InputError` instead of vanishing.
+
+        Like ``skel_prep_map_data``/``skel_finalize_map_data`` but one mmap lighter per
+        section: the images come from buffers prepared once, and each global-data map
+        is mmapped (MAP_SHARED; read-only sections PROT_READ) after the load, through
+        Python's mmap so that a view can never outlive its mapping.
+        """
+        ctx = bytearray(self._ctx)
+        keep: list[ctypes.Array[ctypes.c_char]] = []
+        if max_entries:
+            self._set_max_entries(ctx, max_entries)
+        if initial_values:
+            keep = self._override_images(ctx, initial_values)
+        self.backend.load_and_run(self.request, ctx)
+        del keep
+        fds = self._fds.unpack_from(ctx, 24)
+        mem: list[tuple[str, mmap.mmap]] = []
+        loaded = LoadedSkeleton(
+            self.skeleton, self.backend, self.scheme, self.signed,
+            list(fds[: self._nmaps]), list(fds[self._nmaps :]), mem, self.layouts,
+        )
+        try:
+            for name, index, _off, _len, size, ro in self._sections:
+                access = mmap.ACCESS_READ if ro else mmap.ACCESS_WRITE
+                mem.append((name, mmap.mmap(fds[index], size, access=access)))
+        except BaseException:
+            loaded.close()
+            raise
+        return loaded
+
+    def _set_max_entries(self, ctx: bytearray, values: Mapping[str, int]) -> None:
+        by_name = {m.name: m for m in self.skeleton.maps}
+        for name, n in values.items():
+            spec = by_name.get(name)
+            if spec is None:
+                raise InputError(
+                    f"no map {name!r} in skeleton {self.skeleton.name} "
+                    f"(it has: {', '.join(by_name)})", path=self.skeleton.path,
+                )
+            self._check_honoured(name, "max_entries")
+            struct.pack_into("<I", ctx, spec.ctx_offset + 4, n)
+
+    def _check_honoured(self, name: str, what: str) -> None:
+        if (name, what) in self.honoured:
+            return
+        why = ("a signed-mode loader (bpftool -S) takes map sizes and initial values from its "
+               "signed data, never from the caller" if self.audit.mode == "signed"
+               else f"this loader program never reads {name}'s {what} from the ctx")
+        raise InputError(
+            f"cannot set {what} of {name} for {self.skeleton.name}: {why}; it would be "
+            "silently ignored. Change it in the BPF object and regenerate (and re-sign)",
+            path=self.skeleton.path,
+        )
+
+    def _override_images(
+        self, ctx: bytearray, values: InitialValues
+    ) -> list[ctypes.Array[ctypes.c_char]]:
+        """Point the ctx at caller-supplied section images (zero-padded to the value size)."""
+        wanted = {k.lstrip(".").replace(".", "_"): v for k, v in values.items()}
+        keep = []
+        for name, index, off, length, _size, _ro in self._sections:
+            new = wanted.pop(name, None)
+            if new is None:
+                continue
+            self._check_honoured(name, "initial_value")
+            if isinstance(new, Mapping):
+                spec = self.skeleton.maps[index]
+                try:
+                    new = _gd.build_image(self.layouts[name], spec.initial_value or b"", new)
+                except InputError as exc:
+                    raise InputError(exc.reason, path=self.skeleton.path) from None
+            if len(new) > length:
+                raise InputError(
+                    f"initial value for {name} is {len(new)} bytes; the section is {length}",
+                    path=self.skeleton.path,
+                )
+            buf = ctypes.create_string_buffer(bytes(new).ljust(length, b"\0"), max(length, 1))
+            keep.append(buf)
+            struct.pack_into("<Q", ctx, off + 8, ctypes.addressof(buf))
+        if wanted:
+            have = ", ".join(n for n, *_ in self._sections) or "none"
+            raise InputError(
+                f"no global-data section {', '.join(sorted(wanted))} in skeleton "
+                f"{self.skeleton.name} (it has: {have})", path=self.skeleton.path,
+            )
+        return keep
+
+
+def _page_round(n: int) -> int:
+    page = os.sysconf("SC_PAGE_SIZE")
+    return max(page, (n + page - 1) // page * page)
+
+
+def load(
+    skel: _skel.Skeleton | str | os.PathLike[str], *,
+    keyring_id: int = KEY_SPEC_SESSION_KEYRING, unsigned: bool = False,
+    max_entries: Mapping[str, int] | None = None, initial_values: InitialValues | None = None,
+    backend: Backend | None = None, log_level: int = 0,
+) -> LoadedSkeleton:
+    """Load a light skeleton (a parsed one or a ``*.lskel.h`` path) and return it loaded.
+
+    A signed skeleton is loaded signed (``keyring_id`` names the keyring: 0/1/2, -3 or a
+    keyring serial) unless ``unsigned``; unsigned skeletons load unsigned.
+    """
+    if not isinstance(skel, _skel.Skeleton):
+        skel = _skel.load(skel)
+    loader = Loader(skel, keyring_id=keyring_id, unsigned=unsigned, backend=backend,
+                    log_level=log_level)
+    return loader.load(max_entries=max_entries, initial_values=initial_values)
+
+
+#: ``bpfsign.load_skeleton``: the package-level name for :func:`load`.
+load_skeleton = load

@@ -1,0 +1,295 @@
+"""The real-kernel backend: each Backend method is one call through ``_sys``."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..errors import KernelError
+from . import _sys as S
+from .backend import (
+    LOADER_LICENSE,
+    LOADER_MAP_NAME,
+    LOADER_PROG_NAME,
+    Backend,
+    LoaderRequest,
+    MapInfo,
+    ProgInfo,
+)
+
+
+def _name16(name: str) -> bytes:
+    raw = name.encode()
+    return raw[: S.OBJ_NAME_LEN - 1]
+
+
+class SyscallBackend:
+    """:class:`~bpfsign.kernel.backend.Backend` over the running kernel."""
+
+    def __init__(self) -> None:
+        self._prepared: weakref.WeakKeyDictionary[LoaderRequest, _Prepared] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def load_and_run(self, request: LoaderRequest, ctx: bytearray) -> None:
+        """libbpf's ``bpf_load_and_run`` with attr templates prepared once per request."""
+        prepared = self._prepared.get(request)
+        if prepared is None:
+            prepared = self._prepared[request] = _Prepared(request)
+        _load_and_run(prepared, ctx)
+
+    # ------------------------------------------------------------------ maps
+    def map_create(
+        self, map_type: int, key_size: int, value_size: int, max_entries: int,
+        name: str = "", *, flags: int = 0, excl_prog_hash: bytes | None = None,
+    ) -> int:
+        attr = S.MapCreateAttr(
+            map_type=map_type, key_size=key_size, value_size=value_size,
+            max_entries=max_entries, map_flags=flags, map_name=_name16(name),
+        )
+        if excl_prog_hash is not None:
+            buf = ctypes.create_string_buffer(excl_prog_hash, len(excl_prog_hash))
+            attr.excl_prog_hash = S.addr(buf)
+            attr.excl_prog_hash_size = len(excl_prog_hash)
+        return S.bpf(S.MAP_CREATE, attr, S.SIZE_MAP_CREATE)
+
+    def map_update(self, fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
+        kbuf = ctypes.create_string_buffer(key, len(key))
+        vbuf = ctypes.create_string_buffer(value, len(value))
+        attr = S.MapElemAttr(map_fd=fd, key=S.addr(kbuf), value=S.addr(vbuf), flags=flags)
+        S.bpf(S.MAP_UPDATE_ELEM, attr, S.SIZE_MAP_ELEM)
+
+    def map_lookup(self, fd: int, key: bytes, value_size: int) -> bytes:
+        kbuf = ctypes.create_string_buffer(key, len(key))
+        vbuf = ctypes.create_string_buffer(value_size)
+        attr = S.MapElemAttr(map_fd=fd, key=S.addr(kbuf), value=S.addr(vbuf))
+        S.bpf(S.MAP_LOOKUP_ELEM, attr, S.SIZE_MAP_ELEM)
+        return vbuf.raw
+
+    def map_freeze(self, fd: int) -> None:
+        S.bpf(S.MAP_FREEZE, S.MapElemAttr(map_fd=fd), S.SIZE_FREEZE)
+
+    def map_info(self, fd: int, *, want_hash: bool = False) -> MapInfo:
+        info = S.MapInfo()
+        hbuf = ctypes.create_string_buffer(S.HASH_SIZE)
+        if want_hash:
+            info.hash, info.hash_size = S.addr(hbuf), S.HASH_SIZE
+        attr = S.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=S.addr(info))
+        S.bpf(S.OBJ_GET_INFO_BY_FD, attr, S.SIZE_INFO)
+        return MapInfo(
+            type=info.type, id=info.id, key_size=info.key_size, value_size=info.value_size,
+            max_entries=info.max_entries, map_flags=info.map_flags,
+            name=info.name.decode(errors="replace"), hash=hbuf.raw if want_hash else None,
+        )
+
+    # -------------------------------------------------------------- programs
+    def prog_load(
+        self, prog_type: int, insns: bytes, *, license: str = "GPL", name: str = "",
+        flags: int = 0, fd_array: Sequence[int] = (), fd_array_cnt: int = 0,
+        signature: bytes | None = None, keyring_id: int = 0, expected_attach_type: int = 0,
+        log_level: int = 0,
+    ) -> int:
+        ibuf = ctypes.create_string_buffer(insns, len(insns))
+        lic = ctypes.create_string_buffer(license.encode())
+        attr = S.ProgLoadAttr(
+            prog_type=prog_type, insn_cnt=len(insns) // 8, insns=S.addr(ibuf),
+            license=S.addr(lic), prog_flags=flags, prog_name=_name16(name),
+            expected_attach_type=expected_attach_type, fd_array_cnt=fd_array_cnt,
+            keyring_id=keyring_id,
+        )
+        fds = (ctypes.c_int32 * max(len(fd_array), 1))(*fd_array)
+        if fd_array:
+            attr.fd_array = S.addr(fds)
+        sbuf = None
+        if signature is not None:
+            sbuf = ctypes.create_string_buffer(signature, max(len(signature), 1))
+            attr.signature, attr.signature_size = S.addr(sbuf), len(signature)
+        log = None
+        if log_level:
+            log = ctypes.create_string_buffer(S.LOG_BUF_SIZE)
+            attr.log_level, attr.log_size, attr.log_buf = log_level, S.LOG_BUF_SIZE, S.addr(log)
+        return S.prog_load(attr)
+
+    def prog_info(self, fd: int) -> ProgInfo:
+        info = S.ProgInfo()
+        attr = S.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=S.addr(info))
+        S.bpf(S.OBJ_GET_INFO_BY_FD, attr, S.SIZE_INFO)
+        return ProgInfo(
+            type=info.type, id=info.id, tag=bytes(info.tag),
+            name=info.name.decode(errors="replace"), gpl_compatible=bool(info.gpl_compatible & 1),
+            verified_insns=info.verified_insns, nr_map_ids=info.nr_map_ids,
+        )
+
+    def test_run(self, prog_fd: int, ctx: bytearray) -> int:
+        """Run ``prog_fd`` once with ``ctx`` (copied back in place); returns the s32 retval."""
+        cbuf = (ctypes.c_char * len(ctx)).from_buffer(ctx)
+        attr = S.TestRunAttr(prog_fd=prog_fd, ctx_size_in=len(ctx), ctx_in=S.addr(cbuf))
+        S.bpf(S.PROG_TEST_RUN, attr, S.SIZE_TEST_RUN)
+        del cbuf
+        return ctypes.c_int32(attr.retval).value
+
+    def test_run_packet(self, prog_fd: int, packet: bytes) -> int:
+        """Run a packet program (e.g. a socket filter) once on ``packet``; returns the u32 retval.
+
+        The kernel builds an skb from ``packet`` (an Ethernet frame, at least 14
+        bytes) and pulls the MAC header, as on receive.
+        """
+        dbuf = ctypes.create_string_buffer(packet, len(packet))
+        attr = S.TestRunAttr(
+            prog_fd=prog_fd, data_size_in=len(packet), data_in=S.addr(dbuf), repeat=1
+        )
+        S.bpf(S.PROG_TEST_RUN, attr, S.SIZE_TEST_RUN)
+        return int(attr.retval)
+
+    # ------------------------------------------------------ attach, pin, close
+    def raw_tracepoint_open(self, prog_fd: int, name: str | None) -> int:
+        nbuf = ctypes.create_string_buffer(name.encode()) if name is not None else None
+        attr = S.RawTracepointAttr(prog_fd=prog_fd, name=S.addr(nbuf) if nbuf is not None else 0)
+        return S.bpf(S.RAW_TRACEPOINT_OPEN, attr, S.SIZE_RAW_TP)
+
+    def link_create(self, prog_fd: int, target_fd: int, attach_type: int) -> int:
+        attr = S.LinkCreateAttr(prog_fd=prog_fd, target_fd=target_fd, attach_type=attach_type)
+        return S.bpf(S.LINK_CREATE, attr, S.SIZE_LINK_CREATE)
+
+    def iter_create(self, link_fd: int) -> int:
+        """A readable fd that runs an attached iterator program on each read()."""
+        return S.bpf(S.ITER_CREATE, S.IterCreateAttr(link_fd=link_fd), S.SIZE_ITER_CREATE)
+
+    def obj_pin(self, fd: int, path: str) -> None:
+        pbuf = ctypes.create_string_buffer(os.fsencode(path))
+        S.bpf(S.OBJ_PIN, S.ObjPinAttr(pathname=S.addr(pbuf), bpf_fd=fd), S.SIZE_OBJ_PIN)
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    # -------------------------------------------------------------- keyrings
+    def add_key(
+        self, key_type: str, description: str | None, payload: bytes | None, keyring: int
+    ) -> int:
+        desc = description.encode() if description is not None else None
+        return S.add_key(key_type.encode(), desc, payload, keyring)
+
+    def key_search(self, keyring: int, key_type: str, description: str) -> int | None:
+        """KEYCTL_SEARCH (recursive, no linking); None when nothing matches."""
+        try:
+            return S.keyctl(S.KEYCTL_SEARCH, keyring, key_type.encode(), description.encode(), 0,
+                            what=f"search {key_type} {description!r}")
+        except KernelError as exc:
+            if exc.errno in (errno.ENOKEY, errno.ENOENT, errno.EKEYEXPIRED, errno.EKEYREVOKED):
+                return None
+            raise
+
+    def keyring_id(self, special: int, *, create: bool = False) -> int:
+        return S.keyctl(S.KEYCTL_GET_KEYRING_ID, special, int(create), what=f"keyring {special}")
+
+    def join_session_keyring(self, name: str | None = None) -> int:
+        return S.keyctl(
+            S.KEYCTL_JOIN_SESSION_KEYRING, name.encode() if name is not None else None,
+            what="join a session keyring",
+        )
+
+    def key_link(self, key: int, keyring: int) -> None:
+        S.keyctl(S.KEYCTL_LINK, key, keyring, what=f"link key {key} into keyring {keyring}")
+
+    def key_unlink(self, key: int, keyring: int) -> None:
+        S.keyctl(S.KEYCTL_UNLINK, key, keyring, what=f"unlink key {key} from keyring {keyring}")
+
+    def key_describe(self, key: int) -> str:
+        return self._read_string(S.KEYCTL_DESCRIBE, key).decode(errors="replace").rstrip("\0")
+
+    def key_read(self, key: int) -> bytes:
+        return self._read_string(S.KEYCTL_READ, key)
+
+    @staticmethod
+    def _read_string(op: int, key: int) -> bytes:
+        """keyctl DESCRIBE/READ: ask for the size, then read (retry if it grew)."""
+        size = 256
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            need = S.keyctl(op, key, buf, size, what=f"key {key}")
+            if need <= size:
+                return buf.raw[:need]
+            size = need
+
+
+class _Prepared:
+    """Buffers and attr templates for one LoaderRequest, built once.
+
+    Pointers inside the templates point at buffers this object owns, so the
+    templates stay valid as long as it lives.
+    """
+
+    def __init__(self, req: LoaderRequest) -> None:
+        self.insns = ctypes.create_string_buffer(req.insns, len(req.insns))
+        self.data = ctypes.create_string_buffer(req.data, len(req.data))
+        self.key = ctypes.create_string_buffer(4)
+        self.license = ctypes.create_string_buffer(LOADER_LICENSE.encode())
+        self.hash = ctypes.create_string_buffer(S.HASH_SIZE)
+        self.excl = None
+        create = S.MapCreateAttr(
+            map_type=S.MAP_TYPE_ARRAY, key_size=4, value_size=len(req.data), max_entries=1,
+            map_name=LOADER_MAP_NAME.encode(),
+        )
+        if req.excl_prog_hash is not None:
+            self.excl = ctypes.create_string_buffer(req.excl_prog_hash, len(req.excl_prog_hash))
+            create.excl_prog_hash = S.addr(self.excl)
+            create.excl_prog_hash_size = len(req.excl_prog_hash)
+        self.create = create  # never written by the kernel: shared by every load
+        self.update = bytes(S.MapElemAttr(key=S.addr(self.key), value=S.addr(self.data)))
+        self.sig = None
+        load = S.ProgLoadAttr(
+            prog_type=S.PROG_TYPE_SYSCALL, insn_cnt=len(req.insns) // 8, insns=S.addr(self.insns),
+            license=S.addr(self.license), prog_flags=S.BPF_F_SLEEPABLE,
+            prog_name=LOADER_PROG_NAME.encode(), fd_array_cnt=req.fd_array_cnt,
+            keyring_id=req.keyring_id,
+        )
+        if req.signature is not None:
+            self.sig = ctypes.create_string_buffer(req.signature, max(len(req.signature), 1))
+            load.signature, load.signature_size = S.addr(self.sig), len(req.signature)
+        self.log = None
+        if req.log_level:
+            self.log = ctypes.create_string_buffer(S.LOG_BUF_SIZE)
+            load.log_level, load.log_size, load.log_buf = (
+                req.log_level, S.LOG_BUF_SIZE, S.addr(self.log),
+            )
+        self.load = bytes(load)
+        self.hash_request = req.hash_request
+
+
+def _load_and_run(p: _Prepared, ctx: bytearray) -> None:
+    bpf = S.bpf
+    map_fd = bpf(S.MAP_CREATE, p.create, S.SIZE_MAP_CREATE)
+    prog_fd = -1
+    try:
+        elem = S.MapElemAttr.from_buffer_copy(p.update)
+        elem.map_fd = map_fd
+        bpf(S.MAP_UPDATE_ELEM, elem, S.SIZE_MAP_ELEM)
+        bpf(S.MAP_FREEZE, elem, S.SIZE_FREEZE)
+        if p.hash_request:
+            info = S.MapInfo(hash=S.addr(p.hash), hash_size=S.HASH_SIZE)
+            bpf(S.OBJ_GET_INFO_BY_FD,
+                S.InfoAttr(bpf_fd=map_fd, info_len=104, info=S.addr(info)), S.SIZE_INFO)
+        fds = ctypes.c_int32(map_fd)
+        load = S.ProgLoadAttr.from_buffer_copy(p.load)
+        load.fd_array = S.addr(fds)
+        prog_fd = S.prog_load(load)
+        cbuf = (ctypes.c_char * len(ctx)).from_buffer(ctx)
+        run = S.TestRunAttr(prog_fd=prog_fd, ctx_size_in=len(ctx), ctx_in=S.addr(cbuf))
+        bpf(S.PROG_TEST_RUN, run, S.SIZE_TEST_RUN)
+        del cbuf
+        retval = run.retval
+        if retval >= 0x80000000:
+            err = 0x100000000 - retval
+            raise KernelError(err, "loader program", message="error returned by loader prog")
+    finally:
+        if prog_fd >= 0:
+            os.close(prog_fd)
+        os.close(map_fd)
+
+
+if TYPE_CHECKING:  # SyscallBackend implements the whole protocol
+    _conforms: Backend = SyscallBackend()

@@ -1,0 +1,1 @@
+"""Developer tools that live in the repository and are not installed with bpfsign."""
