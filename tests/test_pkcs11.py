@@ -356,3 +356,37 @@ def test_signer_repr_and_library_use(
     assert str(pkcs11.parse_uri(f"pkcs11:token=a;object=b;id=%01?pin-value={PIN}")) == (
         "pkcs11:token=a;object=b;id=01"
     )
+
+
+def test_pin_prompt_on_a_terminal(
+    token: Token, generated: dict[str, tuple[str, Path]], tmp_path: Path
+) -> None:
+    """No PIN in the URI or the environment, stdin a real pseudo-terminal: prompt, no echo."""
+    import pty
+
+    blob = tmp_path / "b.bin"
+    blob.write_bytes(b"x")
+    env = {k: v for k, v in os.environ.items() if k != "BPFSIGN_PKCS11_PIN"}
+    argv = [sys.executable, "-m", "bpfsign", "sign", "--key", token.uri("gen-rsa", pin=False),
+            str(blob)]  # fmt: skip
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(sys.executable, argv, env)
+    seen = b""
+    while b"PIN for PKCS#11 token" not in seen:
+        seen += os.read(fd, 1024)
+    os.write(fd, PIN.encode() + b"\n")
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert f"PIN for PKCS#11 token token={TOKEN}: ".encode() in seen
+    assert PIN.encode() not in seen
+    assert Path(f"{blob}.p7s").exists()
