@@ -239,6 +239,7 @@ def test_pin_sources(
          f"{tmp_path / 'none'}: PIN file not found"),
         (f"{bare}?pin-value=0000", (), {}, f"wrong PIN for PKCS#11 token '{TOKEN}'"),
         (bare, (), env, f"wrong PIN for PKCS#11 token '{TOKEN}'"),  # an empty PIN
+        (f"{bare}?pin-value=%FF", (), {}, "the PIN from the URI's pin-value is not UTF-8 text"),
         (f"{bare}?pin-value=1&pin-source=/x", (), {},
          "the PKCS#11 URI gives both pin-value and pin-source; keep one"),
         (f"{bare}?pin-source=https://example.invalid/pin", (), {},

@@ -189,6 +189,13 @@ def load_module(path: str) -> Any:
         ) from None
 
 
+def _pin_text(pin: bytes, where: str) -> str:
+    try:
+        return pin.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"the PIN from {where} is not UTF-8 text") from None
+
+
 def resolve_pin(uri: Pkcs11Uri, pin_env: str | None = None, *, prompt: bool = True) -> str:
     """The user PIN, from the URI, ``pin_env``, $BPFSIGN_PKCS11_PIN or a terminal prompt."""
     from .keysource import read_secret_file, secret_from_env, tty_prompt
@@ -196,7 +203,7 @@ def resolve_pin(uri: Pkcs11Uri, pin_env: str | None = None, *, prompt: bool = Tr
     if "pin-value" in uri.query:
         if "pin-source" in uri.query:
             raise InputError("the PKCS#11 URI gives both pin-value and pin-source; keep one")
-        return uri.query["pin-value"].decode()
+        return _pin_text(uri.query["pin-value"], "the URI's pin-value")
     source = uri.query.get("pin-source")
     if source is not None:
         text = os.fsdecode(source)
@@ -208,9 +215,9 @@ def resolve_pin(uri: Pkcs11Uri, pin_env: str | None = None, *, prompt: bool = Tr
             raise InputError(
                 f"unsupported pin-source {text!r}: give a file: URI or a path to a file"
             )
-        return read_secret_file(text, "PIN").decode()
+        return _pin_text(read_secret_file(text, "PIN"), text)
     if pin_env is not None:
-        return secret_from_env(pin_env, "token PIN").decode()
+        return _pin_text(secret_from_env(pin_env, "token PIN"), f"${pin_env}")
     value = os.environ.get(PIN_ENV)
     if value is not None:
         return value
@@ -220,7 +227,7 @@ def resolve_pin(uri: Pkcs11Uri, pin_env: str | None = None, *, prompt: bool = Tr
             f"the PKCS#11 token {uri.describe_token()} needs its user PIN: give pin-source= "
             f"in the URI, --pin-env NAME or ${PIN_ENV}, or run on a terminal to be prompted"
         )
-    return asked.decode()
+    return _pin_text(asked, "the prompt")
 
 
 def open_session(uri: Pkcs11Uri, pin: str, *, rw: bool = False) -> Any:
@@ -286,7 +293,7 @@ def open_session(uri: Pkcs11Uri, pin: str, *, rw: bool = False) -> Any:
         ) from None
 
 
-def _find(session: Any, uri: Pkcs11Uri, object_class: Any, what: str) -> list[Any]:
+def _find(session: Any, uri: Pkcs11Uri, object_class: Any) -> list[Any]:
     pkcs11 = _binding()
     attrs: dict[Any, Any] = {pkcs11.Attribute.CLASS: object_class}
     if uri.label is not None:
@@ -409,7 +416,7 @@ class Pkcs11Signer:
             pkcs11 = _binding()
             token = session.token.label
             key = _one(
-                _find(session, uri, pkcs11.ObjectClass.PRIVATE_KEY, "private key"),
+                _find(session, uri, pkcs11.ObjectClass.PRIVATE_KEY),
                 uri, token, "private key",
             )  # fmt: skip
             if cert is not None:
@@ -417,7 +424,7 @@ class Pkcs11Signer:
 
                 cert_der = load_certificate(cert)
             else:
-                found = _find(session, uri, pkcs11.ObjectClass.CERTIFICATE, "certificate")
+                found = _find(session, uri, pkcs11.ObjectClass.CERTIFICATE)
                 if not found:
                     raise InputError(
                         f"no certificate {uri.describe_object()} in PKCS#11 token {token!r}: "
@@ -584,7 +591,7 @@ def generate(
                 pkcs11.ObjectClass.PUBLIC_KEY,
                 pkcs11.ObjectClass.CERTIFICATE,
             )
-            for obj in _find(session, uri, cls, "object")
+            for obj in _find(session, uri, cls)
         ]
         if taken:
             raise InputError(
