@@ -16,9 +16,9 @@ from bpfsign import cli as _cli
 from bpfsign.crypto import keys
 from bpfsign.errors import InputError
 
-ENCRYPTED_HINT = (
+ENCRYPTED_HINT = (  # as the CLI says it: the library's advice, then the flags
     "private key is encrypted; give its passphrase (--passphrase-file F, --passphrase-env NAME "
-    "or $BPFSIGN_KEY_PASSPHRASE for the CLI, or run it on a terminal to be prompted)"
+    "or $BPFSIGN_KEY_PASSPHRASE, or a terminal prompt)"
 )
 NOT_A_KEY = "not a private key (expected PEM or DER: PKCS#8, PKCS#1 RSA or SEC1 EC)"
 
@@ -174,8 +174,8 @@ def test_group_or_world_readable_key_is_refused(
     assert (code, out) == (2, "")
     assert err == (
         f"bpfsign: {key}: private key file is readable by its group or others (mode "
-        f"{mode:04o}); run `chmod 600 {key}`, or pass --insecure-key-permissions to use it "
-        "anyway\n"
+        f"{mode:04o}); run `chmod 600 {key}`, or allow insecure key permissions "
+        "(--insecure-key-permissions) to use it anyway\n"
     )
     assert not (tmp_path / "p.bin.p7s").exists()
     code, out, err = call(capsys, *argv, "--insecure-key-permissions")

@@ -232,7 +232,8 @@ def test_pin_sources(
     cases = [
         (bare, (), {},
          f"the PKCS#11 token token={TOKEN} needs its user PIN: give pin-source= in the URI, "
-         "--pin-env NAME or $BPFSIGN_PKCS11_PIN, or run on a terminal to be prompted"),
+         "name an environment variable that holds it (--pin-env NAME) or set "
+         "$BPFSIGN_PKCS11_PIN, or run on a terminal to be prompted"),
         (bare, ("--pin-env", "NOPE"), {},
          "environment variable 'NOPE' (the token PIN) is not set"),
         (f"{bare}?pin-source={tmp_path / 'none'}", (), {},
@@ -279,8 +280,9 @@ def test_errors_name_what_is_wrong(
         (f"pkcs11:token={TOKEN};id=%99?{pin}", (),
          f"no private key id=99 in PKCS#11 token '{TOKEN}'"),
         (f"pkcs11:token={TOKEN};object=imported?{pin}", (),
-         f"no certificate object=imported in PKCS#11 token '{TOKEN}': pass --cert FILE, or "
-         "store one with the key's label and id (bpfsign keygen --pkcs11 does)"),
+         f"no certificate object=imported in PKCS#11 token '{TOKEN}': give the certificate "
+         "file (--cert FILE), or store one with the key's label and id, as key generation in "
+         "the token does (`bpfsign keygen --pkcs11`)"),
         (f"pkcs11:token={TOKEN};object=imported?{pin}", ("--cert", str(generated["rsa"][1])),
          f"the private key object=imported in PKCS#11 token '{TOKEN}' does not match the "
          "certificate's public key (certificate subject CN=hsm rsa); pass the certificate "

@@ -105,7 +105,7 @@ def _check_key(key: object, path: str) -> PrivateKey:
         if curve is None:
             raise InputError(
                 f"unsupported EC curve {key.curve.name}: the kernel verifies BPF signatures "
-                "with P-256 or P-384 only; make one with `bpfsign keygen --type ec`",
+                "with P-256 or P-384 only; make a P-256 or P-384 key",
                 path=path,
             )
         return key
@@ -124,10 +124,7 @@ _OTHERS_READ = 0o044
 #: key turns out to be encrypted (e.g. a terminal prompt), or None.
 Passphrase = bytes | Callable[[], bytes | None] | None
 
-_ENCRYPTED_HINT = (
-    "private key is encrypted; give its passphrase (--passphrase-file F, --passphrase-env NAME "
-    "or $BPFSIGN_KEY_PASSPHRASE for the CLI, or run it on a terminal to be prompted)"
-)
+_ENCRYPTED_HINT = "private key is encrypted; give its passphrase"
 
 
 def _pem_block(data: bytes, label_suffix: bytes) -> tuple[bytes, list[bytes], bytes] | None:
@@ -193,8 +190,8 @@ def check_key_permissions(path: str | os.PathLike[str], mode: int) -> None:
         where = os.fspath(path)
         raise InputError(
             f"private key file is readable by its group or others (mode "
-            f"{stat.S_IMODE(mode):04o}); run `chmod 600 {where}`, or pass "
-            "--insecure-key-permissions to use it anyway",
+            f"{stat.S_IMODE(mode):04o}); run `chmod 600 {where}`, or allow insecure key "
+            "permissions to use it anyway",
             path=where,
         )
 

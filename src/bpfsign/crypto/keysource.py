@@ -96,17 +96,16 @@ def open_signer(
     if is_pkcs11_uri(key):
         if passphrase_file is not None or passphrase_env is not None:
             raise InputError(
-                "--passphrase-file/--passphrase-env are for key files; a token's PIN comes "
-                "from the URI (pin-source=, pin-value=), --pin-env NAME, $BPFSIGN_PKCS11_PIN "
-                "or a prompt"
+                "a passphrase is for key files; a token's PIN comes from the URI (pin-source=, "
+                "pin-value=), an environment variable, $BPFSIGN_PKCS11_PIN or a prompt"
             )
         from . import pkcs11
 
         return pkcs11.Pkcs11Signer.open(key, cert=cert, pin_env=pin_env)
     if pin_env is not None:
-        raise InputError("--pin-env is for pkcs11: URIs; a key file takes --passphrase-env")
+        raise InputError("a PIN variable is for pkcs11: URIs; a key file takes a passphrase")
     if cert is None:
-        raise InputError("a key file needs its certificate: pass --cert FILE", path=key)
+        raise InputError("a key file needs its certificate file", path=key)
     from .keys import FileSigner
 
     return FileSigner.from_files(

@@ -225,7 +225,8 @@ def resolve_pin(uri: Pkcs11Uri, pin_env: str | None = None, *, prompt: bool = Tr
     if asked is None:
         raise InputError(
             f"the PKCS#11 token {uri.describe_token()} needs its user PIN: give pin-source= "
-            f"in the URI, --pin-env NAME or ${PIN_ENV}, or run on a terminal to be prompted"
+            f"in the URI, name an environment variable that holds it or set ${PIN_ENV}, or run "
+            "on a terminal to be prompted"
         )
     return _pin_text(asked, "the prompt")
 
@@ -428,8 +429,8 @@ class Pkcs11Signer:
                 if not found:
                     raise InputError(
                         f"no certificate {uri.describe_object()} in PKCS#11 token {token!r}: "
-                        "pass --cert FILE, or store one with the key's label and id "
-                        "(bpfsign keygen --pkcs11 does)"
+                        "give the certificate file, or store one with the key's label and id, "
+                        "as key generation in the token does"
                     )
                 cert_der = bytes(_one(found, uri, token, "certificate")[pkcs11.Attribute.VALUE])
             return cls(session, key, cert_der, uri=uri)
