@@ -21,7 +21,7 @@ from bpfsign.cli import main
 from bpfsign.errors import InputError, KernelError, UnsupportedFeature
 from bpfsign.kernel import _sys as S
 from bpfsign.kernel import loader, probes
-from bpfsign.kernel.backend import Backend, LoaderRequest, default_backend, run_loader
+from bpfsign.kernel.backend import Backend, LoaderRequest, PrimitiveSteps, default_backend
 from bpfsign.skel import scheme, skeleton
 
 pytestmark = pytest.mark.kernel
@@ -252,8 +252,12 @@ def test_bad_override_makes_the_loader_fail_and_leaks_nothing() -> None:
     before = _bpf_fds()
     with pytest.raises(KernelError) as info:
         loader.load(_skel("multi.lskel.h"), max_entries={"events": 1000})
-    assert info.value.errno == errno.EINVAL
-    assert "error returned by loader prog" in str(info.value)
+    assert (info.value.errno, info.value.command, info.value.step) == (
+        errno.EINVAL, "loader program", "run")
+    assert str(info.value) == (
+        "loader program: EINVAL (22): multi: loader run of __loader.prog returned -22 (EINVAL); "
+        "it failed at one of its BPF_BTF_LOAD of the program's BTF, BPF_MAP_CREATE of map events"
+    )
     assert _bpf_fds() == before
 
 
@@ -325,8 +329,8 @@ class _PrimitivesOnly:
             return wrapped
         return attr
 
-    def load_and_run(self, request: LoaderRequest, ctx: bytearray) -> None:
-        run_loader(self, request, ctx)  # type: ignore[arg-type]
+    def loader_steps(self, request: LoaderRequest) -> PrimitiveSteps:
+        return PrimitiveSteps(self, request)  # type: ignore[arg-type]
 
 
 def test_generic_sequence_over_backend_primitives() -> None:
@@ -336,6 +340,7 @@ def test_generic_sequence_over_backend_primitives() -> None:
         skel = scheme.convert_to_loadtime(skel)[0]
     with loader.load(skel, unsigned=True, backend=be) as ls:  # type: ignore[arg-type]
         assert len(ls.progs) == 2
+    be.calls = [c for c in be.calls if c != "probe"]  # capabilities are asked, not assumed
     expected = ["map_create", "map_update", "map_freeze"]
     if ls.scheme == "inloader":
         expected.append("map_info")

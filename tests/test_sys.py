@@ -237,8 +237,8 @@ def test_cli_load_as_an_unprivileged_user_says_what_is_missing() -> None:
     assert run.returncode == 1
     off = " (unprivileged bpf() is off)" if _disabled() != "0" else ""
     assert run.stderr == (
-        "bpfsign: BPF_MAP_CREATE: EPERM (1): not permitted: bpf() needs CAP_BPF (plus "
-        "CAP_PERFMON for tracing programs or CAP_NET_ADMIN for networking ones) or root; this "
+        "bpfsign: BPF_MAP_CREATE: EPERM (1): sockfilter: map create of __loader.map failed: "
+        "not permitted: bpf() needs CAP_BPF (plus CAP_PERFMON for tracing programs or CAP_NET_ADMIN for networking ones) or root; this "
         "process runs as uid 65534 (CAP_BPF missing, CAP_PERFMON missing, CAP_SYS_ADMIN missing) "
         f"and kernel.unprivileged_bpf_disabled = {_disabled()}{off}; run it as root with full "
         "capabilities, or grant them (an LSM may refuse it too)\n"

@@ -20,11 +20,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def load(args: argparse.Namespace) -> int:
-    """The loader's PROG_LOAD against :class:`~bpfsign.kernel.model.KernelModel`."""
+    """The loader, unchanged, over :class:`~bpfsign.kernel.model.KernelModel` as its backend."""
     from .. import errors
     from ..crypto import trust
     from ..kernel import loader
-    from ..kernel.model import KernelModel
+    from ..kernel.model import KernelModel, ProgramsNotRun
     from ..skel import skeleton
 
     store = trust.TrustStore()
@@ -44,7 +44,9 @@ def load(args: argparse.Namespace) -> int:
                        check_kernel=False)
     mode = f"{'signed' if ld.signed else 'unsigned'}, {ld.scheme} scheme"
     try:
-        model.loader_verdict(ld.request)
+        ld.load().close()  # the model stops at the loader's run (ProgramsNotRun)
+    except ProgramsNotRun:
+        pass
     except (errors.KernelError, errors.UnsupportedFeature) as exc:
         err = exc.errno if exc.errno is not None else 0
         log = exc.log.strip().splitlines() if isinstance(exc, errors.KernelError) else []

@@ -80,9 +80,11 @@ class LoadedSkeleton:
         return {name: fd.raw for name, fd in self._links.items()}
 
     def map_fd(self, name: str) -> int:
+        self._check_open()
         return self._lookup(self.maps, name, "map")
 
     def prog_fd(self, name: str) -> int:
+        self._check_open()
         return self._lookup(self.progs, name, "program")
 
     def _lookup(self, table: dict[str, int], name: str, what: str) -> int:
@@ -303,7 +305,11 @@ class Loader:
                 f"its instructions are for a {skel.endian}-endian kernel and this one is "
                 f"{sys.byteorder}-endian; regenerate the skeleton for this target",
             )
-        if check_kernel is None or check_kernel:
+        if check_kernel is None:
+            # a backend that only gives verdicts (the model) answers these cases itself,
+            # with the kernel's own errno and log
+            check_kernel = self.backend.probe("run_programs") is not False
+        if check_kernel:
             self._check_kernel()
         self.request = LoaderRequest(
             insns=skel.insns, data=skel.data, excl_prog_hash=skel.excl_hash,

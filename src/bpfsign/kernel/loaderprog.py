@@ -30,6 +30,7 @@ __all__ = ["InnerCall", "inner_calls", "locate_failure"]
 
 FUNC_SYS_BPF = 166
 _MOV64_IMM = 0xB7
+_STX_MEM_W = 0x63
 _LD_IMM64 = 0x18
 _CALL = 0x85
 _PSEUDO_MAP_IDX_VALUE = 6
@@ -49,6 +50,7 @@ class InnerCall:
     attr: int  # offset of its attr in the loader map value (the data blob)
     size: int
     target: str  # "map counts", "program count_getpid", "BTF", ...
+    fd_slot: int | None = None  # where a successful MAP_CREATE stores its fd in the blob
 
     @property
     def command(self) -> str:
@@ -57,15 +59,26 @@ class InnerCall:
     def describe(self) -> str:
         return f"{self.command} of {self.target}" if self.target else self.command
 
-    def reached(self, blob: bytes) -> bool | None:
-        """Whether the run got to this call (None: this call leaves no mark)."""
+    def status(self, blob: bytes) -> str | None:
+        """What the marks in ``blob`` say of this call after a run.
+
+        "done" (a MAP_CREATE whose fd was stored), "reached" (its attr was filled
+        just before the call), "not done"/"not reached" (no mark), None (no mark
+        is ever left).
+        """
         if self.cmd == C.PROG_LOAD:
-            off = self.attr + _PROG_INSNS
-            return off + 8 <= len(blob) and struct.unpack_from("<Q", blob, off)[0] != 0
+            return "reached" if _u(blob, self.attr + _PROG_INSNS, 8) else "not reached"
         if self.cmd in (C.MAP_UPDATE_ELEM, C.MAP_FREEZE):
-            off = self.attr + _ELEM_MAP_FD
-            return off + 4 <= len(blob) and struct.unpack_from("<I", blob, off)[0] != 0
+            return "reached" if _u(blob, self.attr + _ELEM_MAP_FD, 4) else "not reached"
+        if self.cmd == C.MAP_CREATE and self.fd_slot is not None:
+            return "done" if _u(blob, self.fd_slot, 4) else "not done"
         return None
+
+
+def _u(blob: bytes, off: int, size: int) -> int:
+    if off < 0 or off + size > len(blob):
+        return 0
+    return int.from_bytes(blob[off : off + size], "little")
 
 
 def _cstr(data: bytes, off: int, n: int = C.OBJ_NAME_LEN) -> str:
@@ -93,6 +106,12 @@ def inner_calls(insns: bytes, data: bytes) -> list[InnerCall]:
             continue
         if op == _MOV64_IMM:
             regs[dst] = imm
+        elif op == _STX_MEM_W and src == 7 and dst in regs and out:
+            # *(u32 *)(blob + X) = r7 right after a MAP_CREATE: its fd slot
+            last = out[-1]
+            if last.cmd == C.MAP_CREATE and last.fd_slot is None:
+                out[-1] = InnerCall(last.pc, last.cmd, last.attr, last.size, last.target,
+                                    regs[dst] + _off)
         elif op == _CALL and src == 0:
             if imm == FUNC_SYS_BPF and all(r in regs for r in (1, 2, 3)):
                 cmd, attr, size = regs[1], regs[2], regs[3]
@@ -118,19 +137,24 @@ def inner_calls(insns: bytes, data: bytes) -> list[InnerCall]:
 def locate_failure(calls: Sequence[InnerCall], blob: bytes | None) -> list[InnerCall]:
     """The calls the failed run may have stopped at, from the marks in ``blob``.
 
-    One call when the marks pin it down; several when calls that leave no mark
-    (MAP_CREATE, BTF_LOAD) follow the last mark; empty when nothing is known.
+    Every call before the last one with a mark completed. From there on the
+    candidates run up to the first call whose missing mark rules it out: one
+    call when the marks pin it down; several when calls that leave no mark
+    (BTF_LOAD, kernel symbol lookups) sit in between; empty when nothing is known.
     """
     if blob is None or not calls:
         return []
-    last = -1
-    for i, call in enumerate(calls):
-        if call.reached(blob):
-            last = i
-    start = max(last, 0)
-    out = [calls[start]] if last >= 0 else []
-    for call in calls[start + (1 if last >= 0 else 0) :]:
-        if call.reached(blob) is not None:  # the first later call that would have left a mark
+    status = [c.status(blob) for c in calls]
+    last = max((i for i, st in enumerate(status) if st in ("done", "reached")), default=-1)
+    start = last + 1 if last >= 0 and status[last] == "done" else max(last, 0)
+    out: list[InnerCall] = []
+    for i in range(start, len(calls)):
+        st = status[i]
+        if st == "not reached" and i != last:
             break
-        out.append(call)
+        out.append(calls[i])
+        if st == "not done":
+            break
+        if st in ("reached", "not reached") and i != start:
+            break
     return out

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from ..crypto.trust import TrustStore
     from .backend import Backend
 
-__all__ = ["KernelModel", "Profile", "program_digest"]
+__all__ = ["KernelModel", "Profile", "ProgramsNotRun", "program_digest"]
 
 Profile = Literal["7.3", "6.18"]
 
@@ -171,6 +171,10 @@ def _reads_map_offset_32(insns: bytes) -> bool:
             map_regs.difference_update(range(6))
         pc += 1
     return False
+
+
+class ProgramsNotRun(UnsupportedFeature):
+    """The model got to a BPF_PROG_TEST_RUN: everything before it passed; it runs nothing."""
 
 
 def _fail(err: int, log: str = "") -> KernelError:
@@ -426,12 +430,12 @@ class KernelModel:
     def test_run_packet(self, prog_fd: int, packet: bytes) -> int:
         raise self._no_run()
 
-    @staticmethod
-    def _no_run() -> UnsupportedFeature:
-        return UnsupportedFeature(
+    def _no_run(self) -> ProgramsNotRun:
+        return ProgramsNotRun(
             "BPF_PROG_TEST_RUN in the kernel model",
-            "the model gives the kernel's verdict on loading; it does not run programs "
-            "(load on a real kernel to run the loader)",
+            f"everything before it passes, so the {self.profile} kernel would load it; the "
+            "model gives the kernel's verdict on loading and does not run programs (load on a "
+            "real kernel to run the loader)",
         )
 
     def loader_steps(self, request: LoaderRequest) -> LoaderSteps:
