@@ -587,3 +587,96 @@ def test_named_initial_values_name_the_skeleton_on_error() -> None:
     assert str(info.value) == (
         f"{SKEL / 'counter.lskel.h'}: section data has no member 'hits' (it has: sample_every)"
     )
+
+
+# --- mapping each section as the header says; where a load failed ---------------------------
+
+
+def _percpu_mapped(skel: skeleton.Skeleton) -> skeleton.Skeleton:
+    """multi with its per-CPU array wrongly marked mmapable (what a name-guessing loader did)."""
+    import dataclasses
+
+    maps = [dataclasses.replace(m, section=".percpu", mmapable=True, mmap_size=4096)
+            if m.name == "cpu_counts" else m for m in skel.maps]
+    return dataclasses.replace(skel, maps=tuple(maps))
+
+
+def test_mmap_of_a_per_cpu_array_is_the_kernels_enotsupp_named_by_map_and_step() -> None:
+    before = _bpf_fds()
+    with pytest.raises(KernelError) as info:
+        loader.load(_percpu_mapped(_skel("multi.lskel.h")))
+    assert (info.value.errno, info.value.command, info.value.step) == (524, "mmap", "mmap")
+    assert str(info.value) == (
+        "mmap: ENOTSUPP (524): multi: mmap of map cpu_counts failed (4096 bytes, "
+        "PROT_READ | PROT_WRITE)"
+    )
+    assert _bpf_fds() == before
+
+
+def test_frozen_rodata_is_mapped_read_only_as_the_header_says() -> None:
+    skel = _skel("multi.lskel.h")
+    assert [(m.name, m.mmapable, m.readonly) for m in skel.maps if m.section] == [
+        ("rodata", True, True), ("bss", True, False), ("data", True, False)]
+    with loader.load(skel) as ls:
+        assert ls.globals("rodata").readonly and not ls.globals("bss").readonly
+        assert len(ls.rodata.cfg) == ls.rodata.layout.size
+        with pytest.raises(InputError) as info:
+            ls.rodata.cfg = bytes(ls.rodata.layout.size)
+        assert str(info.value) == (
+            "rodata.cfg is read-only: the kernel froze the rodata map at load; set it before "
+            "load with initial_values={'rodata': {'cfg': ...}}")
+
+
+def test_a_section_the_header_never_maps_says_it_is_not_mmapable() -> None:
+    import dataclasses
+
+    skel = _skel("multi.lskel.h")
+    maps = tuple(dataclasses.replace(m, mmapable=False) if m.name == "data" else m
+                 for m in skel.maps)
+    with loader.load(dataclasses.replace(skel, maps=maps)) as ls:
+        with pytest.raises(InputError) as info:
+            ls.section("data")
+        assert info.value.reason == (
+            "section .data (map data) of skeleton multi is not mmapable: it is a per-CPU array, "
+            "which the kernel cannot mmap, so the header never maps it (its image is the initial "
+            "value only); read each CPU's value with a map lookup on map_fd('data')"
+        )
+        assert ls.section("bss").layout.size == 16  # the others stay live
+
+
+def test_dropped_skeleton_releases_its_fds_and_warns() -> None:
+    import gc
+    import warnings
+
+    before = _bpf_fds()
+    ls = loader.load(_skel("counter.lskel.h"))
+    ls.attach()
+    fds = set(ls.maps.values()) | set(ls.progs.values()) | set(ls.links.values())
+    assert len(fds) == 6
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del ls
+        gc.collect()
+    assert [(c.category, str(c.message)) for c in caught] == [
+        (ResourceWarning, "unclosed <LoadedSkeleton counter loadtime (3 maps, 2 progs)>")]
+    assert not any(os.path.exists(f"/proc/self/fd/{fd}") for fd in fds)
+    assert _bpf_fds() == before
+
+
+def test_a_failing_inner_program_load_is_named_with_its_verifier_log() -> None:
+    """A program the kernel refuses inside the loader: its name and the verifier's log."""
+    skel = _skel("counter.lskel.h")
+    data = bytearray(skel.data)
+    from bpfsign.kernel.loaderprog import inner_calls
+
+    prog = [c for c in inner_calls(skel.insns, skel.data) if c.cmd == S.PROG_LOAD][1]
+    struct.pack_into("<I", data, prog.attr, 9999)  # its prog_type: no such type
+    import dataclasses
+
+    with pytest.raises(KernelError) as info:
+        loader.load(dataclasses.replace(skel, data=bytes(data)))
+    assert (info.value.errno, info.value.step) == (errno.EINVAL, "run")
+    assert str(info.value).startswith(
+        "loader program: EINVAL (22): counter: loader run of __loader.prog returned -22 (EINVAL); "
+        "it failed at its BPF_PROG_LOAD of program count_getpid"
+    ), str(info.value)
