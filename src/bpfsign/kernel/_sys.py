@@ -17,22 +17,21 @@ from typing import Final
 
 from ..errors import KernelError, UnsupportedFeature, errno_name
 
-# x86-64 syscall numbers (kernel.md §2).
-NR_BPF: Final = 321
-NR_ADD_KEY: Final = 248
-NR_KEYCTL: Final = 250
-
 # The public numbers live in consts; _sys re-exports them for its own callers.
-from .consts import *  # noqa: F403
+from .consts import *  # noqa: F403  (re-exported for _sys's callers)
 from .consts import (
     COMMAND_NAMES,
-    HASH_SIZE,
     KEYCTL_NAMES,
     MAX_SIGNATURE_SIZE,
     OBJ_NAME_LEN,
     OBJ_PIN,
     PROG_LOAD,
 )
+
+# x86-64 syscall numbers (kernel.md §2).
+NR_BPF: Final = 321
+NR_ADD_KEY: Final = 248
+NR_KEYCTL: Final = 250
 
 LOG_BUF_SIZE: Final = 1 << 20
 CAP_SYS_ADMIN: Final = 21

@@ -10,6 +10,7 @@ model's fds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable
@@ -61,10 +62,8 @@ class FD:
         if getattr(self, "_raw", -1) >= 0:
             warnings.warn(f"unclosed fd {self._raw} ({self.what})", ResourceWarning,
                           stacklevel=1, source=self)
-            try:
+            with contextlib.suppress(OSError):
                 self.close()
-            except OSError:
-                pass
 
     def __repr__(self) -> str:
         state = "closed" if self._raw < 0 else str(self._raw)
