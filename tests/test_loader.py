@@ -83,9 +83,15 @@ def test_every_unsigned_fixture_loads_with_its_programs_and_maps(name: str) -> N
 def test_global_data_round_trips(name: str) -> None:
     skel = _skel(name)
     be = default_backend()
+    # the sections the C header maps (its skel-><section> pointers) are exactly ours
+    assert {m.name for m in skel.maps if m.mmapable} == set(REFERENCE[name]["sections"])
     with loader.load(skel) as ls:
         for spec in skel.maps:
             if spec.section is None:
+                continue
+            if not spec.mmapable:  # the header never maps it: neither do we (lskel.md §5)
+                with pytest.raises(InputError, match=r"is not mmapable: "):
+                    ls.globals(spec.section)
                 continue
             view = ls.globals(spec.section)
             image = spec.initial_value or b""
@@ -680,3 +686,61 @@ def test_a_failing_inner_program_load_is_named_with_its_verifier_log() -> None:
         "loader program: EINVAL (22): counter: loader run of __loader.prog returned -22 (EINVAL); "
         "it failed at its BPF_PROG_LOAD of program count_getpid"
     ), str(info.value)
+
+
+def test_a_static_only_rodata_is_neither_passed_nor_mapped() -> None:
+    """bpftool 7.8 gives hidden.bpf.c's .rodata (static variables only) no image and no
+    mapping, as the kernel's bpf_preload iterators; mapping it anyway is the kernel's EINVAL."""
+    import dataclasses
+
+    skel = _skel("hidden.lskel.h")
+    rodata = next(m for m in skel.maps if m.name == "rodata")
+    assert (rodata.section, rodata.initial_value, rodata.mmapable) == (".rodata", None, False)
+    with loader.load(skel) as ls:
+        with pytest.raises(InputError) as info:
+            ls.section("rodata")
+        assert info.value.reason == (
+            "section .rodata (map rodata) of skeleton hidden is not mmapable: bpftool did not make "
+            "it mmapable (none of its variables is visible to user space), so the header never "
+            "maps it")
+        # the kernel pulls the 14-byte Ethernet header: skb->len is the rest (min_len 14)
+        be, prog = default_backend(), ls.prog_fd("drop_short")
+        assert be.test_run_packet(prog, bytes(14 + 14)) == 14
+        assert (be.test_run_packet(prog, bytes(14 + 13)), ls.bss.dropped) == (0, 1)
+    guessed = dataclasses.replace(skel, maps=tuple(
+        dataclasses.replace(m, mmapable=True, mmap_size=4096) if m.name == "rodata" else m
+        for m in skel.maps))
+    with pytest.raises(KernelError) as failed:
+        loader.load(guessed)
+    assert str(failed.value) == (
+        "mmap: EINVAL (22): hidden: mmap of map rodata failed (4096 bytes, PROT_READ)")
+
+
+@pytest.mark.parametrize("name", ["globals.lskel.h", "globals.v71.lskel.h"])
+def test_every_kind_of_global_data_maps_as_its_header_says(name: str) -> None:
+    skel = _skel(name)
+    mapped = {m.name: m.readonly for m in skel.maps if m.mmapable}
+    # bpftool 7.1's libbpf made the string literals' map mmapable too; 7.8's does not
+    strings = {"rodata_str1_1": True} if "v71" in name else {}
+    assert mapped == {"rodata": True, "rodata_limits": True, "data_stats": False, "bss": False,
+                      **strings}
+    be = default_backend()
+    with loader.load(skel) as ls:
+        assert (ls.rodata.min_len, bytes(ls.rodata.tag)) == (14, b"bpfsign")
+        assert list(ls.section(".rodata.limits").limits) == [60, 1500]
+        with pytest.raises(InputError, match=r"^rodata_limits\.limits is read-only"):
+            ls.section("rodata.limits").limits = [1, 2]
+        if not strings:  # a map of the loader's, not a section of the skeleton's
+            with pytest.raises(InputError) as info:
+                ls.section("rodata_str1_1")
+            assert info.value.reason == (
+                "skeleton globals has no global-data section 'rodata_str1_1' "
+                "(it has: rodata, rodata_limits, data_stats, bss)")
+        prog = ls.prog_fd("size_frames")
+        for size in (20, 100, 2000):  # skb->len: the frame after its Ethernet header
+            assert be.test_run_packet(prog, bytes(14 + size)) == size
+        assert ls.data_stats.frames == 3  # .data.stats, live and writable
+        assert (ls.bss.small, ls.bss.big, ls.bss.last_len) == (1, 1, 2000)
+        ls.data_stats.frames = 40
+        be.test_run_packet(prog, bytes(14 + 20))
+        assert ls.data_stats.frames == 41
