@@ -11,7 +11,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,10 +59,6 @@ def _bpf_fds() -> set[int]:
         except OSError:
             pass
     return out
-
-
-def test_fixture_lists_are_not_empty() -> None:
-    assert len(UNSIGNED) >= 6 and len(SIGNED) >= 3
 
 
 @pytest.mark.parametrize("name", UNSIGNED)
@@ -298,27 +293,6 @@ def test_inloader_loader_on_a_kernel_without_excl_is_refused_before_any_syscall(
         loader.Loader(_skel("counter.signed.lskel.h"), unsigned=True)
 
 
-def test_big_endian_loader_is_refused() -> None:
-    with pytest.raises(UnsupportedFeature, match="big-endian"):
-        loader.load(_skel("sockfilter.bpfeb.lskel.h"))
-
-
-def test_loader_request_fields_follow_the_scheme() -> None:
-    plain = loader.Loader(_skel("counter.lskel.h")).request
-    assert (plain.fd_array_cnt, plain.hash_request, plain.signature, plain.excl_prog_hash) == (
-        0, False, None, None
-    )
-    skel = _skel("counter.signed.lskel.h")
-    dropped = loader.Loader(skel, unsigned=True, check_kernel=False).request
-    assert (dropped.fd_array_cnt, dropped.hash_request, dropped.excl_prog_hash) == (
-        0, True, skel.excl_hash
-    )
-    converted, _ = scheme.convert_to_loadtime(skel)
-    signed = skeleton.Skeleton(**{**converted.__dict__, "signature": b"\x30" * 16})
-    req = loader.Loader(signed, keyring_id=1234, check_kernel=False).request
-    assert (req.fd_array_cnt, req.hash_request, req.keyring_id) == (1, False, 1234)
-
-
 class _PrimitivesOnly:
     """A backend without the fast path: the generic run_loader does the sequence."""
 
@@ -462,23 +436,6 @@ def test_cli_load_signed_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert "lacks signature verification" in capsys.readouterr().err
 
 
-def test_load_lines_name_the_signing_state() -> None:
-    from bpfsign.cli.load import load_lines
-
-    info = {"signed": True, "skeleton_signed": True, "scheme": "loadtime", "maps": [],
-            "progs": [], "links": []}
-    assert load_lines(info, "x", "x.h", [], None) == [
-        "loaded x from x.h: signed, loadtime scheme",
-        "released on exit (use --pin DIR to keep them)",
-    ]
-    info.update(signed=False, scheme="inloader")
-    assert load_lines(info, "x", "x.h", ["/b/map_m"], "/b") == [
-        "loaded x from x.h: unsigned (--unsigned: its signature was not sent), inloader scheme",
-        "pinned 1 objects under /b",
-        "  /b/map_m",
-    ]
-
-
 # the demo's load step is tested in tests/test_demo.py
 
 
@@ -572,27 +529,6 @@ def test_iter_program_attaches_with_link_create(tmp_path: Path) -> None:
             os.close(fd)
         ids = {int(line) for line in b"".join(chunks).split()}
         assert be.map_info(ls.map_fd("rodata")).id in ids  # our own format-string map
-
-
-@pytest.mark.parametrize("n", ["199", "0"])
-def test_bench_load_refuses_fewer_than_200_iterations(n: str) -> None:
-    bench = Path(__file__).resolve().parent.parent / "bench" / "bench_load.py"
-    run = subprocess.run([sys.executable, str(bench), "--iterations", n],
-                         capture_output=True, text=True, timeout=60, check=False)
-    assert run.returncode == 2
-    assert run.stderr.splitlines()[-1] == (
-        f"bench_load.py: error: --iterations {n}: medians need at least 200 timed loads per "
-        "side (the issue's floor)"
-    )
-    assert run.stdout == ""
-
-
-def test_named_initial_values_name_the_skeleton_on_error() -> None:
-    with pytest.raises(InputError) as info:
-        loader.load(_skel("counter.lskel.h"), initial_values={".data": {"hits": 1}})
-    assert str(info.value) == (
-        f"{SKEL / 'counter.lskel.h'}: section data has no member 'hits' (it has: sample_every)"
-    )
 
 
 # --- mapping each section as the header says; where a load failed ---------------------------
