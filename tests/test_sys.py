@@ -313,6 +313,14 @@ def test_eintr_and_eagain_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(KernelError) as info:
         S.bpf(S.MAP_FREEZE, S.MapElemAttr(), S.SIZE_FREEZE)
     assert info.value.errno == errno.EAGAIN
+    # the one retry loop also serves add_key and keyctl, and bpf_errno for probes
+    script[:] = [(-1, errno.EINTR), (41, 0), (-1, errno.EINTR), (42, 0), (-1, errno.EAGAIN), (43, 0)]
+    assert S.add_key(b"asymmetric", None, b"x", -3) == 41
+    assert S.keyctl(S.KEYCTL_GET_KEYRING_ID, -3, 0) == 42
+    assert S.bpf_errno(S.MAP_FREEZE, S.MapElemAttr(), S.SIZE_FREEZE) == (43, 0)
+    script[:] = [(-1, errno.EINTR)] * 5
+    assert S.bpf_errno(S.MAP_FREEZE, S.MapElemAttr(), S.SIZE_FREEZE) == (-1, errno.EINTR)
+    assert script == []
 
 
 def test_log_retry_keeps_the_first_errno(monkeypatch: pytest.MonkeyPatch) -> None:
