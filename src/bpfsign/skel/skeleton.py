@@ -51,6 +51,10 @@ class MapSpec:
     readonly: bool  # PROT_READ only after load (rodata, kconfig)
     #: the members of ``struct <skel>__<section>`` (global-data maps only)
     fields: tuple[GlobalVar, ...] = ()
+    #: the header maps the map over its section after load (``skel_finalize_map_data``,
+    #: emitted by bpftool for BPF_F_MMAPABLE maps only). False for per-CPU sections
+    #: (``skel_protect_map_data``) and for sections the header gives no image.
+    mmapable: bool = False
 
     @property
     def ctx_offset(self) -> int:
@@ -805,7 +809,9 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
             section = "." + name if "_" not in name or base not in ("rodata", "data", "bss") else (
                 "." + base + "." + name.split("_", 1)[1]
             )
-        readonly = fin[1] if fin is not None else base in ("rodata", "kconfig")
+        # without a finalize call an image the header prepared stays read-only (7.3's
+        # skel_protect_map_data for per-CPU sections)
+        readonly = fin[1] if fin is not None else (prep is not None or base in ("rodata", "kconfig"))
         maps.append(
             MapSpec(
                 name=name,
@@ -815,6 +821,7 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
                 mmap_size=prep[1] if prep else (fin[0] if fin else None),
                 readonly=readonly if internal else False,
                 fields=_section_fields(src, scan, name) if internal else (),
+                mmapable=fin is not None,
             )
         )
     progs = tuple(ProgSpec(p, i, scan.attach.get(p)) for i, p in enumerate(scan.progs))
