@@ -304,8 +304,12 @@ def test_data_not_a_multiple_of_eight() -> None:
 
 def test_not_a_light_skeleton() -> None:
     e = _err("int main(void) { return 0; }\n")
-    assert e.reason.startswith("no skeleton struct")
-    assert e.line == 1
+    assert isinstance(e, skeleton.NotAHeaderError)
+    assert e.reason == (
+        "not a light-skeleton header: no 'struct bpf_loader_ctx' anywhere; is this a light "
+        "skeleton from bpftool gen skeleton -L?"
+    )
+    assert e.line is None  # about the whole file
 
 
 # ------------------------------------------------------------ lenient mode

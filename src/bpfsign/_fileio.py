@@ -5,13 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import InputError
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None = None) -> None:
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | Iterable[bytes], *, mode: int | None = None
+) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory and rename.
+
+    ``data`` may be an iterable of chunks, so a big file need not exist whole in memory.
 
     A symlink is followed, so signing a linked header in place updates the real
     file instead of replacing the link. ``mode`` (e.g. 0o600 for keys) is
@@ -41,7 +46,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int | None 
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, bytes | bytearray | memoryview):
+                fh.write(data)
+            else:
+                for chunk in data:
+                    fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -256,7 +256,6 @@ def sign_skeleton(args: argparse.Namespace, path: str) -> dict[str, Any]:
 
     Returns the file's record; the caller prints all records as one JSON list.
     """
-    from .._fileio import atomic_write
     from ..skel import scheme, skeleton
     from ._crypto import _load_signer
 
@@ -265,7 +264,7 @@ def sign_skeleton(args: argparse.Namespace, path: str) -> dict[str, Any]:
     sid: Literal["skid", "issuer_serial"] = (
         "issuer_serial" if getattr(args, "sid", "skid") == "issuer-serial" else "skid"
     )
-    text, report = scheme.sign_skeleton(
+    signed, report = scheme.sign(
         skel,
         signer,
         scheme=getattr(args, "scheme", "loadtime") or "loadtime",
@@ -275,7 +274,7 @@ def sign_skeleton(args: argparse.Namespace, path: str) -> dict[str, Any]:
         strict=bool(getattr(args, "strict", False)),
     )
     out = getattr(args, "output", None) or path
-    atomic_write(out, text.encode("utf-8", "surrogateescape"))
+    signed.save(out)
     record: dict[str, Any] = {
         "file": path,
         "kind": "skeleton",
