@@ -17,12 +17,13 @@ always emits canonical DER.  No crypto here.
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Iterator
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms)
 if TYPE_CHECKING:
     from typing import NamedTuple
+else:
+    from ._record import NamedTuple
 
 #: The kernel decoder refuses larger messages with EMSGSIZE (kernel.md §12.1, §13 row 33).
 MAX_MESSAGE_SIZE = 65535
@@ -57,26 +58,17 @@ class DERError(ValueError):
         super().__init__(f"{reason} (at byte {offset})")
 
 
-if TYPE_CHECKING:
-
-    class _ElementFields(NamedTuple):
-        data: bytes
-        offset: int  #: position of the identifier octet
-        tag: int  #: the identifier octet (class, constructed bit, number)
-        header_len: int
-        length: int  #: content length, the end-of-contents octets excluded
-        indefinite: bool
-        depth: int  #: nesting level, 0 for the outermost element
-        end: int  #: offset just past the element, end-of-contents included
-
-else:
-    _ElementFields = namedtuple("Element", "data offset tag header_len length indefinite depth end")
-
-
-class Element(_ElementFields):
+class Element(NamedTuple):
     """One TLV inside ``data``; cheap to make, and points back into the buffer."""
 
-    __slots__ = ()
+    data: bytes
+    offset: int  #: position of the identifier octet
+    tag: int  #: the identifier octet (class, constructed bit, number)
+    header_len: int
+    length: int  #: content length, the end-of-contents octets excluded
+    indefinite: bool
+    depth: int  #: nesting level, 0 for the outermost element
+    end: int  #: offset just past the element, end-of-contents included
 
     @property
     def constructed(self) -> bool:
