@@ -48,8 +48,12 @@ def _c_int(src: _Source, tok: _Tok, what: str) -> int:
 
 
 def _decode_literal(src: _Source, tok: _Tok, what: str, lenient: bool) -> bytes:
+    return _decode_spelled(src, tok, what, lenient)[0]
+
+
+def _decode_spelled(src: _Source, tok: _Tok, what: str, lenient: bool) -> tuple[bytes, bool]:
     try:
-        return escapes.decode(src.text, tok.start + 1, tok.end - 1, what, lenient=lenient)
+        return escapes.decode_spelled(src.text, tok.start + 1, tok.end - 1, what, lenient=lenient)
     except escapes.LiteralError as exc:
         raise src.error(exc.reason, exc.offset) from None
 
@@ -78,6 +82,8 @@ def sniff(text: str) -> str:
 class _Blob:
     value: bytes
     span: Span
+    #: one literal of only \\xNN, \\0 and line breaks (a candidate for print_hex's spelling)
+    strict: bool = False
 
 
 @dataclass
@@ -143,9 +149,12 @@ class _Parser:
                 "(parse with lenient=True to concatenate them)",
                 parts[1].start,
             )
-        value = b"".join(_decode_literal(self.src, p, what, self.lenient) for p in parts)
+        decoded = [_decode_spelled(self.src, p, what, self.lenient) for p in parts]
+        value = b"".join(d[0] for d in decoded)
+        strict = len(decoded) == 1 and decoded[0][1]
+        del decoded
         span = Span(parts[0].start, parts[-1].end, self.src.line(parts[0].start))
-        return _Blob(value, span), j
+        return _Blob(value, span, strict), j
 
     def _size_expr(self, i: int) -> tuple[str, _Tok, int] | None:
         """``NUM`` or ``sizeof(NAME) - 1``: (kind, the number or name token, next index)."""
@@ -617,9 +626,11 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
         values["signature"] = sig.value
     if excl is not None:
         values["excl_hash"] = excl.value
+    strict = {"insns": insns.strict, "data": data.strict,
+              "signature": sig is not None and sig.strict, "excl_hash": excl is not None and excl.strict}
     noncanonical = tuple(
         k for k, span in blobs.items()
-        if not escapes.same_literal(text, span.start, span.end, values[k])
+        if not strict[k] or not escapes.is_canonical(text, span.start, span.end, values[k], strict=True)
     )
     layout = Layout(
         values=values,

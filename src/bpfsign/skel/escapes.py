@@ -21,6 +21,7 @@ _SIMPLE = {
     "'": 0x27, '"': 0x22, "?": 0x3F, "\\": 0x5C, "a": 7, "b": 8, "f": 12, "n": 10, "r": 13,
     "t": 9, "v": 11,
 }
+_NOT_PRINT_HEX = re.compile(r"\\x00|[A-F]")  # print_hex writes \0 and lower-case hex
 _CHUNK = 1 << 20
 
 
@@ -37,6 +38,13 @@ def decode(text: str, start: int, end: int, what: str, *, lenient: bool) -> byte
 
     Raises :class:`LiteralError` with the text offset of a refused escape.
     """
+    return decode_spelled(text, start, end, what, lenient=lenient)[0]
+
+
+def decode_spelled(
+    text: str, start: int, end: int, what: str, *, lenient: bool
+) -> tuple[bytes, bool]:
+    """:func:`decode`, and whether the body uses only print_hex's escapes."""
     m = _STRICT_BODY.match(text, start, end)
     assert m is not None  # the pattern matches the empty string
     if m.end() == end:  # bpftool's own spelling: decode a slice at a time
@@ -48,10 +56,11 @@ def decode(text: str, start: int, end: int, what: str, *, lenient: bool) -> byte
                 stop = text.rfind("\\", pos, pos + _CHUNK)  # every backslash starts an escape
                 if stop <= pos:
                     stop = end
-            piece = text[pos:stop].replace("\\\n", "").replace("\\0", "\\x00")
-            out += bytes.fromhex(piece.replace("\\x", ""))
+            piece = text[pos:stop].encode("ascii")
+            piece = piece.replace(b"\\\n", b"").replace(b"\\x", b"").replace(b"\\0", b"00")
+            out += bytes.fromhex(piece.decode("ascii"))
             pos = stop
-        return bytes(out)
+        return bytes(out), True
     if not lenient:
         pos = m.end()
         bad = text[pos]
@@ -81,7 +90,7 @@ def decode(text: str, start: int, end: int, what: str, *, lenient: bool) -> byte
             raise LiteralError(f"odd escape '\\{other}' in the {what} literal", step.start())
         elif chars is not None:
             out += chars.encode("utf-8", "surrogateescape")
-    return bytes(out)
+    return bytes(out), False
 
 
 _ESCAPE = ["\\0"] + [f"\\x{b:02x}" for b in range(1, 256)]
@@ -125,11 +134,31 @@ def render_literal(data: bytes) -> str:
     return "".join(iter_literal(data))
 
 
-def same_literal(text: str, start: int, end: int, data: bytes) -> bool:
-    """Whether ``text[start:end]`` is exactly :func:`render_literal` (data), without a copy."""
-    pos = start
-    for piece in iter_literal(data):
-        if not text.startswith(piece, pos, end):
+def is_canonical(text: str, start: int, end: int, data: bytes, *, strict: bool = False) -> bool:
+    """Whether the literal ``text[start:end]`` (quotes included), which decodes to
+    ``data``, is spelled exactly as :func:`render_literal` (data) would spell it.
+
+    Checked on the text in place (escapes, then each line's wrap), without
+    rendering ``data``: a 16 MiB blob costs no second copy. ``strict`` says the
+    body is already known to hold only ``\\xNN``, ``\\0`` and line breaks.
+    """
+    body, stop = start + 1, end - 1
+    if stop < body + 2 or text[start] != '"' or text[stop] != '"':
+        return False
+    if not text.startswith("\\\n", body):
+        return False
+    if not strict and _STRICT_BODY.fullmatch(text, body, stop) is None:
+        return False
+    if _NOT_PRINT_HEX.search(text, body, stop):
+        return False
+    pos = body + 2
+    while True:
+        brk = text.find("\\\n", pos, stop)
+        if brk < 0:
+            width = stop - pos
+            return width <= _WIDTH and (width > 0 or not data)
+        width = brk - pos
+        following = 2 if text.startswith("\\0", brk + 2) else 4
+        if width == 0 or width > _WIDTH or width + following <= _WIDTH:
             return False
-        pos += len(piece)
-    return pos == end
+        pos = brk + 2
