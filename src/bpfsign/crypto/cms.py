@@ -334,7 +334,7 @@ def parse_signed_data(sig: bytes, *, kernel_rules: bool = False) -> SignedData:
         return _parse(sig, walk)
     except der.DERError as exc:  # kernel.md §13 rows 6, 7, 54
         raise VerificationError(
-            EBADMSG, f"malformed PKCS#7 message: {exc}; {_STRUCTURE_HINT}"
+            EBADMSG, f"malformed PKCS#7 message: {exc.detail}; {_STRUCTURE_HINT}"
         ) from None
 
 

@@ -18,6 +18,9 @@ always emits canonical DER.  No crypto here.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from errno import EBADMSG
+
+from ..errors import VerificationError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms)
 if TYPE_CHECKING:
@@ -49,13 +52,23 @@ SET = 0x31
 CONSTRUCTED = 0x20
 
 
-class DERError(ValueError):
-    """The bytes are not a well-formed encoding the kernel's decoder would accept."""
+class DERError(VerificationError, ValueError):
+    """The bytes are not a well-formed encoding the kernel's decoder would accept.
+
+    A :class:`~bpfsign.VerificationError` with the errno the kernel's ASN.1 decoder
+    gives (EBADMSG, kernel.md §12.1); still a ``ValueError`` for callers that parse
+    untrusted bytes generically. ``reason`` is the bare description, ``detail``
+    adds where.
+    """
 
     def __init__(self, reason: str, offset: int) -> None:
+        super().__init__(EBADMSG, f"{reason} (at byte {offset})")
         self.reason = reason
         self.offset = offset
-        super().__init__(f"{reason} (at byte {offset})")
+
+    @property
+    def detail(self) -> str:
+        return f"{self.reason} (at byte {self.offset})"
 
 
 class Element(NamedTuple):

@@ -170,7 +170,8 @@ class Certificate:
         except (der.DERError, ValueError, IndexError) as exc:
             if isinstance(exc, CertificateError):
                 raise
-            raise CertificateError(f"not a valid X.509 certificate: {exc}") from None
+            why = exc.detail if isinstance(exc, der.DERError) else str(exc)
+            raise CertificateError(f"not a valid X.509 certificate: {why}") from None
 
     # -- ids the kernel uses ------------------------------------------------
 
