@@ -143,7 +143,7 @@ def sha256(data: bytes) -> bytes:
 
 def _is_map_ld(slots: Sequence[_insn.Insn], pc: int, dst: int) -> bool:
     """``ld_imm64 rDST, src_reg=MAP_IDX, imm=0``: the loader's own map."""
-    if pc + 1 >= len(slots):
+    if not 0 <= pc < len(slots) - 1:  # a jump may point anywhere, even before insn 0
         return False
     a = slots[pc]
     return a.is_ld_imm64 and a.dst == dst and a.src == _insn.PSEUDO_MAP_IDX and a.imm == 0
