@@ -49,6 +49,7 @@ __all__ = [
     "Span",
     "TooLargeError",
     "ctx_size",
+    "decode_text",
     "iter_literal",
     "load",
     "parse",
@@ -77,6 +78,12 @@ def read_text(path: str | os.PathLike[str]) -> str:
         raise InputError("is a directory, expected a file", path=shown) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path=shown) from None
+    return decode_text(data, path=shown)
+
+
+def decode_text(data: bytes, *, path: str | None = None) -> str:
+    """A header file's bytes as text, or :class:`NotAHeaderError` for binary data."""
+    shown = path
     nul = data.find(b"\0")
     if nul >= 0:
         raise NotAHeaderError(

@@ -1,0 +1,45 @@
+"""Shared glue for the fuzz targets: the crash rule, and running under atheris.
+
+Each target is a module with ``one_input(data: bytes) -> None``. The rule is
+the one every bpfsign entry point promises: bad input raises a
+``bpfsign.Error`` and nothing else. ``checked`` turns any other exception into
+a crash for atheris; ``tests/test_fuzz_corpus.py`` replays the committed corpus
+through the same ``one_input`` without atheris.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def checked(body: Callable[[bytes], object]) -> Callable[[bytes], None]:
+    """``body`` with ``bpfsign.Error`` counted as a clean rejection."""
+    import bpfsign
+
+    def one_input(data: bytes) -> None:
+        try:
+            body(data)
+        except bpfsign.Error:
+            pass
+
+    return one_input
+
+
+def run(module_name: str, default_max_len: int = 4096) -> None:
+    """``python fuzz/fuzz_x.py [libFuzzer args] [corpus dirs]`` under atheris, bpfsign instrumented."""
+    import atheris
+
+    with atheris.instrument_imports(include=["bpfsign"]):
+        import importlib
+
+        module = importlib.import_module(module_name)
+    argv = list(sys.argv)
+    if not any(a.startswith("-max_len=") for a in argv):
+        argv.insert(1, f"-max_len={default_max_len}")
+    atheris.Setup(argv, module.one_input)
+    atheris.Fuzz()
