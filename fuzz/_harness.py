@@ -9,6 +9,7 @@ through the same ``one_input`` without atheris.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +23,8 @@ def checked(body: Callable[[bytes], object]) -> Callable[[bytes], None]:
     import bpfsign
 
     def one_input(data: bytes) -> None:
-        try:
+        with contextlib.suppress(bpfsign.Error):
             body(data)
-        except bpfsign.Error:
-            pass
 
     return one_input
 

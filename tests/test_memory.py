@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tests._bigheader import FIXTURE, MAX_PAYLOAD, write_big_header
 
 from bpfsign.skel import skeleton
-from tests._bigheader import FIXTURE, MAX_PAYLOAD, write_big_header
 
 pytestmark = pytest.mark.slow
 
