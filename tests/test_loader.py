@@ -284,7 +284,7 @@ def test_inloader_loader_on_a_kernel_without_excl_is_refused_before_any_syscall(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(probes, "inloader_loaders", lambda: probes.Probe("inloader_loaders", False, "x"))
-    with pytest.raises(UnsupportedFeature, match="bpfsign sign --scheme loadtime"):
+    with pytest.raises(UnsupportedFeature, match="convert it to the loadtime scheme"):
         loader.Loader(_skel("counter.signed.lskel.h"), unsigned=True)
 
 
@@ -452,7 +452,7 @@ def test_cli_load_signed_error(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_load_lines_name_the_signing_state() -> None:
-    from bpfsign.cli._kernel import load_lines
+    from bpfsign.cli.load import load_lines
 
     info = {"signed": True, "skeleton_signed": True, "scheme": "loadtime", "maps": [],
             "progs": [], "links": []}

@@ -324,7 +324,7 @@ def prog_load(attr: ProgLoadAttr) -> int:
             "signed BPF_PROG_LOAD",
             "the kernel lacks signature verification (CONFIG_SYSTEM_DATA_VERIFICATION is "
             "not set), so every signed load fails with EOPNOTSUPP; load it on a kernel built "
-            "with it (e.g. Debian's Linux 7.x), or without its signature (--unsigned)",
+            "with it (e.g. Debian's Linux 7.x), or without its signature",
             errno=err,
         )
     log = ""
@@ -373,13 +373,13 @@ def explain(err: int, log: str, *, signature_size: int = 0) -> str:
         )
     if "must bind maps via a continuous fd_array" in log:
         return (
-            "a 6.18-style (in-loader) signed loader on a load-time kernel; convert it with "
-            "`bpfsign sign --scheme loadtime`"
+            "a 6.18-style (in-loader) signed loader on a load-time kernel; convert it to the "
+            "loadtime scheme"
         )
     if "cannot access ptr member" in log and "struct bpf_map" in log:
         return (
             "the loader reads struct bpf_map at a 6.18-only offset (bpftool <= 7.8 -S "
-            "exclusivity check); convert it with `bpfsign sign --scheme loadtime`"
+            "exclusivity check); convert it to the loadtime scheme"
         )
     if "cannot resolve signing keyring" in log or (err == _errno.EINVAL and not log):
         return "check keyring_id: it must be 0, 1, 2, -3 or the serial of an existing KEYRING"

@@ -376,7 +376,7 @@ class KernelModel:
                 "signed BPF_PROG_LOAD",
                 "the kernel lacks signature verification (CONFIG_SYSTEM_DATA_VERIFICATION is "
                 "not set), so every signed load fails with EOPNOTSUPP; load it on a kernel built "
-                "with it (e.g. Debian's Linux 7.x), or without its signature (--unsigned)",
+                "with it (e.g. Debian's Linux 7.x), or without its signature",
                 errno=errno.EOPNOTSUPP,
             )
 
