@@ -29,14 +29,28 @@ def checked(body: Callable[[bytes], object]) -> Callable[[bytes], None]:
     return one_input
 
 
+_LIBRARY = (
+    "bpfsign", "bpfsign.errors", "bpfsign._fileio",
+    "bpfsign.crypto.der", "bpfsign.crypto._oids", "bpfsign.crypto.x509", "bpfsign.crypto.cms",
+    "bpfsign.crypto.trust", "bpfsign.crypto.verify", "bpfsign.crypto.keys",
+    "bpfsign.crypto.signer", "bpfsign.skel.insn", "bpfsign.skel.model", "bpfsign.skel.escapes",
+    "bpfsign.skel._tokenize", "bpfsign.skel._parse", "bpfsign.skel._write",
+    "bpfsign.skel.skeleton", "bpfsign.skel.globaldata", "bpfsign.skel.scheme",
+)
+
+
 def run(module_name: str, default_max_len: int = 4096) -> None:
     """``python fuzz/fuzz_x.py [libFuzzer args] [corpus dirs]`` under atheris, bpfsign instrumented."""
     import atheris
 
-    with atheris.instrument_imports(include=["bpfsign"]):
-        import importlib
+    import importlib
 
-        module = importlib.import_module(module_name)
+    # bpfsign is imported lazily by the targets: import (and so instrument) it all here,
+    # or the fuzzer runs without coverage feedback.
+    with atheris.instrument_imports(include=["bpfsign"]):
+        for name in _LIBRARY:
+            importlib.import_module(name)
+    module = importlib.import_module(module_name)
     argv = list(sys.argv)
     if not any(a.startswith("-max_len=") for a in argv):
         argv.insert(1, f"-max_len={default_max_len}")
