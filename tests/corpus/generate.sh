@@ -127,6 +127,18 @@ fetch_packages() {
 	fi
 	# sid's bpftool 7.8.0+7.2.13 and glibc, pinned by the fixture script.
 	BPFSIGN_FIXTURE_CACHE=$FCACHE bash "$FIXTURES/generate.sh" --fetch-only
+	# The 7.3.4 skel_internal.h (and the libbpf/UAPI headers it includes) for the
+	# C reference loader (refload.py) of the 7.3.4 and kernel headers.
+	local inc=$CACHE/refinc/v73
+	rm -rf "$inc"
+	mkdir -p "$inc/bpf" "$inc/linux"
+	local h
+	for h in skel_internal.h bpf.h libbpf_common.h libbpf_legacy.h libbpf_version.h; do
+		cp "$TREE/tools/lib/bpf/$h" "$inc/bpf/$h"
+	done
+	for h in bpf.h bpf_common.h; do
+		cp "$TREE/tools/include/uapi/linux/$h" "$inc/linux/$h"
+	done
 }
 
 # Foreign bpftools need glibc >= 2.38: run them through sid's loader.
@@ -297,12 +309,12 @@ write_provenance() {
 		echo "# tools/testing/selftests/bpf, debug paths mapped to $MAP_TREE and $MAP_BUILD)"
 		echo "compile: $CLANG -g -Wall -Werror -D__TARGET_ARCH_x86 -mlittle-endian -I<build>/include -I. -I../../../include/uapi -I../../../include -Ilibarena/include -std=gnu11 -fno-strict-aliasing -Wno-microsoft-anon-tag -fms-extensions -Wno-compare-distinct-pointer-types -Wno-initializer-overrides $(sys_includes | one_line) -DENABLE_ATOMICS_TESTS -fdebug-compilation-dir=$MAP_BUILD -fdebug-prefix-map=<tree>=$MAP_TREE -fdebug-prefix-map=<build>=$MAP_BUILD -O2 --target=bpfel -c progs/P.c -mcpu=v3 -o P.bpf.o"
 		echo "link: bpftool-7.3.4 gen object P.llinked1.o P.bpf.o; ... llinked2.o llinked1.o; ... llinked3.o llinked2.o; cmp llinked2.o llinked3.o"
-		echo "header P.v71.lskel.h: bpftool-7.1 gen skeleton -L P.llinked3.o name P_lskel"
-		echo "header P.v72.lskel.h: bpftool-7.2.13 gen skeleton -L P.llinked3.o name P_lskel"
-		echo "header P.v72.signed.lskel.h: bpftool-7.2.13 gen skeleton -S -k tests/fixtures/keys/TEST-ONLY-lskel-signing.key.pem -i tests/fixtures/keys/TEST-ONLY-lskel-signing.cert.pem P.llinked3.o name P_lskel"
-		echo "header P.v73.lskel.h: bpftool-7.3.4 gen skeleton -L P.llinked3.o name P_lskel"
-		echo "header P.v73.signed.lskel.h: bpftool-7.3.4 gen skeleton -S -k (same key) -i (same cert) P.llinked3.o name P_lskel"
-		echo "header iterators.kernel-{little,big}-endian.lskel.h: kernel/bpf/preload/iterators/iterators.lskel-{little,big}-endian.h, copied unchanged"
+		echo "gen P.v71.lskel.h: bpftool-7.1 gen skeleton -L P.llinked3.o name P_lskel"
+		echo "gen P.v72.lskel.h: bpftool-7.2.13 gen skeleton -L P.llinked3.o name P_lskel"
+		echo "gen P.v72.signed.lskel.h: bpftool-7.2.13 gen skeleton -S -k tests/fixtures/keys/TEST-ONLY-lskel-signing.key.pem -i tests/fixtures/keys/TEST-ONLY-lskel-signing.cert.pem P.llinked3.o name P_lskel"
+		echo "gen P.v73.lskel.h: bpftool-7.3.4 gen skeleton -L P.llinked3.o name P_lskel"
+		echo "gen P.v73.signed.lskel.h: bpftool-7.3.4 gen skeleton -S -k (same key) -i (same cert) P.llinked3.o name P_lskel"
+		echo "gen iterators.kernel-{little,big}-endian.lskel.h: kernel/bpf/preload/iterators/iterators.lskel-{little,big}-endian.h, copied unchanged"
 		echo "# Programs, from the LSKELS* lists of tools/testing/selftests/bpf/Makefile"
 		for p in "${PROGS[@]}"; do
 			if [[ -n ${FAILED[$p.bpf.o]:-} ]]; then
