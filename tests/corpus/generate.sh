@@ -17,6 +17,8 @@
 #   - writes PROVENANCE (versions, SHA-256s, commands, what failed and why).
 #
 # Usage: bash tests/corpus/generate.sh [--fetch-only]
+#   --fetch-only: only fetch linux-source-7.3 and sid's libbpf headers and put
+#   the headers tests/corpus/refload.py compiles against into the cache (CI).
 # Needs: clang-19 (apt-get install clang-19), bookworm's bpftool, python3,
 # network access to the Debian mirror on the first run (about 185 MB). Packages
 # are fetched with a private apt configuration (the machine's apt sources are
@@ -88,10 +90,11 @@ deb_file() { # package -> expected .deb path in the cache
 	echo "$CACHE/debs/${pkg}_${ver//:/%3a}_${TB_ARCH[$pkg]}.deb"
 }
 
-fetch_packages() {
-	local pkg missing=() deb line
+fetch_packages() { # [packages...] (default: all of TB_PKGS)
+	local pkg missing=() deb line pkgs=("$@")
+	((${#pkgs[@]})) || pkgs=("${TB_PKGS[@]}")
 	mkdir -p "$CACHE/debs" "$CACHE/apt/lists/partial" "$CACHE/apt/archives/partial"
-	for pkg in "${TB_PKGS[@]}"; do
+	for pkg in "${pkgs[@]}"; do
 		[[ -f $(deb_file "$pkg") ]] || missing+=("$pkg=${TB_VERSION[$pkg]}")
 	done
 	if ((${#missing[@]})); then
@@ -104,7 +107,7 @@ fetch_packages() {
 		(cd "$CACHE/debs" && apt_private -qq download "${missing[@]}") ||
 			die "could not download ${missing[*]} from $SUITE; the pinned versions may have left the mirror: update TB_VERSION/TB_SHA256 in generate.sh and regenerate"
 	fi
-	for pkg in "${TB_PKGS[@]}"; do
+	for pkg in "${pkgs[@]}"; do
 		deb=$(deb_file "$pkg")
 		echo "${TB_SHA256[$pkg]}  $deb" | sha256sum --quiet -c - ||
 			die "$deb does not match its pinned SHA-256; delete it and rerun"
@@ -355,7 +358,9 @@ install_outputs() {
 
 main() {
 	if [[ ${1:-} == --fetch-only ]]; then
-		fetch_packages
+		# CI: only what the C reference loader needs (the 7.3.4 skel_internal.h
+		# from linux-source-7.3, sid's libbpf 1.7); no compiler, no generation.
+		fetch_packages linux-source-7.3
 		return
 	fi
 	[[ $# -eq 0 ]] || die "usage: generate.sh [--fetch-only]"

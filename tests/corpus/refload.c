@@ -10,6 +10,9 @@
  *   -DREF_HEADER='"x.lskel.h"' -DREF_NAME=x   header and skeleton name
  *   -DREF_MAPS(X)=X(a) X(b) ...               map members (skel->maps.a)
  *   -DREF_PROGS(X)=X(p) ...                    program members (skel->progs.p)
+ *   -DREF_SIGNED                               the skeleton has keyring_id (bpftool -S):
+ *                                              set it to the session keyring between
+ *                                              __open and __load, as the selftests do
  * and the include path of the skel_internal.h it is checked against.
  *
  * Usage: refload [N]   without N: load once and print JSON;
@@ -54,6 +57,10 @@ static inline void *ref_finalize_map_data(__u64 *init_val, size_t mmap_sz, int f
 #include REF_HEADER
 #undef bpf_load_and_run
 #undef skel_finalize_map_data
+
+#ifndef KEY_SPEC_SESSION_KEYRING
+#define KEY_SPEC_SESSION_KEYRING -3
+#endif
 
 #define REF_CAT2(a, b) a##b
 #define REF_CAT(a, b) REF_CAT2(a, b)
@@ -108,17 +115,34 @@ static void ref_prog(const char *member, int fd, int *first)
 	putchar('}');
 }
 
-static int ref_once(void)
+/* <name>__open_and_load(), with keyring_id set for signed skeletons. */
+static struct REF_NAME *ref_open_and_load(int *err)
 {
 	struct REF_NAME *skel = REF_FN(__open)();
+
+	*err = 0;
+	if (!skel) {
+		ref_step = "open";
+		ref_errno = errno;
+		return NULL;
+	}
+#ifdef REF_SIGNED
+	skel->keyring_id = KEY_SPEC_SESSION_KEYRING;
+#endif
+	*err = REF_FN(__load)(skel);
+	return skel;
+}
+
+static int ref_once(void)
+{
 	int err, first;
+	struct REF_NAME *skel = ref_open_and_load(&err);
 
 	if (!skel) {
 		printf("{\"skeleton\": \"%s\", \"ok\": false, \"step\": \"open\", \"errno\": %d}\n",
-		       REF_STR(REF_NAME), errno);
+		       REF_STR(REF_NAME), ref_errno);
 		return 0;
 	}
-	err = REF_FN(__load)(skel);
 	if (err) {
 		printf("{\"skeleton\": \"%s\", \"ok\": false, \"step\": \"%s\", \"errno\": %d, \"ret\": %d}\n",
 		       REF_STR(REF_NAME), ref_step, ref_errno ? ref_errno : -err, err);
@@ -157,10 +181,11 @@ int main(int argc, char **argv)
 
 	for (long i = 0; i < n; i++) {
 		long long t0 = ref_now_ns();
-		struct REF_NAME *skel = REF_FN(__open_and_load)();
+		int err;
+		struct REF_NAME *skel = ref_open_and_load(&err);
 		long long t1;
 
-		if (!skel) {
+		if (!skel || err) {
 			fprintf(stderr, "refload: load failed: %s errno %d\n", ref_step, ref_errno);
 			return 1;
 		}

@@ -82,13 +82,15 @@ def members(text: str) -> tuple[str, list[str], list[str]]:
 
 
 def compile_command(header: Path, out: Path) -> list[str]:
-    name, maps, progs = members(header.read_text())
+    text = header.read_text()
+    name, maps, progs = members(text)
     v = variant(header)
     return [
         "gcc", "-O2", "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
         f"-DREF_HEADER=\"{header.resolve()}\"", f"-DREF_NAME={name}",
         "-DREF_MAPS(X)=" + " ".join(f"X({n})" for n in maps),
         "-DREF_PROGS(X)=" + " ".join(f"X({n})" for n in progs),
+        *(["-DREF_SIGNED"] if re.search(r"^\s*__s32 keyring_id;", text, re.M) else []),
         *include_flags(v), str(SOURCE), "-o", str(out),
     ]
 
