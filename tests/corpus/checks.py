@@ -242,7 +242,7 @@ def load_pair(h: Path, *, build: bool = True) -> dict[str, Any]:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-_NR_BPF, _NR_NANOSLEEP, _BPF_PROG_TEST_RUN = 321, 35, 10
+_NR_BPF, _NR_NANOSLEEP, _NR_KEYCTL, _BPF_PROG_TEST_RUN = 321, 35, 250, 10
 
 
 def prog_test_run(prog_fd: int) -> int:
@@ -321,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.load_all:
         ap.error("nothing to do")
     if args.keyring_cert:
+        # a fresh session keyring for this process (keyctl(KEYCTL_JOIN_SESSION_KEYRING,
+        # NULL)), inherited by the children: the CLI adds the cert to it, and both the C
+        # reference and bpfsign (keyring_id -3) then verify against it
+        if _libc.syscall(_NR_KEYCTL, 1, None) < 0:
+            raise OSError(ctypes.get_errno(), "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
         cli("keyring", "add", CERT, check=True)
     res = {"kernel": os.uname().release,
            "results": {h.name: load_pair(h, build=not args.no_build) for h in HEADERS}}
