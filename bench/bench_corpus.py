@@ -36,6 +36,7 @@ CORPUS = REPO / "tests" / "corpus"
 sys.path.insert(0, str(CORPUS))
 sys.path.insert(0, str(REPO / "src"))
 
+import checks  # noqa: E402
 import refload  # noqa: E402
 
 import bpfsign  # noqa: E402
@@ -45,6 +46,7 @@ WARMUP = 5
 
 
 def c_batch(exe: Path, n: int) -> list[float]:
+    # the harness times inside the process: start-up is not counted
     r = subprocess.run([str(exe), str(n)], capture_output=True, text=True, check=True)
     return [int(x) / 1000 for x in r.stdout.split()]
 
@@ -71,7 +73,7 @@ def bench_load(h: Path, iterations: int, batch: int) -> dict[str, float] | str:
     skel = first.skeleton
     first.close()
     ld = bpfsign.Loader(skel)
-    exe = refload.binary(h)
+    exe = refload.binary(h, build=False)
     c_batch(exe, WARMUP)
     py_batch(ld, WARMUP)
     ct: list[float] = []
@@ -144,9 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sign-runs", type=int, default=15)
     ap.add_argument("--only", help="substring of the header names to time")
     ap.add_argument("--no-sign", action="store_true")
+    ap.add_argument("--trust-test-cert", action="store_true",
+                    help="add the TEST-ONLY cert to a fresh session keyring first (signed loads)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("needs root (bpf())")
+    if args.trust_test_cert:
+        checks.trust_test_cert_in_session()
     gc.collect()
     with open("/proc/sys/kernel/osrelease") as f:
         kernel = f.read().strip()

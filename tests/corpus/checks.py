@@ -310,6 +310,15 @@ TRIGGER_CASES = [(p, HERE / "skel" / f"{p}.{k}.lskel.h")
                  for p in TRIGGERS for k in ("v71", "v72", "v73", "v73.signed")]
 
 
+def trust_test_cert_in_session() -> None:
+    """Join a fresh session keyring (keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)), which
+    later children inherit, and add the TEST-ONLY cert to it with ``bpfsign keyring add``:
+    the C reference and bpfsign (keyring_id -3) then both verify against it."""
+    if _libc.syscall(_NR_KEYCTL, 1, None) < 0:
+        raise OSError(ctypes.get_errno(), "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
+    cli("keyring", "add", CERT, check=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--load-all", action="store_true")
@@ -321,12 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.load_all:
         ap.error("nothing to do")
     if args.keyring_cert:
-        # a fresh session keyring for this process (keyctl(KEYCTL_JOIN_SESSION_KEYRING,
-        # NULL)), inherited by the children: the CLI adds the cert to it, and both the C
-        # reference and bpfsign (keyring_id -3) then verify against it
-        if _libc.syscall(_NR_KEYCTL, 1, None) < 0:
-            raise OSError(ctypes.get_errno(), "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
-        cli("keyring", "add", CERT, check=True)
+        trust_test_cert_in_session()
     res = {"kernel": os.uname().release,
            "results": {h.name: load_pair(h, build=not args.no_build) for h in HEADERS}}
     text = json.dumps(res, indent=1, sort_keys=True) + "\n"
