@@ -242,7 +242,7 @@ def load_pair(h: Path, *, build: bool = True) -> dict[str, Any]:
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-_NR_BPF, _NR_NANOSLEEP, _NR_KEYCTL, _BPF_PROG_TEST_RUN = 321, 35, 250, 10
+_NR_BPF, _NR_NANOSLEEP, _NR_KEYCTL, _BPF_PROG_TEST_RUN, _BPF_ITER_CREATE = 321, 35, 250, 10, 33
 
 
 def prog_test_run(prog_fd: int) -> int:
@@ -304,10 +304,45 @@ def trigger_trace_printk(h: Path) -> None:
         assert sk.bss.trace_printk_ret > 0
 
 
+def read_iterator(link_fd: int) -> str:
+    """BPF_ITER_CREATE on an iter link, read to the end."""
+    attr = (ctypes.c_uint32 * 2)(link_fd, 0)
+    fd = _libc.syscall(_NR_BPF, _BPF_ITER_CREATE, attr, 8)
+    if fd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode()
+
+
+def trigger_iterators(h: Path) -> None:
+    """kernel/bpf/preload: the bpf_map and bpf_prog iterators list the skeleton's own
+    map and programs (what /sys/fs/bpf/maps.debug and progs.debug show)."""
+    import bpfsign
+
+    with bpfsign.load_skeleton(h) as sk:
+        links = sk.attach()
+        maps = read_iterator(links["dump_bpf_map"])
+        progs = read_iterator(links["dump_bpf_prog"])
+        map_id = next(m["id"] for m in sk.describe()["maps"] if m["name"] == "rodata")
+    assert maps.startswith("  id name             max_entries  cur_entries\n"), maps[:200]
+    assert any(ln.split()[:3] == [str(map_id), "iterator.rodata", "1"] for ln in maps.splitlines()), maps
+    assert progs.startswith("  id name             attached\n"), progs[:200]
+    names = {ln.split()[1] for ln in progs.splitlines()[1:] if len(ln.split()) > 1}
+    assert {"dump_bpf_map", "dump_bpf_prog"} <= names, progs
+
+
 TRIGGERS = {"atomics": trigger_atomics, "fentry_test": trigger_fentry_fexit,
             "fexit_test": trigger_fentry_fexit, "trace_printk": trigger_trace_printk}
 TRIGGER_CASES = [(p, HERE / "skel" / f"{p}.{k}.lskel.h")
                  for p in TRIGGERS for k in ("v71", "v72", "v73", "v73.signed")]
+TRIGGERS["iterators"] = trigger_iterators
+TRIGGER_CASES.append(("iterators", HERE / "skel" / "iterators.kernel-little-endian.lskel.h"))
 
 
 def trust_test_cert_in_session() -> None:
