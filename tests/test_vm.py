@@ -162,6 +162,8 @@ def test_guest_suite(request: pytest.FixtureRequest) -> None:
             with capman.global_and_fixture_disabled():
                 reporter.write_line("  guest| " + line)
 
+    # the guest's root is read-only: compile the corpus's C reference loaders here first
+    subprocess.run([sys.executable, str(CHECKOUT / "tests" / "corpus" / "refload.py"), "--build-all"], check=True)
     show(f"booting: {runner.qemu_version}, accel {runner.accel}, kernel {runner.prepare().abi}")
     cmd = [
         "sh", "-c", 'echo "GUEST-UNAME $(uname -r)"; exec "$@"', "-",
