@@ -34,6 +34,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 RET0 = bytes.fromhex("b700000000000000" "9500000000000000")
 BPFTOOL = "/usr/sbin/bpftool"
 PIN = "/sys/fs/bpf/bpfsign-bench"
+BPFSIGN = str(CHECKOUT / ".venv" / "bin" / "bpfsign")  # the console script users run
 
 
 def _load_once() -> float:
@@ -128,7 +129,7 @@ def _guest(rounds: int, procs: int) -> int:
     cmds = {
         "python -c pass": [py, "-c", "pass"],
         "bpftool prog show --json": [BPFTOOL, "prog", "show", "--json"],
-        "bpfsign status --json (own iterator)": [py, "-m", "bpfsign", "status", "--json",
+        "bpfsign status --json (own iterator)": [BPFSIGN, "status", "--json",
                                                  "--pin", PIN],
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}
@@ -142,7 +143,7 @@ def _guest(rounds: int, procs: int) -> int:
     pinned = "bpfsign status --json (pinned iterator)"
     cmds2 = {"python -c pass": cmds["python -c pass"],
              "bpftool prog show --json": cmds["bpftool prog show --json"],
-             pinned: [py, "-m", "bpfsign", "status", "--json", "--pin", PIN]}
+             pinned: [BPFSIGN, "status", "--json", "--pin", PIN]}
     times2: dict[str, list[float]] = {k: [] for k in cmds2}
     for i in range(procs + 1):
         for name in (list(cmds2) if i % 2 == 0 else list(reversed(cmds2))):

@@ -80,3 +80,49 @@ def test_status_json_refusal_is_one_document() -> None:
 def test_bad_arguments_are_usage_errors(args: tuple[str, ...], message: str) -> None:
     run = bpfsign(*args)
     assert (run.returncode, run.stdout, run.stderr) == (2, "", message)
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--json"], ["--pin", "/x"], ["--json", "--pin", "/x"], ["--pin", "/x", "--json"],
+])
+def test_status_fast_parser_agrees_with_argparse(argv: list[str]) -> None:
+    from bpfsign.cli import _options, build_parser
+    from bpfsign.cli import status as cli_status
+
+    ns = build_parser().parse_args(["status", *argv])
+    assert cli_status.parse_fast(argv) == _options.from_namespace(cli_status.StatusOptions, ns)
+
+
+@pytest.mark.parametrize("argv", [["--pin"], ["--pin", "--json"], ["--pin=/x"], ["-h"], ["x"]])
+def test_status_fast_parser_leaves_the_rest_to_argparse(argv: list[str]) -> None:
+    from bpfsign.cli import status as cli_status
+
+    assert cli_status.parse_fast(argv) is None
+
+
+def test_status_json_rows_are_what_json_dumps_gives(tmp_path: os.PathLike[str]) -> None:
+    """A pinned iterator is read as a file; here a file of records stands in for one."""
+    import json
+
+    from bpfsign.kernel import status as ST
+
+    names = [b"plain", b'q"uote', b"back\\slash", "ünï".encode(), b"tab\there", b""]
+    raw = b"".join(ST.RECORD.pack(i + 1, 29, bytes(range(8)), 10**9 * i, n, 4242 * i, i % 2,
+                                  i % 5, ST.MAGIC) for i, n in enumerate(names))
+    pin = os.path.join(tmp_path, "pin")
+    os.mkdir(pin)
+    with open(os.path.join(pin, "progs"), "wb") as f:
+        f.write(raw)
+    run = bpfsign("status", "--json", "--pin", pin)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads(run.stdout)
+    want = [r.as_dict() for r in ST.parse(raw)]
+    for r, w in zip(rows, want, strict=True):  # loaded_at depends on the clock of each run
+        assert abs(r.pop("loaded_at") - w.pop("loaded_at")) < 1
+        assert r == w
+    assert [r["name"] for r in rows] == [n.decode() for n in names]
+    assert rows[3]["verdict"] == "VERIFIED" and rows[3]["keyring_type"] == "PLATFORM"
+    table = bpfsign("status", "--pin", pin).stdout.splitlines()
+    assert table[0].split() == ["ID", "TYPE", "NAME", "TAG", "LOADED", "VERDICT", "KEYRING",
+                                "SERIAL"]
+    assert table[1].split()[:3] == ["1", "lsm", "plain"] and len(table) == 7

@@ -77,6 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         fast = verify.parse_fast(argv[1:])
         if fast is not None:
             return _common.run(verify.handle, fast)
+    if argv and argv[0] == "status":  # timed against bpftool prog show: same idea
+        from . import status
+
+        fast_status = status.parse_fast(argv[1:])
+        if fast_status is not None:
+            return _common.run(status.handle, fast_status)
     return _common.dispatch(build_parser(_commands_for(argv)).parse_args(argv))
 
 
