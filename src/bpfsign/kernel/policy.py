@@ -290,8 +290,11 @@ def build_lsm_program(layout: Layout, config_fd: int, counters_fd: int,
     ev = -EVENT_SIZE  # event at fp-64
     b = ProgramBuilder(layout.helpers)
     b.comment("ctx: u64 args of " + HOOK).mov(R6, R1)
-    for off in range(0, EVENT_SIZE, 8):
-        b.st(8, R10, ev + off, 0)
+    # every field below is written; only the last word (verdict..reason and padding) and
+    # the name (a shorter copy would leave bytes) need zeroing first
+    b.st(8, R10, ev + EV_VERDICT, 0)
+    if layout.aux_name.size < 16:
+        b.st(8, R10, ev + EV_NAME, 0).st(8, R10, ev + EV_NAME + 8, 0)
     b.ldx(8, R8, R6, 8 * layout.hook_args["prog"], note="prog")
     b.ldx(8, R1, R6, 8 * layout.hook_args["kernel"], note="kernel (bool)")
     b.alu("&=", R1, 0xFF).stx(1, R10, ev + EV_KERNEL, R1)
