@@ -339,6 +339,26 @@ def test_pinned_policy_outlives_its_process_and_off_removes_it(clean_pins: None)
     os.close(fd)
 
 
+class FailLastPin(SyscallBackend):
+    """The real kernel, except that pinning the policy's link fails (as a full or
+    read-only bpffs would): everything made until then must be undone."""
+
+    def obj_pin(self, fd: int, path: str) -> None:
+        if path.endswith("/" + E.PIN_LINK):
+            raise KernelError(errno.ENOSPC, "BPF_OBJ_PIN", message="injected")
+        super().obj_pin(fd, path)
+
+
+def test_a_failure_after_attach_leaves_nothing(clean_pins: None) -> None:
+    with pytest.raises(KernelError) as e:
+        E.install(Policy.from_options([0]), PIN, be=FailLastPin())
+    assert (e.value.errno, e.value.hint) == (errno.ENOSPC, "injected")
+    assert not os.path.exists(PIN)  # the maps and the iterator were pinned, then removed
+    fd, err = raw_load("rollback_after")  # and the attached link went with its fd
+    assert err == 0
+    os.close(fd)
+
+
 def test_status_without_a_policy_matches_bpftool() -> None:
     fds = [raw_load(f"st_{i}")[0] for i in range(3)]
     try:
