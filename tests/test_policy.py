@@ -233,3 +233,56 @@ def test_remove_without_a_policy_is_an_input_error(tmp_path: os.PathLike[str]) -
     with pytest.raises(InputError) as e:
         E.remove(str(tmp_path))
     assert str(e.value) == f"{tmp_path}: no bpfsign policy is pinned here"
+
+
+# ------------------------------------------------------------ the kernel model
+
+
+def test_kernel_model_applies_the_same_rule() -> None:
+    """KernelModel.policy runs ``decide`` where the LSM hook runs: after the signature."""
+    import hashlib
+
+    from bpfsign.crypto import cms, keys, trust
+    from bpfsign.errors import KernelError
+    from bpfsign.kernel.model import KernelModel
+
+    pair = keys.generate("ec", curve="P-256", subject="bpfsign policy model")
+    signer = keys.FileSigner(pair.key, pair.cert_der)
+    store = trust.TrustStore()
+    store.add(signer.certificate, "session")
+    session = store.session.serial
+    ret0 = bytes.fromhex("b700000000000000" "9500000000000000")
+    value = bytes(16)
+
+    def load(model: KernelModel, signed: bool) -> int | None:
+        m = model.map_create(2, 4, 16, 1, "__loader.map",
+                             excl_prog_hash=hashlib.sha256(ret0).digest())
+        model.map_update(m, bytes(4), value)
+        model.map_freeze(m)
+        try:
+            fd = model.prog_load(31, ret0, flags=0x10, fd_array=(m,),
+                                 fd_array_cnt=1 if signed else 0,
+                                 signature=cms.sign(ret0 + value, signer) if signed else None,
+                                 keyring_id=-3)
+        except KernelError as exc:
+            assert exc.log == ""  # the hook refuses with an empty verifier log
+            return exc.errno
+        finally:
+            model.close(m)
+        model.close(fd)
+        return None
+
+    cases = {
+        (Policy.from_options([0]), False): 1,  # EPERM: unsigned
+        (Policy.from_options([0]), True): 1,  # EPERM: VERIFIED, but the caller's keyring
+        (Policy.from_options([0], [session]), True): None,  # that keyring's serial pinned
+        (Policy.from_options([0], audit=True), False): None,  # audit admits
+        (None, False): None,  # no policy
+    }
+    for (policy, signed), want in cases.items():
+        model = KernelModel("7.3", store)
+        model.policy = policy
+        assert load(model, signed) == want, (policy, signed)
+        inputs = inputs_for_load(-3 if signed else None, session)
+        if policy is not None:
+            assert decide(policy, inputs).admitted == (want is None)
