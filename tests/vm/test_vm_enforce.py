@@ -29,7 +29,7 @@ from bpfsign.kernel import btf as B
 from bpfsign.kernel import enforce as E
 from bpfsign.kernel import status as ST
 from bpfsign.kernel.audit import Dropped, stream
-from bpfsign.kernel.backend import LOADER_PROG_NAME, run_loader
+from bpfsign.kernel.backend import LOADER_PROG_NAME, PrimitiveSteps
 from bpfsign.kernel.policy import (
     Decision,
     Event,
@@ -83,8 +83,8 @@ class HoldLoader(SyscallBackend):
         super().__init__()
         self.held: list[int] = []
 
-    def load_and_run(self, request: Any, ctx: bytearray) -> None:
-        run_loader(self, request, ctx)
+    def loader_steps(self, request: Any) -> Any:
+        return PrimitiveSteps(self, request)  # the loader's PROG_LOAD comes through prog_load
 
     def prog_load(self, *a: Any, **kw: Any) -> int:
         fd = super().prog_load(*a, **kw)
