@@ -173,7 +173,7 @@ def test_guest_suite(request: pytest.FixtureRequest) -> None:
     try:
         # no third-party pytest plugins in the guest: imports over 9p under TCG are slow
         env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-        result: GuestResult = runner.run(cmd, cwd=CHECKOUT, env=env, timeout=1200, on_line=show)
+        result: GuestResult = runner.run(cmd, cwd=CHECKOUT, env=env, timeout=1800, on_line=show)
     except VmError as exc:
         pytest.fail(f"guest run failed: {exc}")
     show(result.header())
