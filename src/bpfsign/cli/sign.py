@@ -226,10 +226,9 @@ def _sign_file(opts: SignOptions, signer: Signer, path: str, payload: bytes) -> 
 
 def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton) -> dict[str, Any]:
     """Sign one header: in place, or to ``-o``. Returns the file's record."""
-    from .._fileio import atomic_write
     from ..skel import scheme
 
-    text, report = scheme.sign_skeleton(
+    signed, report = scheme.sign(
         skel,
         signer,
         scheme=opts.scheme,
@@ -238,7 +237,7 @@ def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton)
         strict=opts.strict,
     )
     out = opts.output or path
-    atomic_write(out, text.encode("utf-8", "surrogateescape"))
+    signed.save(out)  # streamed: no second copy of a big header
     record: dict[str, Any] = {
         "file": path,
         "kind": "skeleton",

@@ -289,6 +289,8 @@ def load_certificate(path: str | os.PathLike[str]) -> bytes:
             if is_der(data)
             else x509.load_pem_x509_certificate(data)
         )
+    except x509.InvalidVersion as exc:  # not a ValueError: pyca's own type
+        raise InputError(f"not a valid X.509 certificate: {exc}", path=where) from None
     except ValueError:
         raise InputError("not an X.509 certificate (expected PEM or DER)", path=where) from None
     return cert.public_bytes(serialization.Encoding.DER)
