@@ -171,13 +171,12 @@ def step_inspect_skeleton(ctx: DemoContext) -> str:
 
 
 def step_sign_skeleton(ctx: DemoContext) -> str:
-    from .._fileio import atomic_write
     from ..skel import scheme, skeleton
 
     skel = ctx.extra.get("example") or skeleton.load(example_skeleton_path())
     text, report = scheme.sign_skeleton(skel, ctx.signer, scheme="loadtime")
     out = ctx.workdir / SIGNED_SKELETON
-    atomic_write(out, text.encode())
+    skeleton.save(text, out)
     signed = skeleton.parse(text, path=str(out))
     ctx.extra["skeleton"] = str(out)
     ctx.extra["signed_skeleton"] = signed
