@@ -597,7 +597,9 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
             section = "." + name if "_" not in name or base not in ("rodata", "data", "bss") else (
                 "." + base + "." + name.split("_", 1)[1]
             )
-        readonly = fin[1] if fin is not None else base in ("rodata", "kconfig")
+        # without a finalize call an image the header prepared stays read-only (7.3's
+        # skel_protect_map_data for per-CPU sections)
+        readonly = fin[1] if fin is not None else (prep is not None or base in ("rodata", "kconfig"))
         maps.append(
             MapSpec(
                 name=name,
@@ -607,6 +609,7 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
                 mmap_size=prep[1] if prep else (fin[0] if fin else None),
                 readonly=readonly if internal else False,
                 fields=_section_fields(src, scan, name) if internal else (),
+                mmapable=fin is not None,
             )
         )
     progs = tuple(ProgSpec(p, i, scan.attach.get(p)) for i, p in enumerate(scan.progs))

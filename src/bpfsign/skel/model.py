@@ -71,6 +71,10 @@ class MapSpec:
     readonly: bool  # PROT_READ only after load (rodata, kconfig)
     #: the members of ``struct <skel>__<section>`` (global-data maps only)
     fields: tuple[GlobalVar, ...] = ()
+    #: the header maps the map over its section after load (``skel_finalize_map_data``,
+    #: emitted by bpftool for BPF_F_MMAPABLE maps only). False for per-CPU sections
+    #: (``skel_protect_map_data``) and for sections the header gives no image.
+    mmapable: bool = False
 
     @property
     def ctx_offset(self) -> int:
