@@ -41,9 +41,9 @@ _LIBRARY = (
 
 def run(module_name: str, default_max_len: int = 4096) -> None:
     """``python fuzz/fuzz_x.py [libFuzzer args] [corpus dirs]`` under atheris, bpfsign instrumented."""
-    import atheris
-
     import importlib
+
+    import atheris
 
     # bpfsign is imported lazily by the targets: import (and so instrument) it all here,
     # or the fuzzer runs without coverage feedback.
