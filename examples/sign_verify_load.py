@@ -29,13 +29,13 @@ def main(path: str) -> int:
         pair = keys.generate("rsa", subject="example signer")
         signer = bpfsign.FileSigner(pair.key, pair.cert_der)
 
-        text, report = scheme.sign_skeleton(skeleton.load(path), signer, scheme="loadtime")
+        signed, report = scheme.sign(skeleton.load(path), signer, scheme="loadtime")
         for warning in report.warnings:
             print("warning:", warning)
         if report.converted is not None:
             print("converted:", report.converted)
         out = Path(tmp) / Path(path).name
-        out.write_text(text)
+        signed.save(out)  # atomic and byte-exact
 
         trust = bpfsign.TrustStore()
         trust.add(pair.cert_der)  # the session keyring (-3), as `bpfsign keyring add` does

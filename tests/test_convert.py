@@ -129,7 +129,8 @@ FOREIGN = [p for p in SIGNED if skeleton.load(p).endian != sys.byteorder]
 
 def test_both_byte_orders_are_covered() -> None:
     assert [p.name for p in NATIVE] == [
-        "counter.signed.lskel.h", "multi.signed.lskel.h", "sockfilter.signed.lskel.h",
+        "counter.signed.lskel.h", "globals.signed.lskel.h", "hidden.signed.lskel.h",
+        "multi.signed.lskel.h", "sockfilter.signed.lskel.h",
     ]  # fmt: skip
     assert [p.name for p in FOREIGN] == ["sockfilter.bpfeb.signed.lskel.h"]
 

@@ -18,6 +18,7 @@ import re
 import secrets
 import stat
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import InputError
@@ -95,12 +96,14 @@ def read_input(
 
 def atomic_write(
     path: str | os.PathLike[str],
-    data: bytes,
+    data: bytes | Iterable[bytes],
     *,
     mode: int | None = None,
     break_hardlinks: bool = False,
 ) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory, fsync, rename, fsync dir.
+
+    ``data`` may be an iterable of chunks, so a big file need not exist whole in memory.
 
     A symlink is followed, so signing a linked header in place updates the real
     file instead of replacing the link. ``mode`` (e.g. 0o600 for keys) is
@@ -154,9 +157,11 @@ def atomic_write(
             if st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
                 os.fchown(fd, st.st_uid, st.st_gid)
             os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)

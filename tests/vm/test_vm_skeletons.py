@@ -238,6 +238,7 @@ def test_bpfsign_load_cli(path: Path, guest_keys: GuestKeys, tmp_path: Path,
     key_dir = FIXTURES / "keys"
     assert main(["sign", str(path), "--key", str(key_dir / "TEST-ONLY-lskel-signing.key.pem"),
                  "--cert", str(key_dir / "TEST-ONLY-lskel-signing.cert.pem"),
+                 "--insecure-key-permissions",  # the read-only 9p tree keeps git's mode
                  "-o", str(converted)]) == 0, capsys.readouterr().err  # fmt: skip
     capsys.readouterr()
     assert main(["load", str(converted)]) == 0, capsys.readouterr().err

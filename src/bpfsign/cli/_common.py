@@ -40,7 +40,15 @@ FLAG_HINTS = (
     ("convert it to the loadtime scheme", "`bpfsign sign --scheme loadtime`"),
     ("Use the loadtime scheme", "--scheme loadtime"),
     ("in strict mode", "--strict"),
-    ("give its passphrase", "environment variable BPFSIGN_KEY_PASSPHRASE"),
+    (
+        "give its passphrase",
+        "--passphrase-file F, --passphrase-env NAME or $BPFSIGN_KEY_PASSPHRASE, or a terminal "
+        "prompt",
+    ),
+    ("allow insecure key permissions", "--insecure-key-permissions"),
+    ("name an environment variable that holds it", "--pin-env NAME"),
+    ("give the certificate file", "--cert FILE"),
+    ("as key generation in the token does", "`bpfsign keygen --pkcs11`"),
     ("make a P-256 or P-384 key", "`bpfsign keygen --type ec`"),
     (
         "adding a certificate to a keyring of that name creates it",

@@ -198,7 +198,8 @@ def step_sign_skeleton(ctx: DemoContext) -> str:
 
     skel = ctx.extra.get("example") or skeleton.load(example_skeleton_path())
     text, report = scheme.sign_skeleton(skel, ctx.signer, scheme="loadtime")
-    out = ctx.write(SIGNED_SKELETON, text.encode())
+    out = ctx.kept(ctx.workdir / SIGNED_SKELETON)
+    skeleton.save(text, out)
     signed = skeleton.load(out)
     ctx.extra["skeleton"] = str(out)
     ctx.extra["signed_skeleton"] = signed
@@ -238,7 +239,9 @@ def step_tamper_skeleton(ctx: DemoContext) -> str:
         + skeleton.render_literal(bytes(evil))
         + signed.source[span.end :]
     )
-    tampered = skeleton.load(ctx.write(TAMPERED_SKELETON, text.encode()))
+    path = ctx.kept(ctx.workdir / TAMPERED_SKELETON)
+    skeleton.save(text, path)
+    tampered = skeleton.load(path)
     try:
         scheme.verify_skeleton(tampered, ctx.trust)
     except VerificationError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from . import _common
@@ -10,9 +9,11 @@ from ._options import options
 
 TYPE_CHECKING = False  # argparse/typing only for the type checker (CLI start-up is timed)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, Literal
 
     from ..crypto.signer import HashName, Signer
+    from ..errors import Error
     from ..skel.scheme import Scheme
     from ..skel.skeleton import Skeleton
 
@@ -23,12 +24,15 @@ PASSPHRASE_ENV = "BPFSIGN_KEY_PASSPHRASE"
 @options
 class SignOptions:
     key: str
-    cert: str
     files: tuple[str, ...]
+    cert: str | None = None
+    passphrase_file: str | None = None
+    passphrase_env: str | None = None
+    insecure_key_permissions: bool = False
+    pin_env: str | None = None
     digest: HashName = "sha256"
     sid: Literal["skid", "issuer-serial"] = "skid"
     scheme: Scheme = "loadtime"
-    keyring_id: int | None = None
     strict: bool = False
     output: str | None = None
     json: bool = False
@@ -40,10 +44,42 @@ def register(sub: Any) -> None:
         help="sign files (writes FILE.p7s) or light skeletons",
         description="Sign each FILE with a detached CMS signature in the bpftool shape and "
         "write FILE.p7s. Light skeletons (*.lskel.h) are signed in place. An encrypted key's "
-        f"passphrase is read from ${PASSPHRASE_ENV}.",
+        "passphrase comes from --passphrase-file, --passphrase-env, "
+        f"${PASSPHRASE_ENV} or a terminal prompt. --key may be a PKCS#11 URI "
+        "(pkcs11:token=T;object=LABEL?module-path=/path/module.so&pin-source=file:/path): "
+        "its PIN comes from the URI, --pin-env, $BPFSIGN_PKCS11_PIN or a terminal prompt.",
     )
-    p.add_argument("--key", required=True, metavar="K", help="private key, PEM or DER")
-    p.add_argument("--cert", required=True, metavar="C", help="certificate, PEM or DER")
+    p.add_argument(
+        "--key", required=True, metavar="K", help="private key file (PEM or DER) or pkcs11: URI"
+    )
+    p.add_argument(
+        "--cert",
+        metavar="C",
+        help="certificate, PEM or DER (with a pkcs11: key, default: the token's certificate "
+        "with the key's label/id)",
+    )
+    p.add_argument(
+        "--passphrase-file",
+        metavar="F",
+        help="read an encrypted key file's passphrase from the first line of F",
+    )
+    p.add_argument(
+        "--passphrase-env",
+        metavar="NAME",
+        help=f"read an encrypted key file's passphrase from environment variable NAME "
+        f"(default ${PASSPHRASE_ENV}, else a terminal prompt)",
+    )
+    p.add_argument(
+        "--insecure-key-permissions",
+        action="store_true",
+        help="use a key file that its group or others can read (refused by default)",
+    )
+    p.add_argument(
+        "--pin-env",
+        metavar="NAME",
+        help="pkcs11: keys: read the token's user PIN from environment variable NAME "
+        "(default: the URI's pin-value/pin-source, $BPFSIGN_PKCS11_PIN, else a terminal prompt)",
+    )
     p.add_argument(
         "--digest",
         choices=("sha256", "sha384", "sha512"),
@@ -61,13 +97,6 @@ def register(sub: Any) -> None:
         choices=("loadtime", "inloader"),
         default="loadtime",
         help="light skeletons: which signing scheme (default loadtime)",
-    )
-    p.add_argument(
-        "--keyring-id",
-        type=int,
-        default=None,
-        metavar="N",
-        help="light skeletons: keyring the kernel checks the signature against",
     )
     p.add_argument(
         "--strict",
@@ -90,7 +119,31 @@ def handle(opts: SignOptions) -> int:
 
     if opts.output is not None and len(opts.files) != 1:
         raise InputError("-o/--output needs exactly one FILE")
-    signer = None
+    _check_key_options(opts)
+    signer: Signer | None = None
+    key_error: list[Error] = []
+
+    def get_signer() -> Signer:  # opened once: a token session and a prompt are not per file
+        nonlocal signer
+        if signer is None:
+            try:
+                signer = _load_signer(opts)
+            except Error as exc:
+                key_error.append(exc)
+                raise
+        return signer
+
+    try:
+        return _sign_all(opts, get_signer, key_error)
+    finally:
+        close = getattr(signer, "close", None)
+        if close is not None:  # a token session: log out now, not at exit
+            close()
+
+
+def _sign_all(opts: SignOptions, get_signer: Callable[[], Signer], key_error: list[Error]) -> int:
+    from ..errors import Error
+
     records: list[dict[str, Any]] = []
     code = _common.EXIT_OK
     for path in opts.files:
@@ -103,16 +156,11 @@ def handle(opts: SignOptions) -> int:
                 from ..skel import skeleton
 
                 skel = skeleton.load(path)  # a bad header is reported before a bad key
-                signer = signer or _load_signer(opts)
-                records.append(_sign_skeleton(opts, signer, path, skel))
+                records.append(_sign_skeleton(opts, get_signer(), path, skel))
             else:
-                signer = signer or _load_signer(opts)
-                records.append(_sign_file(opts, signer, path, payload))
+                records.append(_sign_file(opts, get_signer(), path, payload))
         except Error as exc:
-            if getattr(exc, "path", None) in (opts.key, opts.cert) and path not in (
-                opts.key,
-                opts.cert,
-            ):
+            if key_error and exc is key_error[0]:
                 raise  # the key itself is bad: nothing else can be signed
             records.append(_common.error_record(path, kind, exc))
             if not opts.json:
@@ -121,12 +169,34 @@ def handle(opts: SignOptions) -> int:
     return _common.finish(opts, records, code)
 
 
-def _load_signer(opts: SignOptions) -> Signer:
-    from ..crypto.keys import FileSigner
+def _check_key_options(opts: SignOptions) -> None:
+    from ..crypto.keysource import is_pkcs11_uri
+    from ..errors import InputError
 
-    passphrase = os.environ.get(PASSPHRASE_ENV)
-    return FileSigner.from_files(
-        opts.key, opts.cert, password=passphrase.encode() if passphrase is not None else None
+    if is_pkcs11_uri(opts.key):
+        if opts.passphrase_file is not None or opts.passphrase_env is not None:
+            raise InputError(
+                "--passphrase-file/--passphrase-env are for key files; a token's PIN comes "
+                "from the URI (pin-source=, pin-value=), --pin-env NAME, $BPFSIGN_PKCS11_PIN "
+                "or a prompt"
+            )
+    else:
+        if opts.pin_env is not None:
+            raise InputError("--pin-env is for pkcs11: URIs; a key file takes --passphrase-env")
+        if opts.cert is None:
+            raise InputError("a key file needs its certificate: pass --cert FILE", path=opts.key)
+
+
+def _load_signer(opts: SignOptions) -> Signer:
+    from ..crypto.keysource import open_signer
+
+    return open_signer(
+        opts.key,
+        opts.cert,
+        passphrase_file=opts.passphrase_file,
+        passphrase_env=opts.passphrase_env,
+        insecure_key_permissions=opts.insecure_key_permissions,
+        pin_env=opts.pin_env,
     )
 
 
@@ -156,20 +226,18 @@ def _sign_file(opts: SignOptions, signer: Signer, path: str, payload: bytes) -> 
 
 def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton) -> dict[str, Any]:
     """Sign one header: in place, or to ``-o``. Returns the file's record."""
-    from .._fileio import atomic_write
     from ..skel import scheme
 
-    text, report = scheme.sign_skeleton(
+    signed, report = scheme.sign(
         skel,
         signer,
         scheme=opts.scheme,
         digest=opts.digest,
         sid=_sid(opts),
-        keyring_id=opts.keyring_id,
         strict=opts.strict,
     )
     out = opts.output or path
-    atomic_write(out, text.encode("utf-8", "surrogateescape"))
+    signed.save(out)  # streamed: no second copy of a big header
     record: dict[str, Any] = {
         "file": path,
         "kind": "skeleton",
@@ -181,7 +249,6 @@ def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton)
         "excl_hash": report.excl_hash.hex(),
         "warnings": list(report.warnings),
         "override_maps": list(report.override_maps),
-        "keyring_id": report.keyring_id,
         "notes": list(report.notes),
         "converted": None,
     }
@@ -205,8 +272,6 @@ def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton)
             f"SIGNED {path} -> {out} ({report.scheme}: {report.signature_size}-byte signature over "
             f"{report.payload_size} bytes ({payload}))"
         )
-        if report.keyring_id is not None:
-            print(f"  set skel->keyring_id = {report.keyring_id} before __load()")
         for note in report.notes:
             print(f"  note: {_common.cli_text(note)}")
     return record
