@@ -177,7 +177,7 @@ def test_foreign_endian_loader_is_refused_before_the_kernel(path: Path, signed: 
     for candidate in (skel, converted):
         recorder = _CallRecorder()
         with pytest.raises(UnsupportedFeature) as info:
-            loader.load(candidate, unsigned=not signed, backend=recorder)  # type: ignore[arg-type]
+            loader.load(candidate, unsigned=not signed, backend=recorder)
         assert recorder.calls == []
         assert info.value.errno is None
         assert str(info.value) == (

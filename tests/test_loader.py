@@ -448,8 +448,8 @@ def test_multi_tp_btf_programs_attach_and_count_forks_of_this_process() -> None:
     image = bytearray(rodata.initial_value or b"")
     struct.pack_into("<I", image, 0, os.getpid())  # cfg.target_tgid
     with loader.load(_skel("multi.lskel.h"), initial_values={"rodata": bytes(image)}) as ls:
-        rodata = ls.globals("rodata")
-        assert rodata.readonly and struct.unpack_from("<I", rodata)[0] == os.getpid()
+        mapped = ls.globals("rodata")
+        assert mapped.readonly and struct.unpack_from("<I", mapped)[0] == os.getpid()
         assert set(ls.attach()) == {"on_fork", "on_switch"}
         for _ in range(3):
             pid = os.fork()
