@@ -41,9 +41,9 @@ _LIBRARY = (
 
 def run(module_name: str, default_max_len: int = 4096) -> None:
     """``python fuzz/fuzz_x.py [libFuzzer args] [corpus dirs]`` under atheris, bpfsign instrumented."""
-    import atheris
-
     import importlib
+
+    import atheris
 
     # bpfsign is imported lazily by the targets: import (and so instrument) it all here,
     # or the fuzzer runs without coverage feedback.
@@ -52,6 +52,8 @@ def run(module_name: str, default_max_len: int = 4096) -> None:
             importlib.import_module(name)
     module = importlib.import_module(module_name)
     argv = list(sys.argv)
+    # libFuzzer re-runs argv[0] through the shell for -merge/-fork: make that this interpreter
+    argv[0] = f"{sys.executable} {Path(argv[0]).resolve()}"
     if not any(a.startswith("-max_len=") for a in argv):
         argv.insert(1, f"-max_len={default_max_len}")
     atheris.Setup(argv, module.one_input)

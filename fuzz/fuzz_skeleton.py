@@ -20,6 +20,12 @@ def _parse(data: bytes) -> None:
                 raise
             continue
         assert skel.render() == text, "parse -> render must give the same text"
+        from bpfsign.skel import globaldata, scheme
+
+        scheme.audit(skel)
+        for spec in skel.maps:
+            if spec.section is not None:
+                globaldata.section_layout(spec, skel.name)
 
 
 one_input = checked(_parse)
