@@ -259,3 +259,26 @@ printf 'GUEST-READY 1.0\\nGUEST-DONE rc=0 2.0\\n'
     result = runner.run(["true"], cwd=tmp_path, timeout=30)
     assert (result.rc, result.attempts, len(result.failed_logs)) == (0, 2, 1)
     assert "Booting from ROM" in result.failed_logs[0].read_text()
+
+
+NO_BPF_LSM = "lockdown,capability,landlock,yama,apparmor"
+
+
+def test_enforce_refuses_without_the_bpf_lsm() -> None:
+    """One more boot, with ``lsm=`` lacking bpf: the kernel records the verdict but the BPF LSM
+    is off, so ``bpfsign enforce`` refuses in one line naming the boot parameter, exits 1 and
+    creates nothing (kernel.md §11: the ``lsm=`` parameter decides)."""
+    _runner_or_skip()  # the kernel is cached, or a skip (a failure under BPFSIGN_REQUIRE_VM=1)
+    runner = Runner(extra_append=f"lsm={NO_BPF_LSM}")
+    bpfsign = str(CHECKOUT / ".venv" / "bin" / "bpfsign")
+    script = (f"mount -t bpf bpf /sys/fs/bpf; {bpfsign} enforce --pin /sys/fs/bpf/bpfsign; "
+              "echo rc=$?; ls -A /sys/fs/bpf | wc -l")
+    result = runner.run(["sh", "-c", script], cwd=CHECKOUT, timeout=600)
+    lines = [ln for ln in result.output if ln.strip()]
+    assert lines[-3:] == [
+        "bpfsign: BPF LSM is not supported here: 'bpf' is not an active LSM (active LSMs: "
+        f"{NO_BPF_LSM},ima,evm (securityfs mounted in a private mount namespace)); add it to the "
+        "lsm= kernel boot parameter (e.g. lsm=...,bpf) and reboot",
+        "rc=1",
+        "0",
+    ], lines
