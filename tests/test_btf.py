@@ -180,7 +180,7 @@ def test_host_struct_layout_matches_bpftool(name: str) -> None:
 
 @host_btf
 def test_host_kernel_has_the_hook_and_iterator_but_no_verdict() -> None:
-    """This 6.18 host: the hook's argument order from BTF; no ``aux->sig`` (kernel.md §10)."""
+    """This 6.18 host: the hook's argument order from BTF; no ``aux->sig`` (docs/kernel.md §10)."""
     btf = B.vmlinux()
     assert btf is not None
     assert [n for n, _ in btf.func_params("bpf_lsm_bpf_prog_load")] == [

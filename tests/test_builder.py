@@ -2,7 +2,7 @@
 interpreter on this host (socket filters run through BPF_PROG_TEST_RUN).
 
 LSM and iterator programs with BTF-typed loads need the 7.3 guest
-(tests/vm/test_vm_enforce.py): this host refuses tracing and LSM loads (kernel.md §11).
+(tests/vm/test_vm_enforce.py): this host refuses tracing and LSM loads (docs/kernel.md §11).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``bpfsign enforce``, ``status`` and ``audit`` as commands on this 6.18 host.
 
-This kernel records no verdict (kernel.md §10), so enforce and status must
+This kernel records no verdict (docs/kernel.md §10), so enforce and status must
 refuse with one line naming what is missing, exit 1, print no traceback and
 leave nothing behind: no pins and no fds. The commands at work are run in the
 7.3 guest (tests/vm/test_vm_enforce.py).

@@ -40,7 +40,7 @@ USER, BUILTIN = KeyringType.USER, KeyringType.BUILTIN
 
 
 def test_rule_table() -> None:
-    """kernel.md §11: kernel loads pass; user-space loads need VERIFIED from a trusted keyring."""
+    """docs/kernel.md §11: kernel loads pass; user-space loads need VERIFIED from a trusted keyring."""
     p = Policy.from_options([0, 1], [777])
     cases = [
         (Inputs(True, Verdict.UNSIGNED, KeyringType.NONE, 0), Decision.ALLOW, Reason.KERNEL),
@@ -69,7 +69,7 @@ def test_status_names_are_the_policy_enums() -> None:
 
 
 def test_inputs_for_load_follow_the_keyring_id_table() -> None:
-    """kernel.md §10: 0/1/2 are system keyring types (serial 0); others USER with the serial."""
+    """docs/kernel.md §10: 0/1/2 are system keyring types (serial 0); others USER with the serial."""
     assert inputs_for_load(None) == Inputs(False, Verdict.UNSIGNED, KeyringType.NONE, 0)
     assert inputs_for_load(1, 55) == Inputs(False, Verdict.VERIFIED, KeyringType.SECONDARY, 0)
     assert inputs_for_load(-3, 55) == Inputs(False, Verdict.VERIFIED, USER, 55)

@@ -1,6 +1,6 @@
 """The admission policy, the status iterator and the decision stream on the real 7.3 kernel.
 
-Every case runs the BPF-LSM policy bpfsign builds (kernel.md §11) and checks
+Every case runs the BPF-LSM policy bpfsign builds (docs/kernel.md §11) and checks
 exact errnos; each kernel outcome is compared with the kernel model running
 the same ``policy.decide``, and each recorded decision with ``decide`` on the
 inputs the kernel recorded (the agreement table at the end of the run).
@@ -161,7 +161,7 @@ def clean_pins() -> Iterator[None]:
 
 
 def test_guest_btf_has_the_verdict_layout() -> None:
-    """kernel.md §10/§11 (measured on 7.3.4): sig at +164 of bpf_prog_aux; type +8, aux +80."""
+    """docs/kernel.md §10/§11 (measured on 7.3.4): sig at +164 of bpf_prog_aux; type +8, aux +80."""
     btf = B.vmlinux()
     assert btf is not None
     lay = Layout.from_btf(btf)
@@ -217,7 +217,7 @@ def test_unsigned_loads_are_eperm_and_removal_restores(guest_keys: GuestKeys,
 
 def test_caller_keyring_is_denied_unless_pinned(guest_keys: GuestKeys, agreement: list,
                                                 clean_pins: None) -> None:
-    """kernel.md §11: VERIFIED against a caller-made keyring is USER; only a pinned serial passes."""
+    """docs/kernel.md §11: VERIFIED against a caller-made keyring is USER; only a pinned serial passes."""
     from bpfsign.kernel import loader
 
     signed = signed_sockfilter(guest_keys)

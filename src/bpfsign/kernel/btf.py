@@ -4,7 +4,7 @@ Probes ask small questions (does ``struct bpf_map`` have a u32 ``excl`` at
 offset 32? does ``enum bpf_sig_verdict`` exist?), and the policy, status and
 audit programs take every offset they read from here: ``bpf_prog.type``,
 ``bpf_prog.aux``, ``aux->sig.*`` and the LSM hook's argument order. Layouts
-differ between releases (kernel.md §8.1, §10), so we read them rather than
+differ between releases (docs/kernel.md §8.1, §10), so we read them rather than
 trusting a version number.
 
 Types are decoded on demand from the blob; only the table of where each type

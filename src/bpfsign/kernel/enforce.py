@@ -1,12 +1,12 @@
 """Install, inspect and remove the admission policy, all or nothing.
 
-Order matters (kernel.md §11): every check first (verdict in BTF, the BPF LSM
+Order matters (docs/kernel.md §11): every check first (verdict in BTF, the BPF LSM
 active, a bpf filesystem to pin in), then the maps (the config frozen), the
 status iterator, the policy program, the pins, and only then the LSM link:
 the policy never judges its own load, and a failure anywhere closes every fd
 and removes every pin made so far, so nothing is left half-installed. A
 pinned link keeps the policy alive after the process exits; unpinning it
-removes the policy (a link obtained by id cannot be detached, kernel.md §11).
+removes the policy (a link obtained by id cannot be detached, docs/kernel.md §11).
 """
 
 from __future__ import annotations

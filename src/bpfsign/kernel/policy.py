@@ -1,8 +1,8 @@
 """The admission policy on ``security_bpf_prog_load``: the rule, its layout, its program.
 
 The kernel records each load's signature verdict in ``prog->aux->sig``
-(kernel.md §10) and the BPF LSM sees it, final, at ``bpf_prog_load``
-(kernel.md §11). The rule that works there: admit ``kernel == 1`` (how a
+(docs/kernel.md §10) and the BPF LSM sees it, final, at ``bpf_prog_load``
+(docs/kernel.md §11). The rule that works there: admit ``kernel == 1`` (how a
 verified loader's children arrive); for user-space loads require VERIFIED
 *and* a trusted keyring, because VERIFIED alone is bypassable with a keyring
 the caller made. :func:`decide` is that rule as a pure function: the model
@@ -35,14 +35,14 @@ DENY_RETURN = -EPERM
 
 
 class Verdict(enum.IntEnum):
-    """``enum bpf_sig_verdict`` (kernel.md §10)."""
+    """``enum bpf_sig_verdict`` (docs/kernel.md §10)."""
 
     UNSIGNED = 0
     VERIFIED = 1
 
 
 class KeyringType(enum.IntEnum):
-    """``enum bpf_sig_keyring`` (kernel.md §10)."""
+    """``enum bpf_sig_keyring`` (docs/kernel.md §10)."""
 
     NONE = 0
     BUILTIN = 1
@@ -159,7 +159,7 @@ class Outcome:
 
 
 def decide(policy: Policy, inp: Inputs) -> Outcome:
-    """The rule (kernel.md §11): the same function the model and the tests evaluate."""
+    """The rule (docs/kernel.md §11): the same function the model and the tests evaluate."""
     if inp.kernel:
         return Outcome(Decision.ALLOW, Reason.KERNEL)
     if inp.verdict == Verdict.VERIFIED:
@@ -175,7 +175,7 @@ def decide(policy: Policy, inp: Inputs) -> Outcome:
 
 def inputs_for_load(keyring_id: int | None, keyring_serial: int = 0, *,
                     kernel: bool = False) -> Inputs:
-    """What the kernel records for a successful load (kernel.md §10's table).
+    """What the kernel records for a successful load (docs/kernel.md §10's table).
 
     ``keyring_id`` None is an unsigned load; ``keyring_serial`` is the serial a
     user keyring id resolved to.

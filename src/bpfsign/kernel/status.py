@@ -1,6 +1,6 @@
 """Which loaded programs are signed: an ``iter/bpf_prog`` iterator reads ``prog->aux->sig``.
 
-User space cannot ask (kernel.md §10: neither ``bpf_prog_info`` nor fdinfo
+User space cannot ask (docs/kernel.md §10: neither ``bpf_prog_info`` nor fdinfo
 carries the verdict), so a BPF iterator built with the program builder walks
 every loaded program kernel-side and writes one fixed-size record per
 program with ``bpf_seq_write``. ``bpfsign enforce --pin`` pins such an
@@ -46,7 +46,7 @@ def prog_type_name(t: int) -> str:
     return PROG_TYPES[t] if 0 <= t < len(PROG_TYPES) else f"type {t}"
 
 
-#: ``enum bpf_sig_verdict`` and ``enum bpf_sig_keyring`` names by value (kernel.md §10);
+#: ``enum bpf_sig_verdict`` and ``enum bpf_sig_keyring`` names by value (docs/kernel.md §10);
 #: policy.Verdict and policy.KeyringType are the same enums (tests/test_policy.py checks)
 VERDICT_NAMES = ("UNSIGNED", "VERIFIED")
 KEYRING_NAMES = ("NONE", "BUILTIN", "SECONDARY", "PLATFORM", "USER")

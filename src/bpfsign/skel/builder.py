@@ -4,7 +4,7 @@ The policy, status and audit programs are a few dozen instructions each;
 writing them as C would drag clang and libbpf's CO-RE into the tool. Here a
 program is built in Python: named labels with forward and backward jumps,
 helper calls by name, map references, and BTF-typed field loads whose offsets
-the caller computed from the running kernel's BTF (kernel.md §10: the layout
+the caller computed from the running kernel's BTF (docs/kernel.md §10: the layout
 of ``prog->aux->sig`` is one build's, never a constant). :meth:`disasm` shows
 what was built, with labels, helper names and the field each load reads.
 """
