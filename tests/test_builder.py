@@ -155,3 +155,17 @@ def test_verifier_refusal_comes_back_with_its_log(be: SyscallBackend) -> None:
     with pytest.raises(KernelError) as e:
         be.prog_load(S.PROG_TYPE_SOCKET_FILTER, b.assemble(), name="builder_bad")
     assert e.value.errno == 13 and "R2 !read_ok" in e.value.log
+
+
+@pytest.mark.kernel
+def test_syscall_program_reads_its_ctx(be: SyscallBackend, fds: list[int]) -> None:
+    """A sleepable SYSCALL program (the loader's type): ctx in, a return value out."""
+    b = ProgramBuilder()
+    b.ldx(4, R6, R1, 0).ldx(4, R7, R1, 4)
+    b.jmp("s<", R6, R7, "less", wide=False).mov(R0, R6).ja("out")  # s32 compare
+    b.label("less").mov(R0, R7)
+    b.label("out").alu("*=", R0, 2).exit()
+    fd = be.prog_load(S.PROG_TYPE_SYSCALL, b.assemble(), name="builder_sys", flags=0x10)
+    fds.append(fd)
+    assert be.test_run(fd, bytearray(struct.pack("<ii", 7, 30))) == 60
+    assert be.test_run(fd, bytearray(struct.pack("<ii", 9, -4))) == 18
