@@ -190,7 +190,7 @@ def test_value_types_are_written_once_and_cost_no_typing_import() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
     alg = cms.AlgorithmId(b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01", None)
-    assert alg._fields == ("oid", "parameters") and alg == (alg.oid, None)
+    assert alg._fields == ("oid", "parameters") and tuple(alg) == (alg.oid, None)
     assert alg.name == "rsaEncryption"
     with pytest.raises(AttributeError):
         alg.oid = b""  # type: ignore[misc]

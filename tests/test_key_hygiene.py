@@ -128,10 +128,10 @@ def test_a_padding_collision_is_a_wrong_passphrase(
 def test_right_passphrase_loads_every_form(
     encrypted: dict[str, tuple[Path, Path]], pair: keys.KeyPair
 ) -> None:
-    want = pair.key.private_numbers()  # type: ignore[union-attr]
+    want = pair.key.private_numbers()
     for path, _ in encrypted.values():
         loaded = keys.load_private_key(path, password=b"s3cret")
-        assert loaded.private_numbers() == want  # type: ignore[union-attr]
+        assert loaded.private_numbers() == want
         asked: list[int] = []
 
         def ask(asked: list[int] = asked) -> bytes:

@@ -68,7 +68,9 @@ def test_every_unsigned_fixture_loads_with_its_programs_and_maps(name: str) -> N
         info = ls.describe()
         assert (info["scheme"], info["signed"]) == ("loadtime", False)
         progs = {p["name"]: (p["kernel_name"], p["type"]) for p in info["progs"]}
-        assert progs == {p["name"]: (p["kernel_name"][:15], p["type"]) for p in ref["progs"]}
+        assert progs == {p["name"]: (p["kernel_name"][:15], p["type"]) for p in ref["progs"]
+                         if p["loaded"]}
+        assert info["not_loaded"] == [p["name"] for p in ref["progs"] if not p["loaded"]]
         maps = {m["name"]: (m["kernel_name"], m["type"]) for m in info["maps"]}
         assert maps == {m["name"]: (m["kernel_name"][:15], m["type"]) for m in ref["maps"]}
         assert all(p["id"] > 0 for p in info["progs"])
@@ -282,7 +284,8 @@ def test_converted_signed_loader_loads_unsigned(name: str) -> None:
         assert (ls.scheme, ls.signed) == ("loadtime", False)
         info = ls.describe()
         ref = REFERENCE[name]
-        assert {p["name"]: p["type"] for p in info["progs"]} == {p["name"]: p["type"] for p in ref["progs"]}
+        assert {p["name"]: p["type"] for p in info["progs"]} == {
+            p["name"]: p["type"] for p in ref["progs"] if p["loaded"]}
 
 
 def test_inloader_loader_on_a_kernel_without_excl_is_refused_before_any_syscall(
@@ -445,8 +448,8 @@ def test_multi_tp_btf_programs_attach_and_count_forks_of_this_process() -> None:
     image = bytearray(rodata.initial_value or b"")
     struct.pack_into("<I", image, 0, os.getpid())  # cfg.target_tgid
     with loader.load(_skel("multi.lskel.h"), initial_values={"rodata": bytes(image)}) as ls:
-        rodata = ls.globals("rodata")
-        assert rodata.readonly and struct.unpack_from("<I", rodata)[0] == os.getpid()
+        mapped = ls.globals("rodata")
+        assert mapped.readonly and struct.unpack_from("<I", mapped)[0] == os.getpid()
         assert set(ls.attach()) == {"on_fork", "on_switch"}
         for _ in range(3):
             pid = os.fork()
@@ -680,3 +683,22 @@ def test_every_kind_of_global_data_maps_as_its_header_says(name: str) -> None:
         ls.data_stats.frames = 40
         be.test_run_packet(prog, bytes(14 + 20))
         assert ls.data_stats.frames == 41
+
+
+def test_a_program_the_object_does_not_autoload_has_no_fd_as_in_c() -> None:
+    """hidden.bpf.c's SEC("?socket") program: the loader skips it and leaves its slot 0;
+    C's skel_closenz never closes it, and neither do we (fd 0 is this process's stdin)."""
+    before = _bpf_fds()
+    ref = REFERENCE["hidden.lskel.h"]
+    assert [(p["name"], p["loaded"]) for p in ref["progs"]] == [
+        ("drop_short", True), ("never_autoloaded", False)]
+    with loader.load(_skel("hidden.lskel.h")) as ls:
+        assert set(ls.progs) == {"drop_short"}
+        with pytest.raises(InputError) as info:
+            ls.prog_fd("never_autoloaded")
+        assert info.value.reason == (
+            "program 'never_autoloaded' of skeleton hidden was not loaded: the loader left no fd "
+            "for it (the BPF object does not autoload it)")
+        assert ls.describe()["not_loaded"] == ["never_autoloaded"]
+    assert _bpf_fds() == before
+    assert os.path.exists("/proc/self/fd/0")  # stdin was never "closed" for it

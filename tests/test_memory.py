@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests._bigheader import FIXTURE, MAX_PAYLOAD, write_big_header
 
+from _bigheader import FIXTURE, MAX_PAYLOAD, write_big_header
 from bpfsign.skel import skeleton
 
 pytestmark = pytest.mark.slow

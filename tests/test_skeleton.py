@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _sid import sid_root  # noqa: F401  (the pinned sid headers, fetched on first use)
 from bpfsign.errors import InputError
 from bpfsign.skel import insn, scheme, skeleton
 
@@ -481,20 +482,19 @@ def test_bpftool_signed_fixture_shape(pair: tuple[Path, Path]) -> None:
 
 # --------------------------------------------- the C compiler's view of our output
 
-SID_ROOT = FIXTURES / ".cache" / "root"
-
-
 def _members(text: str, pattern: str) -> str:
     return " ".join(f"X({m})" for m in re.findall(pattern, text))
 
 
 @pytest.mark.parametrize("name", ["counter.v71", "counter.v71.clang-format", "sockfilter.bpfeb"])
-def test_headers_we_sign_compile_and_c_sees_our_blobs(name: str, tmp_path: Path) -> None:
+def test_headers_we_sign_compile_and_c_sees_our_blobs(
+    name: str, tmp_path: Path, sid_root: Path  # noqa: F811  (the fixture imported above)
+) -> None:
     """gcc -Werror against libbpf 1.7's skel_internal.h, then the refprog harness reads opts."""
     src = SKEL_DIR / f"{name}.lskel.h"
-    libbpf, uapi = SID_ROOT / "libbpf-dev/usr/include", SID_ROOT / "linux-libc-dev/usr/include"
-    if not (src.exists() and libbpf.is_dir() and uapi.is_dir() and shutil.which("gcc")):
-        pytest.skip("needs the fixture cache (tests/fixtures/generate.sh) and gcc")
+    libbpf, uapi = sid_root / "libbpf-dev/usr/include", sid_root / "linux-libc-dev/usr/include"
+    assert src.exists() and libbpf.is_dir() and uapi.is_dir(), (src, libbpf, uapi)
+    assert shutil.which("gcc"), "gcc compiles the headers (scripts/setup.sh installs it)"
     text = skeleton.read_text(src)
     skel = skeleton.parse(text)
     sig = b"\x30\x82\x01\x00" + hashlib.sha256(text.encode()).digest() * 8

@@ -178,8 +178,8 @@ def test_guest_suite(request: pytest.FixtureRequest) -> None:
         pytest.fail(f"guest run failed: {exc}")
     show(result.header())
     show(result.timings() + f"; log {result.log}")
-    for failed in result.failed_logs:
-        show(f"an earlier attempt's log was kept: {failed}")
+    for kept in result.failed_logs:
+        show(f"an earlier attempt's log was kept: {kept}")
     text = "\n".join(result.output)
     uname = re.search(r"^GUEST-UNAME (\S+)$", text, re.M)
     assert uname is not None, text[-2000:]

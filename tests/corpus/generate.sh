@@ -56,10 +56,10 @@ declare -A TB_ARCH=([linux-source-7.3]=all ["linux-binary-$KABI"]=amd64 [bpftool
 
 TREE=$CACHE/tree/linux-source-7.3
 SELFTESTS=$TREE/tools/testing/selftests/bpf
-# Debug paths (BTF line info travels in the blob) are mapped so the headers do
-# not depend on where the repository is checked out.
-MAP_TREE=/bpfsign/corpus/linux-source-7.3
-MAP_BUILD=/bpfsign/corpus/build
+# Debug paths (BTF line info travels in the blob) are relative to the selftests
+# directory, whose name is mapped, so the headers do not depend on where the
+# repository or the cache is.
+MAP_SELFTESTS=/bpfsign/corpus/linux-source-7.3/tools/testing/selftests/bpf
 
 die() { echo "generate.sh: $*" >&2; exit 1; }
 note() { echo "generate.sh: $*" >&2; }
@@ -212,18 +212,29 @@ PROGS=()
 
 one_line() { tr '\n' ' ' | sed -e 's/  */ /g' -e 's/ *$//' | cut -c1-600; }
 
+# The Makefile's BPF_CFLAGS, split into preprocessor and compiler flags.
+CPPFLAGS_BPF=(-D__TARGET_ARCH_x86 -mlittle-endian -I. -I../../../include/uapi -I../../../include
+	-Ilibarena/include -DENABLE_ATOMICS_TESTS)
+CFLAGS_BPF=(-g -Wall -Werror -std=gnu11 -fno-strict-aliasing -Wno-microsoft-anon-tag -fms-extensions
+	-Wno-compare-distinct-pointer-types -Wno-initializer-overrides)
+
 compile_one() { # prog (without .c) -> $BUILD/obj/prog.bpf.o or FAILED
-	local p=$1 src=$SELFTESTS/progs/$1.c out=$BUILD/obj/$1.bpf.o err
+	local p=$1 out=$BUILD/obj/$1.bpf.o err inc
+	# Two steps, for reproducibility: preprocess in the selftests directory with
+	# relative paths (as the Makefile), then compile the preprocessed text from
+	# stdin to stdout. Compiled directly, clang 19 orders some BTF types
+	# differently depending on the paths it is given, even the output file's name
+	# (measured: kfunc_call_test, kfunc_call_test_subprog, test_ksyms_module and
+	# test_ksyms_weak differ between two cache directories, and the same .i
+	# compiled to -o .../kfunc_call_test.bpf.o and to -o .../zz.o in one
+	# directory gives two different objects); from stdin to stdout the object
+	# depends only on the text. Same flags, same code.
+	inc=$(realpath --relative-to="$SELFTESTS" "$BUILD/include")
 	# shellcheck disable=SC2046
-	if ! err=$("$CLANG" -g -Wall -Werror -D__TARGET_ARCH_x86 -mlittle-endian \
-		-I"$BUILD/include" -I"$SELFTESTS" -I"$TREE/tools/include/uapi" \
-		-I"$TREE/tools/include" -I"$SELFTESTS/libarena/include" \
-		-std=gnu11 -fno-strict-aliasing -Wno-microsoft-anon-tag -fms-extensions \
-		-Wno-compare-distinct-pointer-types -Wno-initializer-overrides \
-		$(sys_includes) -DENABLE_ATOMICS_TESTS \
-		-fdebug-compilation-dir="$MAP_BUILD" -fdebug-prefix-map="$TREE"="$MAP_TREE" \
-		-fdebug-prefix-map="$BUILD"="$MAP_BUILD" \
-		-O2 --target=bpfel -c "$src" -mcpu=v3 -o "$out" 2>&1); then
+	if ! err=$(cd "$SELFTESTS" && "$CLANG" "${CFLAGS_BPF[@]}" "${CPPFLAGS_BPF[@]}" -I"$inc" \
+		$(sys_includes) -O2 --target=bpfel -mcpu=v3 -E "progs/$p.c" -o "$BUILD/obj/$p.i" 2>&1 &&
+		"$CLANG" "${CFLAGS_BPF[@]}" -fdebug-compilation-dir="$MAP_SELFTESTS" -O2 --target=bpfel \
+			-mcpu=v3 -x cpp-output -c - -o - <"$BUILD/obj/$p.i" 2>&1 >"$out"); then
 		FAILED[$p.bpf.o]="clang: $(echo "$err" | grep -m3 'error' | one_line)"
 		rm -f "$out"
 		return 1
@@ -308,9 +319,10 @@ write_provenance() {
 		echo "# scripts/extract-vmlinux ($(one_line <"$BUILD/extract-vmlinux.log"))"
 		echo "vmlinux sha256 $(sha256sum <"$BUILD/vmlinux" | cut -d' ' -f1)"
 		echo "vmlinux.h sha256 $(sha256sum <"$BUILD/include/vmlinux.h" | cut -d' ' -f1)"
-		echo "# Commands (per program P of the lists below; paths relative to the tree"
-		echo "# tools/testing/selftests/bpf, debug paths mapped to $MAP_TREE and $MAP_BUILD)"
-		echo "compile: $CLANG -g -Wall -Werror -D__TARGET_ARCH_x86 -mlittle-endian -I<build>/include -I. -I../../../include/uapi -I../../../include -Ilibarena/include -std=gnu11 -fno-strict-aliasing -Wno-microsoft-anon-tag -fms-extensions -Wno-compare-distinct-pointer-types -Wno-initializer-overrides $(sys_includes | one_line) -DENABLE_ATOMICS_TESTS -fdebug-compilation-dir=$MAP_BUILD -fdebug-prefix-map=<tree>=$MAP_TREE -fdebug-prefix-map=<build>=$MAP_BUILD -O2 --target=bpfel -c progs/P.c -mcpu=v3 -o P.bpf.o"
+		echo "# Commands (per program P of the lists below; run in the tree's tools/testing/selftests/bpf,"
+		echo "# <include> = the build's include dir relative to it (vmlinux.h, libbpf's bpf/*.h, bpf_helper_defs.h)"
+		echo "preprocess: $CLANG ${CFLAGS_BPF[*]} ${CPPFLAGS_BPF[*]} -I<include> $(sys_includes | one_line) -O2 --target=bpfel -mcpu=v3 -E progs/P.c -o P.i"
+		echo "compile: $CLANG ${CFLAGS_BPF[*]} -fdebug-compilation-dir=$MAP_SELFTESTS -O2 --target=bpfel -mcpu=v3 -x cpp-output -c - -o - <P.i >P.bpf.o"
 		echo "link: bpftool-7.3.4 gen object P.llinked1.o P.bpf.o; ... llinked2.o llinked1.o; ... llinked3.o llinked2.o; cmp llinked2.o llinked3.o"
 		echo "gen P.v71.lskel.h: bpftool-7.1 gen skeleton -L P.llinked3.o name P_lskel"
 		echo "gen P.v72.lskel.h: bpftool-7.2.13 gen skeleton -L P.llinked3.o name P_lskel"

@@ -43,8 +43,9 @@ def token(guest_keys: GuestKeys, tmp_path_factory: pytest.TempPathFactory) -> To
 
     for label, kind in (("vm-rsa", "rsa"), ("vm-p256", "ec"), ("vm-outsider", "ec")):
         made = pkcs11.generate(tok.uri(label), kind, bits=2048, subject=f"bpfsign vm {label}")  # type: ignore[arg-type]
+        # a description of its own: add_key() with another key's description replaces that key
         if label != "vm-outsider":  # its certificate stays out of the keyring
-            keyring.add_certificate(made.cert_der, keyring="session", description=f"bpfsign-{label}")
+            keyring.add_certificate(made.cert_der, keyring="session", description=f"bpfsign-pkcs11-{label}")
     return tok
 
 

@@ -35,6 +35,11 @@ class FD:
             raise ValueError(f"{self.what}: fd is closed")
         return self._raw
 
+    @property
+    def number(self) -> int:
+        """The fd number, or -1 once closed (never raises: for reports)."""
+        return self._raw
+
     def __int__(self) -> int:
         return self.raw
 

@@ -69,15 +69,18 @@ class LoadedSkeleton:
     @property
     def maps(self) -> dict[str, int]:
         """Map fds by the skeleton's map names (``counts``, ``bss``, ``rodata`` …)."""
-        return {m.name: fd.raw for m, fd in zip(self.skeleton.maps, self._map_fds, strict=True)}
+        return {m.name: fd.number for m, fd in zip(self.skeleton.maps, self._map_fds, strict=True)
+                if fd.number >= 0}
 
     @property
     def progs(self) -> dict[str, int]:
-        return {p.name: fd.raw for p, fd in zip(self.skeleton.progs, self._prog_fds, strict=True)}
+        """Program fds by name; a program the object does not autoload has none (as in C)."""
+        return {p.name: fd.number for p, fd in zip(self.skeleton.progs, self._prog_fds, strict=True)
+                if fd.number >= 0}
 
     @property
     def links(self) -> dict[str, int]:
-        return {name: fd.raw for name, fd in self._links.items()}
+        return {name: fd.number for name, fd in self._links.items()}
 
     def map_fd(self, name: str) -> int:
         self._check_open()
@@ -92,6 +95,13 @@ class LoadedSkeleton:
         try:
             return table[name]
         except KeyError:
+            known = {m.name for m in self.skeleton.maps} | {p.name for p in self.skeleton.progs}
+            if name in known:
+                raise InputError(
+                    f"{what} {name!r} of skeleton {self.skeleton.name} was not loaded: the "
+                    "loader left no fd for it (the BPF object does not autoload it)",
+                    path=self.skeleton.path,
+                ) from None
             raise InputError(
                 f"no {what} {name!r} in skeleton {self.skeleton.name} "
                 f"(it has: {', '.join(table) or 'none'})", path=self.skeleton.path,
@@ -167,16 +177,16 @@ class LoadedSkeleton:
         """
         self._check_open()
         progs = {p.name: p for p in self.skeleton.progs}
-        chosen = names or tuple(n for n, p in progs.items() if p.attach is not None)
+        loaded = self.progs
+        chosen = names or tuple(n for n, p in progs.items() if p.attach is not None and n in loaded)
         for name in chosen:
             if name in self._links:
                 continue
             spec = progs.get(name)
+            fd = self._lookup(loaded, name, "program")
             if spec is None:
-                self._lookup(self.progs, name, "program")
                 continue
             kind = spec.attach
-            fd = self._prog_fds[spec.index].raw
             if kind is None:
                 raise InputError(
                     f"program {name!r}: the skeleton does not support auto-attach for it "
@@ -235,6 +245,8 @@ class LoadedSkeleton:
             })
         progs = []
         for pspec, pfd in zip(self.skeleton.progs, self._prog_fds, strict=True):
+            if pfd.closed:  # not autoloaded: no fd, as in C
+                continue
             fd = pfd.raw
             pinfo = self._backend.prog_info(fd)
             progs.append({
@@ -245,6 +257,8 @@ class LoadedSkeleton:
             "skeleton": self.skeleton.name, "scheme": self.scheme, "signed": self.signed,
             "maps": maps, "progs": progs,
             "links": [{"prog": n, "fd": fd} for n, fd in self.links.items()],
+            "not_loaded": [p.name for p, fd in zip(self.skeleton.progs, self._prog_fds,
+                                                   strict=True) if fd.closed],
         }
 
     # -------------------------------------------------------------- close
@@ -393,7 +407,9 @@ class Loader:
         del keep
         raw = self._fds.unpack_from(ctx, 24)
         closer = self.backend.close
-        fds = [FD(fd, what, closer) for fd, what in zip(raw, self._names, strict=True)]
+        # as skel_closenz: a slot the loader left at 0 owns nothing
+        fds = [FD(fd if fd > 0 else -1, what, closer) for fd, what in zip(raw, self._names,
+                                                                         strict=True)]
         mem: list[tuple[str, mmap.mmap]] = []
         loaded = LoadedSkeleton(
             self.skeleton, self.backend, self.scheme, self.signed,
