@@ -317,7 +317,9 @@ class Loader:
             raise UnsupportedFeature(
                 f"{skel.endian}-endian loader ({skel.name})",
                 f"its instructions are for a {skel.endian}-endian kernel and this one is "
-                f"{sys.byteorder}-endian; regenerate the skeleton for this target",
+                f"{sys.byteorder}-endian (its BPF_PROG_LOAD would fail with EINVAL); "
+                "regenerate the skeleton for this target",
+                errno=errno.EINVAL,  # what the kernel answers (the C loader: EINVAL at PROG_LOAD)
             )
         if check_kernel is None:
             # a backend that only gives verdicts (the model) answers these cases itself,
