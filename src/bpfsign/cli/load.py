@@ -80,8 +80,6 @@ def _keyring_id(spec: str) -> int:
         return keyring.resolve_keyring(spec)
 
 
-
-
 def load_lines(
     info: dict[str, Any], name: str, path: str, pinned: list[str], pin_dir: str | None
 ) -> list[str]:
