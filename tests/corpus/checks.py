@@ -9,6 +9,7 @@ CLI (``python -m bpfsign``); the C side is refload.py.
 from __future__ import annotations
 
 import argparse
+import atexit
 import ctypes
 import json
 import os
@@ -77,6 +78,7 @@ def _sign(paths: list[Path], outdir: Path) -> dict[str, Any]:
 def signed_outputs() -> tuple[Path, dict[str, Any]]:
     """Every corpus header signed by ``bpfsign sign`` (one run): (directory, per-file JSON)."""
     outdir = Path(tempfile.mkdtemp(prefix="bpfsign-corpus-signed-"))
+    atexit.register(shutil.rmtree, outdir, ignore_errors=True)
     return outdir, _sign(HEADERS, outdir)
 
 

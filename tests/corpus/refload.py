@@ -151,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     chosen = [Path(h) for h in args.headers] or headers()
     if args.build_all:
-        for h in chosen:
-            binary(h)
+        built = {binary(h) for h in chosen}
+        if not args.headers:  # drop references of headers that changed since
+            for stale in set(REF_CACHE.glob("*.lskel.h.*")) - built:
+                stale.unlink()
     if args.run_all or args.headers:
         results = {h.name: run(h) for h in chosen}
         text = json.dumps(results, indent=1, sort_keys=True) + "\n"

@@ -60,7 +60,7 @@ def _errno(n: int | None) -> str:
 
 def run_guest(path: Path) -> None:
     subprocess.run([sys.executable, str(HERE / "refload.py"), "--build-all"], check=True)
-    cmd = [sys.executable, "-m", "bpfsign.vm", "run", "--",
+    cmd = [sys.executable, "-m", "bpfsign.vm", "run", "--timeout", "1800", "--",
            sys.executable, str(HERE / "checks.py"), "--load-all", "--no-build", "--keyring-cert"]
     r = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
     out = r.stdout

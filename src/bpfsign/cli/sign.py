@@ -34,6 +34,8 @@ class SignOptions:
     sid: Literal["skid", "issuer-serial"] = "skid"
     scheme: Scheme = "loadtime"
     strict: bool = False
+    blob: bool = False
+    break_hardlinks: bool = False
     output: str | None = None
     json: bool = False
 
@@ -103,6 +105,18 @@ def register(sub: Any) -> None:
         action="store_true",
         help="light skeletons: refuse loaders whose audit finds unsigned inputs",
     )
+    p.add_argument(
+        "--blob",
+        action="store_true",
+        help="sign every FILE as opaque bytes (FILE.p7s), even a header; without it a regular "
+        "(non -L) BPF skeleton is refused, since it has no loader for the kernel to verify",
+    )
+    p.add_argument(
+        "--break-hardlinks",
+        action="store_true",
+        help="replace an output file that has other hard links (they keep the old content); "
+        "refused by default",
+    )
     p.add_argument("-o", "--output", metavar="OUT", help="output path (only with one FILE)")
     p.add_argument(
         "files",
@@ -147,11 +161,14 @@ def _sign_all(opts: SignOptions, get_signer: Callable[[], Signer], key_error: li
     records: list[dict[str, Any]] = []
     code = _common.EXIT_OK
     for path in opts.files:
-        kind = "skeleton" if _common.is_skeleton(path) else "file"
+        kind = "skeleton" if _common.is_skeleton(path) and not opts.blob else "file"
         try:
             if kind == "file":
                 payload = _common.read_input(path)
-                kind = "skeleton" if _common.is_skeleton(path, payload) else "file"
+                if not opts.blob:
+                    kind = "skeleton" if _common.is_skeleton(path, payload) else "file"
+                    if kind == "file":
+                        _refuse_regular_skeleton(path, payload)
             if kind == "skeleton":
                 from ..skel import skeleton
 
@@ -167,6 +184,21 @@ def _sign_all(opts: SignOptions, get_signer: Callable[[], Signer], key_error: li
                 print(f"bpfsign: {_common.cli_text(str(exc))}", file=sys.stderr)
             code = _common.worst(code, exc.exit_code)
     return _common.finish(opts, records, code)
+
+
+def _refuse_regular_skeleton(path: str, payload: bytes) -> None:
+    """A ``gen skeleton`` header (no -L) signed as bytes would verify but never load signed."""
+    from ..skel import skeleton
+
+    if b"\0" in payload or skeleton.sniff(payload.decode("latin-1")) != "skel":
+        return
+    raise skeleton.RegularSkeletonError(
+        "a regular BPF skeleton (bpftool gen skeleton without -L): it embeds an ELF object and "
+        "has no loader program for the kernel to verify; generate a light skeleton with "
+        "`bpftool gen skeleton -L` and sign that, or pass --blob to sign the file as opaque "
+        "bytes (FILE.p7s)",
+        path=path,
+    )
 
 
 def _check_key_options(opts: SignOptions) -> None:
@@ -207,10 +239,24 @@ def _sid(opts: SignOptions) -> Literal["skid", "issuer_serial"]:
 def _sign_file(opts: SignOptions, signer: Signer, path: str, payload: bytes) -> dict[str, Any]:
     from .._fileio import atomic_write
     from ..crypto import cms
+    from ..crypto.verify import MAX_SIGNED_PAYLOAD
+    from ..errors import InputError
 
-    signature = cms.sign(payload, signer, digest=opts.digest, sid=_sid(opts))
     out = opts.output or path + ".p7s"
-    atomic_write(out, signature)
+    if out.endswith(".h"):
+        raise InputError(
+            f"refusing to write a detached signature over {out!r}: a path ending in .h is a "
+            "header, not a signature file (choose another -o)",
+            path=path,
+        )
+    if len(payload) > MAX_SIGNED_PAYLOAD:
+        raise InputError(
+            f"E2BIG: the file is {len(payload)} bytes, over the kernel's {MAX_SIGNED_PAYLOAD}-"
+            "byte limit for a signed payload; nothing was written",
+            path=path,
+        )
+    signature = cms.sign(payload, signer, digest=opts.digest, sid=_sid(opts))
+    atomic_write(out, signature, break_hardlinks=opts.break_hardlinks)
     if not opts.json:
         print(f"SIGNED {path} -> {out} ({len(signature)} bytes, {opts.digest}, {opts.sid})")
     return {
@@ -222,6 +268,25 @@ def _sign_file(opts: SignOptions, signer: Signer, path: str, payload: bytes) -> 
         "digest": opts.digest,
         "sid": opts.sid,
     }
+
+
+def _replaced(skel: Skeleton) -> dict[str, Any] | None:
+    """What an already-signed header's signature is, so re-signing can say what it replaces."""
+    if skel.signature is None:
+        return None
+    from ..crypto import cms
+    from ..errors import Error
+    from ..skel import scheme
+
+    signer = "unreadable"
+    try:
+        infos = cms.parse_signed_data(skel.signature).signer_infos
+        if infos:
+            signer = f"key id {infos[0].key_id.hex()}"
+    except Error:
+        pass
+    kind = "inloader" if scheme.audit(skel).hash_check is not None else "loadtime"
+    return {"scheme": kind, "bytes": len(skel.signature), "signer": signer}
 
 
 def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton) -> dict[str, Any]:
@@ -237,7 +302,8 @@ def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton)
         strict=opts.strict,
     )
     out = opts.output or path
-    signed.save(out)  # streamed: no second copy of a big header
+    replaced = _replaced(skel)
+    signed.save(out, break_hardlinks=opts.break_hardlinks)  # streamed: no second copy
     record: dict[str, Any] = {
         "file": path,
         "kind": "skeleton",
@@ -251,6 +317,7 @@ def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton)
         "override_maps": list(report.override_maps),
         "notes": list(report.notes),
         "converted": None,
+        "replaced": replaced,
     }
     if report.converted is not None:
         r = report.converted
@@ -265,6 +332,11 @@ def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton)
     if not opts.json:
         for w in report.warnings:
             print(f"bpfsign: warning: {path}: {_common.cli_text(w)}", file=sys.stderr)
+        if replaced is not None:
+            print(
+                f"REPLACING the existing {replaced['scheme']} signature of {path} "
+                f"({replaced['bytes']} bytes, signer {replaced['signer']})"
+            )
         if report.converted is not None:
             print(f"CONVERTED {path}: {report.converted.describe()}")
         payload = "insns + data" if report.scheme == "loadtime" else "insns"

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
-from .._fileio import atomic_write
+from .._fileio import MAX_SMALL_FILE, atomic_write, read_input
 from ..errors import InputError
 from .signer import HashName, KeyType
 
@@ -62,14 +62,7 @@ def is_der(data: bytes) -> bool:
 
 
 def _read(path: str | os.PathLike[str], what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", path=os.fspath(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a file", path=os.fspath(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what}: {exc.strerror}", path=os.fspath(path)) from None
+    return read_input(path, limit=MAX_SMALL_FILE, what=what)
 
 
 def _pem_to_der(data: bytes) -> bytes | None:
@@ -198,17 +191,11 @@ def check_key_permissions(path: str | os.PathLike[str], mode: int) -> None:
 
 def _read_key(path: str | os.PathLike[str], check_permissions: bool) -> bytes:
     """Read a key file; with ``check_permissions``, the mode of the very file read (fstat)."""
-    try:
-        with open(path, "rb") as fh:
-            if check_permissions:
-                check_key_permissions(path, os.fstat(fh.fileno()).st_mode)
-            return fh.read()
-    except FileNotFoundError:
-        raise InputError("file not found", path=os.fspath(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a file", path=os.fspath(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read key: {exc.strerror}", path=os.fspath(path)) from None
+    def check(st: os.stat_result) -> None:
+        if check_permissions:
+            check_key_permissions(path, st.st_mode)
+
+    return read_input(path, limit=MAX_SMALL_FILE, what="private key", check=check)
 
 
 def _wrong_passphrase(where: str) -> InputError:

@@ -37,7 +37,7 @@ def read_secret_file(path: str, what: str) -> bytes:
     """The first line of ``path`` without its line ending (like openssl's ``file:``)."""
     try:
         with open(path, "rb") as fh:
-            line = fh.readline()
+            line = fh.readline(4096)  # a secret is one short line, even in /dev/zero
     except FileNotFoundError:
         raise InputError(f"{what} file not found", path=path) from None
     except IsADirectoryError:

@@ -468,11 +468,7 @@ def load_certificates(
         if skipped is not None:
             skipped.extend(passed)
         return out
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read certificate: {exc.strerror}", path=path) from None
+    from .._fileio import MAX_SMALL_FILE, read_input
+
+    data = read_input(path, limit=MAX_SMALL_FILE, what="certificate")
     return certificates_from_bytes(data, source=path)

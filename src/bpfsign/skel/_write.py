@@ -119,15 +119,19 @@ def render(skel: Skeleton) -> str:
     return "".join(pieces(skel.source, changes))
 
 
-def save(skel: Skeleton, path: str | os.PathLike[str]) -> None:
+def save(skel: Skeleton, path: str | os.PathLike[str], *, break_hardlinks: bool = False) -> None:
     """:func:`render`'s text written to ``path`` atomically, streamed piece by piece."""
     changes = _model_edits(skel)
     assert skel.source is not None
-    write_text(path, skel.source, changes)
+    write_text(path, skel.source, changes, break_hardlinks=break_hardlinks)
 
 
 def write_text(
-    path: str | os.PathLike[str], text: str, changes: list[_Edit] | None = None
+    path: str | os.PathLike[str],
+    text: str,
+    changes: list[_Edit] | None = None,
+    *,
+    break_hardlinks: bool = False,
 ) -> None:
     """``text`` (with ``changes``) written to ``path`` atomically, byte-exactly.
 
@@ -135,5 +139,7 @@ def write_text(
     for undecodable bytes (surrogate escapes) become those bytes again.
     """
     atomic_write(
-        path, (p.encode("utf-8", "surrogateescape") for p in pieces(text, changes or []))
+        path,
+        (p.encode("utf-8", "surrogateescape") for p in pieces(text, changes or [])),
+        break_hardlinks=break_hardlinks,
     )

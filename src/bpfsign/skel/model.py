@@ -153,15 +153,16 @@ class Skeleton:
 
         return _write.render(self)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str], *, break_hardlinks: bool = False) -> None:
         """Write :meth:`render`'s text to ``path`` atomically and byte-exactly.
 
         The text is streamed in slices of the source, so saving a big header
-        costs no second copy of it.
+        costs no second copy of it. A target with other hard links is refused
+        unless ``break_hardlinks`` (the rename would detach it from them).
         """
         from . import _write
 
-        _write.save(self, path)
+        _write.save(self, path, break_hardlinks=break_hardlinks)
 
     def __repr__(self) -> str:
         sig = "unsigned" if self.signature is None else f"signature {len(self.signature)} bytes"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 
-from ..errors import InputError
 from ._parse import parse, sniff
 from ._write import edits as _edits
 from ._write import pieces as _pieces
@@ -68,16 +67,10 @@ def read_text(path: str | os.PathLike[str]) -> str:
     A file with NUL bytes or invalid UTF-8 is binary data, not a header:
     :class:`NotAHeaderError` says so before any C parsing is tried.
     """
+    from .._fileio import MAX_HEADER, read_input
+
     shown = os.fspath(path)
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        raise InputError("file not found", path=shown) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a file", path=shown) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=shown) from None
+    data = read_input(path, limit=MAX_HEADER, what="light skeleton header")
     return decode_text(data, path=shown)
 
 
