@@ -123,6 +123,8 @@ def test_sign_inloader_warns_that_linux_7_refuses_it(
 ) -> None:
     src = tmp_path / "counter.signed.lskel.h"
     shutil.copy(need(COUNTER_SIGNED), src)
+    bpftool_signature = skeleton.load(src).signature
+    assert bpftool_signature is not None
     code, out, err = call(capsys, *_sign_args("--scheme", "inloader", str(src)))
     assert code == 0
     assert err == (
@@ -131,7 +133,12 @@ def test_sign_inloader_warns_that_linux_7_refuses_it(
     )
     signed = skeleton.load(src)
     assert signed.signature is not None
-    assert out.splitlines()[0] == (
+    replacing, signed_line = out.splitlines()[:2]
+    assert replacing.startswith(  # bpftool's own signature is replaced, and said so
+        f"REPLACING the existing inloader signature of {src} ({len(bpftool_signature)} bytes, "
+        "signer "
+    )
+    assert signed_line == (
         f"SIGNED {src} -> {src} (inloader: {len(signed.signature)}-byte signature over "
         f"{len(signed.insns)} bytes (insns))"
     )
@@ -204,12 +211,17 @@ def test_sign_converts_an_inloader_header_in_place(
     assert code == 0 and err == ""
     new = skeleton.load(src)
     start = a.hash_check.start
-    lines = out.splitlines()
-    assert lines[0].startswith(
+    assert old.signature is not None
+    replacing, converted = out.splitlines()[:2]
+    assert replacing.startswith(
+        f"REPLACING the existing inloader signature of {src} ({len(old.signature)} bytes, "
+        "signer "
+    )
+    assert converted.startswith(
         f"CONVERTED {src}: removed the in-loader check: insns {start}..{start + 32} (33 insns, "
         "with the exclusivity prefix); "
     )
-    assert lines[0].endswith(f"jumps fixed; {old.insn_count} -> {new.insn_count} insns")
+    assert converted.endswith(f"jumps fixed; {old.insn_count} -> {new.insn_count} insns")
     assert new.insn_count == old.insn_count - 33
     assert scheme.audit(new).scheme == "loadtime"
     assert new.excl_hash == scheme.sha256(new.insns)
