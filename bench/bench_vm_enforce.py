@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
-RET0 = bytes.fromhex("b700000000000000" "9500000000000000")
+RET0 = bytes.fromhex("b7000000000000009500000000000000")
 BPFTOOL = "/usr/sbin/bpftool"
 PIN = "/sys/fs/bpf/bpfsign-bench"
 BPFSIGN = str(CHECKOUT / ".venv" / "bin" / "bpfsign")  # the console script users run
@@ -42,8 +42,13 @@ def _load_once() -> float:
 
     ibuf = ctypes.create_string_buffer(RET0, len(RET0))
     lic = ctypes.create_string_buffer(b"GPL")
-    attr = S.ProgLoadAttr(prog_type=S.PROG_TYPE_SOCKET_FILTER, insn_cnt=2, insns=S.addr(ibuf),
-                          license=S.addr(lic), prog_name=b"bench")
+    attr = S.ProgLoadAttr(
+        prog_type=S.PROG_TYPE_SOCKET_FILTER,
+        insn_cnt=2,
+        insns=S.addr(ibuf),
+        license=S.addr(lic),
+        prog_name=b"bench",
+    )
     t0 = time.perf_counter()
     fd, err = S.bpf_errno(S.PROG_LOAD, attr, S.SIZE_PROG_LOAD)
     dt = time.perf_counter() - t0
@@ -53,13 +58,14 @@ def _load_once() -> float:
     return dt
 
 
-def _alternate(rounds: int, block: int, install: Callable[[], object],
-               measure: Callable[[], float]) -> tuple[float, float, float, float]:
+def _alternate(
+    rounds: int, block: int, install: Callable[[], object], measure: Callable[[], float]
+) -> tuple[float, float, float, float]:
     """(median with, median without, p25 ratio, p75 ratio) over alternating blocks."""
     with_p: list[float] = []
     without: list[float] = []
     for r in range(rounds):
-        for state in ((True, False) if r % 2 == 0 else (False, True)):
+        for state in (True, False) if r % 2 == 0 else (False, True):
             inst = install() if state else None
             try:
                 measure()  # warm-up
@@ -69,8 +75,7 @@ def _alternate(rounds: int, block: int, install: Callable[[], object],
                     inst.close()  # type: ignore[attr-defined]
             (with_p if state else without).extend(times)
     qa, qb = statistics.quantiles(with_p, n=4), statistics.quantiles(without, n=4)
-    return (statistics.median(with_p), statistics.median(without), qa[0] / qb[0],
-            qa[2] / qb[2])
+    return (statistics.median(with_p), statistics.median(without), qa[0] / qb[0], qa[2] / qb[2])
 
 
 def _proc(argv: list[str]) -> float:
@@ -92,8 +97,9 @@ def _guest(rounds: int, procs: int) -> int:
     be = default_backend()
     session = be.join_session_keyring()
     kd = CHECKOUT / "tests" / "fixtures" / "keys"
-    signer = keys.FileSigner.from_files(kd / "TEST-ONLY-lskel-signing.key.pem",
-                                        kd / "TEST-ONLY-lskel-signing.cert.pem")
+    signer = keys.FileSigner.from_files(
+        kd / "TEST-ONLY-lskel-signing.key.pem", kd / "TEST-ONLY-lskel-signing.cert.pem"
+    )
     be.add_key("asymmetric", "bpfsign-bench", signer.certificate, -3)
     path = CHECKOUT / "tests" / "fixtures" / "skel" / "sockfilter.lskel.h"
     text, _ = scheme.sign_skeleton(skeleton.load(path), signer, scheme="loadtime")
@@ -105,14 +111,18 @@ def _guest(rounds: int, procs: int) -> int:
         return time.perf_counter() - t0
 
     print(f"BENCH kernel {os.uname().release}; {rounds} alternating rounds")
-    audit = _alternate(rounds, 50, lambda: E.install(Policy.from_options([0], audit=True)),
-                       _load_once)
-    print(f"BENCH per-load, socket filter, audit policy vs none: median ratio "
-          f"{audit[0] / audit[1]:.3f} (p25 {audit[2]:.3f}, p75 {audit[3]:.3f})")
-    enf = _alternate(rounds, 10, lambda: E.install(Policy.from_options([0], [session])),
-                     skel_once)
-    print(f"BENCH per-load, signed skeleton (loader + children), enforcing policy vs none: "
-          f"median ratio {enf[0] / enf[1]:.3f} (p25 {enf[2]:.3f}, p75 {enf[3]:.3f})")
+    audit = _alternate(
+        rounds, 50, lambda: E.install(Policy.from_options([0], audit=True)), _load_once
+    )
+    print(
+        f"BENCH per-load, socket filter, audit policy vs none: median ratio "
+        f"{audit[0] / audit[1]:.3f} (p25 {audit[2]:.3f}, p75 {audit[3]:.3f})"
+    )
+    enf = _alternate(rounds, 10, lambda: E.install(Policy.from_options([0], [session])), skel_once)
+    print(
+        f"BENCH per-load, signed skeleton (loader + children), enforcing policy vs none: "
+        f"median ratio {enf[0] / enf[1]:.3f} (p25 {enf[2]:.3f}, p75 {enf[3]:.3f})"
+    )
 
     # -- status vs bpftool with 1,000 programs
     from bpfsign.kernel import _sys as S
@@ -121,32 +131,37 @@ def _guest(rounds: int, procs: int) -> int:
     lic = ctypes.create_string_buffer(b"GPL")
     fds = []
     for i in range(1000):
-        attr = S.ProgLoadAttr(prog_type=S.PROG_TYPE_SOCKET_FILTER, insn_cnt=2,
-                              insns=S.addr(ibuf), license=S.addr(lic),
-                              prog_name=f"many{i}".encode())
+        attr = S.ProgLoadAttr(
+            prog_type=S.PROG_TYPE_SOCKET_FILTER,
+            insn_cnt=2,
+            insns=S.addr(ibuf),
+            license=S.addr(lic),
+            prog_name=f"many{i}".encode(),
+        )
         fds.append(S.bpf(S.PROG_LOAD, attr, S.SIZE_PROG_LOAD))
     py = sys.executable
     cmds = {
         "python -c pass": [py, "-c", "pass"],
         "bpftool prog show --json": [BPFTOOL, "prog", "show", "--json"],
-        "bpfsign status --json (own iterator)": [BPFSIGN, "status", "--json",
-                                                 "--pin", PIN],
+        "bpfsign status --json (own iterator)": [BPFSIGN, "status", "--json", "--pin", PIN],
     }
     times: dict[str, list[float]] = {k: [] for k in cmds}
     for i in range(procs + 1):
-        for name in (list(cmds) if i % 2 == 0 else list(reversed(cmds))):
+        for name in list(cmds) if i % 2 == 0 else list(reversed(cmds)):
             dt = _proc(cmds[name])
             if i:
                 times[name].append(dt)
     inst = E.install(Policy.from_options([0], audit=True), PIN)
     inst.close()
     pinned = "bpfsign status --json (pinned iterator)"
-    cmds2 = {"python -c pass": cmds["python -c pass"],
-             "bpftool prog show --json": cmds["bpftool prog show --json"],
-             pinned: [BPFSIGN, "status", "--json", "--pin", PIN]}
+    cmds2 = {
+        "python -c pass": cmds["python -c pass"],
+        "bpftool prog show --json": cmds["bpftool prog show --json"],
+        pinned: [BPFSIGN, "status", "--json", "--pin", PIN],
+    }
     times2: dict[str, list[float]] = {k: [] for k in cmds2}
     for i in range(procs + 1):
-        for name in (list(cmds2) if i % 2 == 0 else list(reversed(cmds2))):
+        for name in list(cmds2) if i % 2 == 0 else list(reversed(cmds2)):
             dt = _proc(cmds2[name])
             if i:
                 times2[name].append(dt)
@@ -158,16 +173,19 @@ def _guest(rounds: int, procs: int) -> int:
         tool, base = med["bpftool prog show --json"], med["python -c pass"]
         for name, m in med.items():
             if name.startswith("bpfsign"):
-                print(f"BENCH 1000 progs, {name} / bpftool: whole process {m / tool:.3f}; "
-                      f"minus interpreter start-up {(m - base) / tool:.3f} "
-                      f"(runs {procs}; start-up / bpftool {base / tool:.3f})")
+                print(
+                    f"BENCH 1000 progs, {name} / bpftool: whole process {m / tool:.3f}; "
+                    f"minus interpreter start-up {(m - base) / tool:.3f} "
+                    f"(runs {procs}; start-up / bpftool {base / tool:.3f})"
+                )
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=6, help="alternating policy/no-policy "
-                        "rounds (at least 2)")
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="alternating policy/no-policy rounds (at least 2)"
+    )
     parser.add_argument("--procs", type=int, default=11, help="process runs of each command")
     parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -183,9 +201,19 @@ def main() -> int:
         return 2
     print(f"# {runner.qemu_version}; accel {runner.accel}; kernel {kernel.abi}")
     print("# ratios only: the guest is emulated (TCG), absolute times mean nothing")
-    result = runner.run([str(CHECKOUT / ".venv" / "bin" / "python"), str(Path(__file__).resolve()),
-                         "--guest", "--rounds", str(args.rounds), "--procs", str(args.procs)],
-                        cwd=CHECKOUT, timeout=3000)
+    result = runner.run(
+        [
+            str(CHECKOUT / ".venv" / "bin" / "python"),
+            str(Path(__file__).resolve()),
+            "--guest",
+            "--rounds",
+            str(args.rounds),
+            "--procs",
+            str(args.procs),
+        ],
+        cwd=CHECKOUT,
+        timeout=3000,
+    )
     print(f"# {result.timings()}")
     for line in result.output:
         if line.startswith("BENCH "):

@@ -33,26 +33,35 @@ class BlobWriter:
         self.strings += name.encode() + b"\0"
         return off
 
-    def add(self, name: str, kind: int, vlen: int, ref: int, extra: bytes = b"",
-            kflag: bool = False) -> int:
+    def add(
+        self, name: str, kind: int, vlen: int, ref: int, extra: bytes = b"", kflag: bool = False
+    ) -> int:
         info = kind << 24 | vlen | (1 << 31 if kflag else 0)
         self.types.append(struct.pack("<III", self.s(name), info, ref) + extra)
         return len(self.types)
 
-    def int_(self, name: str, size: int, signed: bool = False, bits: int | None = None,
-             offset: int = 0) -> int:
+    def int_(
+        self, name: str, size: int, signed: bool = False, bits: int | None = None, offset: int = 0
+    ) -> int:
         enc = (1 if signed else 0) << 24 | offset << 16 | (bits if bits is not None else size * 8)
         return self.add(name, B.KIND_INT, 0, size, struct.pack("<I", enc))
 
-    def members(self, name: str, kind: int, size: int, members: list[tuple[str, int, int]],
-                kflag: bool = False) -> int:
+    def members(
+        self,
+        name: str,
+        kind: int,
+        size: int,
+        members: list[tuple[str, int, int]],
+        kflag: bool = False,
+    ) -> int:
         extra = b"".join(struct.pack("<III", self.s(n), t, o) for n, t, o in members)
         return self.add(name, kind, len(members), size, extra, kflag)
 
     def blob(self) -> bytes:
         types = b"".join(self.types)
-        hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types),
-                          len(self.strings))
+        hdr = struct.pack(
+            "<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(self.strings)
+        )
         return hdr + types + bytes(self.strings)
 
 
@@ -65,26 +74,50 @@ def synthetic() -> B.Btf:
     td = w.add("__u32", B.KIND_TYPEDEF, 0, u32)  # 4: typedef chain
     cv = w.add("", B.KIND_CONST, 0, w.add("", B.KIND_VOLATILE, 0, td))  # 6 -> 5 -> 4
     # enum bpf_sig_verdict { UNSIGNED, VERIFIED }, and a signed one with a negative value
-    w.add("bpf_sig_verdict", B.KIND_ENUM, 2, 4,
-          struct.pack("<IiIi", w.s("BPF_SIG_UNSIGNED"), 0, w.s("BPF_SIG_VERIFIED"), 1))  # 7
+    w.add(
+        "bpf_sig_verdict",
+        B.KIND_ENUM,
+        2,
+        4,
+        struct.pack("<IiIi", w.s("BPF_SIG_UNSIGNED"), 0, w.s("BPF_SIG_VERIFIED"), 1),
+    )  # 7
     w.add("signed_e", B.KIND_ENUM, 1, 4, struct.pack("<Ii", w.s("NEG"), -5), kflag=True)  # 8
-    w.add("big", B.KIND_ENUM64, 2, 8,
-          struct.pack("<III", w.s("HUGE"), 0, 1) + struct.pack("<III", w.s("MINUS"), 0xFFFFFFFE,
-                                                               0xFFFFFFFF), kflag=True)  # 9
-    sig = w.members("", B.KIND_STRUCT, 8,
-                    [("keyring_serial", s32, 0), ("keyring_type", u8, 32), ("verdict", u8, 40)])  # 10
+    w.add(
+        "big",
+        B.KIND_ENUM64,
+        2,
+        8,
+        struct.pack("<III", w.s("HUGE"), 0, 1)
+        + struct.pack("<III", w.s("MINUS"), 0xFFFFFFFE, 0xFFFFFFFF),
+        kflag=True,
+    )  # 9
+    sig = w.members(
+        "",
+        B.KIND_STRUCT,
+        8,
+        [("keyring_serial", s32, 0), ("keyring_type", u8, 32), ("verdict", u8, 40)],
+    )  # 10
     anon_u = w.members("", B.KIND_UNION, 4, [("a", u32, 0), ("b", cv, 0)])  # 11
-    aux = w.members("bpf_prog_aux", B.KIND_STRUCT, 24,
-                    [("id", u32, 0), ("", anon_u, 32), ("sig", sig, 64), ("x", cv, 128)])  # 12
+    aux = w.members(
+        "bpf_prog_aux",
+        B.KIND_STRUCT,
+        24,
+        [("id", u32, 0), ("", anon_u, 32), ("sig", sig, 64), ("x", cv, 128)],
+    )  # 12
     aux_ptr = w.add("", B.KIND_PTR, 0, aux)  # 13
     # kflag=1 bitfields: size<<24 | bit offset
-    w.members("bpf_prog", B.KIND_STRUCT, 16,
-              [("jited", u32, 1 << 24 | 16), ("wide", s32, 5 << 24 | 17), ("aux", aux_ptr, 64)],
-              kflag=True)  # 14
+    w.members(
+        "bpf_prog",
+        B.KIND_STRUCT,
+        16,
+        [("jited", u32, 1 << 24 | 16), ("wide", s32, 5 << 24 | 17), ("aux", aux_ptr, 64)],
+        kflag=True,
+    )  # 14
     bf = w.int_("", 4, bits=3, offset=2)  # 15: kflag=0 bitfield via the INT encoding
     w.members("old_style", B.KIND_STRUCT, 4, [("three", bf, 8)])  # 16
-    proto = w.add("", B.KIND_FUNC_PROTO, 2, s32,
-                  struct.pack("<IIII", w.s("prog"), 13, w.s("kernel"), u8))  # 17
+    proto = w.add(
+        "", B.KIND_FUNC_PROTO, 2, s32, struct.pack("<IIII", w.s("prog"), 13, w.s("kernel"), u8)
+    )  # 17
     w.add("hook", B.KIND_FUNC, 0, proto)  # 18
     w.add("arr", B.KIND_ARRAY, 0, 0, struct.pack("<III", u8, u32, 16))  # 19
     return B.Btf(w.blob(), "synthetic.btf")
@@ -97,7 +130,10 @@ def test_typedef_const_volatile_chain_resolves_to_the_int(synthetic: B.Btf) -> N
 
 
 def test_enums_with_signedness_and_enum64(synthetic: B.Btf) -> None:
-    assert synthetic.enum_values("bpf_sig_verdict") == {"BPF_SIG_UNSIGNED": 0, "BPF_SIG_VERIFIED": 1}
+    assert synthetic.enum_values("bpf_sig_verdict") == {
+        "BPF_SIG_UNSIGNED": 0,
+        "BPF_SIG_VERIFIED": 1,
+    }
     assert synthetic.enum_values("signed_e") == {"NEG": -5}
     assert synthetic.enum_values("big") == {"HUGE": 1 << 32, "MINUS": -2}
     assert synthetic.enum_values("absent") is None
@@ -112,9 +148,11 @@ def test_field_paths_through_pointers_anonymous_unions_and_bitfields(synthetic: 
     assert (serial.offset, serial.size, serial.signed) == (8, 4, True)
     assert synthetic.access("bpf_prog", "aux->b")[-1].offset == 4  # inside the anonymous union
     assert synthetic.access("bpf_prog", "jited") == [
-        FieldAccess(0, 4, False, 16, 1, "bpf_prog->jited")]
+        FieldAccess(0, 4, False, 16, 1, "bpf_prog->jited")
+    ]
     assert synthetic.access("bpf_prog", "wide") == [
-        FieldAccess(0, 4, True, 17, 5, "bpf_prog->wide")]
+        FieldAccess(0, 4, True, 17, 5, "bpf_prog->wide")
+    ]
     three = synthetic.member(16, "three")
     assert three is not None and (three.bit_offset, three.bitfield_size) == (10, 3)
 
@@ -137,15 +175,23 @@ def test_func_proto_parameters(synthetic: B.Btf) -> None:
         synthetic.func_params("nohook")
 
 
-@pytest.mark.parametrize("blob, why", [
-    (b"\x9f\xeb" + bytes(10), "too short for a BTF header"),
-    (struct.pack("<HBBIIIII", 0xEB9E, 1, 0, 24, 0, 0, 0, 1) + b"\0", "not little-endian BTF"),
-    (struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 100, 100, 1) + b"\0",
-     "BTF header points past the end of the blob"),
-    (struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 12, 12, 1)
-     + struct.pack("<III", 0, B.KIND_STRUCT << 24 | 5, 4) + b"\0",
-     "BTF type section is truncated"),
-])
+@pytest.mark.parametrize(
+    "blob, why",
+    [
+        (b"\x9f\xeb" + bytes(10), "too short for a BTF header"),
+        (struct.pack("<HBBIIIII", 0xEB9E, 1, 0, 24, 0, 0, 0, 1) + b"\0", "not little-endian BTF"),
+        (
+            struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 100, 100, 1) + b"\0",
+            "BTF header points past the end of the blob",
+        ),
+        (
+            struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 12, 12, 1)
+            + struct.pack("<III", 0, B.KIND_STRUCT << 24 | 5, 4)
+            + b"\0",
+            "BTF type section is truncated",
+        ),
+    ],
+)
 def test_bad_blobs_are_input_errors(blob: bytes, why: str) -> None:
     with pytest.raises(InputError) as e:
         B.Btf(blob, "bad.btf")
@@ -158,12 +204,27 @@ host_btf = pytest.mark.skipif(not Path(B.VMLINUX).exists(), reason=f"{B.VMLINUX}
 
 
 def _bpftool_members(struct_name: str) -> list[tuple[str, int, int]]:
-    out = subprocess.run([shutil.which("bpftool") or "/usr/sbin/bpftool", "btf", "dump", "file",
-                          B.VMLINUX, "format", "raw"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [
+            shutil.which("bpftool") or "/usr/sbin/bpftool",
+            "btf",
+            "dump",
+            "file",
+            B.VMLINUX,
+            "format",
+            "raw",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     block = out.split(f"STRUCT '{struct_name}' size=", 1)[1].split("\n[", 1)[0]
-    return [(m[0], int(m[1]), int(m[2] or 0)) for m in re.findall(
-        r"\t'([^']*)' type_id=\d+ bits_offset=(\d+)(?: bitfield_size=(\d+))?", block)]
+    return [
+        (m[0], int(m[1]), int(m[2] or 0))
+        for m in re.findall(
+            r"\t'([^']*)' type_id=\d+ bits_offset=(\d+)(?: bitfield_size=(\d+))?", block
+        )
+    ]
 
 
 @host_btf
@@ -184,7 +245,11 @@ def test_host_kernel_has_the_hook_and_iterator_but_no_verdict() -> None:
     btf = B.vmlinux()
     assert btf is not None
     assert [n for n, _ in btf.func_params("bpf_lsm_bpf_prog_load")] == [
-        "prog", "attr", "token", "kernel"]
+        "prog",
+        "attr",
+        "token",
+        "kernel",
+    ]
     assert btf.find("bpf_iter_bpf_prog", B.KIND_FUNC) is not None
     assert btf.enum_values("bpf_func_id")["BPF_FUNC_seq_write"] == 127  # type: ignore[index]
     assert btf.enum_values("bpf_sig_verdict") is None

@@ -46,14 +46,24 @@ def test_ld_imm64_takes_two_slots_in_jump_distances() -> None:
     b = ProgramBuilder()
     b.jmp("!=", R1, R2, "end").ld_imm64(R0, 1 << 40).label("end").exit()
     slots = b.insns()
-    assert slots[0].off == 2 and slots[1].is_ld_imm64 and I.ld_imm64_value(slots[1], slots[2]) == 1 << 40
+    assert (
+        slots[0].off == 2
+        and slots[1].is_ld_imm64
+        and I.ld_imm64_value(slots[1], slots[2]) == 1 << 40
+    )
 
 
 def test_listing_names_helpers_maps_and_fields() -> None:
     b = ProgramBuilder()
     b.ld_map_fd(R1, 7, "events").mov(R2, 64).mov(R3, 0).call("ringbuf_reserve")
-    b.load_field(R6, R1, [FieldAccess(80, 8, False, 0, 0, "bpf_prog->aux"),
-                          FieldAccess(169, 1, False, 0, 0, "bpf_prog->aux->sig.verdict")])
+    b.load_field(
+        R6,
+        R1,
+        [
+            FieldAccess(80, 8, False, 0, 0, "bpf_prog->aux"),
+            FieldAccess(169, 1, False, 0, 0, "bpf_prog->aux->sig.verdict"),
+        ],
+    )
     b.exit()
     assert b.disasm() == [
         "   0: r1 = map[fd:7]                         ; map events",
@@ -66,14 +76,20 @@ def test_listing_names_helpers_maps_and_fields() -> None:
     ]
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda b: b.ja("nowhere").exit(), "program builder: jump to undefined label 'nowhere'"),
-    (lambda b: b.label("x").label("x"), "program builder: label 'x' defined twice"),
-    (lambda b: b.call("no_such_helper"), "program builder: unknown helper 'no_such_helper'"),
-    (lambda b: b.ldx(3, R0, R1, 0), "program builder: access size 3 (1, 2, 4 or 8)"),
-    (lambda b: b.mov(R0, 1 << 33), "program builder: immediate 8589934592 does not fit 32 bits"),
-    (lambda b: b.alu("**=", R0, 1), "program builder: unknown ALU op '**='"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda b: b.ja("nowhere").exit(), "program builder: jump to undefined label 'nowhere'"),
+        (lambda b: b.label("x").label("x"), "program builder: label 'x' defined twice"),
+        (lambda b: b.call("no_such_helper"), "program builder: unknown helper 'no_such_helper'"),
+        (lambda b: b.ldx(3, R0, R1, 0), "program builder: access size 3 (1, 2, 4 or 8)"),
+        (
+            lambda b: b.mov(R0, 1 << 33),
+            "program builder: immediate 8589934592 does not fit 32 bits",
+        ),
+        (lambda b: b.alu("**=", R0, 1), "program builder: unknown ALU op '**='"),
+    ],
+)
 def test_builder_mistakes_are_input_errors(build, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError) as e:
         build(ProgramBuilder()).insns()

@@ -29,8 +29,9 @@ no_verdict = pytest.mark.skipif(
 
 
 def bpfsign(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bpfsign", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "bpfsign", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def _bpffs() -> set[str]:
@@ -39,13 +40,16 @@ def _bpffs() -> set[str]:
 
 @no_verdict
 @pytest.mark.kernel
-@pytest.mark.parametrize("args", [
-    ("enforce",),
-    ("enforce", "--pin", "/sys/fs/bpf/bpfsign-cli-test"),
-    ("enforce", "--audit", "--allow-keyring", "0,1,2", "--allow-serial", "12345"),
-    ("status",),
-    ("status", "--pin", "/sys/fs/bpf/bpfsign-cli-test"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("enforce",),
+        ("enforce", "--pin", "/sys/fs/bpf/bpfsign-cli-test"),
+        ("enforce", "--audit", "--allow-keyring", "0,1,2", "--allow-serial", "12345"),
+        ("status",),
+        ("status", "--pin", "/sys/fs/bpf/bpfsign-cli-test"),
+    ],
+)
 def test_refuses_here_in_one_line_and_leaves_nothing(args: tuple[str, ...]) -> None:
     before = _bpffs()
     run = bpfsign(*args)
@@ -64,27 +68,47 @@ def test_status_json_refusal_is_one_document() -> None:
     assert doc == {"ok": False, "error": "UnsupportedFeature", "message": MISSING[9:-1]}
 
 
-@pytest.mark.parametrize("args, message", [
-    (("enforce", "--status", "/nonexistent/dir"),
-     "bpfsign: /nonexistent/dir: no bpfsign policy is pinned here\n"),
-    (("enforce", "--off", "/nonexistent/dir"),
-     "bpfsign: /nonexistent/dir: no bpfsign policy is pinned here\n"),
-    (("audit", "--pin", "/nonexistent/dir"),
-     "bpfsign: /nonexistent/dir: no bpfsign policy is pinned here\n"),
-    (("enforce", "--allow-keyring", "4"),
-     "bpfsign: keyring id 4: only 0 (builtin), 1 (secondary) and 2 (platform) are system "
-     "keyrings; pin other keyrings by serial\n"),
-    (("enforce", "--allow-keyring", "x"),
-     "bpfsign: --allow-keyring 'x': expected comma-separated keyring ids such as 0,1,2\n"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ("enforce", "--status", "/nonexistent/dir"),
+            "bpfsign: /nonexistent/dir: no bpfsign policy is pinned here\n",
+        ),
+        (
+            ("enforce", "--off", "/nonexistent/dir"),
+            "bpfsign: /nonexistent/dir: no bpfsign policy is pinned here\n",
+        ),
+        (
+            ("audit", "--pin", "/nonexistent/dir"),
+            "bpfsign: /nonexistent/dir: no bpfsign policy is pinned here\n",
+        ),
+        (
+            ("enforce", "--allow-keyring", "4"),
+            "bpfsign: keyring id 4: only 0 (builtin), 1 (secondary) and 2 (platform) are system "
+            "keyrings; pin other keyrings by serial\n",
+        ),
+        (
+            ("enforce", "--allow-keyring", "x"),
+            "bpfsign: --allow-keyring 'x': expected comma-separated keyring ids such as 0,1,2\n",
+        ),
+    ],
+)
 def test_bad_arguments_are_usage_errors(args: tuple[str, ...], message: str) -> None:
     run = bpfsign(*args)
     assert (run.returncode, run.stdout, run.stderr) == (2, "", message)
 
 
-@pytest.mark.parametrize("argv", [
-    [], ["--json"], ["--pin", "/x"], ["--json", "--pin", "/x"], ["--pin", "/x", "--json"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--json"],
+        ["--pin", "/x"],
+        ["--json", "--pin", "/x"],
+        ["--pin", "/x", "--json"],
+    ],
+)
 def test_status_fast_parser_agrees_with_argparse(argv: list[str]) -> None:
     from bpfsign.cli import _options, build_parser
     from bpfsign.cli import status as cli_status
@@ -107,8 +131,10 @@ def test_status_json_rows_are_what_json_dumps_gives(tmp_path: os.PathLike[str]) 
     from bpfsign.kernel import status as ST
 
     names = [b"plain", b'q"uote', b"back\\slash", "ünï".encode(), b"tab\there", b""]
-    raw = b"".join(ST.RECORD.pack(i + 1, 29, bytes(range(8)), 10**9 * i, n, 4242 * i, i % 2,
-                                  i % 5, ST.MAGIC) for i, n in enumerate(names))
+    raw = b"".join(
+        ST.RECORD.pack(i + 1, 29, bytes(range(8)), 10**9 * i, n, 4242 * i, i % 2, i % 5, ST.MAGIC)
+        for i, n in enumerate(names)
+    )
     pin = os.path.join(tmp_path, "pin")
     os.mkdir(pin)
     with open(os.path.join(pin, "progs"), "wb") as f:
@@ -123,6 +149,14 @@ def test_status_json_rows_are_what_json_dumps_gives(tmp_path: os.PathLike[str]) 
     assert [r["name"] for r in rows] == [n.decode() for n in names]
     assert rows[3]["verdict"] == "VERIFIED" and rows[3]["keyring_type"] == "PLATFORM"
     table = bpfsign("status", "--pin", pin).stdout.splitlines()
-    assert table[0].split() == ["ID", "TYPE", "NAME", "TAG", "LOADED", "VERDICT", "KEYRING",
-                                "SERIAL"]
+    assert table[0].split() == [
+        "ID",
+        "TYPE",
+        "NAME",
+        "TAG",
+        "LOADED",
+        "VERDICT",
+        "KEYRING",
+        "SERIAL",
+    ]
     assert table[1].split()[:3] == ["1", "lsm", "plain"] and len(table) == 7

@@ -35,5 +35,9 @@ def test_unit_command_lines_parse() -> None:
             ns = parser.parse_args(shlex.split(line))
             assert ns.command == "enforce"
             seen.add((ns.pin, ns.off, ns.audit, ns.allow_keyring))
-    assert (("/sys/fs/bpf/bpfsign", None, True, "0,1") in seen
-            and ("/sys/fs/bpf/bpfsign", None, False, "0,1") in seen)
+    assert ("/sys/fs/bpf/bpfsign", None, True, "0,1") in seen and (
+        "/sys/fs/bpf/bpfsign",
+        None,
+        False,
+        "0,1",
+    ) in seen

@@ -46,10 +46,12 @@ def test_rule_table() -> None:
         (Inputs(True, Verdict.UNSIGNED, KeyringType.NONE, 0), Decision.ALLOW, Reason.KERNEL),
         (Inputs(False, Verdict.UNSIGNED, KeyringType.NONE, 0), Decision.DENY, Reason.UNSIGNED),
         (Inputs(False, Verdict.VERIFIED, BUILTIN, 0), Decision.ALLOW, Reason.KEYRING),
-        (Inputs(False, Verdict.VERIFIED, KeyringType.SECONDARY, 0), Decision.ALLOW,
-         Reason.KEYRING),
-        (Inputs(False, Verdict.VERIFIED, KeyringType.PLATFORM, 0), Decision.DENY,
-         Reason.UNTRUSTED_KEYRING),
+        (Inputs(False, Verdict.VERIFIED, KeyringType.SECONDARY, 0), Decision.ALLOW, Reason.KEYRING),
+        (
+            Inputs(False, Verdict.VERIFIED, KeyringType.PLATFORM, 0),
+            Decision.DENY,
+            Reason.UNTRUSTED_KEYRING,
+        ),
         (Inputs(False, Verdict.VERIFIED, USER, 777), Decision.ALLOW, Reason.SERIAL),
         (Inputs(False, Verdict.VERIFIED, USER, 778), Decision.DENY, Reason.UNTRUSTED_KEYRING),
         # a serial only counts for a USER keyring, and never without VERIFIED
@@ -75,14 +77,23 @@ def test_inputs_for_load_follow_the_keyring_id_table() -> None:
     assert inputs_for_load(-3, 55) == Inputs(False, Verdict.VERIFIED, USER, 55)
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: Policy.from_options([4]), "keyring id 4: only 0 (builtin), 1 (secondary) and 2 "
-     "(platform) are system keyrings; pin other keyrings by serial"),
-    (lambda: Policy(frozenset({USER})), "keyring type USER cannot be trusted as a type: any "
-     "caller can make a keyring of it; pin that keyring's serial instead"),
-    (lambda: Policy.from_options([0], [0]), "keyring serial 0 is not a positive 32-bit serial"),
-    (lambda: Policy.from_options([0], range(1, 10)), "at most 8 pinned keyring serials, got 9"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda: Policy.from_options([4]),
+            "keyring id 4: only 0 (builtin), 1 (secondary) and 2 "
+            "(platform) are system keyrings; pin other keyrings by serial",
+        ),
+        (
+            lambda: Policy(frozenset({USER})),
+            "keyring type USER cannot be trusted as a type: any "
+            "caller can make a keyring of it; pin that keyring's serial instead",
+        ),
+        (lambda: Policy.from_options([0], [0]), "keyring serial 0 is not a positive 32-bit serial"),
+        (lambda: Policy.from_options([0], range(1, 10)), "at most 8 pinned keyring serials, got 9"),
+    ],
+)
 def test_bad_policies_are_input_errors(build, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError) as e:
         build()
@@ -102,7 +113,12 @@ def test_event_decodes() -> None:
     raw = EVENT.pack(123, 45, 1000, b"loader\0", b"prog\0", 31, 9, 1, 4, 0, 2, 5)
     ev = Event.unpack(raw)
     assert (ev.comm, ev.name, ev.decision, ev.reason, ev.inputs) == (
-        "loader", "prog", Decision.DENY, Reason.UNTRUSTED_KEYRING, Inputs(False, 1, USER, 9))
+        "loader",
+        "prog",
+        Decision.DENY,
+        Reason.UNTRUSTED_KEYRING,
+        Inputs(False, 1, USER, 9),
+    )
     with pytest.raises(InputError, match="policy event is 10 bytes, expected 64"):
         Event.unpack(raw[:10])
     with pytest.raises(InputError, match="unknown decision 9/reason 5"):
@@ -226,7 +242,8 @@ def test_pin_dir_must_be_on_bpffs(tmp_path: os.PathLike[str]) -> None:
     with pytest.raises(InputError) as e:
         E.check_pin_dir(os.path.join(tmp_path, "pol"))
     assert "not on a bpf filesystem" in str(e.value) and str(e.value).startswith(
-        os.path.join(tmp_path, "pol"))
+        os.path.join(tmp_path, "pol")
+    )
 
 
 def test_remove_without_a_policy_is_an_input_error(tmp_path: os.PathLike[str]) -> None:
@@ -251,19 +268,25 @@ def test_kernel_model_applies_the_same_rule() -> None:
     store = trust.TrustStore()
     store.add(signer.certificate, "session")
     session = store.session.serial
-    ret0 = bytes.fromhex("b700000000000000" "9500000000000000")
+    ret0 = bytes.fromhex("b7000000000000009500000000000000")
     value = bytes(16)
 
     def load(model: KernelModel, signed: bool) -> int | None:
-        m = model.map_create(2, 4, 16, 1, "__loader.map",
-                             excl_prog_hash=hashlib.sha256(ret0).digest())
+        m = model.map_create(
+            2, 4, 16, 1, "__loader.map", excl_prog_hash=hashlib.sha256(ret0).digest()
+        )
         model.map_update(m, bytes(4), value)
         model.map_freeze(m)
         try:
-            fd = model.prog_load(31, ret0, flags=0x10, fd_array=(m,),
-                                 fd_array_cnt=1 if signed else 0,
-                                 signature=cms.sign(ret0 + value, signer) if signed else None,
-                                 keyring_id=-3)
+            fd = model.prog_load(
+                31,
+                ret0,
+                flags=0x10,
+                fd_array=(m,),
+                fd_array_cnt=1 if signed else 0,
+                signature=cms.sign(ret0 + value, signer) if signed else None,
+                keyring_id=-3,
+            )
         except KernelError as exc:
             assert exc.log == ""  # the hook refuses with an empty verifier log
             return exc.errno

@@ -46,7 +46,7 @@ pytestmark = pytest.mark.vm
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SOCKFILTER = FIXTURES / "skel" / "sockfilter.lskel.h"
-RET0 = bytes.fromhex("b700000000000000" "9500000000000000")
+RET0 = bytes.fromhex("b7000000000000009500000000000000")
 BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 PIN = "/sys/fs/bpf/bpfsign-test"
 
@@ -56,9 +56,16 @@ def raw_load(name: str, prog_type: int = S.PROG_TYPE_SOCKET_FILTER) -> tuple[int
     ibuf = ctypes.create_string_buffer(RET0, len(RET0))
     lic = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(4096)
-    attr = S.ProgLoadAttr(prog_type=prog_type, insn_cnt=2, insns=S.addr(ibuf),
-                          license=S.addr(lic), prog_name=name.encode()[:15],
-                          log_level=1, log_size=4096, log_buf=S.addr(log))
+    attr = S.ProgLoadAttr(
+        prog_type=prog_type,
+        insn_cnt=2,
+        insns=S.addr(ibuf),
+        license=S.addr(lic),
+        prog_name=name.encode()[:15],
+        log_level=1,
+        log_size=4096,
+        log_buf=S.addr(log),
+    )
     if prog_type == S.PROG_TYPE_SYSCALL:
         attr.prog_flags = S.BPF_F_SLEEPABLE
     fd, err = S.bpf_errno(S.PROG_LOAD, attr, S.SIZE_PROG_LOAD)
@@ -105,8 +112,9 @@ class HoldLoader(SyscallBackend):
 def signed_sockfilter(gk: GuestKeys) -> Any:
     from bpfsign.skel import scheme, skeleton
 
-    text, _ = scheme.sign_skeleton(skeleton.load(SOCKFILTER), gk.signers["fixture"],
-                                   scheme="loadtime")
+    text, _ = scheme.sign_skeleton(
+        skeleton.load(SOCKFILTER), gk.signers["fixture"], scheme="loadtime"
+    )
     return skeleton.parse(text, path=str(SOCKFILTER))
 
 
@@ -116,8 +124,9 @@ def model_outcome(gk: GuestKeys, policy: Policy, signed: Any | None) -> int | No
 
     _, serials = trust_store(gk)
     model = model_backend(gk)
-    model.policy = Policy(policy.keyring_types, tuple(serials.get(s, s) for s in policy.serials),
-                          policy.audit)
+    model.policy = Policy(
+        policy.keyring_types, tuple(serials.get(s, s) for s in policy.serials), policy.audit
+    )
     try:
         if signed is None:
             model.close(model.prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, name="model"))
@@ -128,15 +137,24 @@ def model_outcome(gk: GuestKeys, policy: Policy, signed: Any | None) -> int | No
     return None
 
 
-def record(agreement: list, case: str, kernel: int | None, model: int | None,
-           evs: list[Event]) -> None:
-    recorded = all(decide(POLICIES[case.split(":")[0]], e.inputs).decision == e.decision
-                   for e in evs)
-    agreement.append((case, outcome(kernel), outcome(model),
-                      f"n/a (policy: decide() agrees on {len(evs)} recorded)" if recorded
-                      else "n/a (policy: decide() DISAGREES)"))
+def record(
+    agreement: list, case: str, kernel: int | None, model: int | None, evs: list[Event]
+) -> None:
+    recorded = all(
+        decide(POLICIES[case.split(":")[0]], e.inputs).decision == e.decision for e in evs
+    )
+    agreement.append(
+        (
+            case,
+            outcome(kernel),
+            outcome(model),
+            f"n/a (policy: decide() agrees on {len(evs)} recorded)"
+            if recorded
+            else "n/a (policy: decide() DISAGREES)",
+        )
+    )
     assert model == kernel, f"{case}: model {outcome(model)} != kernel {outcome(kernel)}"
-    assert recorded, [(e, decide(POLICIES[case.split(':')[0]], e.inputs)) for e in evs]
+    assert recorded, [(e, decide(POLICIES[case.split(":")[0]], e.inputs)) for e in evs]
 
 
 POLICIES: dict[str, Policy] = {}
@@ -166,12 +184,20 @@ def test_guest_btf_has_the_verdict_layout() -> None:
     assert btf is not None
     lay = Layout.from_btf(btf)
     lay.check_enums()
-    assert (lay.keyring_serial.offset, lay.keyring_type.offset, lay.verdict.offset) == (164, 168, 169)
+    assert (lay.keyring_serial.offset, lay.keyring_type.offset, lay.verdict.offset) == (
+        164,
+        168,
+        169,
+    )
     assert (lay.prog_type[0].offset, lay.prog_aux[0].offset) == (8, 80)
     assert lay.hook_args == {"prog": 0, "attr": 1, "token": 2, "kernel": 3}
     assert btf.enum_values("bpf_sig_keyring") == {
-        "BPF_SIG_KEYRING_NONE": 0, "BPF_SIG_KEYRING_BUILTIN": 1, "BPF_SIG_KEYRING_SECONDARY": 2,
-        "BPF_SIG_KEYRING_PLATFORM": 3, "BPF_SIG_KEYRING_USER": 4}
+        "BPF_SIG_KEYRING_NONE": 0,
+        "BPF_SIG_KEYRING_BUILTIN": 1,
+        "BPF_SIG_KEYRING_SECONDARY": 2,
+        "BPF_SIG_KEYRING_PLATFORM": 3,
+        "BPF_SIG_KEYRING_USER": 4,
+    }
     # (the host's test_btf.py checks every member against bpftool's dump; in the guest
     # that dump alone takes a minute under TCG)
 
@@ -179,8 +205,9 @@ def test_guest_btf_has_the_verdict_layout() -> None:
 # -------------------------------------------------------------------- enforce
 
 
-def test_unsigned_loads_are_eperm_and_removal_restores(guest_keys: GuestKeys,
-                                                       agreement: list) -> None:
+def test_unsigned_loads_are_eperm_and_removal_restores(
+    guest_keys: GuestKeys, agreement: list
+) -> None:
     policy = POLICIES["enforce"] = Policy.from_options([0])
     with E.install(policy) as inst:
         c0 = E.read_counters(inst.be, inst.counters)
@@ -190,12 +217,26 @@ def test_unsigned_loads_are_eperm_and_removal_restores(guest_keys: GuestKeys,
         fd, err2 = raw_load("enf_unsig_sys", S.PROG_TYPE_SYSCALL)
         assert (fd, err2) == (-1, errno.EPERM)
         evs = mine(events(inst), "enf_")
-        assert [(e.name, e.decision, e.reason, e.verdict, e.keyring_type, e.kernel)
-                for e in evs] == [
-            ("enf_unsigned", Decision.DENY, Reason.UNSIGNED, Verdict.UNSIGNED, KeyringType.NONE,
-             False),
-            ("enf_unsig_sys", Decision.DENY, Reason.UNSIGNED, Verdict.UNSIGNED,
-             KeyringType.NONE, False)]
+        assert [
+            (e.name, e.decision, e.reason, e.verdict, e.keyring_type, e.kernel) for e in evs
+        ] == [
+            (
+                "enf_unsigned",
+                Decision.DENY,
+                Reason.UNSIGNED,
+                Verdict.UNSIGNED,
+                KeyringType.NONE,
+                False,
+            ),
+            (
+                "enf_unsig_sys",
+                Decision.DENY,
+                Reason.UNSIGNED,
+                Verdict.UNSIGNED,
+                KeyringType.NONE,
+                False,
+            ),
+        ]
         assert evs[0].pid == os.getpid() and evs[0].uid == 0 and evs[0].prog_type == 1
         assert evs[0].comm == Path("/proc/self/comm").read_text().strip()[:15]
         c = E.read_counters(inst.be, inst.counters)
@@ -207,16 +248,23 @@ def test_unsigned_loads_are_eperm_and_removal_restores(guest_keys: GuestKeys,
         assert st.value.hint == (
             "the status iterator's own (unsigned) load was refused: a BPF LSM policy is "
             "enforcing here; read the iterator that policy pinned, from its pin directory "
-            "(no progs under /sys/fs/bpf/none)")
-        record(agreement, "enforce: unsigned socket filter", err, model_outcome(
-            guest_keys, policy, None), evs[:1])
+            "(no progs under /sys/fs/bpf/none)"
+        )
+        record(
+            agreement,
+            "enforce: unsigned socket filter",
+            err,
+            model_outcome(guest_keys, policy, None),
+            evs[:1],
+        )
     fd, err = raw_load("enf_after")
     assert err == 0 and fd > 0
     os.close(fd)
 
 
-def test_caller_keyring_is_denied_unless_pinned(guest_keys: GuestKeys, agreement: list,
-                                                clean_pins: None) -> None:
+def test_caller_keyring_is_denied_unless_pinned(
+    guest_keys: GuestKeys, agreement: list, clean_pins: None
+) -> None:
     """docs/kernel.md §11: VERIFIED against a caller-made keyring is USER; only a pinned serial passes."""
     from bpfsign.kernel import loader
 
@@ -227,11 +275,24 @@ def test_caller_keyring_is_denied_unless_pinned(guest_keys: GuestKeys, agreement
             loader.load(signed, keyring_id=-3)
         assert e.value.errno == errno.EPERM and e.value.command == "BPF_PROG_LOAD"
         evs = mine(events(inst), "__loader")
-        assert evs and all((ev.decision, ev.reason, ev.verdict, ev.keyring_type, ev.keyring_serial)
-                           == (Decision.DENY, Reason.UNTRUSTED_KEYRING, Verdict.VERIFIED,
-                               KeyringType.USER, guest_keys.session_serial) for ev in evs)
-        record(agreement, "enforce: signed, caller's keyring", e.value.errno,
-               model_outcome(guest_keys, policy, signed), evs)
+        assert evs and all(
+            (ev.decision, ev.reason, ev.verdict, ev.keyring_type, ev.keyring_serial)
+            == (
+                Decision.DENY,
+                Reason.UNTRUSTED_KEYRING,
+                Verdict.VERIFIED,
+                KeyringType.USER,
+                guest_keys.session_serial,
+            )
+            for ev in evs
+        )
+        record(
+            agreement,
+            "enforce: signed, caller's keyring",
+            e.value.errno,
+            model_outcome(guest_keys, policy, signed),
+            evs,
+        )
 
     pinned = POLICIES["pinned"] = Policy.from_options([0], [guest_keys.session_serial])
     hold = HoldLoader()
@@ -241,7 +302,8 @@ def test_caller_keyring_is_denied_unless_pinned(guest_keys: GuestKeys, agreement
             try:
                 progs, maps = dict(loaded.progs), dict(loaded.maps)
                 assert set(progs) == {p.name for p in signed.progs} and set(maps) == {
-                    m.name for m in signed.maps}
+                    m.name for m in signed.maps
+                }
                 # the programs run: the sockfilter counts a UDP frame
                 from test_vm_skeletons import UDP_FRAME
 
@@ -251,16 +313,27 @@ def test_caller_keyring_is_denied_unless_pinned(guest_keys: GuestKeys, agreement
                 loader_id = hold.prog_info(hold.held[0]).id
                 ld = rows[loader_id]
                 assert (ld.name, ld.verdict, ld.keyring_type, ld.keyring_serial) == (
-                    "__loader.prog", "VERIFIED", "USER", guest_keys.session_serial)
+                    "__loader.prog",
+                    "VERIFIED",
+                    "USER",
+                    guest_keys.session_serial,
+                )
                 for name, pid in ids.items():
                     assert (rows[pid].verdict, rows[pid].keyring_type, rows[pid].name) == (
-                        "UNSIGNED", "NONE", name[:15])
+                        "UNSIGNED",
+                        "NONE",
+                        name[:15],
+                    )
                 # and it matches bpftool on every program's id, type and name
-                tool = json.loads(subprocess.run([BPFTOOL, "prog", "show", "--json"],
-                                                 capture_output=True, text=True).stdout)
+                tool = json.loads(
+                    subprocess.run(
+                        [BPFTOOL, "prog", "show", "--json"], capture_output=True, text=True
+                    ).stdout
+                )
                 now = {r.id: r for r in ST.list_programs(PIN)}
                 assert {p["id"]: (p["type"], p.get("name", "")) for p in tool} == {
-                    i: (r.type_name, r.name) for i, r in now.items()}
+                    i: (r.type_name, r.name) for i, r in now.items()
+                }
             finally:
                 loaded.close()
         finally:
@@ -270,14 +343,20 @@ def test_caller_keyring_is_denied_unless_pinned(guest_keys: GuestKeys, agreement
         loader_ev = [e for e in ours if e.name == "__loader.prog"]
         kids = [e for e in ours if e.kernel]
         assert [(e.decision, e.reason) for e in loader_ev] == [(Decision.ALLOW, Reason.SERIAL)]
-        assert kids and all((e.decision, e.reason, e.verdict) == (
-            Decision.ALLOW, Reason.KERNEL, Verdict.UNSIGNED) for e in kids)
-        record(agreement, "pinned: signed, pinned serial", None,
-               model_outcome(guest_keys, pinned, signed), ours)
+        assert kids and all(
+            (e.decision, e.reason, e.verdict) == (Decision.ALLOW, Reason.KERNEL, Verdict.UNSIGNED)
+            for e in kids
+        )
+        record(
+            agreement,
+            "pinned: signed, pinned serial",
+            None,
+            model_outcome(guest_keys, pinned, signed),
+            ours,
+        )
 
 
-def test_audit_mode_admits_and_records_would_deny(guest_keys: GuestKeys,
-                                                  agreement: list) -> None:
+def test_audit_mode_admits_and_records_would_deny(guest_keys: GuestKeys, agreement: list) -> None:
     from bpfsign.kernel import loader
 
     signed = signed_sockfilter(guest_keys)
@@ -289,14 +368,26 @@ def test_audit_mode_admits_and_records_would_deny(guest_keys: GuestKeys,
         loader.load(signed, keyring_id=-3).close()
         evs = [e for e in mine(events(inst), "") if e.pid == os.getpid()]
         by = {(e.name, e.decision, e.reason) for e in evs if not e.kernel}
-        assert by == {("aud_unsigned", Decision.WOULD_DENY, Reason.UNSIGNED),
-                      ("__loader.prog", Decision.WOULD_DENY, Reason.UNTRUSTED_KEYRING)}
+        assert by == {
+            ("aud_unsigned", Decision.WOULD_DENY, Reason.UNSIGNED),
+            ("__loader.prog", Decision.WOULD_DENY, Reason.UNTRUSTED_KEYRING),
+        }
         c = E.read_counters(inst.be, inst.counters)
         assert (c["would_deny"], c["denied"]) == (2, 0)
-        record(agreement, "audit: unsigned socket filter", None,
-               model_outcome(guest_keys, policy, None), [e for e in evs if e.name == "aud_unsigned"])
-        record(agreement, "audit: signed, caller's keyring", None,
-               model_outcome(guest_keys, policy, signed), evs)
+        record(
+            agreement,
+            "audit: unsigned socket filter",
+            None,
+            model_outcome(guest_keys, policy, None),
+            [e for e in evs if e.name == "aud_unsigned"],
+        )
+        record(
+            agreement,
+            "audit: signed, caller's keyring",
+            None,
+            model_outcome(guest_keys, policy, signed),
+            evs,
+        )
 
 
 def test_thousand_loads_thousand_decisions() -> None:
@@ -318,8 +409,10 @@ def test_thousand_loads_thousand_decisions() -> None:
 
 
 def test_pinned_policy_outlives_its_process_and_off_removes_it(clean_pins: None) -> None:
-    code = ("from bpfsign.kernel import enforce as E, policy as P;"
-            f"E.install(P.Policy.from_options([0]), {PIN!r}).close()")
+    code = (
+        "from bpfsign.kernel import enforce as E, policy as P;"
+        f"E.install(P.Policy.from_options([0]), {PIN!r}).close()"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
     assert sorted(os.listdir(PIN)) == sorted(E.PINS)
     assert raw_load("pin_unsigned")[1] == errno.EPERM
@@ -363,15 +456,22 @@ def test_status_without_a_policy_matches_bpftool() -> None:
     fds = [raw_load(f"st_{i}")[0] for i in range(3)]
     try:
         rows = ST.list_programs()
-        tool = json.loads(subprocess.run([BPFTOOL, "prog", "show", "--json"],
-                                         capture_output=True, text=True).stdout)
+        tool = json.loads(
+            subprocess.run(
+                [BPFTOOL, "prog", "show", "--json"], capture_output=True, text=True
+            ).stdout
+        )
         ours = {r.id: (r.type_name, r.name) for r in rows if r.name != ST.ITER_NAME}
-        theirs = {p["id"]: (p["type"], p.get("name", "")) for p in tool
-                  if p.get("name") not in ("iter", ST.ITER_NAME)}  # bpftool's own pid iterator
+        theirs = {
+            p["id"]: (p["type"], p.get("name", ""))
+            for p in tool
+            if p.get("name") not in ("iter", ST.ITER_NAME)
+        }  # bpftool's own pid iterator
         assert ours == theirs
         mine_ = [r for r in rows if r.name.startswith("st_")]
-        assert len(mine_) == 3 and all(r.verdict == "UNSIGNED" and r.keyring_type == "NONE"
-                                       for r in mine_)
+        assert len(mine_) == 3 and all(
+            r.verdict == "UNSIGNED" and r.keyring_type == "NONE" for r in mine_
+        )
     finally:
         for fd in fds:
             os.close(fd)
@@ -381,35 +481,51 @@ def test_status_without_a_policy_matches_bpftool() -> None:
 
 
 def bpfsign(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bpfsign", *args], capture_output=True,
-                          text=True, timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "bpfsign", *args], capture_output=True, text=True, timeout=300, **kw
+    )
 
 
 def test_cli_pinned_policy_status_audit_off(guest_keys: GuestKeys, clean_pins: None) -> None:
-    run = bpfsign("enforce", "--pin", PIN, "--allow-serial", str(guest_keys.session_serial),
-                  "--json")
+    run = bpfsign(
+        "enforce", "--pin", PIN, "--allow-serial", str(guest_keys.session_serial), "--json"
+    )
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
-    assert doc["ok"] and doc["pin_dir"] == PIN and doc["policy"] == (
-        f"enforce: keyring types builtin; pinned serials {guest_keys.session_serial}")
+    assert (
+        doc["ok"]
+        and doc["pin_dir"] == PIN
+        and doc["policy"]
+        == (f"enforce: keyring types builtin; pinned serials {guest_keys.session_serial}")
+    )
     assert raw_load("cli_unsigned")[1] == errno.EPERM
     st = json.loads(bpfsign("enforce", "--status", PIN, "--json").stdout)
     assert st["counters"]["denied"] == 1 and st["serials"] == [guest_keys.session_serial]
     audit = bpfsign("audit", "--pin", PIN, "--json", "--count", "1")
     ev = json.loads(audit.stdout.splitlines()[0])
-    assert (ev["decision"], ev["reason"], ev["prog_name"], ev["prog_type"], ev["verdict"],
-            ev["keyring_type"], ev["pid"]) == ("deny", "unsigned", "cli_unsigned",
-                                               "socket_filter", "UNSIGNED", "NONE", os.getpid())
+    assert (
+        ev["decision"],
+        ev["reason"],
+        ev["prog_name"],
+        ev["prog_type"],
+        ev["verdict"],
+        ev["keyring_type"],
+        ev["pid"],
+    ) == ("deny", "unsigned", "cli_unsigned", "socket_filter", "UNSIGNED", "NONE", os.getpid())
     rows = json.loads(bpfsign("status", "--pin", PIN, "--json").stdout)
     names = {r["name"]: r for r in rows}
     assert names["bpfsign_policy"]["type_name"] == "lsm"
     assert names["bpfsign_status"]["verdict"] == "UNSIGNED"
     table = bpfsign("status", "--pin", PIN).stdout.splitlines()
-    assert table[0].split() == ["ID", "TYPE", "NAME", "TAG", "LOADED", "VERDICT", "KEYRING",
-                                "SERIAL"] and len(table) == len(rows) + 1
+    assert (
+        table[0].split() == ["ID", "TYPE", "NAME", "TAG", "LOADED", "VERDICT", "KEYRING", "SERIAL"]
+        and len(table) == len(rows) + 1
+    )
     off = bpfsign("enforce", "--off", PIN)
     assert (off.returncode, off.stdout) == (
-        0, f"removed the policy pinned under {PIN} (policy, progs, events, counters, config)\n")
+        0,
+        f"removed the policy pinned under {PIN} (policy, progs, events, counters, config)\n",
+    )
     fd, err = raw_load("cli_after")
     assert err == 0
     os.close(fd)
@@ -418,8 +534,12 @@ def test_cli_pinned_policy_status_audit_off(guest_keys: GuestKeys, clean_pins: N
 def test_cli_foreground_policy_streams_and_ends_with_the_process() -> None:
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "bpfsign", "enforce", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bpfsign", "enforce", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         summary = json.loads(proc.stdout.readline())

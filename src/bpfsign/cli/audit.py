@@ -33,11 +33,16 @@ def register(sub: Any) -> None:
         "Runs until interrupted (or --count/--timeout); reports drops when the ring buffer "
         "was full.",
     )
-    p.add_argument("--pin", metavar="DIR", default="/sys/fs/bpf/bpfsign",
-                   help="where the policy is pinned (default /sys/fs/bpf/bpfsign)")
+    p.add_argument(
+        "--pin",
+        metavar="DIR",
+        default="/sys/fs/bpf/bpfsign",
+        help="where the policy is pinned (default /sys/fs/bpf/bpfsign)",
+    )
     p.add_argument("--count", type=int, metavar="N", help="stop after N decisions")
-    p.add_argument("--timeout", type=float, metavar="SECONDS",
-                   help="stop after this long without a decision")
+    p.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="stop after this long without a decision"
+    )
     _common.add_json(p)
     _common.set_command(p, AuditOptions, handle)
 
@@ -49,8 +54,15 @@ def handle(opts: AuditOptions) -> int:
         return follow(opts, p.be, p.events, p.counters, count=opts.count, timeout=opts.timeout)
 
 
-def follow(opts: Any, be: SyscallBackend, events: int, counters: int, *,
-           count: int | None = None, timeout: float | None = None) -> int:
+def follow(
+    opts: Any,
+    be: SyscallBackend,
+    events: int,
+    counters: int,
+    *,
+    count: int | None = None,
+    timeout: float | None = None,
+) -> int:
     """Print the stream until interrupted (SIGINT or SIGTERM), ``count`` or ``timeout``."""
     import json
     import signal
@@ -69,8 +81,14 @@ def follow(opts: Any, be: SyscallBackend, events: int, counters: int, *,
         return timeout is not None and time.monotonic() - last >= timeout
 
     try:
-        for item in audit.stream(be, events, counters, limit=count, stop=idle,
-                                 poll_ms=200 if timeout is not None else 500):
+        for item in audit.stream(
+            be,
+            events,
+            counters,
+            limit=count,
+            stop=idle,
+            poll_ms=200 if timeout is not None else 500,
+        ):
             last = time.monotonic()
             if opts.json:
                 sys.stdout.write(json.dumps(audit.record(item), sort_keys=True) + "\n")

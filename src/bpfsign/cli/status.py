@@ -52,8 +52,12 @@ def register(sub: Any) -> None:
         "type and serial. Read kernel-side by a BPF iterator; uses the one a pinned "
         "`bpfsign enforce` policy left under --pin DIR, else loads its own.",
     )
-    p.add_argument("--pin", metavar="DIR", default=DEFAULT_PIN,
-                   help="where an enforcing policy is pinned (default /sys/fs/bpf/bpfsign)")
+    p.add_argument(
+        "--pin",
+        metavar="DIR",
+        default=DEFAULT_PIN,
+        help="where an enforcing policy is pinned (default /sys/fs/bpf/bpfsign)",
+    )
     _common.add_json(p)
     _common.set_command(p, StatusOptions, handle)
 
@@ -73,14 +77,25 @@ def handle(opts: StatusOptions) -> int:
 
     head = ("ID", "TYPE", "NAME", "TAG", "LOADED", "VERDICT", "KEYRING", "SERIAL")
     table = [head] + [
-        (str(r.id), r.type_name, r.name or "-", r.tag,
-         time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r.loaded_at)), r.verdict,
-         r.keyring_type, str(r.keyring_serial) if r.keyring_serial else "-")
+        (
+            str(r.id),
+            r.type_name,
+            r.name or "-",
+            r.tag,
+            time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r.loaded_at)),
+            r.verdict,
+            r.keyring_type,
+            str(r.keyring_serial) if r.keyring_serial else "-",
+        )
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    print("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                    for row in table))
+    print(
+        "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        )
+    )
     return _common.EXIT_OK
 
 

@@ -40,11 +40,13 @@ class RingBuffer:
         self.fd = fd
         self.size = size
         self._mask = size - 1
-        self._consumer = mmap.mmap(fd, page, mmap.MAP_SHARED,
-                                   mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self._consumer = mmap.mmap(
+            fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0
+        )
         try:
-            self._producer = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ,
-                                       offset=page)
+            self._producer = mmap.mmap(
+                fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page
+            )
         except BaseException:
             self._consumer.close()
             raise
@@ -101,8 +103,13 @@ class Dropped:
 
 
 def stream(
-    be: SyscallBackend, events_fd: int, counters_fd: int, *, poll_ms: int = 500,
-    stop: Callable[[], bool] | None = None, limit: int | None = None,
+    be: SyscallBackend,
+    events_fd: int,
+    counters_fd: int,
+    *,
+    poll_ms: int = 500,
+    stop: Callable[[], bool] | None = None,
+    limit: int | None = None,
 ) -> Iterator[Event | Dropped]:
     """Decisions as they arrive, and a :class:`Dropped` whenever the drop counter grows.
 
@@ -133,8 +140,11 @@ def _wall(boot_ns: int) -> str:
     import datetime
     import time
 
-    unix = time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(
-        time.CLOCK_BOOTTIME) + boot_ns / 1e9
+    unix = (
+        time.clock_gettime(time.CLOCK_REALTIME)
+        - time.clock_gettime(time.CLOCK_BOOTTIME)
+        + boot_ns / 1e9
+    )
     stamp = datetime.datetime.fromtimestamp(unix, datetime.UTC)
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -147,13 +157,20 @@ def record(item: Event | Dropped) -> dict[str, object]:
     if isinstance(item, Dropped):
         return {"dropped": item.count, "dropped_total": item.total}
     return {
-        "time": _wall(item.time_ns), "time_boot_ns": item.time_ns,
-        "decision": item.decision.name.lower(), "reason": item.reason.name.lower(),
-        "reason_text": REASON_TEXT[item.reason], "pid": item.pid, "uid": item.uid,
-        "comm": item.comm, "prog_name": item.name, "prog_type": prog_type_name(item.prog_type),
-        "verdict": _name(Verdict, item.verdict), "keyring_type": _name(KeyringType,
-                                                                      item.keyring_type),
-        "keyring_serial": item.keyring_serial, "kernel": item.kernel,
+        "time": _wall(item.time_ns),
+        "time_boot_ns": item.time_ns,
+        "decision": item.decision.name.lower(),
+        "reason": item.reason.name.lower(),
+        "reason_text": REASON_TEXT[item.reason],
+        "pid": item.pid,
+        "uid": item.uid,
+        "comm": item.comm,
+        "prog_name": item.name,
+        "prog_type": prog_type_name(item.prog_type),
+        "verdict": _name(Verdict, item.verdict),
+        "keyring_type": _name(KeyringType, item.keyring_type),
+        "keyring_serial": item.keyring_serial,
+        "kernel": item.kernel,
     }
 
 
@@ -168,10 +185,14 @@ def line(item: Event | Dropped) -> str:
     """One stream item as a line of text."""
     r = record(item)
     if isinstance(item, Dropped):
-        return (f"DROPPED {item.count} decision(s): the ring buffer was full "
-                f"({item.total} dropped in total)")
+        return (
+            f"DROPPED {item.count} decision(s): the ring buffer was full "
+            f"({item.total} dropped in total)"
+        )
     decision = {"allow": "ALLOW", "deny": "DENY", "would_deny": "WOULD-DENY"}[str(r["decision"])]
-    return (f"{r['time']} {decision:<10} pid={r['pid']} uid={r['uid']} comm={r['comm']} "
-            f"prog={r['prog_name'] or '-'} type={r['prog_type']} verdict={r['verdict']} "
-            f"keyring={r['keyring_type']} serial={r['keyring_serial']}"
-            f"{' kernel' if item.kernel else ''} ({r['reason_text']})")
+    return (
+        f"{r['time']} {decision:<10} pid={r['pid']} uid={r['uid']} comm={r['comm']} "
+        f"prog={r['prog_name'] or '-'} type={r['prog_type']} verdict={r['verdict']} "
+        f"keyring={r['keyring_type']} serial={r['keyring_serial']}"
+        f"{' kernel' if item.kernel else ''} ({r['reason_text']})"
+    )

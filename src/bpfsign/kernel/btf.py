@@ -29,15 +29,48 @@ KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT = 8, 9, 10, 11
 KIND_FUNC, KIND_FUNC_PROTO, KIND_VAR, KIND_DATASEC, KIND_FLOAT = 12, 13, 14, 15, 16
 KIND_DECL_TAG, KIND_TYPE_TAG, KIND_ENUM64 = 17, 18, 19
 KIND_NAMES = {
-    0: "VOID", 1: "INT", 2: "PTR", 3: "ARRAY", 4: "STRUCT", 5: "UNION", 6: "ENUM", 7: "FWD",
-    8: "TYPEDEF", 9: "VOLATILE", 10: "CONST", 11: "RESTRICT", 12: "FUNC", 13: "FUNC_PROTO",
-    14: "VAR", 15: "DATASEC", 16: "FLOAT", 17: "DECL_TAG", 18: "TYPE_TAG", 19: "ENUM64",
+    0: "VOID",
+    1: "INT",
+    2: "PTR",
+    3: "ARRAY",
+    4: "STRUCT",
+    5: "UNION",
+    6: "ENUM",
+    7: "FWD",
+    8: "TYPEDEF",
+    9: "VOLATILE",
+    10: "CONST",
+    11: "RESTRICT",
+    12: "FUNC",
+    13: "FUNC_PROTO",
+    14: "VAR",
+    15: "DATASEC",
+    16: "FLOAT",
+    17: "DECL_TAG",
+    18: "TYPE_TAG",
+    19: "ENUM64",
 }
 # kind -> bytes that follow struct btf_type: fixed part, per-vlen part.
 _EXTRA: dict[int, tuple[int, int]] = {
-    1: (4, 0), 2: (0, 0), 3: (12, 0), 4: (0, 12), 5: (0, 12), 6: (0, 8), 7: (0, 0),
-    8: (0, 0), 9: (0, 0), 10: (0, 0), 11: (0, 0), 12: (0, 0), 13: (0, 8), 14: (4, 0),
-    15: (0, 12), 16: (0, 0), 17: (4, 0), 18: (0, 0), 19: (0, 12),
+    1: (4, 0),
+    2: (0, 0),
+    3: (12, 0),
+    4: (0, 12),
+    5: (0, 12),
+    6: (0, 8),
+    7: (0, 0),
+    8: (0, 0),
+    9: (0, 0),
+    10: (0, 0),
+    11: (0, 0),
+    12: (0, 0),
+    13: (0, 8),
+    14: (4, 0),
+    15: (0, 12),
+    16: (0, 0),
+    17: (4, 0),
+    18: (0, 0),
+    19: (0, 12),
 }
 _MODIFIERS = frozenset({KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_TYPE_TAG})
 _INT_SIGNED = 0x1
@@ -134,11 +167,13 @@ class Btf:
         if tid == 0:
             return Type(0, 0, "void", 0, False, 0)
         if not 0 < tid < len(self._offsets):
-            raise InputError(f"BTF type id {tid} out of range (1..{len(self._offsets) - 1})",
-                             path=self._path)
+            raise InputError(
+                f"BTF type id {tid} out of range (1..{len(self._offsets) - 1})", path=self._path
+            )
         name_off, info, ref = _U32.unpack_from(self._blob, self._offsets[tid])
-        return Type(tid, (info >> 24) & 0x1F, self._name(name_off), info & 0xFFFF,
-                    bool(info >> 31), ref)
+        return Type(
+            tid, (info >> 24) & 0x1F, self._name(name_off), info & 0xFFFF, bool(info >> 31), ref
+        )
 
     def _records(self, t: Type, fmt: str) -> Iterator[tuple[int, ...]]:
         size = struct.calcsize(fmt)
@@ -176,8 +211,9 @@ class Btf:
             if t.kind not in _MODIFIERS:
                 return t
             tid = t.ref
-        raise InputError(f"BTF type {tid}: modifier chain longer than {_MAX_CHAIN}",
-                         path=self._path)
+        raise InputError(
+            f"BTF type {tid}: modifier chain longer than {_MAX_CHAIN}", path=self._path
+        )
 
     def size(self, tid: int) -> int:
         """Byte size of a type (modifiers skipped; a pointer is 8; void/func 0)."""
@@ -187,8 +223,15 @@ class Btf:
         if t.kind == KIND_ARRAY:
             elem, _idx, nelems = self._array(t)
             return nelems * self.size(elem)
-        if t.kind in (KIND_INT, KIND_STRUCT, KIND_UNION, KIND_ENUM, KIND_ENUM64, KIND_FLOAT,
-                      KIND_DATASEC):
+        if t.kind in (
+            KIND_INT,
+            KIND_STRUCT,
+            KIND_UNION,
+            KIND_ENUM,
+            KIND_ENUM64,
+            KIND_FLOAT,
+            KIND_DATASEC,
+        ):
             return t.ref
         return 0
 
@@ -210,8 +253,9 @@ class Btf:
         """Members of the struct or union ``tid`` (modifiers skipped), in order."""
         t = self.resolve(tid)
         if t.kind not in (KIND_STRUCT, KIND_UNION):
-            raise InputError(f"BTF type {tid} ({t.kind_name} {t.name}) is not a struct or union",
-                             path=self._path)
+            raise InputError(
+                f"BTF type {tid} ({t.kind_name} {t.name}) is not a struct or union", path=self._path
+            )
         out = []
         for m_name, m_type, m_off in self._records(t, "<III"):
             bits, bsize = (m_off & 0xFFFFFF, m_off >> 24) if t.kflag else (m_off, 0)
@@ -244,9 +288,14 @@ class Btf:
             if not m.name and self.resolve(m.type_id).kind in (KIND_STRUCT, KIND_UNION):
                 inner = self.member(m.type_id, name)
                 if inner is not None:
-                    return Member(inner.name, (m.bit_offset + inner.bit_offset) // 8, inner.size,
-                                  inner.type_id, m.bit_offset + inner.bit_offset,
-                                  inner.bitfield_size)
+                    return Member(
+                        inner.name,
+                        (m.bit_offset + inner.bit_offset) // 8,
+                        inner.size,
+                        inner.type_id,
+                        m.bit_offset + inner.bit_offset,
+                        inner.bitfield_size,
+                    )
         return None
 
     def access(self, struct_name: str, path: str, *, feature: str = "") -> list[FieldAccess]:
@@ -275,8 +324,9 @@ class Btf:
                 member = self.member(cur, name) if owner.kind in (KIND_STRUCT, KIND_UNION) else None
                 if member is None:
                     raise UnsupportedFeature(
-                        what, f"{owner.kind_name.lower()} {owner.name or '(anon)'} has no member "
-                        f"{name!r} in the kernel's BTF ({self._path})"
+                        what,
+                        f"{owner.kind_name.lower()} {owner.name or '(anon)'} has no member "
+                        f"{name!r} in the kernel's BTF ({self._path})",
                     )
                 bit += member.bit_offset
                 cur = member.type_id
@@ -284,8 +334,9 @@ class Btf:
             mt = self.resolve(member.type_id)
             if i < len(hops) - 1:
                 if mt.kind != KIND_PTR:
-                    raise InputError(f"{where} is not a pointer, cannot follow '->'",
-                                     path=self._path)
+                    raise InputError(
+                        f"{where} is not a pointer, cannot follow '->'", path=self._path
+                    )
                 target = self.resolve(mt.ref)
                 if target.kind not in (KIND_STRUCT, KIND_UNION):
                     raise InputError(f"{where} does not point to a struct", path=self._path)
@@ -294,11 +345,20 @@ class Btf:
             elif member.bitfield_size:
                 unit = 8 if (bit % 32) + member.bitfield_size > 32 else 4
                 base = (bit // (unit * 8)) * unit
-                out.append(FieldAccess(base, unit, self.is_signed(member.type_id),
-                                       bit - base * 8, member.bitfield_size, where))
+                out.append(
+                    FieldAccess(
+                        base,
+                        unit,
+                        self.is_signed(member.type_id),
+                        bit - base * 8,
+                        member.bitfield_size,
+                        where,
+                    )
+                )
             else:
-                out.append(FieldAccess(bit // 8, member.size, self.is_signed(member.type_id),
-                                       0, 0, where))
+                out.append(
+                    FieldAccess(bit // 8, member.size, self.is_signed(member.type_id), 0, 0, where)
+                )
         return out
 
     # ------------------------------------------------------------ enums, funcs

@@ -64,7 +64,9 @@ def _mount_fstype(path: str) -> str | None:
             for line in f:
                 left, _, right = line.partition(" - ")
                 point = left.split()[4].replace("\\040", " ")
-                if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                if (real == point or real.startswith(point.rstrip("/") + "/")) and len(
+                    point
+                ) >= len(best):
                     best, fstype = point, right.split()[0]
     except OSError:
         return None
@@ -79,7 +81,8 @@ def check_pin_dir(pin_dir: str) -> None:
     if fstype != "bpf":
         raise InputError(
             f"not on a bpf filesystem ({fstype or 'unknown'}): pin under a bpffs mount, "
-            "e.g. /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)", path=pin_dir,
+            "e.g. /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)",
+            path=pin_dir,
         )
     present = [n for n in PINS if os.path.lexists(os.path.join(pin_dir, n))]
     if present:
@@ -120,8 +123,13 @@ class Installed:
         self.close()
 
 
-def install(policy: Policy, pin_dir: str | None = None, *, ring_size: int = RING_SIZE,
-            be: SyscallBackend | None = None) -> Installed:
+def install(
+    policy: Policy,
+    pin_dir: str | None = None,
+    *,
+    ring_size: int = RING_SIZE,
+    be: SyscallBackend | None = None,
+) -> Installed:
     """Install ``policy``; pinned under ``pin_dir`` when given. All or nothing."""
     layout = preflight()
     if pin_dir is not None:
@@ -138,25 +146,42 @@ def install(policy: Policy, pin_dir: str | None = None, *, ring_size: int = RING
         return fd
 
     try:
-        config = keep(be.map_create(S.MAP_TYPE_ARRAY, 4, Policy.CONFIG.size, 1, "bpfsign_config",
-                                    flags=S.BPF_F_RDONLY_PROG))
+        config = keep(
+            be.map_create(
+                S.MAP_TYPE_ARRAY,
+                4,
+                Policy.CONFIG.size,
+                1,
+                "bpfsign_config",
+                flags=S.BPF_F_RDONLY_PROG,
+            )
+        )
         be.map_update(config, _KEY0, policy.pack())
         be.map_freeze(config)
         counters = keep(be.map_create(S.MAP_TYPE_ARRAY, 4, COUNTERS_SIZE, 1, "bpfsign_counts"))
         events = keep(be.map_create(S.MAP_TYPE_RINGBUF, 0, 0, ring_size, "bpfsign_events"))
         iter_prog, iter_link = load_iterator(be, layout)
         fds += [iter_prog, iter_link]
-        prog = keep(be.prog_load(
-            S.PROG_TYPE_LSM, build_lsm_program(layout, config, counters, events).assemble(),
-            license="GPL", name=POLICY_NAME, expected_attach_type=S.BPF_LSM_MAC,
-            attach_btf_id=layout.hook_btf_id,
-        ))
+        prog = keep(
+            be.prog_load(
+                S.PROG_TYPE_LSM,
+                build_lsm_program(layout, config, counters, events).assemble(),
+                license="GPL",
+                name=POLICY_NAME,
+                expected_attach_type=S.BPF_LSM_MAC,
+                attach_btf_id=layout.hook_btf_id,
+            )
+        )
         if pin_dir is not None:
             if not os.path.isdir(pin_dir):
                 os.mkdir(pin_dir, 0o700)
                 made_dir = True
-            for name, fd in ((PIN_CONFIG, config), (PIN_COUNTERS, counters),
-                             (PIN_EVENTS, events), (ITER_PIN, iter_link)):
+            for name, fd in (
+                (PIN_CONFIG, config),
+                (PIN_COUNTERS, counters),
+                (PIN_EVENTS, events),
+                (ITER_PIN, iter_link),
+            ):
                 path = os.path.join(pin_dir, name)
                 be.obj_pin(fd, path)
                 pinned.append(path)
@@ -176,8 +201,20 @@ def install(policy: Policy, pin_dir: str | None = None, *, ring_size: int = RING
             with contextlib.suppress(OSError):
                 os.close(fd)
         raise
-    inst = Installed(be, policy, config, counters, events, iter_prog, iter_link, prog, link,
-                     pin_dir, be.prog_info(prog).id, fds)
+    inst = Installed(
+        be,
+        policy,
+        config,
+        counters,
+        events,
+        iter_prog,
+        iter_link,
+        prog,
+        link,
+        pin_dir,
+        be.prog_info(prog).id,
+        fds,
+    )
     return inst
 
 

@@ -97,7 +97,9 @@ class Policy:
                 "keyring of it; pin that keyring's serial instead"
             )
         if len(self.serials) > MAX_SERIALS:
-            raise InputError(f"at most {MAX_SERIALS} pinned keyring serials, got {len(self.serials)}")
+            raise InputError(
+                f"at most {MAX_SERIALS} pinned keyring serials, got {len(self.serials)}"
+            )
         for s in self.serials:
             if not 0 < s < 1 << 31:
                 raise InputError(f"keyring serial {s} is not a positive 32-bit serial")
@@ -110,8 +112,10 @@ class Policy:
         types = set()
         for kid in (0,) if keyring_ids is None else keyring_ids:
             if kid not in KEYRING_ID_TYPES:
-                raise InputError(f"keyring id {kid}: only 0 (builtin), 1 (secondary) and "
-                                 "2 (platform) are system keyrings; pin other keyrings by serial")
+                raise InputError(
+                    f"keyring id {kid}: only 0 (builtin), 1 (secondary) and "
+                    "2 (platform) are system keyrings; pin other keyrings by serial"
+                )
             types.add(KEYRING_ID_TYPES[kid])
         return cls(frozenset(types), tuple(sorted(set(serials))), audit)
 
@@ -122,8 +126,9 @@ class Policy:
     def pack(self) -> bytes:
         mask = sum(1 << t for t in self.keyring_types)
         serials = list(self.serials) + [0] * (MAX_SERIALS - len(self.serials))
-        return self.CONFIG.pack(self.FLAG_AUDIT if self.audit else 0, mask, len(self.serials),
-                                0, *serials)
+        return self.CONFIG.pack(
+            self.FLAG_AUDIT if self.audit else 0, mask, len(self.serials), 0, *serials
+        )
 
     @classmethod
     def unpack(cls, raw: bytes) -> Policy:
@@ -134,8 +139,9 @@ class Policy:
     def describe(self) -> str:
         kinds = ", ".join(t.name.lower() for t in sorted(self.keyring_types)) or "none"
         pins = ", ".join(str(s) for s in self.serials) or "none"
-        return (f"{'audit' if self.audit else 'enforce'}: keyring types {kinds}; "
-                f"pinned serials {pins}")
+        return (
+            f"{'audit' if self.audit else 'enforce'}: keyring types {kinds}; pinned serials {pins}"
+        )
 
 
 @dataclass(frozen=True)
@@ -173,8 +179,9 @@ def decide(policy: Policy, inp: Inputs) -> Outcome:
     return Outcome(Decision.WOULD_DENY if policy.audit else Decision.DENY, reason)
 
 
-def inputs_for_load(keyring_id: int | None, keyring_serial: int = 0, *,
-                    kernel: bool = False) -> Inputs:
+def inputs_for_load(
+    keyring_id: int | None, keyring_serial: int = 0, *, kernel: bool = False
+) -> Inputs:
     """What the kernel records for a successful load (docs/kernel.md §10's table).
 
     ``keyring_id`` None is an unsigned load; ``keyring_serial`` is the serial a
@@ -183,8 +190,9 @@ def inputs_for_load(keyring_id: int | None, keyring_serial: int = 0, *,
     if keyring_id is None:
         return Inputs(kernel, Verdict.UNSIGNED, KeyringType.NONE, 0)
     ktype = KEYRING_ID_TYPES.get(keyring_id, KeyringType.USER)
-    return Inputs(kernel, Verdict.VERIFIED, ktype,
-                  keyring_serial if ktype == KeyringType.USER else 0)
+    return Inputs(
+        kernel, Verdict.VERIFIED, ktype, keyring_serial if ktype == KeyringType.USER else 0
+    )
 
 
 # ----------------------------------------------------------------- the events
@@ -247,15 +255,25 @@ class Layout:
         it = btf.find("bpf_iter_bpf_prog", KIND_FUNC)
         if hook is None or it is None:
             raise UnsupportedFeature(FEATURE, f"BTF lacks {HOOK} or bpf_iter_bpf_prog")
-        helpers = {k.removeprefix("BPF_FUNC_"): v
-                   for k, v in (btf.enum_values("bpf_func_id") or {}).items()}
+        helpers = {
+            k.removeprefix("BPF_FUNC_"): v
+            for k, v in (btf.enum_values("bpf_func_id") or {}).items()
+        }
         return cls(
             hook_args={n: i for i, n in enumerate(params)},
-            prog_type=path("type"), prog_aux=path("aux")[:1], aux_id=path("aux->id")[-1],
-            aux_name=path("aux->name")[-1], aux_load_time=path("aux->load_time")[-1],
-            prog_tag=path("tag"), verdict=sig["verdict"], keyring_type=sig["keyring_type"],
-            keyring_serial=sig["keyring_serial"], verdicts=verdicts, keyrings=keyrings,
-            hook_btf_id=hook, iter_btf_id=it,
+            prog_type=path("type"),
+            prog_aux=path("aux")[:1],
+            aux_id=path("aux->id")[-1],
+            aux_name=path("aux->name")[-1],
+            aux_load_time=path("aux->load_time")[-1],
+            prog_tag=path("tag"),
+            verdict=sig["verdict"],
+            keyring_type=sig["keyring_type"],
+            keyring_serial=sig["keyring_serial"],
+            verdicts=verdicts,
+            keyrings=keyrings,
+            hook_btf_id=hook,
+            iter_btf_id=it,
             iter_meta_seq=btf.access("bpf_iter__bpf_prog", "meta->seq", feature=FEATURE),
             iter_prog=btf.access("bpf_iter__bpf_prog", "prog", feature=FEATURE)[0],
             helpers=helpers,
@@ -266,21 +284,24 @@ class Layout:
         want = {"BPF_SIG_UNSIGNED": Verdict.UNSIGNED, "BPF_SIG_VERIFIED": Verdict.VERIFIED}
         for name, value in want.items():
             if self.verdicts.get(name) != value:
-                raise UnsupportedFeature(FEATURE, f"{name} is {self.verdicts.get(name)} in BTF, "
-                                         f"expected {int(value)}")
+                raise UnsupportedFeature(
+                    FEATURE, f"{name} is {self.verdicts.get(name)} in BTF, expected {int(value)}"
+                )
         for t in KeyringType:
             name = f"BPF_SIG_KEYRING_{t.name}"
             if self.keyrings and self.keyrings.get(name) != t:
-                raise UnsupportedFeature(FEATURE, f"{name} is {self.keyrings.get(name)} in BTF, "
-                                         f"expected {int(t)}")
+                raise UnsupportedFeature(
+                    FEATURE, f"{name} is {self.keyrings.get(name)} in BTF, expected {int(t)}"
+                )
 
 
 def _scalar(acc: FieldAccess) -> list[FieldAccess]:
     return [acc]
 
 
-def build_lsm_program(layout: Layout, config_fd: int, counters_fd: int,
-                      events_fd: int) -> ProgramBuilder:
+def build_lsm_program(
+    layout: Layout, config_fd: int, counters_fd: int, events_fd: int
+) -> ProgramBuilder:
     """The policy as BPF: read, decide (:func:`decide`), count, record, return 0 or -EPERM.
 
     The event is built on the stack and copied with ``bpf_ringbuf_output``; a
@@ -323,8 +344,11 @@ def build_lsm_program(layout: Layout, config_fd: int, counters_fd: int,
         b.ldx(4, R3, R7, 16 + 4 * i, note=f"config.serials[{i}]")
         b.jmp("==", R3, R1, "allow_serial", wide=False)
     b.ja("deny_untrusted")
-    for label, reason in (("allow_kernel", Reason.KERNEL), ("allow_keyring", Reason.KEYRING),
-                          ("allow_serial", Reason.SERIAL)):
+    for label, reason in (
+        ("allow_kernel", Reason.KERNEL),
+        ("allow_keyring", Reason.KEYRING),
+        ("allow_serial", Reason.SERIAL),
+    ):
         b.label(label).st(1, R10, ev + EV_REASON, int(reason))
         if reason == Reason.KERNEL:
             b.mov(R2, COUNTER["kernel"] * 8).ja("count_allow")
@@ -374,15 +398,29 @@ class Event:
     def unpack(cls, raw: bytes) -> Event:
         if len(raw) < EVENT_SIZE:
             raise InputError(f"policy event is {len(raw)} bytes, expected {EVENT_SIZE}")
-        (t, pid, uid, comm, name, ptype, serial, verdict, ktype, kernel, decision,
-         reason) = EVENT.unpack_from(raw)
+        (t, pid, uid, comm, name, ptype, serial, verdict, ktype, kernel, decision, reason) = (
+            EVENT.unpack_from(raw)
+        )
         try:
             dec, why = Decision(decision), Reason(reason)
         except ValueError:
-            raise InputError(f"policy event with unknown decision {decision}/reason {reason}"
-                             ) from None
-        return cls(t, pid, uid, _cstr(comm), _cstr(name), ptype, serial, verdict, ktype,
-                   bool(kernel), dec, why)
+            raise InputError(
+                f"policy event with unknown decision {decision}/reason {reason}"
+            ) from None
+        return cls(
+            t,
+            pid,
+            uid,
+            _cstr(comm),
+            _cstr(name),
+            ptype,
+            serial,
+            verdict,
+            ktype,
+            bool(kernel),
+            dec,
+            why,
+        )
 
     @property
     def inputs(self) -> Inputs:

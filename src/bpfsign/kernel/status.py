@@ -34,11 +34,39 @@ PIN_NAME = "progs"
 
 #: UAPI ``enum bpf_prog_type`` in bpftool's spelling (stable ABI).
 PROG_TYPES = (
-    "unspec", "socket_filter", "kprobe", "sched_cls", "sched_act", "tracepoint", "xdp",
-    "perf_event", "cgroup_skb", "cgroup_sock", "lwt_in", "lwt_out", "lwt_xmit", "sock_ops",
-    "sk_skb", "cgroup_device", "sk_msg", "raw_tracepoint", "cgroup_sock_addr", "lwt_seg6local",
-    "lirc_mode2", "sk_reuseport", "flow_dissector", "cgroup_sysctl", "raw_tracepoint_writable",
-    "cgroup_sockopt", "tracing", "struct_ops", "ext", "lsm", "sk_lookup", "syscall", "netfilter",
+    "unspec",
+    "socket_filter",
+    "kprobe",
+    "sched_cls",
+    "sched_act",
+    "tracepoint",
+    "xdp",
+    "perf_event",
+    "cgroup_skb",
+    "cgroup_sock",
+    "lwt_in",
+    "lwt_out",
+    "lwt_xmit",
+    "sock_ops",
+    "sk_skb",
+    "cgroup_device",
+    "sk_msg",
+    "raw_tracepoint",
+    "cgroup_sock_addr",
+    "lwt_seg6local",
+    "lirc_mode2",
+    "sk_reuseport",
+    "flow_dissector",
+    "cgroup_sysctl",
+    "raw_tracepoint_writable",
+    "cgroup_sockopt",
+    "tracing",
+    "struct_ops",
+    "ext",
+    "lsm",
+    "sk_lookup",
+    "syscall",
+    "netfilter",
 )
 
 
@@ -56,8 +84,18 @@ def _enum_name(names: tuple[str, ...], v: int) -> str:
     return names[v] if 0 <= v < len(names) else f"unknown ({v})"
 
 
-_FIELDS = ("id", "type", "type_name", "name", "tag", "load_time_ns", "loaded_at", "verdict",
-           "keyring_type", "keyring_serial")
+_FIELDS = (
+    "id",
+    "type",
+    "type_name",
+    "name",
+    "tag",
+    "load_time_ns",
+    "loaded_at",
+    "verdict",
+    "keyring_type",
+    "keyring_serial",
+)
 
 
 class ProgStatus:
@@ -66,9 +104,20 @@ class ProgStatus:
 
     __slots__ = _FIELDS
 
-    def __init__(self, *, id: int, type: int, type_name: str, name: str, tag: str,
-                 load_time_ns: int, loaded_at: float, verdict: str, keyring_type: str,
-                 keyring_serial: int) -> None:
+    def __init__(
+        self,
+        *,
+        id: int,
+        type: int,
+        type_name: str,
+        name: str,
+        tag: str,
+        load_time_ns: int,
+        loaded_at: float,
+        verdict: str,
+        keyring_type: str,
+        keyring_serial: int,
+    ) -> None:
         self.id = id
         self.type = type
         self.type_name = type_name
@@ -124,8 +173,12 @@ def load_iterator(be: SyscallBackend, layout: Layout) -> tuple[int, int]:
     from . import _sys as S
 
     prog = be.prog_load(
-        S.PROG_TYPE_TRACING, build_iter_program(layout).assemble(), license="GPL",
-        name=ITER_NAME, expected_attach_type=S.BPF_TRACE_ITER, attach_btf_id=layout.iter_btf_id,
+        S.PROG_TYPE_TRACING,
+        build_iter_program(layout).assemble(),
+        license="GPL",
+        name=ITER_NAME,
+        expected_attach_type=S.BPF_TRACE_ITER,
+        attach_btf_id=layout.iter_btf_id,
     )
     try:
         link = be.link_create(prog, 0, S.BPF_TRACE_ITER)
@@ -168,25 +221,32 @@ def read_pinned(path: str) -> bytes:
 
 def parse(raw: bytes, source: str = "status iterator") -> list[ProgStatus]:
     if len(raw) % RECORD_SIZE:
-        raise InputError(f"{len(raw)} bytes is not a whole number of {RECORD_SIZE}-byte records",
-                         path=source)
-    boot_to_unix = time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(
-        time.CLOCK_BOOTTIME)
+        raise InputError(
+            f"{len(raw)} bytes is not a whole number of {RECORD_SIZE}-byte records", path=source
+        )
+    boot_to_unix = time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_BOOTTIME)
     out = []
-    for (pid, ptype, tag, load_time, name, serial, verdict, ktype,
-         magic) in RECORD.iter_unpack(raw):
+    for pid, ptype, tag, load_time, name, serial, verdict, ktype, magic in RECORD.iter_unpack(raw):
         if magic != MAGIC:
-            raise InputError(f"record format {magic:#06x}, expected {MAGIC:#06x}: the iterator "
-                             "was pinned by another bpfsign version; reinstall the policy",
-                             path=source)
-        out.append(ProgStatus(
-            id=pid, type=ptype, type_name=prog_type_name(ptype),
-            name=name.split(b"\0", 1)[0].decode(errors="replace"), tag=tag.hex(),
-            load_time_ns=load_time, loaded_at=round(boot_to_unix + load_time / 1e9, 3),
-            verdict=_enum_name(VERDICT_NAMES, verdict),
-            keyring_type=_enum_name(KEYRING_NAMES, ktype),
-            keyring_serial=serial,
-        ))
+            raise InputError(
+                f"record format {magic:#06x}, expected {MAGIC:#06x}: the iterator "
+                "was pinned by another bpfsign version; reinstall the policy",
+                path=source,
+            )
+        out.append(
+            ProgStatus(
+                id=pid,
+                type=ptype,
+                type_name=prog_type_name(ptype),
+                name=name.split(b"\0", 1)[0].decode(errors="replace"),
+                tag=tag.hex(),
+                load_time_ns=load_time,
+                loaded_at=round(boot_to_unix + load_time / 1e9, 3),
+                verdict=_enum_name(VERDICT_NAMES, verdict),
+                keyring_type=_enum_name(KEYRING_NAMES, ktype),
+                keyring_serial=serial,
+            )
+        )
     return out
 
 
@@ -212,11 +272,16 @@ def list_programs(pin_dir: str | None = None) -> list[ProgStatus]:
     except KernelError as exc:
         if exc.errno != 1:  # EPERM
             raise
-        raise KernelError(exc.errno, exc.command, exc.log, message=(
-            "the status iterator's own (unsigned) load was refused: a BPF LSM policy is "
-            "enforcing here; read the iterator that policy pinned, from its pin directory"
-            + (f" (no {PIN_NAME} under {pin_dir})" if pin_dir else "")
-        )) from None
+        raise KernelError(
+            exc.errno,
+            exc.command,
+            exc.log,
+            message=(
+                "the status iterator's own (unsigned) load was refused: a BPF LSM policy is "
+                "enforcing here; read the iterator that policy pinned, from its pin directory"
+                + (f" (no {PIN_NAME} under {pin_dir})" if pin_dir else "")
+            ),
+        ) from None
     try:
         return parse(run_iterator(be, link))
     finally:

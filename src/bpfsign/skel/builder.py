@@ -19,25 +19,64 @@ from . import insn as I
 
 #: Helper ids (UAPI ``enum bpf_func_id``, stable ABI); a kernel's BTF may supply more.
 HELPER_IDS: dict[str, int] = {
-    "map_lookup_elem": 1, "map_update_elem": 2, "map_delete_elem": 3, "probe_read": 4,
-    "ktime_get_ns": 5, "trace_printk": 6, "get_prandom_u32": 7, "get_smp_processor_id": 8,
-    "tail_call": 12, "get_current_pid_tgid": 14, "get_current_uid_gid": 15,
-    "get_current_comm": 16, "perf_event_output": 25, "probe_read_user": 112,
-    "probe_read_kernel": 113, "probe_read_user_str": 114, "probe_read_kernel_str": 115,
-    "ktime_get_boot_ns": 125, "seq_printf": 126, "seq_write": 127, "ringbuf_output": 130,
-    "ringbuf_reserve": 131, "ringbuf_submit": 132, "ringbuf_discard": 133,
-    "ringbuf_query": 134, "sys_bpf": 166, "btf_find_by_name_kind": 167, "sys_close": 168,
+    "map_lookup_elem": 1,
+    "map_update_elem": 2,
+    "map_delete_elem": 3,
+    "probe_read": 4,
+    "ktime_get_ns": 5,
+    "trace_printk": 6,
+    "get_prandom_u32": 7,
+    "get_smp_processor_id": 8,
+    "tail_call": 12,
+    "get_current_pid_tgid": 14,
+    "get_current_uid_gid": 15,
+    "get_current_comm": 16,
+    "perf_event_output": 25,
+    "probe_read_user": 112,
+    "probe_read_kernel": 113,
+    "probe_read_user_str": 114,
+    "probe_read_kernel_str": 115,
+    "ktime_get_boot_ns": 125,
+    "seq_printf": 126,
+    "seq_write": 127,
+    "ringbuf_output": 130,
+    "ringbuf_reserve": 131,
+    "ringbuf_submit": 132,
+    "ringbuf_discard": 133,
+    "ringbuf_query": 134,
+    "sys_bpf": 166,
+    "btf_find_by_name_kind": 167,
+    "sys_close": 168,
     "kallsyms_lookup_name": 179,
 }
 
 _SIZES = {1: 0x10, 2: 0x08, 4: 0x00, 8: 0x18}
 _ALU = {
-    "+=": 0x00, "-=": 0x10, "*=": 0x20, "/=": 0x30, "|=": 0x40, "&=": 0x50, "<<=": 0x60,
-    ">>=": 0x70, "%=": 0x90, "^=": 0xA0, "=": 0xB0, "s>>=": 0xC0,
+    "+=": 0x00,
+    "-=": 0x10,
+    "*=": 0x20,
+    "/=": 0x30,
+    "|=": 0x40,
+    "&=": 0x50,
+    "<<=": 0x60,
+    ">>=": 0x70,
+    "%=": 0x90,
+    "^=": 0xA0,
+    "=": 0xB0,
+    "s>>=": 0xC0,
 }
 _JMP = {
-    "==": I.JEQ, ">": I.JGT, ">=": I.JGE, "&": I.JSET, "!=": I.JNE, "s>": I.JSGT,
-    "s>=": I.JSGE, "<": I.JLT, "<=": I.JLE, "s<": I.JSLT, "s<=": I.JSLE,
+    "==": I.JEQ,
+    ">": I.JGT,
+    ">=": I.JGE,
+    "&": I.JSET,
+    "!=": I.JNE,
+    "s>": I.JSGT,
+    "s>=": I.JSGE,
+    "<": I.JLT,
+    "<=": I.JLE,
+    "s<": I.JSLT,
+    "s<=": I.JSLE,
 }
 _BPF_X = 0x08
 _ATOMIC_ADD = 0x00
@@ -144,8 +183,11 @@ class ProgramBuilder:
         value &= (1 << 64) - 1
         lo, hi = value & 0xFFFFFFFF, value >> 32
         return self._emit(
-            (I.Insn(I.OP_LD_IMM64, self._reg(dst), src, 0, self._imm32(lo)),
-             I.Insn(0, 0, 0, 0, self._imm32(hi))), note,
+            (
+                I.Insn(I.OP_LD_IMM64, self._reg(dst), src, 0, self._imm32(lo)),
+                I.Insn(0, 0, 0, 0, self._imm32(hi)),
+            ),
+            note,
         )
 
     def ld_map_fd(self, dst: Reg, fd: int, name: str = "") -> ProgramBuilder:
@@ -154,31 +196,61 @@ class ProgramBuilder:
 
     def ld_map_value(self, dst: Reg, fd: int, offset: int = 0, name: str = "") -> ProgramBuilder:
         """``dst = &map.value[0] + offset`` (BPF_PSEUDO_MAP_VALUE; ARRAY maps)."""
-        return self.ld_imm64(dst, fd | offset << 32, src=I.PSEUDO_MAP_VALUE,
-                             note=f"&{name or 'map'}.value+{offset}")
+        return self.ld_imm64(
+            dst, fd | offset << 32, src=I.PSEUDO_MAP_VALUE, note=f"&{name or 'map'}.value+{offset}"
+        )
 
     # --------------------------------------------------------------- memory
     def ldx(self, size: int, dst: Reg, src: Reg, off: int, note: str = "") -> ProgramBuilder:
         """``dst = *(u{size*8} *)(src + off)`` (zero-extended)."""
-        return self._emit(I.Insn(I.LDX | I.MODE_MEM | self._size(size), self._reg(dst),
-                                 self._reg(src), self._off(off), 0), note)
+        return self._emit(
+            I.Insn(
+                I.LDX | I.MODE_MEM | self._size(size),
+                self._reg(dst),
+                self._reg(src),
+                self._off(off),
+                0,
+            ),
+            note,
+        )
 
     def stx(self, size: int, dst: Reg, off: int, src: Reg) -> ProgramBuilder:
         """``*(u{size*8} *)(dst + off) = src``."""
-        return self._emit(I.Insn(I.STX | I.MODE_MEM | self._size(size), self._reg(dst),
-                                 self._reg(src), self._off(off), 0))
+        return self._emit(
+            I.Insn(
+                I.STX | I.MODE_MEM | self._size(size),
+                self._reg(dst),
+                self._reg(src),
+                self._off(off),
+                0,
+            )
+        )
 
     def st(self, size: int, dst: Reg, off: int, imm: int) -> ProgramBuilder:
         """``*(u{size*8} *)(dst + off) = imm``."""
-        return self._emit(I.Insn(I.ST | I.MODE_MEM | self._size(size), self._reg(dst), 0,
-                                 self._off(off), self._imm32(imm)))
+        return self._emit(
+            I.Insn(
+                I.ST | I.MODE_MEM | self._size(size),
+                self._reg(dst),
+                0,
+                self._off(off),
+                self._imm32(imm),
+            )
+        )
 
     def atomic_add(self, size: int, dst: Reg, off: int, src: Reg) -> ProgramBuilder:
         """``lock *(u{size*8} *)(dst + off) += src``."""
         if size not in (4, 8):
             raise InputError(f"program builder: atomic add of {size} bytes (4 or 8 only)")
-        return self._emit(I.Insn(I.STX | I.MODE_ATOMIC | self._size(size), self._reg(dst),
-                                 self._reg(src), self._off(off), _ATOMIC_ADD))
+        return self._emit(
+            I.Insn(
+                I.STX | I.MODE_ATOMIC | self._size(size),
+                self._reg(dst),
+                self._reg(src),
+                self._off(off),
+                _ATOMIC_ADD,
+            )
+        )
 
     @staticmethod
     def _size(size: int) -> int:
@@ -208,8 +280,9 @@ class ProgramBuilder:
             base = dst
         last = path[-1]
         if last.size not in _SIZES:
-            raise InputError(f"program builder: {last.what} is {last.size} bytes; "
-                             "copy it with copy_field")
+            raise InputError(
+                f"program builder: {last.what} is {last.size} bytes; copy it with copy_field"
+            )
         self.ldx(last.size, dst, base, last.offset, note=last.what)
         if last.bit_size:
             self.alu("<<=", dst, 64 - last.bit_offset - last.bit_size)
@@ -220,8 +293,14 @@ class ProgramBuilder:
         return self
 
     def copy_field(
-        self, dst: Reg, dst_off: int, src: Reg, path: Sequence[FieldAccess], tmp: Reg,
-        *, max_size: int | None = None,
+        self,
+        dst: Reg,
+        dst_off: int,
+        src: Reg,
+        path: Sequence[FieldAccess],
+        tmp: Reg,
+        *,
+        max_size: int | None = None,
     ) -> ProgramBuilder:
         """Copy the bytes of ``src->…->field`` (an array or struct) to ``dst + dst_off``.
 
@@ -235,12 +314,16 @@ class ProgramBuilder:
         last = path[-1]
         size = last.size if max_size is None else min(last.size, max_size)
         if base is tmp and size:
-            raise InputError("program builder: copy_field through a pointer hop needs the "
-                             "hop in a register other than tmp; load it with load_field first")
+            raise InputError(
+                "program builder: copy_field through a pointer hop needs the "
+                "hop in a register other than tmp; load it with load_field first"
+            )
         done = 0
         while done < size:
             chunk = next(c for c in (8, 4, 2, 1) if c <= size - done)
-            self.ldx(chunk, tmp, base, last.offset + done, note=f"{last.what}[{done}:{done + chunk}]")
+            self.ldx(
+                chunk, tmp, base, last.offset + done, note=f"{last.what}[{done}:{done + chunk}]"
+            )
             self.stx(chunk, dst, dst_off + done, tmp)
             done += chunk
         return self
@@ -303,8 +386,7 @@ class ProgramBuilder:
                 rel = pcs[self._labels[item.label]] - pcs[idx] - 1
                 if not -(1 << 15) <= rel < (1 << 15):
                     raise InputError(f"program builder: jump to {item.label!r} is {rel} slots away")
-                out.append(I.Insn(item.insn.code, item.insn.dst, item.insn.src, rel,
-                                  item.insn.imm))
+                out.append(I.Insn(item.insn.code, item.insn.dst, item.insn.src, rel, item.insn.imm))
             else:
                 out.append(item)
         if not out:
