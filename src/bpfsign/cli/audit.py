@@ -13,7 +13,7 @@ TYPE_CHECKING = False  # argparse/typing only for the type checker (CLI start-up
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..kernel.syscall import SyscallBackend
+    from ..kernel.backend import Backend
 
 
 @options
@@ -56,7 +56,7 @@ def handle(opts: AuditOptions) -> int:
 
 def follow(
     opts: Any,
-    be: SyscallBackend,
+    be: Backend,
     events: int,
     counters: int,
     *,

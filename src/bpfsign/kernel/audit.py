@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..errors import InputError
+from .backend import Backend
 from .policy import Event
-from .syscall import SyscallBackend
 
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
@@ -31,7 +31,7 @@ _U32 = struct.Struct("<I")
 class RingBuffer:
     """Consumer side of a BPF_MAP_TYPE_RINGBUF map (the fd stays the caller's)."""
 
-    def __init__(self, be: SyscallBackend, fd: int) -> None:
+    def __init__(self, be: Backend, fd: int) -> None:
         info = be.map_info(fd)
         size = info.max_entries
         if size <= 0 or size & (size - 1):
@@ -103,7 +103,7 @@ class Dropped:
 
 
 def stream(
-    be: SyscallBackend,
+    be: Backend,
     events_fd: int,
     counters_fd: int,
     *,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from ..errors import InputError, UnsupportedFeature
 from . import _sys as S
 from . import probes
+from .backend import Backend
 from .btf import require_vmlinux
 from .policy import (
     COUNTERS,
@@ -260,12 +261,12 @@ def open_pinned(pin_dir: str, be: SyscallBackend | None = None) -> Pinned:
     return Pinned(be, pin_dir, *fds)
 
 
-def read_counters(be: SyscallBackend, counters_fd: int) -> dict[str, int]:
+def read_counters(be: Backend, counters_fd: int) -> dict[str, int]:
     raw = be.map_lookup(counters_fd, _KEY0, COUNTERS_SIZE)
     return dict(zip(COUNTERS, struct.unpack(f"<{len(COUNTERS)}Q", raw), strict=True))
 
 
-def read_policy(be: SyscallBackend, config_fd: int) -> Policy:
+def read_policy(be: Backend, config_fd: int) -> Policy:
     return Policy.unpack(be.map_lookup(config_fd, _KEY0, Policy.CONFIG.size))
 
 
