@@ -527,3 +527,24 @@ def test_loader_load_over_the_model(model: KernelModel, signers: Any) -> None:
     text, _ = scheme.sign_skeleton(skel, signers["fixture"], scheme="loadtime")
     with pytest.raises(UnsupportedFeature, match=r"the 7\.3 kernel would load it"):
         loader.load(skeleton.parse(text), backend=model)
+
+
+# --- the exclusive-map race (tests/vm/test_vm_race.py runs it on the kernel too) -------------------
+
+
+@pytest.mark.parametrize("variant", ["dup2 unfrozen map", "dup2 frozen map, other contents",
+                                     "close and recreate", "writable mmap before freeze"])  # fmt: skip
+def test_model_race_loads_only_signed_contents(variant: str, signers: Any) -> None:
+    """Threads swap the fd_array slot (KernelModel.dup2) or write through a writable mmap
+    while loads run: every load uses the signed map and value (the model asserts it too)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "vm"))
+    from _catalogue import READS_VALUE
+    from _race import SIGNED, _value, race
+
+    model = KernelModel("7.3", _store(signers)[0])
+    counts = race(model, variant, 200, sign(READS_VALUE + _value(SIGNED), signers))
+    assert sum(counts[k] for k in counts if not k.startswith("freeze")) == 200
+    assert counts["loaded, uses the signed map and value"] > 0
+    assert model.open_fds == 0
