@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "vm"))
-import _catalogue as cat  # noqa: E402
+import _catalogue as cat
 
-from bpfsign.kernel.model import KernelModel  # noqa: E402
+from bpfsign.kernel.model import KernelModel
 
 
 @pytest.fixture(scope="module")

@@ -94,9 +94,10 @@ def race(be: Any, variant: str, attempts: int, signature: bytes, keyring_id: int
     elif variant in ("dup2 frozen map, other contents", "close and recreate"):
         other = _map(be, FROZEN_OTHER)
     fds = _Dup2(be)
-    slot = signed + 1000 if model else os.dup(signed)
-    if model:
-        fds.dup2(signed, slot)
+    # a high slot: while the swapper has it closed, a new program's fd (the lowest free
+    # one) must not land on it
+    slot = signed + 1000 if model else 900
+    fds.dup2(signed, slot)
     stop = threading.Event()
     counts: Counter[str] = Counter()
     mm_target: list[int] = []

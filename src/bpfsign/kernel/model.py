@@ -11,11 +11,12 @@ on a signed load -- with the errno and verifier-log line measured on the real
 kernels (docs/kernel.md §5-§8, §12.8, §13). The VM suite checks that the
 answer equals the real kernel's for every case of its catalogue.
 
-Like the kernel, a load reads ``fd_array`` once to bind and check the
-metadata maps, and again when the verifier resolves each ``ld_imm64``; another
-thread may :meth:`KernelModel.dup2` a different map onto a slot in between.
-The property the model states (and asserts on every load): a program that
-loads uses exactly the maps whose values were checked against the signature.
+Like the kernel, a load reads ``fd_array[0..fd_array_cnt)`` once, binds and
+checks those maps, and resolves the instructions' ``fd_array`` indices to the
+maps bound then; another thread may :meth:`KernelModel.dup2` a different map
+onto a slot meanwhile. The property the model states (and asserts on every
+load): a program that loads uses exactly the maps whose values were checked
+against the signature.
 
 It does not run programs: PROG_TEST_RUN is refused with
 :class:`~bpfsign.errors.UnsupportedFeature`. :meth:`KernelModel.loader_verdict`
@@ -316,9 +317,14 @@ class KernelModel:
             first = [self._ref(fd) for fd in fds[:fd_array_cnt]]
 
         def reread(i: int) -> _rules.MapRef | None:
+            if 0 <= i < fd_array_cnt:
+                # bound once: the IDX forms use the maps bound up front, not whatever the
+                # slot names now (measured on 7.3.4: racing dup2()s never changed them,
+                # tests/vm/test_vm_race.py)
+                return first[i]
             if not 0 <= i < len(fds):
                 return None
-            with self._lock:  # the verifier copies fd_array[i] again (docs/kernel.md §6.2 step 4)
+            with self._lock:  # past fd_array_cnt the verifier reads fd_array[i] now
                 return self._ref(fds[i])
 
         def lookup(fd: int) -> _rules.MapRef:

@@ -25,7 +25,6 @@ plain: no dataclasses, no typing, nothing from pyca.
 from __future__ import annotations
 
 import errno as _e
-import hashlib
 import struct
 
 from ..errors import ENOTSUPP, VerificationError, errno_name
@@ -59,6 +58,8 @@ BPF_MAP_EXCL_OFFSET = 32
 
 LOG_KEYRING = "cannot resolve signing keyring with keyring_id {keyring_id}"
 LOG_NOT_BPF = "fd {fd} is not pointing to valid bpf_map or btf"
+LOG_NOT_MAP = "fd {fd} is not pointing to valid bpf_map"
+LOG_BY_FD = "signed program cannot reference a map by fd, only via fd_array index"
 LOG_BTF = "signed program cannot bind any BTF"
 LOG_USED_MAPS = "The total number of maps per program has reached the limit of 64"
 LOG_FROZEN = "signed program metadata map '{name}' must be frozen"
@@ -158,9 +159,13 @@ RULES: dict[str, Rule] = {
         Rule("bind_after_signature", "no map bound after the signature", _e.EACCES, LOG_CNT0,
              "a 6.18-style (in-loader) signed loader on a load-time kernel: its signature does "
              "not cover the maps it uses; " + _CONVERT, "measured on 7.3.4 (§13 row 49)"),
-        Rule("bind", "map referenced by an instruction", _e.EBADF, LOG_NOT_BPF,
+        Rule("bind_by_fd", "no map named by fd in a signed program", _e.EINVAL, LOG_BY_FD,
+             "a signed program names its maps by fd_array index (BPF_PSEUDO_MAP_IDX), never by fd "
+             "(BPF_PSEUDO_MAP_FD): generate the loader with bpftool gen skeleton -L",
+             "measured on 7.3.4"),
+        Rule("bind", "map referenced by an instruction", _e.EBADF, LOG_NOT_MAP,
              "an ld_imm64 names an fd or an fd_array index that is not an open map",
-             "from source (§6.1 step 8)"),
+             "measured on 7.3.4 (an fd that is not open)"),
         Rule("bpf_map_layout", "struct bpf_map read matches this kernel", _e.EACCES, LOG_OFF32,
              "the loader reads struct bpf_map at a 6.18-only offset (bpftool <= 7.8 -S "
              "exclusivity check); " + _CONVERT, "measured on 7.3.4 (§13 row 50)"),
@@ -193,6 +198,8 @@ def program_digest(insns: bytes) -> bytes:
             pc += 2
             continue
         pc += 1
+    import hashlib  # not at the top: verify of a plain file never needs it (start-up cost)
+
     return hashlib.sha256(bytes(buf)).digest()
 
 
@@ -419,7 +426,13 @@ class _Run:
         self.trust = trust
         self.v = Verdict(profile)
         self.signed = load.signature is not None
-        self.digest = program_digest(load.insns)
+        self._digest: bytes | None = None
+
+    @property
+    def digest(self) -> bytes:
+        if self._digest is None:
+            self._digest = program_digest(self.load.insns)
+        return self._digest
 
     def ok(self, rule: str, compared: str, subject: str = "") -> None:
         self.v.steps.append(Step(RULES[rule], True, compared, subject=subject))
@@ -676,7 +689,7 @@ def _bindings(run: _Run, bound: list[MapRef]) -> None:
         else:
             where = f"insn {pc} names map fd {imm}"
             if strict:
-                raise run.fail("bind_after_signature", f"{where} directly (BPF_PSEUDO_MAP_FD)")
+                raise run.fail("bind_by_fd", f"{where} directly (BPF_PSEUDO_MAP_FD)")
             ref = load.lookup(imm) if load.lookup is not None else MapRef(imm, "closed")
         if ref.kind != "map":
             raise run.fail("bind", f"{where}: fd {ref.fd} is not a map",
@@ -740,7 +753,7 @@ def hint(err: int, log: str, *, signature_size: int = 0) -> str:
         return f"the signature is {signature_size} bytes; " + RULES["signature_size"].hint
     for rule in RULES.values():
         if rule.log and _matches(rule.log, log):
-            return rule.hint
+            return _PKCS7_HINTS.get(err, rule.hint) if rule.id == "signature" else rule.hint
     if err == _e.EINVAL and not log:
         return RULES["keyring"].hint
     if err == _e.EOPNOTSUPP:
