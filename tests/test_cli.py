@@ -13,7 +13,8 @@ import pytest
 from cryptography import x509
 
 from bpfsign import cli as _cli
-from bpfsign.cli import _crypto
+from bpfsign.cli import _common, sign, verify
+from bpfsign.cli._options import from_namespace
 
 KEY_MISSING = "file not found"
 
@@ -525,30 +526,10 @@ def test_garbage_trust_file_no_traceback(tmp_path: Path, signed: list[Path]) -> 
 
 
 def test_skeleton_detection(tmp_path: Path) -> None:
-    assert _crypto._is_skeleton("x/prog.lskel.h")
-    assert not _crypto._is_skeleton("x/prog.h")
-    assert _crypto._is_skeleton("x/prog.h", b"static int bpf_load_and_run(...)")
-    assert not _crypto._is_skeleton("x/prog.bin", b"\0bpf_load_and_run")
-
-
-def test_skeleton_without_skel_module_is_usage_error(
-    tmp_path: Path,
-    pki: tuple[Path, Path],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    import bpfsign.cli
-
-    monkeypatch.setitem(sys.modules, "bpfsign.cli._skel", None)
-    monkeypatch.delattr(bpfsign.cli, "_skel", raising=False)
-    header = tmp_path / "p.lskel.h"
-    header.write_text("/* bpf_load_and_run */\n")
-    code, out, err = call(capsys, "verify", "--trust", str(pki[1]), str(header))
-    assert (code, out) == (2, "")
-    assert err == (
-        f"bpfsign: {header}: light skeleton verification is not available in this build "
-        "(module bpfsign.cli._skel is missing)\n"
-    )
+    assert _common.is_skeleton("x/prog.lskel.h")
+    assert not _common.is_skeleton("x/prog.h")
+    assert _common.is_skeleton("x/prog.h", b"static int bpf_load_and_run(...)")
+    assert not _common.is_skeleton("x/prog.bin", b"\0bpf_load_and_run")
 
 
 @pytest.mark.parametrize(
@@ -600,7 +581,7 @@ def test_sign_with_encrypted_key_reads_passphrase_from_env(
         "pkey", "-in", str(pki[0]), "-aes256", "-passout", "pass:s3cret", "-out", str(encrypted)
     )
     assert made.returncode == 0, made.stderr
-    monkeypatch.delenv(_crypto.PASSPHRASE_ENV, raising=False)
+    monkeypatch.delenv(sign.PASSPHRASE_ENV, raising=False)
     argv = ("sign", "--key", str(encrypted), "--cert", str(pki[1]), str(payloads[0]))
     code, out, err = call(capsys, *argv)
     assert (code, out) == (2, "")
@@ -608,14 +589,14 @@ def test_sign_with_encrypted_key_reads_passphrase_from_env(
         f"bpfsign: {encrypted}: private key is encrypted; give its passphrase "
         "(environment variable BPFSIGN_KEY_PASSPHRASE for the CLI)\n"
     )
-    monkeypatch.setenv(_crypto.PASSPHRASE_ENV, "wrong")
+    monkeypatch.setenv(sign.PASSPHRASE_ENV, "wrong")
     code, out, err = call(capsys, *argv)
     assert (code, out, err) == (
         2,
         "",
         f"bpfsign: {encrypted}: wrong passphrase for the encrypted private key\n",
     )
-    monkeypatch.setenv(_crypto.PASSPHRASE_ENV, "s3cret")
+    monkeypatch.setenv(sign.PASSPHRASE_ENV, "s3cret")
     code, out, err = call(capsys, *argv)
     assert (code, err) == (0, "")
     assert "s3cret" not in out
@@ -633,11 +614,10 @@ def test_sign_with_encrypted_key_reads_passphrase_from_env(
     ],
 )
 def test_verify_fast_parser_agrees_with_argparse(argv: list[str]) -> None:
-    fast = _crypto.parse_verify_fast(argv)
+    fast = verify.parse_fast(argv)
     assert fast is not None
-    slow = _cli.build_parser().parse_args(["verify", *argv])
-    for name in ("command", "trust", "keyring_id", "sig", "json", "files", "handler"):
-        assert getattr(fast, name) == getattr(slow, name), name
+    slow = from_namespace(verify.VerifyOptions, _cli.build_parser().parse_args(["verify", *argv]))
+    assert fast == slow
 
 
 @pytest.mark.parametrize(
@@ -656,19 +636,17 @@ def test_verify_fast_parser_agrees_with_argparse(argv: list[str]) -> None:
     ],
 )
 def test_verify_fast_parser_defers_to_argparse(argv: list[str]) -> None:
-    assert _crypto.parse_verify_fast(argv) is None
+    assert verify.parse_fast(argv) is None
 
 
 def test_verify_fast_path_gives_the_same_verdicts(
     pki: tuple[Path, Path], signed: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bpfsign.cli import _common
-
     signed[2].write_bytes(b"changed")
     argv = ["--trust", str(pki[1]), "--json", *map(str, signed)]
-    fast = _crypto.parse_verify_fast(argv)
+    fast = verify.parse_fast(argv)
     assert fast is not None
-    fast_code = _common.run(fast.handler, fast)
+    fast_code = _common.run(verify.handle, fast)
     fast_out, fast_err = capsys.readouterr()
     assert (fast_code, fast_out, fast_err) == call(capsys, "verify", *argv)
     assert fast_code == 1

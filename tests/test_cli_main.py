@@ -1,36 +1,60 @@
-"""The command table that lets one command build only its own parsers."""
+"""The command registry, typed options, and the per-command parser build."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+from collections.abc import Iterator
 
 import pytest
 
 from bpfsign import cli as _cli
+from bpfsign.cli import _common, _options
 
 
-def _commands(parser: argparse.ArgumentParser) -> set[str]:
+def _subparsers(
+    parser: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return set(action.choices)
+            return action
     raise AssertionError("no subcommands")
 
 
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    return set(_subparsers(parser).choices)
+
+
+def _leaves(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every (sub)parser that runs a command, with the words that reach it."""
+    if parser.get_default(_common.COMMAND_DEST) is not None:
+        yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _leaves(child, (*path, name))
+
+
 def test_command_table_matches_registered_commands() -> None:
-    assert _commands(_cli.build_parser()) == set(_cli._COMMAND_AREA)
+    assert _commands(_cli.build_parser()) == set(_cli.COMMANDS)
+    assert len(set(_cli.COMMANDS)) == len(_cli.COMMANDS)
 
 
-@pytest.mark.parametrize("command", sorted(_cli._COMMAND_AREA))
-def test_each_command_builds_from_its_area_alone(command: str) -> None:
-    areas = _cli._areas_for([command, "--json"])
-    assert areas == (_cli._COMMAND_AREA[command],)
-    assert command in _commands(_cli.build_parser(areas))
+@pytest.mark.parametrize("command", _cli.COMMANDS)
+def test_each_command_is_one_module_registering_only_itself(command: str) -> None:
+    assert _cli._commands_for([command, "--json"]) == (command,)
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    importlib.import_module(f"bpfsign.cli.{command}").register(sub)
+    assert set(sub.choices) == {command}
 
 
 def test_help_and_unknown_commands_build_everything() -> None:
-    assert _cli._areas_for(["--help"]) == _cli._AREAS
-    assert _cli._areas_for(["bogus"]) == _cli._AREAS
-    assert _cli._areas_for([]) == _cli._AREAS
+    assert _cli._commands_for(["--help"]) == _cli.COMMANDS
+    assert _cli._commands_for(["bogus"]) == _cli.COMMANDS
+    assert _cli._commands_for([]) == _cli.COMMANDS
 
 
 def test_unknown_command_exits_2_naming_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
@@ -38,3 +62,77 @@ def test_unknown_command_exits_2_naming_the_choices(capsys: pytest.CaptureFixtur
         _cli.main(["bogus"])
     assert exc.value.code == 2
     assert "invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+def test_every_option_record_field_is_a_parser_dest() -> None:
+    """Each runnable parser's arguments are exactly its options record's fields."""
+    leaves = list(_leaves(_cli.build_parser()))
+    assert {path[0] for path, _ in leaves} == set(_cli.COMMANDS)
+    for path, parser in leaves:
+        options_cls, _handler = parser.get_default(_common.COMMAND_DEST)
+        dests = {a.dest for a in parser._actions if not isinstance(a, argparse._HelpAction)}
+        assert dests == set(_options.fields(options_cls)), path
+
+
+def test_options_are_frozen_keyword_only_records() -> None:
+    from bpfsign.cli.verify import VerifyOptions
+
+    opts = VerifyOptions(trust=("c.crt",), files=("a.bin",))
+    assert opts == VerifyOptions(trust=("c.crt",), files=("a.bin",), keyring_id=None, json=False)
+    assert opts != VerifyOptions(trust=("c.crt",), files=("a.bin",), json=True)
+    assert hash(opts) == hash(VerifyOptions(trust=("c.crt",), files=("a.bin",)))
+    assert repr(opts) == (
+        "VerifyOptions(trust=('c.crt',), files=('a.bin',), keyring_id=None, sig=None, json=False)"
+    )
+    with pytest.raises(AttributeError, match="VerifyOptions is frozen: cannot set json"):
+        opts.json = True  # type: ignore[misc]
+    with pytest.raises(TypeError, match=r"unknown fields \['bogus'\], missing fields \['files'\]"):
+        VerifyOptions(trust=("c.crt",), bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        VerifyOptions("c.crt", "a.bin")  # type: ignore[call-arg, arg-type]
+
+
+def test_from_namespace_freezes_lists() -> None:
+    from bpfsign.cli.verify import VerifyOptions
+
+    ns = _cli.build_parser(["verify"]).parse_args(
+        ["verify", "--trust", "a", "--trust", "b", "x", "y"]
+    )
+    opts = _options.from_namespace(VerifyOptions, ns)
+    assert opts == VerifyOptions(trust=("a", "b"), files=("x", "y"))
+
+
+def _all_parsers(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _all_parsers(child, (*path, name))
+
+
+def test_every_command_option_and_argument_has_help() -> None:
+    missing = []
+    for path, parser in _all_parsers(_cli.build_parser()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                # each (sub)command's one-line summary in its parent's --help
+                missing += [
+                    f"{' '.join((*path, choice.dest))}"
+                    for choice in action._choices_actions
+                    if not choice.help
+                ]
+            elif not action.help:
+                name = "/".join(action.option_strings) or action.metavar or action.dest
+                missing.append(f"bpfsign {' '.join(path)} {name}")
+    assert missing == []
+
+
+def test_help_of_every_command_renders(capsys: pytest.CaptureFixture[str]) -> None:
+    for path, _parser in _all_parsers(_cli.build_parser()):
+        with pytest.raises(SystemExit) as exc:
+            _cli.main([*path, "--help"])
+        assert exc.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: {' '.join(('bpfsign', *path))}")

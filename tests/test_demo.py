@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bpfsign.cli import _demo_app as demo
+from bpfsign.cli import demo
 from bpfsign.errors import VerificationError
 
 

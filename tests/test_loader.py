@@ -452,7 +452,7 @@ def test_cli_load_signed_error(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_load_lines_name_the_signing_state() -> None:
-    from bpfsign.cli._kernel import load_lines
+    from bpfsign.cli.load import load_lines
 
     info = {"signed": True, "skeleton_signed": True, "scheme": "loadtime", "maps": [],
             "progs": [], "links": []}

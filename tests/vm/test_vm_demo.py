@@ -61,7 +61,7 @@ def test_demo_loads_the_signed_example_skeleton(
 ) -> None:
     from _vmoffline import trust_store
 
-    from bpfsign.cli import _demo_app as demo
+    from bpfsign.cli import demo
     from bpfsign.kernel import keyring, probes
 
     assert probes.signed_prog_load().supported is True, probes.signed_prog_load().detail

@@ -1,8 +1,12 @@
 """The ``bpfsign`` command: a thin argparse layer over the library.
 
-Each ``_cli/_<area>.py`` module defines ``register(subparsers)``; handlers
-import the library lazily so that start-up stays fast (``bpfsign verify`` is
-benchmarked against ``openssl cms -verify``).
+One module per command: ``cli/<command>.py`` defines ``register(subparsers)``,
+which adds the command's parser and ties it (``_common.set_command``) to a
+frozen options record (``_options.options``) and a handler. Adding a command is
+that module plus one entry in :data:`COMMANDS`.
+
+Handlers import the library lazily so that start-up stays fast (``bpfsign
+verify`` is benchmarked against ``openssl cms -verify``).
 """
 
 from __future__ import annotations
@@ -16,34 +20,34 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
 
-# Areas, in the order their commands appear in --help.
-_AREAS = ("_crypto", "_skel", "_kernel", "_demo")
-# Which area defines each command: a run of one command builds only that
-# area's parsers (argparse set-up is a measurable share of `bpfsign verify`).
-_COMMAND_AREA = {
-    "keygen": "_crypto",
-    "sign": "_crypto",
-    "verify": "_crypto",
-    "inspect": "_skel",
-    "probe": "_kernel",
-    "keyring": "_kernel",
-    "load": "_kernel",
-    "demo": "_demo",
-}
+#: Every command, in --help order; each is the module ``bpfsign.cli.<command>``.
+COMMANDS = (
+    "keygen",
+    "sign",
+    "verify",
+    "inspect",
+    "probe",
+    "keyring",
+    "load",
+    "demo",
+)
 
 
-def _areas_for(argv: Sequence[str]) -> tuple[str, ...]:
-    """The one area that defines the command in ``argv``, or all of them (help, errors)."""
+def _commands_for(argv: Sequence[str]) -> tuple[str, ...]:
+    """The one command named in ``argv``, or all of them (help, errors).
+
+    A run of one command builds only that command's parser: argparse set-up is a
+    measurable share of a short run such as ``bpfsign verify``.
+    """
     for token in argv:
         if not token.startswith("-"):
-            area = _COMMAND_AREA.get(token)
-            return (area,) if area is not None else _AREAS
+            return (token,) if token in COMMANDS else COMMANDS
         if token in ("-h", "--help", "--version"):
             break
-    return _AREAS
+    return COMMANDS
 
 
-def build_parser(areas: Sequence[str] = _AREAS) -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     import argparse
     import importlib
 
@@ -54,14 +58,8 @@ def build_parser(areas: Sequence[str] = _AREAS) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="bpfsign 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for area in areas:
-        try:
-            mod = importlib.import_module(f"{__name__}.{area}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{area}":
-                continue  # area not built yet
-            raise
-        mod.register(sub)
+    for command in commands:
+        importlib.import_module(f"{__name__}.{command}").register(sub)
     return parser
 
 
@@ -71,14 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "verify":
         # the hot path: a plain `bpfsign verify` skips building argparse, which costs
         # a good share of one `openssl cms -verify` run (anything unusual falls through)
-        from ._crypto import parse_verify_fast
+        from . import verify
 
-        fast = parse_verify_fast(argv[1:])
+        fast = verify.parse_fast(argv[1:])
         if fast is not None:
-            return _common.run(fast.handler, fast)
-    parser = build_parser(_areas_for(argv))
-    args = parser.parse_args(argv)
-    return _common.run(args.handler, args)
+            return _common.run(verify.handle, fast)
+    return _common.dispatch(build_parser(_commands_for(argv)).parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: exit codes, one-line errors, --json output."""
+"""Shared CLI plumbing: exit codes, one-line errors, --json output, per-file records."""
 
 from __future__ import annotations
 
@@ -10,22 +10,49 @@ TYPE_CHECKING = False  # typing and argparse stay out of start-up; mypy reads th
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
-    from typing import Any
+    from typing import Any, Protocol, TypeVar
 
-    Handler = Callable[[argparse.Namespace], int]
+    class JsonOption(Protocol):
+        """What the plumbing needs from any command's options: was --json given."""
+
+        @property
+        def json(self) -> bool: ...
+
+    Opts = TypeVar("Opts", bound=JsonOption)
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
+
+#: The function every light skeleton's loader calls; how sign/verify tell a header from a payload.
+SKELETON_MARKER = b"bpf_load_and_run"
+
+#: The Namespace attribute ``set_command`` stores the (options class, handler) pair under.
+COMMAND_DEST = "_bpfsign_command"
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def emit(args: argparse.Namespace, obj: Any, text: str) -> None:
+def set_command(
+    parser: argparse.ArgumentParser, options: Callable[..., Opts], handler: Callable[[Opts], int]
+) -> None:
+    """Make ``handler`` run with ``options`` built from this (sub)parser's arguments."""
+    parser.set_defaults(**{COMMAND_DEST: (options, handler)})
+
+
+def dispatch(ns: argparse.Namespace) -> int:
+    """Build the parsed command's options once and run its handler."""
+    from ._options import from_namespace
+
+    options, handler = getattr(ns, COMMAND_DEST)
+    return run(handler, from_namespace(options, ns))
+
+
+def emit(opts: JsonOption, obj: Any, text: str) -> None:
     """Print ``obj`` as JSON under --json, else the human ``text``."""
-    if getattr(args, "json", False):
+    if opts.json:
         import json
 
         json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
@@ -34,12 +61,12 @@ def emit(args: argparse.Namespace, obj: Any, text: str) -> None:
         print(text)
 
 
-def run(handler: Handler, args: argparse.Namespace) -> int:
+def run(handler: Callable[[Opts], int], opts: Opts) -> int:
     """Run a handler; turn library errors into one line and an exit code."""
     try:
-        return handler(args)
+        return handler(opts)
     except Error as exc:
-        _report(args, exc)
+        _report(opts, exc)
         return exc.exit_code
     except BrokenPipeError:
         # the reader went away (e.g. `bpfsign inspect --json | head`): not an error of ours
@@ -49,15 +76,15 @@ def run(handler: Handler, args: argparse.Namespace) -> int:
         return EXIT_OK
     except OSError as exc:  # a file we were asked to read or write
         err = InputError(exc.strerror or str(exc), path=exc.filename)
-        _report(args, err)
+        _report(opts, err)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("bpfsign: interrupted", file=sys.stderr)
         return 130
 
 
-def _report(args: argparse.Namespace, exc: Error) -> None:
-    if getattr(args, "json", False):
+def _report(opts: JsonOption, exc: Error) -> None:
+    if opts.json:
         obj: dict[str, Any] = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
         for attr in ("errno", "path", "line", "command", "log"):
             if getattr(exc, attr, None) is not None:
@@ -67,3 +94,59 @@ def _report(args: argparse.Namespace, exc: Error) -> None:
         json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
         sys.stdout.write("\n")
     print(f"bpfsign: {exc}", file=sys.stderr)
+
+
+# -- many FILEs in one run (sign, verify) ----------------------------------------
+
+
+def is_skeleton(path: str, data: bytes | None = None) -> bool:
+    """A light skeleton header by its name, or (given its bytes) by its text."""
+    if path.endswith(".lskel.h"):
+        return True
+    if data is None:
+        return False
+    return b"\0" not in data and SKELETON_MARKER in data
+
+
+def read_input(path: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        raise InputError("file not found", path=path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a file", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+
+
+def worst(a: int, b: int) -> int:
+    """Combine per-file exit codes: an input error outranks a rejection."""
+    return max(a, b)
+
+
+def error_record(path: str, kind: str, exc: Error) -> dict[str, Any]:
+    """One FILE's failure as a --json record."""
+    record: dict[str, Any] = {
+        "file": path,
+        "kind": kind,
+        "ok": False,
+        "error": type(exc).__name__,
+        "message": getattr(exc, "reason", str(exc)),
+    }
+    if getattr(exc, "line", None) is not None:
+        record["line"] = exc.line  # type: ignore[attr-defined]
+    code = getattr(exc, "errno", None)
+    if code is not None:
+        from ..errors import errno_name
+
+        record["errno"] = code
+        record["errno_name"] = errno_name(code)
+    return record
+
+
+def finish(opts: JsonOption, records: list[dict[str, Any]], code: int) -> int:
+    """Under --json, the whole run is ONE document: the list of per-file records."""
+    if opts.json:
+        emit(opts, records, "")
+    return code

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Error, VerificationError, errno_name
+from . import _common
+from ._options import options
 
 EXAMPLE_PAYLOAD = "example.bin"
 DEMO_SUBJECT = "bpfsign demo (throwaway)"
@@ -153,7 +155,11 @@ def step_inspect_skeleton(ctx: DemoContext) -> str:
     audit = scheme.audit(skel)
     ctx.extra["example"] = skel
     check = audit.hash_check
-    where = "" if check is None else f", in-loader hash check at insns {check.start}..{check.start + check.length - 1}"
+    where = (
+        ""
+        if check is None
+        else f", in-loader hash check at insns {check.start}..{check.start + check.length - 1}"
+    )
     signed = "signed by bpftool" if skel.signature is not None else "unsigned"
     return (
         f"{EXAMPLE_SKELETON}: light skeleton {skel.name!r}, {skel.insn_count} insns, "
@@ -175,7 +181,11 @@ def step_sign_skeleton(ctx: DemoContext) -> str:
     signed = skeleton.parse(text, path=str(out))
     ctx.extra["skeleton"] = str(out)
     ctx.extra["signed_skeleton"] = signed
-    converted = "" if report.converted is None else f"converted to loadtime: {report.converted.describe()}; "
+    converted = (
+        ""
+        if report.converted is None
+        else f"converted to loadtime: {report.converted.describe()}; "
+    )
     return (
         f"{converted}signed insns || data ({report.payload_size} bytes) under loadtime -> "
         f"{out.name} (signature {report.signature_size} bytes, excl_prog_hash "
@@ -221,7 +231,9 @@ def _signed_load_refusal() -> str | None:
         return signing.detail
     loadtime = probes.loadtime_verification()
     if loadtime.supported is False:
-        return f"{loadtime.detail}; a loadtime signature covers insns || data and cannot verify here"
+        return (
+            f"{loadtime.detail}; a loadtime signature covers insns || data and cannot verify here"
+        )
     return None
 
 
@@ -249,7 +261,9 @@ def step_load(ctx: DemoContext) -> str:
         session = backend.keyring_id(loader.KEY_SPEC_SESSION_KEYRING)
         ring = backend.add_key("keyring", DEMO_KEYRING, None, session)  # always a new one
         try:
-            keyring.add_certificate(ctx.cert_path.read_bytes(), keyring=ring, path=str(ctx.cert_path))
+            keyring.add_certificate(
+                ctx.cert_path.read_bytes(), keyring=ring, path=str(ctx.cert_path)
+            )
             with loader.load(signed, keyring_id=ring, backend=backend) as loaded:
                 info = loaded.describe()
         finally:
@@ -307,3 +321,58 @@ def run(
             if result.status == "failed":
                 break
     return results
+
+
+# ------------------------------------------------------------------ the command
+
+
+@options
+class DemoOptions:
+    keep: str | None = None
+    json: bool = False
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="sign, verify and load bundled examples with a throwaway key",
+        description="Make a throwaway key and certificate in a temporary directory; sign the "
+        "bundled example payload and verify it offline; convert and sign the bundled bpftool -S "
+        "light skeleton under the load-time scheme and verify it; show tampered copies "
+        "rejected; load the skeleton if this kernel can (otherwise say why).",
+    )
+    p.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="write the demo files to DIR (created if needed) and keep them",
+    )
+    _common.add_json(p)
+    _common.set_command(p, DemoOptions, handle)
+
+
+def handle(opts: DemoOptions) -> int:
+    workdir = None
+    if opts.keep:
+        workdir = Path(opts.keep)
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    def report(index: int, total: int, result: StepResult) -> None:
+        if opts.json:
+            return
+        mark = {"ok": "", "skipped": "skipped: ", "failed": "FAILED: "}[result.status]
+        print(f"[{index}/{total}] {result.title}: {mark}{result.detail}")
+
+    results = run(workdir=workdir, report=report)
+    ok = all(r.status != "failed" for r in results)
+    obj = {
+        "ok": ok,
+        "workdir": str(workdir) if workdir else None,
+        "steps": [{"title": r.title, "status": r.status, "detail": r.detail} for r in results],
+    }
+    if ok:
+        where = f"; files kept in {workdir}" if workdir else ""
+        text = f"demo OK: signed, verified offline, and tampered copies rejected{where}"
+    else:
+        text = "demo FAILED (see the step above)"
+    _common.emit(opts, obj, text)
+    return _common.EXIT_OK if ok else _common.EXIT_REJECTED
