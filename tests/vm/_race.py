@@ -21,6 +21,7 @@ import mmap
 import os
 import struct
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -127,6 +128,8 @@ def race(be: Any, variant: str, attempts: int, signature: bytes, keyring_id: int
             else:
                 fds.dup2(other, slot)
                 fds.dup2(signed, slot)
+            if model:  # let the loading thread take the GIL at any point of the cycle
+                time.sleep(0)
 
     thread = threading.Thread(target=swapper, daemon=True)
     thread.start()
@@ -145,7 +148,7 @@ def race(be: Any, variant: str, attempts: int, signature: bytes, keyring_id: int
             try:
                 prog = be.prog_load(31, READS_VALUE, license="GPL", name="race", flags=0x10,
                                     fd_array=[target], fd_array_cnt=1, signature=signature,
-                                    keyring_id=keyring_id)  # fmt: skip
+                                    keyring_id=keyring_id, log_level=1)  # fmt: skip
             except KernelError as exc:
                 line = [ln for ln in exc.log.splitlines() if ln.strip()][-1:] or [""]
                 counts[f"refused {exc.errno}: {line[0]}"] += 1

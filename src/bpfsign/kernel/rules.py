@@ -553,11 +553,11 @@ def _resolve_keyring(run: _Run) -> str:
     # 6.18.44 gives the same EINVAL with an empty log (docs/kernel.md §5)
     log = None if run.p.keyring_log else ""
     if trust is None or (kid == KEY_SPEC_BPF_KEYRING and not run.p.bpf_keyring):
-        raise run.fail("keyring", "no such keyring on this kernel", keyring_id=kid, log=log)
+        raise run.fail("keyring", f"keyring_id {kid} names no keyring on this kernel", keyring_id=kid, log=log)
     try:
         resolved = trust.resolve(_keyring_serial(kid, run.p, trust))
     except VerificationError:
-        raise run.fail("keyring", "lookup_user_key failed", keyring_id=kid, log=log) from None
+        raise run.fail("keyring", f"keyring_id {kid} names no keyring (lookup_user_key fails)", keyring_id=kid, log=log) from None
     return f"the {resolved.description} keyring" if resolved.keyrings else resolved.description
 
 
