@@ -591,7 +591,7 @@ def test_sign_with_encrypted_key_reads_passphrase_from_env(
     assert (code, out) == (2, "")
     assert err == (
         f"bpfsign: {encrypted}: private key is encrypted; give its passphrase "
-        "(environment variable BPFSIGN_KEY_PASSPHRASE for the CLI)\n"
+        "(environment variable BPFSIGN_KEY_PASSPHRASE)\n"
     )
     monkeypatch.setenv(sign.PASSPHRASE_ENV, "wrong")
     code, out, err = call(capsys, *argv)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +140,66 @@ def test_help_of_every_command_renders(capsys: pytest.CaptureFixture[str]) -> No
         assert exc.value.code == 0
         out = capsys.readouterr().out
         assert out.startswith(f"usage: {' '.join(('bpfsign', *path))}")
+
+
+# -- library messages speak the library's language; the CLI adds its flags -----------
+
+SRC = Path(_cli.__file__).resolve().parent.parent
+
+
+def _library_strings() -> Iterator[tuple[str, int, str]]:
+    """Every string constant of the library outside cli/ that is not a docstring."""
+    for path in sorted(SRC.rglob("*.py")):
+        if "cli" in path.relative_to(SRC).parts[:1]:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+        }
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Constant) or id(node) in docstrings:
+                continue
+            if isinstance(node.value, str):
+                yield str(path.relative_to(SRC)), node.lineno, node.value
+
+
+def _cli_flags() -> set[str]:
+    flags: set[str] = set()
+    for _path, parser in _all_parsers(_cli.build_parser()):
+        for action in parser._actions:
+            flags.update(s for s in action.option_strings if s.startswith("--"))
+    return flags - {"--help"}
+
+
+def test_library_messages_name_no_cli_flags() -> None:
+    flags = _cli_flags()
+    assert {"--trust", "--unsigned", "--scheme", "--strict", "--keyring"} <= flags
+    found = [
+        f"{path}:{line}: {flag} in {text!r}"
+        for path, line, text in _library_strings()
+        for flag in flags
+        if re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text)
+    ]
+    assert found == []
+
+
+def test_every_flag_hint_phrase_is_still_said_by_the_library() -> None:
+    said = "\n".join(text for _path, _line, text in _library_strings())
+    # a phrase may be split over implicit string concatenation: compare without the seams
+    flat = re.sub(r"\s+", " ", said)
+    missing = [phrase for phrase, _hint in _common.FLAG_HINTS if phrase not in flat]
+    assert missing == []
+
+
+def test_cli_text_adds_the_flag_after_the_advice() -> None:
+    message = "no key matches: trust the signer's certificate, or verify against another keyring"
+    assert _common.cli_text(message) == (
+        "no key matches: trust the signer's certificate (--trust CERT), or verify against "
+        "another keyring"
+    )
+    assert _common.cli_text("nothing to add") == "nothing to add"

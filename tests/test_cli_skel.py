@@ -127,7 +127,7 @@ def test_sign_inloader_warns_that_linux_7_refuses_it(
     assert code == 0
     assert err == (
         f"bpfsign: warning: {src}: inloader (6.18) scheme: Linux 7.x refuses this loader; "
-        "convert it with `bpfsign sign --scheme loadtime`\n"
+        "convert it to the loadtime scheme (`bpfsign sign --scheme loadtime`)\n"
     )
     signed = skeleton.load(src)
     assert signed.signature is not None
@@ -189,7 +189,7 @@ def test_sign_strict_refuses_and_writes_nothing(
     assert code == 2
     assert src.read_bytes() == before
     assert list(tmp_path.iterdir()) == [src]  # no temp file left behind
-    assert "Refusing under --strict." in err
+    assert "Refusing in strict mode (--strict)." in err
 
 
 def test_sign_converts_an_inloader_header_in_place(

@@ -273,8 +273,7 @@ def test_encrypted_key_needs_the_right_passphrase(tmp_path: Path, rsa_pair: keys
     with pytest.raises(InputError) as info:
         keys.load_private_key(path)
     assert str(info.value) == (
-        f"{path}: private key is encrypted; give its passphrase "
-        "(environment variable BPFSIGN_KEY_PASSPHRASE for the CLI)"
+        f"{path}: private key is encrypted; give its passphrase"
     )
     with pytest.raises(InputError) as info:
         keys.load_private_key(path, password=b"wrong")
@@ -320,7 +319,7 @@ def _unsupported_keys(tmp_path: Path) -> list[tuple[Path, str]]:
         (
             k1,
             "unsupported EC curve secp256k1: the kernel verifies BPF signatures with P-256 "
-            "or P-384 only; make one with `bpfsign keygen --type ec`",
+            "or P-384 only; make a P-256 or P-384 key",
         ),
         (
             small,

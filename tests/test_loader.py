@@ -284,7 +284,7 @@ def test_inloader_loader_on_a_kernel_without_excl_is_refused_before_any_syscall(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(probes, "inloader_loaders", lambda: probes.Probe("inloader_loaders", False, "x"))
-    with pytest.raises(UnsupportedFeature, match="bpfsign sign --scheme loadtime"):
+    with pytest.raises(UnsupportedFeature, match="convert it to the loadtime scheme"):
         loader.Loader(_skel("counter.signed.lskel.h"), unsigned=True)
 
 

@@ -204,7 +204,7 @@ def test_signing_an_unsigned_mode_loader_warns_naming_the_maps() -> None:
     assert out.insns == skel.insns and out.data == skel.data
     with pytest.raises(InputError) as exc:
         scheme.sign_skeleton(skel, signer, strict=True)
-    assert exc.value.reason == report.warnings[0] + " Refusing under --strict."
+    assert exc.value.reason == report.warnings[0] + " Refusing in strict mode."
 
 
 @pytest.mark.parametrize("path", HEADERS, ids=_ids(HEADERS))
@@ -238,7 +238,7 @@ def test_inloader_needs_the_hash_block() -> None:
         scheme.sign_skeleton(_load(COUNTER_V71), _signer(), scheme="inloader")
     assert exc.value.reason == (
         "the inloader scheme needs a loader with the in-loader hash check (bpftool -S output); "
-        "this one has none. Use --scheme loadtime."
+        "this one has none. Use the loadtime scheme."
     )
 
 

@@ -107,7 +107,7 @@ def test_keyring_id_is_signed() -> None:
 
 def test_explain_names_the_fix() -> None:
     assert "fd_array_cnt = 0" in S.explain(errno.EACCES, "program's hash doesn't match map's excl_prog_hash")
-    assert "--scheme loadtime" in S.explain(
+    assert "convert it to the loadtime scheme" in S.explain(
         errno.EACCES, "cannot access ptr member ops with moff 32 in struct bpf_map with off 32 size 4"
     )
     assert "a key's own serial is not a keyring" in S.explain(errno.ENOKEY, "")

@@ -42,7 +42,7 @@ def enokey_message(p: Pki, keyring: str = "session", keyring_id: int = -3) -> st
     assert cert.skid is not None
     return (
         f"no key in the {keyring} keyring (keyring_id {keyring_id}) matches the signer "
-        f"(SKID {cert.skid.hex()}): trust the signer's certificate (--trust CERT), or verify "
+        f"(SKID {cert.skid.hex()}): trust the signer's certificate, or verify "
         "against the keyring that holds it"
     )
 

@@ -31,6 +31,34 @@ SKELETON_MARKER = b"bpf_load_and_run"
 COMMAND_DEST = "_bpfsign_command"
 
 
+#: The library gives advice in its own terms; on the command line the same advice has a
+#: spelling, shown in parentheses after the phrase that gives it (see :func:`cli_text`).
+#: tests/test_cli_main.py checks that each phrase is still said somewhere in the library.
+FLAG_HINTS = (
+    ("trust the signer's certificate", "--trust CERT"),
+    ("or without its signature", "--unsigned"),
+    ("convert it to the loadtime scheme", "`bpfsign sign --scheme loadtime`"),
+    ("Use the loadtime scheme", "--scheme loadtime"),
+    ("in strict mode", "--strict"),
+    ("give its passphrase", "environment variable BPFSIGN_KEY_PASSPHRASE"),
+    ("make a P-256 or P-384 key", "`bpfsign keygen --type ec`"),
+    (
+        "adding a certificate to a keyring of that name creates it",
+        "`bpfsign keyring add CERT --keyring NAME`",
+    ),
+)
+
+
+def cli_text(message: str) -> str:
+    """A library message with the command-line spelling of its advice added."""
+    for phrase, hint in FLAG_HINTS:
+        at = message.find(phrase)
+        if at >= 0:
+            end = at + len(phrase)
+            message = f"{message[:end]} ({hint}){message[end:]}"
+    return message
+
+
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -85,7 +113,11 @@ def run(handler: Callable[[Opts], int], opts: Opts) -> int:
 
 def _report(opts: JsonOption, exc: Error) -> None:
     if opts.json:
-        obj: dict[str, Any] = {"ok": False, "error": type(exc).__name__, "message": str(exc)}
+        obj: dict[str, Any] = {
+            "ok": False,
+            "error": type(exc).__name__,
+            "message": cli_text(str(exc)),
+        }
         for attr in ("errno", "path", "line", "command", "log"):
             if getattr(exc, attr, None) is not None:
                 obj[attr] = getattr(exc, attr)
@@ -93,7 +125,7 @@ def _report(opts: JsonOption, exc: Error) -> None:
 
         json.dump(obj, sys.stdout, indent=2, sort_keys=True, default=str)
         sys.stdout.write("\n")
-    print(f"bpfsign: {exc}", file=sys.stderr)
+    print(f"bpfsign: {cli_text(str(exc))}", file=sys.stderr)
 
 
 # -- many FILEs in one run (sign, verify) ----------------------------------------
@@ -132,7 +164,7 @@ def error_record(path: str, kind: str, exc: Error) -> dict[str, Any]:
         "kind": kind,
         "ok": False,
         "error": type(exc).__name__,
-        "message": getattr(exc, "reason", str(exc)),
+        "message": cli_text(getattr(exc, "reason", str(exc))),
     }
     if getattr(exc, "line", None) is not None:
         record["line"] = exc.line  # type: ignore[attr-defined]

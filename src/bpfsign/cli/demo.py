@@ -360,7 +360,7 @@ def handle(opts: DemoOptions) -> int:
         if opts.json:
             return
         mark = {"ok": "", "skipped": "skipped: ", "failed": "FAILED: "}[result.status]
-        print(f"[{index}/{total}] {result.title}: {mark}{result.detail}")
+        print(f"[{index}/{total}] {result.title}: {mark}{_common.cli_text(result.detail)}")
 
     results = run(workdir=workdir, report=report)
     ok = all(r.status != "failed" for r in results)

@@ -208,7 +208,9 @@ def _load_model(opts: LoadOptions, kernel: Literal["7.3", "6.18"]) -> int:
             "mode": mode,
         }
         _common.emit(
-            opts, refusal, text + (f": {why}" if why else "") + f"\n  ({skel.name}: {mode})"
+            opts,
+            refusal,
+            _common.cli_text(text + (f": {why}" if why else "") + f"\n  ({skel.name}: {mode})"),
         )
         return _common.EXIT_REJECTED
     obj: dict[str, Any] = {"kernel": kernel, "loads": True, "errno": None, "log": "", "mode": mode}

@@ -35,7 +35,9 @@ def handle(opts: ProbeOptions) -> int:
     results = probes.probe_all()
     mark = {True: "yes", False: "no", None: "unknown"}
     lines = [f"kernel {platform.release()}"]
-    lines += [f"  {p.name:<22} {mark[p.supported]:<8} {p.detail}" for p in results]
+    lines += [
+        f"  {p.name:<22} {mark[p.supported]:<8} {_common.cli_text(p.detail)}" for p in results
+    ]
     obj = {
         "kernel": platform.release(),
         "probes": {p.name: p.as_dict() for p in results},

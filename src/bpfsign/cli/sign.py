@@ -116,7 +116,7 @@ def handle(opts: SignOptions) -> int:
                 raise  # the key itself is bad: nothing else can be signed
             records.append(_common.error_record(path, kind, exc))
             if not opts.json:
-                print(f"bpfsign: {exc}", file=sys.stderr)
+                print(f"bpfsign: {_common.cli_text(str(exc))}", file=sys.stderr)
             code = _common.worst(code, exc.exit_code)
     return _common.finish(opts, records, code)
 
@@ -197,7 +197,7 @@ def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton)
         }
     if not opts.json:
         for w in report.warnings:
-            print(f"bpfsign: warning: {path}: {w}", file=sys.stderr)
+            print(f"bpfsign: warning: {path}: {_common.cli_text(w)}", file=sys.stderr)
         if report.converted is not None:
             print(f"CONVERTED {path}: {report.converted.describe()}")
         payload = "insns + data" if report.scheme == "loadtime" else "insns"
@@ -208,5 +208,5 @@ def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton)
         if report.keyring_id is not None:
             print(f"  set skel->keyring_id = {report.keyring_id} before __load()")
         for note in report.notes:
-            print(f"  note: {note}")
+            print(f"  note: {_common.cli_text(note)}")
     return record

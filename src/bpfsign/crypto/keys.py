@@ -103,7 +103,7 @@ def _check_key(key: object, path: str) -> PrivateKey:
         if curve is None:
             raise InputError(
                 f"unsupported EC curve {key.curve.name}: the kernel verifies BPF signatures "
-                "with P-256 or P-384 only; make one with `bpfsign keygen --type ec`",
+                "with P-256 or P-384 only; make a P-256 or P-384 key",
                 path=path,
             )
         return key
@@ -140,8 +140,7 @@ def load_private_key(path: str | os.PathLike[str], *, password: bytes | None = N
         text = str(exc)
         if "encrypted" in text and password is None:
             raise InputError(
-                "private key is encrypted; give its passphrase "
-                "(environment variable BPFSIGN_KEY_PASSPHRASE for the CLI)",
+                "private key is encrypted; give its passphrase",
                 path=where,
             ) from None
         if "not encrypted" in text:

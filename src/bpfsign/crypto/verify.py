@@ -269,7 +269,7 @@ def verify(
     who = "; ".join(_describe_id(s.info) for s in signers)
     why = keyring.missing_reason or (
         f"no key in the {keyring.description} keyring (keyring_id {keyring.keyring_id}) matches "
-        f"the signer ({who}): trust the signer's certificate (--trust CERT), or verify against "
+        f"the signer ({who}): trust the signer's certificate, or verify against "
         "the keyring that holds it"
     )
     raise VerificationError(ENOKEY, why)

@@ -102,7 +102,7 @@ def resolve_keyring(
     if not create:
         raise InputError(
             f"no keyring named {text!r} below the session keyring {session}; "
-            "add a certificate with --keyring NAME to create it"
+            "adding a certificate to a keyring of that name creates it"
         )
     return be.add_key("keyring", text, None, session)
 

@@ -323,7 +323,7 @@ class Loader:
                 f"6.18-style signed loader ({self.skeleton.name})",
                 "its in-loader exclusivity check reads u32 struct bpf_map.excl at offset 32, "
                 "which this kernel's BTF does not have, so the verifier refuses it with EACCES "
-                "signed or not; convert it: `bpfsign sign --scheme loadtime`",
+                "signed or not; convert it to the loadtime scheme",
             )
         if (self.signed and self.scheme == "inloader"
                 and probes.loadtime_verification().supported is True):
@@ -331,7 +331,7 @@ class Loader:
                 f"6.18-scheme signature ({self.skeleton.name})",
                 "this kernel verifies insns ‖ metadata at load time and refuses insns-only "
                 "signatures of loaders that use their map (EACCES 'signed program must bind maps "
-                "via a continuous fd_array'); re-sign with `bpfsign sign --scheme loadtime`",
+                "via a continuous fd_array'); convert it to the loadtime scheme",
             )
 
     def load(

@@ -175,8 +175,8 @@ def inloader_loaders() -> Probe:
     at32 = next((m.name for m in members.values() if m.offset == 32), "nothing")
     return Probe(
         "inloader_loaders", False,
-        f"struct bpf_map has no u32 excl at offset 32 ({at32} is there): unconverted bpftool "
-        "<= 7.8 -S loaders are refused with EACCES; convert with `bpfsign sign --scheme loadtime`",
+        f"struct bpf_map has no u32 excl at offset 32 ({at32} is there): an unconverted bpftool "
+        "<= 7.8 -S loader is refused with EACCES; convert it to the loadtime scheme",
     )
 
 

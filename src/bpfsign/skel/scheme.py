@@ -304,8 +304,7 @@ def convert_to_loadtime(skel: _skel.Skeleton) -> tuple[_skel.Skeleton, Removed]:
 
 #: said when signing or verifying a 6.18-scheme loader
 INLOADER_REFUSED = (
-    "inloader (6.18) scheme: Linux 7.x refuses this loader; convert it with "
-    "`bpfsign sign --scheme loadtime`"
+    "inloader (6.18) scheme: Linux 7.x refuses this loader; convert it to the loadtime scheme"
 )
 
 
@@ -349,13 +348,13 @@ def sign_skeleton(
         if a.mode == "unsigned":
             message = override_warning(a)
             if strict:
-                raise InputError(message + " Refusing under --strict.", path=skel.path)
+                raise InputError(message + " Refusing in strict mode.", path=skel.path)
             warnings.append(message)
     elif scheme == "inloader":
         if a.hash_check is None:
             raise InputError(
                 "the inloader scheme needs a loader with the in-loader hash check "
-                "(bpftool -S output); this one has none. Use --scheme loadtime.",
+                "(bpftool -S output); this one has none. Use the loadtime scheme.",
                 path=skel.path,
             )
         if not a.baked_hash_matches:
