@@ -238,8 +238,8 @@ def test_verify_a_bpftool_signed_header(capsys: pytest.CaptureFixture[str]) -> N
         f"REJECTED {path}: kernel 7.3 would refuse it: EACCES (13): {CNT0}",
         "  why: insn 19 loads fd_array[0], past fd_array_cnt 0: a map the signature did not cover",
         "  fix: a 6.18-style (in-loader) signed loader on a load-time kernel: its signature does not "
-        "cover the maps it uses; convert and re-sign it with `bpfsign sign --scheme loadtime` (the "
-        "default scheme)",
+        "cover the maps it uses; convert it to the loadtime scheme (`bpfsign sign --scheme "
+        "loadtime`), which signs the loader and its data together",
     ]
     code, out, err = call(capsys, "verify", "--kernel", "6.18", "--trust", str(CERT), str(path))
     assert (code, err) == (0, "")

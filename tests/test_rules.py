@@ -156,7 +156,7 @@ def test_unconverted_6_18_header_per_profile(store: trust.TrustStore) -> None:
     skel = _skel("counter.signed.lskel.h")
     v = rules.evaluate(rules.skeleton_load(skel), P73, store)
     assert (v.errno, v.log, v.failed.rule.id) == (errno.EACCES, CNT0, "bind_after_signature")  # type: ignore[union-attr]
-    assert "bpfsign sign" in v.hint
+    assert "convert it to the loadtime scheme" in v.hint
     assert [s.rule.id for s in v.steps] == ["insn_cnt", "fd_array_entry", "signature_size", "keyring",
                                             "payload_size", "signature", "bind_after_signature"]
     assert rules.evaluate(rules.skeleton_load(skel), P618, store).loads

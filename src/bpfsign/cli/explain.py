@@ -61,7 +61,7 @@ def handle(opts: ExplainOptions) -> int:
     except Error as exc:
         doc = _document(opts, "file", error=exc)
         _common.emit(opts, doc, "")
-        print(f"bpfsign: {exc}", file=sys.stderr)
+        print(f"bpfsign: {_common.cli_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
     _common.emit(opts, doc, text)
     return _common.EXIT_OK if doc["verdict"]["loads"] else _common.EXIT_REJECTED
@@ -152,7 +152,8 @@ def _text(path: str, kind: str, profile: Any, load: dict[str, Any], verdict: Any
             f"({load['signature_size']} bytes), keyring_id {load['keyring_id']}"
         )
     for i, step in enumerate(verdict.steps, 1):
-        lines.append(f"  {i:>2}. {'ok  ' if step.ok else 'FAIL'}  {step.rule.title}: {step.compared}")
+        lines.append(f"  {i:>2}. {'ok  ' if step.ok else 'FAIL'}  {step.rule.title}: "
+                     f"{_common.cli_text(step.compared)}")  # fmt: skip
     if verdict.loads:
         lines.append(f"verdict: LOADS: kernel {profile.name} would accept this load")
     else:
@@ -163,7 +164,7 @@ def _text(path: str, kind: str, profile: Any, load: dict[str, Any], verdict: Any
         lines.append(f"verdict: REJECTED {when}: {errno_name(step.errno)} ({step.errno}), "
                      f"check '{step.rule.id}'")  # fmt: skip
         lines.append(f"  log: {step.log}" if step.log else "  log: (empty)")
-        lines.append(f"  fix: {step.hint}")
+        lines.append(f"  fix: {_common.cli_text(step.hint)}")
     if not profile.measured:
         lines.append(f"note: kernel profile {profile.name} is {profile.provenance}")
     return "\n".join(lines)

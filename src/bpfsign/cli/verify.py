@@ -237,7 +237,7 @@ def handle(opts: VerifyOptions) -> int:
                 return _fail_all(opts, kernel, exc)  # the trust store itself is bad
             rec = _error(path, kind, kernel, exc, sig_path)
             if not opts.json:
-                print(f"bpfsign: {exc}", file=sys.stderr)
+                print(f"bpfsign: {_common.cli_text(str(exc))}", file=sys.stderr)
             code = _common.worst(code, exc.exit_code)
         else:
             if not rec["ok"]:
@@ -266,7 +266,7 @@ def _fail_all(opts: VerifyOptions, kernel: str, exc: Exception) -> int:
     """A run-wide input error (bad --trust, bad --keyring): every FILE gets the error record."""
     if opts.json:
         _common.finish(opts, [_error(p, "file", kernel, exc, None) for p in opts.files], 2)
-    print(f"bpfsign: {exc}", file=sys.stderr)
+    print(f"bpfsign: {_common.cli_text(str(exc))}", file=sys.stderr)
     return _common.EXIT_USAGE
 
 
@@ -279,7 +279,7 @@ def _verdict_fields(verdict: Any) -> dict[str, Any]:
     return {
         "ok": False, "verdict": "REJECTED", "errno": step.errno,
         "errno_name": errno_name(step.errno), "log": step.log, "check": step.rule.id,
-        "hint": step.hint, "message": step.compared,
+        "hint": _common.cli_text(step.hint), "message": _common.cli_text(step.compared),
     }  # fmt: skip
 
 
@@ -342,7 +342,7 @@ def _print(rec: dict[str, Any]) -> None:
         for note in rec["notes"]:
             print(f"  note: {note}")
         for warning in rec["warnings"]:
-            print(f"bpfsign: warning: {path}: {warning}", file=sys.stderr)
+            print(f"bpfsign: warning: {path}: {_common.cli_text(warning)}", file=sys.stderr)
         return
     head = f"{rec['errno_name']} ({rec['errno']})"
     print(f"REJECTED {path}: kernel {rec['kernel']} would refuse it: {head}"

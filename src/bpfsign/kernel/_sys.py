@@ -324,7 +324,7 @@ def prog_load(attr: ProgLoadAttr) -> int:
             "signed BPF_PROG_LOAD",
             "the kernel lacks signature verification (CONFIG_SYSTEM_DATA_VERIFICATION is "
             "not set), so every signed load fails with EOPNOTSUPP; load it on a kernel built "
-            "with it (e.g. Debian's Linux 7.x), or without its signature (--unsigned)",
+            "with it (e.g. Debian's Linux 7.x), or without its signature",
             errno=err,
         )
     log = ""

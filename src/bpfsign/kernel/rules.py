@@ -38,8 +38,20 @@ if TYPE_CHECKING:
     from ..crypto.trust import TrustStore
 
 __all__ = [
-    "RULES", "Load", "MapRef", "Rule", "Runtime", "Step", "Verdict", "evaluate", "hint",
+    "KEY_SPEC_BPF_KEYRING",
+    "RULES",
+    "Load",
+    "MapRef",
+    "Rule",
+    "Runtime",
+    "Step",
+    "Verdict",
+    "bpf_keyring",
+    "evaluate",
+    "evaluate_blob",
+    "hint",
     "program_digest",
+    "skeleton_load",
 ]  # fmt: skip
 
 #: signature_size cap: KMALLOC_MAX_CACHE_SIZE on x86-64 (docs/kernel.md §12.8)
@@ -73,7 +85,7 @@ LOG_CNT0 = "signed program must bind maps via a continuous fd_array (fd_array_cn
 LOG_OFF32 = "cannot access ptr member ops with moff 32 in struct bpf_map with off 32 size 4"
 LOADER_FAILED = "error returned by loader prog"
 
-_CONVERT = "convert and re-sign it with `bpfsign sign --scheme loadtime` (the default scheme)"
+_CONVERT = "convert it to the loadtime scheme, which signs the loader and its data together"
 _PKCS7_HINTS = {
     _e.ENOKEY: "the signer's certificate is not in that keyring (a key's own serial is not a "
     "keyring: pass the keyring's serial or -3); add it with `bpfsign keyring add CERT`",
@@ -125,7 +137,7 @@ RULES: dict[str, Rule] = {
         Rule("verification_support", "signature support", _e.EOPNOTSUPP, "",
              "this kernel lacks signature verification (CONFIG_SYSTEM_DATA_VERIFICATION is not "
              "set): load it on a kernel built with it (e.g. Debian's Linux 7.x), or without its "
-             "signature (--unsigned)", "measured on 6.18.44 (§13 row 1)"),
+             "signature", "measured on 6.18.44 (§13 row 1)"),
         Rule("fd_array_entry", "fd_array entry is a BPF object", _e.EBADF, LOG_NOT_BPF,
              "fd_array must hold open map fds: an fd that is not open gives EBADF, an open fd "
              "that is not a map or BTF EINVAL; fd_array_cnt must not exceed the array (entries "
@@ -161,7 +173,7 @@ RULES: dict[str, Rule] = {
              "not cover the maps it uses; " + _CONVERT, "measured on 7.3.4 (§13 row 49)"),
         Rule("bind_by_fd", "no map named by fd in a signed program", _e.EINVAL, LOG_BY_FD,
              "a signed program names its maps by fd_array index (BPF_PSEUDO_MAP_IDX), never by fd "
-             "(BPF_PSEUDO_MAP_FD): generate the loader with bpftool gen skeleton -L",
+             "(BPF_PSEUDO_MAP_FD), as bpftool's light-skeleton loaders do",
              "measured on 7.3.4"),
         Rule("bind", "map referenced by an instruction", _e.EBADF, LOG_NOT_MAP,
              "an ld_imm64 names an fd or an fd_array index that is not an open map",
