@@ -246,3 +246,31 @@ def test_hint_by_errno_without_a_log() -> None:
     assert rules.hint(errno.ENOKEY, "signature verification failed: -126").startswith(
         "the signer's certificate is not in that keyring")
     assert rules.hint(errno.EPERM, "") == ""  # privileges: kernel/_sys.py adds its own hint
+
+
+# --- start-up: the engine on verify's path -----------------------------------------------------
+
+
+def test_verify_start_up_stays_lean(tmp_path: Path, signer: Any) -> None:
+    """``bpfsign verify`` of a plain file goes through the rules engine, which must not
+    bring pyca's x509/serialization, hashlib, dataclasses, typing or argparse with it
+    (``python -X importtime``)."""
+    import os
+    import subprocess
+
+    payload = tmp_path / "blob.bin"
+    payload.write_bytes(b"x" * 100)
+    Path(f"{payload}.p7s").write_bytes(cms.sign(payload.read_bytes(), signer))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(tmp_path / "pyc")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bpfsign", "verify", "--trust", str(CERT), str(payload)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"OK {payload}: signer ")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert {"bpfsign.kernel.rules", "bpfsign.kernel.profiles", "bpfsign.kernel.keyspec"} <= imported
+    heavy = {"cryptography.x509", "cryptography.hazmat.primitives.serialization", "hashlib", "dataclasses",
+             "typing", "argparse", "bpfsign.kernel._sys", "bpfsign.kernel.probes"}  # fmt: skip
+    assert imported.isdisjoint(heavy), sorted(imported & heavy)
