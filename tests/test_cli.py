@@ -558,7 +558,7 @@ def test_verify_keyring_id(
         "verify",
         "--trust",
         str(pki[1]),
-        "--keyring-id",
+        "--keyring",
         keyring_id,
         "--json",
         str(signed[0]),
@@ -612,8 +612,9 @@ def test_sign_with_encrypted_key_reads_passphrase_from_env(
     [
         ["--trust", "c.crt", "a.bin"],
         ["--trust", "c.crt", "--trust", "dir", "a.bin", "b.bin", "--json"],
-        ["a.bin", "--keyring-id", "-3", "--trust", "c.crt", "--sig", "a.sig"],
-        ["--keyring-id", "0", "--keyring-id", "2", "--trust", "c", "x"],
+        ["a.bin", "--keyring", "-3", "--trust", "c.crt", "--sig", "a.sig"],
+        ["--keyring", "0", "--keyring-id", "2", "--trust", "c", "x"],  # the old spelling, hidden
+        ["--keyring", "bpf", "--kernel", "7.x-bpf-keyring", "--trust", "c", "x"],
         ["--sig", "s1", "--sig", "s2", "--trust", "c", "x"],
     ],
 )

@@ -218,7 +218,7 @@ def test_sign_converts_an_inloader_header_in_place(
 def test_sign_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     src = tmp_path / "counter.signed.lskel.h"
     shutil.copy(need(COUNTER_SIGNED), src)
-    code, out, _ = call(capsys, *_sign_args("--json", "--keyring-id", "-3", str(src)))
+    code, out, _ = call(capsys, *_sign_args("--json", "--keyring", "-3", str(src)))
     assert code == 0
     (rec,) = json.loads(out)
     assert rec["ok"] and rec["scheme"] == "loadtime" and rec["keyring_id"] == -3

@@ -28,13 +28,15 @@ class SignOptions:
     digest: HashName = "sha256"
     sid: Literal["skid", "issuer-serial"] = "skid"
     scheme: Scheme = "loadtime"
-    keyring_id: int | None = None
+    keyring: str | None = None
     strict: bool = False
     output: str | None = None
     json: bool = False
 
 
 def register(sub: Any) -> None:
+    import argparse
+
     p = sub.add_parser(
         "sign",
         help="sign files (writes FILE.p7s) or light skeletons",
@@ -63,12 +65,13 @@ def register(sub: Any) -> None:
         help="light skeletons: which signing scheme (default loadtime)",
     )
     p.add_argument(
-        "--keyring-id",
-        type=int,
-        default=None,
-        metavar="N",
-        help="light skeletons: keyring the kernel checks the signature against",
+        "--keyring",
+        metavar="KEYRING",
+        help="light skeletons: keyring the kernel checks the signature against, written into "
+        "the header as keyring_id: session (-3), user, builtin (0), secondary (1), platform (2), "
+        "bpf (-9) or a number",
     )
+    p.add_argument("--keyring-id", dest="keyring", help=argparse.SUPPRESS)  # old spelling
     p.add_argument(
         "--strict",
         action="store_true",
@@ -157,6 +160,7 @@ def _sign_file(opts: SignOptions, signer: Signer, path: str, payload: bytes) -> 
 def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton) -> dict[str, Any]:
     """Sign one header: in place, or to ``-o``. Returns the file's record."""
     from .._fileio import atomic_write
+    from ..kernel import keyspec
     from ..skel import scheme
 
     text, report = scheme.sign_skeleton(
@@ -165,7 +169,7 @@ def _sign_skeleton(opts: SignOptions, signer: Signer, path: str, skel: Skeleton)
         scheme=opts.scheme,
         digest=opts.digest,
         sid=_sid(opts),
-        keyring_id=opts.keyring_id,
+        keyring_id=None if opts.keyring is None else keyspec.keyring_id(opts.keyring),
         strict=opts.strict,
     )
     out = opts.output or path
