@@ -75,15 +75,10 @@ def test_every_refusal_rule_is_exercised_by_a_measured_case(signer: Any) -> None
             v = rules.evaluate(load, P73, store)
             if v.failed is not None:
                 deciding.add(v.failed.rule.id)
-    # decided elsewhere: the skeleton/blob cases of this file and tests/vm/test_vm_signed_load.py
-    elsewhere = {"signature_size", "signature_empty", "keyring", "one_entry", "array", "frozen",
-                 "exclusive", "excl_hash", "payload_size", "signature", "bpf_map_layout",
-                 "bind_after_signature", "verification_support", "loader_exclusive", "loader_hash",
-                 "insn_cnt", "used_maps", "btf", "fd_array_entry", "bind", "bind_by_fd"}  # fmt: skip
-    assert deciding >= {"btf", "fd_array_entry", "used_maps", "frozen", "exclusive", "array",
-                        "one_entry", "excl_hash", "keyring", "signature_size", "signature_empty",
-                        "payload_size", "signature", "insn_cnt", "bind", "bind_by_fd"}
-    assert set(rules.RULES) <= deciding | elsewhere
+    # decided elsewhere: EOPNOTSUPP on this 6.18 host (tests/test_model.py, kernel-marked),
+    # and the 6.18 loader's own run-time checks (above; §13 rows 23 and 56)
+    elsewhere = {"verification_support", "loader_exclusive", "loader_hash"}
+    assert deciding == set(rules.RULES) - elsewhere
 
 
 def _load_of(case: cat.Case, att: cat.Attempt, signers: dict[str, Any]) -> rules.Load:

@@ -31,6 +31,8 @@ INSNS = bytes.fromhex("b700000000000000" "9500000000000000")
 USES_MAP0 = bytes.fromhex("1851000000000000" "0000000000000000") + INSNS
 #: ld_imm64 r1 = &fd_array[0].value[0] (BPF_PSEUDO_MAP_IDX_VALUE); r0 = *(u32 *)r1; exit
 READS_VALUE = bytes.fromhex("1861000000000000" "0000000000000000" "6110000000000000" "9500000000000000")
+#: r1 = fd_array[0]; r2 = *(u32 *)(r1 + 32); r0 = 0; exit -- the bpftool <= 7.8 -S exclusivity read
+READS_OFF32 = USES_MAP0[:16] + bytes.fromhex("6112200000000000") + INSNS
 #: ld_imm64 r1 = map fd 999 (BPF_PSEUDO_MAP_FD); r0 = 0; exit
 MAP_FD_999 = bytes.fromhex("18110000e7030000" "0000000000000000") + INSNS
 VALUE = bytes(range(1, 65))
@@ -206,6 +208,10 @@ CASES: list[Case] = [
     one("signed, ld_imm64 of map fd 999, cnt 0", insns=MAP_FD_999, fd_array=(), cnt=0, sig="insns-only",
         want=(E.EINVAL, "signed program cannot reference a map by fd, only via fd_array index")),
     one("signed, program reads its metadata value", insns=READS_VALUE, want=(None, "")),
+    one("signed over insns only, cnt 0, insns use fd_array[0]", insns=USES_MAP0, cnt=0, sig="insns-only",
+        want=(E.EACCES, "signed program must bind maps via a continuous fd_array (fd_array_cnt)")),
+    one("unsigned, insns read struct bpf_map at offset 32", insns=READS_OFF32, cnt=0, sig=None,
+        want=(E.EACCES, "cannot access ptr member ops with moff 32 in struct bpf_map with off 32 size 4")),
 ]
 
 
