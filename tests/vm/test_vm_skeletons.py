@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _vmcase import GuestKeys, attempt, both, check, metadata_map, model_backend, opened
+from _vmcase import GuestKeys, attempt, both, check, metadata_map, model_backend, opened, verdict_line
 
 from bpfsign.kernel.backend import default_backend
 
@@ -205,12 +205,12 @@ def test_unconverted_bpftool_signed_header(path: Path, guest_keys: GuestKeys, ag
     assert _model_verdict(skel, guest_keys, keyring_id=-3) == model
     from _vmoffline import engine_skeleton
 
-    assert engine_skeleton(skel, guest_keys) == got  # verify --kernel 7.3 / explain: errno and log
+    assert engine_skeleton(skel, guest_keys) == verdict_line(got)  # verify --kernel 7.3 / explain
     check(agreement, f"{path.name} as generated (bpftool -S), cnt 0", got, errno.EACCES,
           CNT0_REFUSED, model=model, offline=_offline_skeleton(skel, guest_keys))  # fmt: skip
     unsigned, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=None, cnt=0, be=be))
     assert _model_verdict(skel, guest_keys, unsigned=True) == model
-    assert engine_skeleton(skel, guest_keys, unsigned=True) == unsigned  # explain --unsigned
+    assert engine_skeleton(skel, guest_keys, unsigned=True) == verdict_line(unsigned)  # explain --unsigned
     check(agreement, f"{path.name} as generated (bpftool -S), signature dropped", unsigned,
           errno.EACCES, OFF32_REFUSED, model=model, offline=_offline_skeleton(skel, guest_keys, unsigned=True))  # fmt: skip
     got1, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=skel.signature, cnt=1, be=be))
