@@ -1,8 +1,9 @@
 """Sign a light skeleton under the load-time scheme, verify it offline, load it.
 
-    .venv/bin/python examples/sign_verify_load.py tests/fixtures/skel/counter.signed.lskel.h
+    .venv/bin/python examples/sign_verify_load.py [SKEL.lskel.h]
 
-A bpftool -S (6.18-style) header is converted on the way; an unsigned-mode
+Without an argument it signs the example skeleton bundled with bpfsign (the
+one ``bpfsign demo`` uses), so it runs from any directory. A bpftool -S (6.18-style) header is converted on the way; an unsigned-mode
 loader is signed with a warning naming the maps its ctx can still change.
 The load step needs root; on a kernel without CONFIG_SYSTEM_DATA_VERIFICATION
 it reports that instead of loading.
@@ -12,11 +13,15 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 import bpfsign
 from bpfsign.crypto import keys
 from bpfsign.skel import scheme, skeleton
+
+#: bpftool's -S output for a small counter program, shipped inside the bpfsign package
+BUNDLED = resources.files("bpfsign") / "data" / "example.lskel.h"
 
 
 def main(path: str) -> int:
@@ -24,18 +29,20 @@ def main(path: str) -> int:
         pair = keys.generate("rsa", subject="example signer")
         signer = bpfsign.FileSigner(pair.key, pair.cert_der)
 
-        text, report = scheme.sign_skeleton(skeleton.load(path), signer, scheme="loadtime")
+        signed, report = scheme.sign(skeleton.load(path), signer, scheme="loadtime")
         for warning in report.warnings:
             print("warning:", warning)
         if report.converted is not None:
             print("converted:", report.converted)
         out = Path(tmp) / Path(path).name
-        out.write_text(text)
+        signed.save(out)  # atomic and byte-exact
 
         trust = bpfsign.TrustStore()
         trust.add(pair.cert_der)  # the session keyring (-3), as `bpfsign keyring add` does
         verdict = scheme.verify_skeleton(skeleton.load(out), trust, keyring_id=-3)
-        print(f"offline: the kernel would load it ({verdict.scheme}, {verdict.payload_size} bytes signed)")
+        print(
+            f"offline: the kernel would load it ({verdict.scheme}, {verdict.payload_size} bytes signed)"
+        )
 
         from bpfsign.kernel import keyring
 
@@ -54,4 +61,4 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/skel/counter.signed.lskel.h"))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else str(BUNDLED)))

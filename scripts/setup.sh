@@ -9,6 +9,7 @@ PKGS=(
   clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev gcc   # fixtures + C benchmark harness
   qemu-system-x86 busybox-static cpio xz-utils zstd keyutils  # the Linux 7.x VM
   hyperfine                     # CLI benchmark
+  softhsm2                      # PKCS#11 token for the pkcs11 tests
   python3-venv
 )
 missing=()

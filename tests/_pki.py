@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from bpfsign.crypto.signer import KeyType
+
 _CONFIG = """[req]
 distinguished_name = dn
 prompt = no
@@ -149,7 +151,7 @@ class PemSigner:
 
         self._key = load_pem_private_key(p.key.read_bytes(), None)
         self.certificate = p.cert_der
-        self.key_type = "ec" if p.kind in ("p256", "p384") else "rsa"
+        self.key_type: KeyType = "ec" if p.kind in ("p256", "p384") else "rsa"
 
     def sign_digest(self, digest: bytes, hash_name: str) -> bytes:
         from cryptography.hazmat.primitives import hashes

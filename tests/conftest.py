@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -20,6 +21,20 @@ from functools import cache
 import pytest
 
 IN_VM = os.environ.get("BPFSIGN_IN_VM") == "1"
+
+
+def _fixture_keys_owner_only() -> None:
+    """git checks the fixture key out with the umask's mode (often 0644), and `bpfsign sign`
+    refuses keys that group or others can read: make it 0600 (the guest's root is read-only;
+    there the host's mode is seen)."""
+    keys = os.path.join(os.path.dirname(__file__), "fixtures", "keys")
+    for name in os.listdir(keys) if os.path.isdir(keys) else ():
+        if name.endswith(".key.pem"):
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(keys, name), 0o600)
+
+
+_fixture_keys_owner_only()
 REQUIRE_KERNEL = os.environ.get("BPFSIGN_REQUIRE_KERNEL") == "1"
 
 
@@ -62,7 +77,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if IN_VM:
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         (drop if item.get_closest_marker("vm") else keep).append(item)
     if drop:

@@ -494,6 +494,7 @@ def test_usage_error_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_garbage_inputs_give_one_line_no_traceback(tmp_path: Path, pki: tuple[Path, Path]) -> None:
     garbage = tmp_path / "garbage"
     garbage.write_bytes(os.urandom(64))
+    garbage.chmod(0o600)  # a key file: owner-only, so that its content is what gets judged
     payload = tmp_path / "p.bin"
     payload.write_bytes(b"x")
     cases = [
@@ -591,14 +592,15 @@ def test_sign_with_encrypted_key_reads_passphrase_from_env(
     assert (code, out) == (2, "")
     assert err == (
         f"bpfsign: {encrypted}: private key is encrypted; give its passphrase "
-        "(environment variable BPFSIGN_KEY_PASSPHRASE)\n"
+        "(--passphrase-file F, --passphrase-env NAME or $BPFSIGN_KEY_PASSPHRASE, or a terminal "
+        "prompt)\n"
     )
     monkeypatch.setenv(sign.PASSPHRASE_ENV, "wrong")
     code, out, err = call(capsys, *argv)
     assert (code, out, err) == (
         2,
         "",
-        f"bpfsign: {encrypted}: wrong passphrase for the encrypted private key\n",
+        f"bpfsign: wrong passphrase for {encrypted}\n",
     )
     monkeypatch.setenv(sign.PASSPHRASE_ENV, "s3cret")
     code, out, err = call(capsys, *argv)

@@ -218,10 +218,10 @@ def test_sign_converts_an_inloader_header_in_place(
 def test_sign_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     src = tmp_path / "counter.signed.lskel.h"
     shutil.copy(need(COUNTER_SIGNED), src)
-    code, out, _ = call(capsys, *_sign_args("--json", "--keyring", "-3", str(src)))
+    code, out, _ = call(capsys, *_sign_args("--json", str(src)))
     assert code == 0
     (rec,) = json.loads(out)
-    assert rec["ok"] and rec["scheme"] == "loadtime" and rec["keyring_id"] == -3
+    assert rec["ok"] and rec["scheme"] == "loadtime" and "keyring_id" not in rec
     assert rec["kind"] == "skeleton" and "signature" not in rec
     assert rec["converted"]["count"] == 33 and rec["warnings"] == []
 

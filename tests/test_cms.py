@@ -174,3 +174,31 @@ def test_fast_path_agrees_with_the_general_walker(
     assert (fast is not None) == ("-keyid" in flags and "-noattr" in flags)
     for extra in (b"\0", b"\x30\x00"):  # anything trailing leaves the fast path
         assert cms._parse_bpftool_shape(sig + extra) is None
+
+
+def test_value_types_are_written_once_and_cost_no_typing_import() -> None:
+    """cms/der value types use NamedTuple syntax once; at run time no typing import."""
+    import subprocess
+    import sys
+
+    from bpfsign.crypto import cms, der
+
+    probe = (
+        "import sys, bpfsign.crypto.cms as c, bpfsign.crypto.der as d\n"
+        "print('typing' in sys.modules, 'dataclasses' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+    alg = cms.AlgorithmId(b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x01", None)
+    assert alg._fields == ("oid", "parameters") and tuple(alg) == (alg.oid, None)
+    assert alg.name == "rsaEncryption"
+    with pytest.raises(AttributeError):
+        alg.oid = b""  # type: ignore[misc]
+    assert cms.SignedData._fields == (
+        "version", "digest_algorithms", "content_type", "content", "certificates",
+        "signer_infos", "length", "warnings", "problems",
+    )
+    assert cms.SignerInfo.__doc__ is not None and "raw encodings" in cms.SignerInfo.__doc__
+    el = der.read(b"\x02\x01\x05")
+    assert el._fields[:3] == ("data", "offset", "tag") and der.decode_integer(el) == 5
+    assert repr(el).startswith("Element(data=")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -66,7 +67,10 @@ def test_demo_runs_and_exits_0() -> None:
     assert lines[2] == (
         f"[3/{total}] verify: OK example.bin: signer CN={demo.DEMO_SUBJECT}, sha256, rsaEncryption"
     )
-    assert lines[3] == f"[4/{total}] tamper: REJECTED example.bin with one byte flipped: {REJECTED}"
+    assert lines[3] == (
+        f"[4/{total}] tamper: REJECTED example.tampered.bin (example.bin with its last byte "
+        f"flipped) against example.bin.p7s: {REJECTED}"
+    )
     assert lines[4] == (
         f"[5/{total}] inspect-skeleton: example.lskel.h: light skeleton 'sockfilter', 222 insns, "
         "3968 data bytes, maps proto_counts, rodata, programs count_proto; scheme inloader, "
@@ -83,8 +87,8 @@ def test_demo_runs_and_exits_0() -> None:
         "rsaEncryption"
     )
     assert lines[7] == (
-        f"[8/{total}] tamper-skeleton: REJECTED example.loadtime.lskel.h with data byte 1984 "
-        f"flipped: {REJECTED}"
+        f"[8/{total}] tamper-skeleton: REJECTED example.loadtime.tampered.lskel.h "
+        f"(example.loadtime.lskel.h with data byte 1984 flipped): {REJECTED}"
     )
     assert lines[8].startswith(f"[9/{total}] load: ")
     assert lines[-1] == "demo OK: signed, verified offline, and tampered copies rejected"
@@ -157,13 +161,19 @@ def test_demo_json_and_keep(tmp_path: Path) -> None:
     assert [s["title"] for s in report["steps"]] == STEP_TITLES
     assert all(s["status"] == "ok" for s in report["steps"][:-1])
     assert report["steps"][-1]["status"] in ("ok", "skipped")
-    assert {p.name for p in keep.iterdir()} == {
-        "demo.crt",
+    kept = [
         "demo.key",
+        "demo.crt",
         "example.bin",
         "example.bin.p7s",
+        "example.tampered.bin",
+        "example.lskel.h",
         "example.loadtime.lskel.h",
-    }
+        "example.loadtime.tampered.lskel.h",
+    ]
+    assert report["files"] == kept
+    assert sorted(p.name for p in keep.iterdir()) == sorted(kept)
+    assert [f for s in report["steps"] for f in s["files"]] == kept
     assert stat.S_IMODE(os.stat(keep / "demo.key").st_mode) == 0o600
     verified = subprocess.run(
         [
@@ -237,3 +247,36 @@ def test_tamper_step_rejects_any_flipped_byte(tmp_path: Path, flip: int) -> None
     with pytest.raises(VerificationError) as info:
         verify(bytes(tampered), ctx.signature_path.read_bytes(), ctx.trust)
     assert info.value.errno == 129
+
+
+FILE_NAME = re.compile(r"[\w.-]+\.(?:key|crt|bin|p7s|lskel\.h)\b")
+
+
+def test_keep_keeps_every_file_the_demo_shows(tmp_path: Path) -> None:
+    """Each file named in the output is in DIR, DIR holds nothing else, and each verdict
+    the demo shows comes out the same from `bpfsign verify` on the kept files."""
+    keep = tmp_path / "kept"
+    proc = run("--keep", str(keep))
+    assert proc.returncode == 0, proc.stderr
+    *steps, ok, files_line = proc.stdout.splitlines()
+    assert ok == "demo OK: signed, verified offline, and tampered copies rejected"
+    prefix = f"files kept in {keep}: "
+    assert files_line.startswith(prefix)
+    listed = files_line.removeprefix(prefix).split(", ")
+    assert sorted(listed) == sorted(p.name for p in keep.iterdir())
+    shown = {name for line in steps for name in FILE_NAME.findall(line)}
+    assert shown == set(listed)
+
+    def verify(*argv: str) -> tuple[int, str]:
+        out = subprocess.run(
+            [sys.executable, "-m", "bpfsign", "verify", "--trust", str(keep / "demo.crt"), *argv],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return out.returncode, out.stdout + out.stderr
+
+    assert verify(str(keep / "example.bin"))[0] == 0
+    code, out = verify("--sig", str(keep / "example.bin.p7s"), str(keep / "example.tampered.bin"))
+    assert (code, out) == (1, f"REJECTED {keep / 'example.tampered.bin'}: {REJECTED}\n")
+    assert verify(str(keep / "example.loadtime.lskel.h"))[0] == 0
+    code, out = verify(str(keep / "example.loadtime.tampered.lskel.h"))
+    assert (code, out) == (1, f"REJECTED {keep / 'example.loadtime.tampered.lskel.h'}: {REJECTED}\n")

@@ -125,3 +125,19 @@ def test_writer_lengths_and_set_ordering() -> None:
     assert der.set_of(b"\x02\x01\x02", b"\x02\x01\x01") == bytes.fromhex("3106020101020102")
     assert der.context(0, b"\x01", constructed=False) == b"\x80\x01\x01"
     assert der.null() == core.Null().dump()
+
+
+def test_der_errors_are_bpfsign_verification_errors_with_ebadmsg() -> None:
+    import errno
+
+    import bpfsign
+
+    with pytest.raises(der.DERError) as info:
+        der.read(bytes.fromhex("3005020100"))
+    e = info.value
+    assert isinstance(e, bpfsign.VerificationError) and isinstance(e, bpfsign.Error)
+    assert isinstance(e, ValueError)  # generic parsers of untrusted bytes still catch it
+    assert e.errno == errno.EBADMSG and e.exit_code == 1
+    assert e.reason == "length 5 runs past the end of the enclosing element (3 bytes left)"
+    assert e.offset == 0 and e.detail == e.reason + " (at byte 0)"
+    assert str(e) == "EBADMSG (74): " + e.detail

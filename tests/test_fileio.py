@@ -116,13 +116,13 @@ def test_a_fifo_without_a_writer_is_refused_without_blocking(tmp_path: Path) -> 
 def test_a_directory_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         read_input(tmp_path, limit=100, what="certificate")
-    assert str(info.value) == f"{tmp_path}: is a directory, expected a certificate"
+    assert str(info.value) == f"{tmp_path}: is a directory, expected a file"
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         read_input(tmp_path / "nope", limit=100)
-    assert str(info.value) == f"{tmp_path / 'nope'}: cannot read: No such file or directory"
+    assert str(info.value) == f"{tmp_path / 'nope'}: file not found"
 
 
 # ------------------------------------------------------------- nothing lost on write

@@ -134,7 +134,8 @@ def test_section_images_match_the_c_reference(name: str) -> None:
         assert hashlib.sha256(image).hexdigest() == expected["sha256"]
         assert len(image) == expected["image_sz"] <= expected["mmap_sz"] == 4096
         ends = [v["offset"] + v["size"] for v in expected["variables"].values()]
-        assert ends and max(ends) <= len(image)
+        # a section of static variables or string literals only: no variable to place
+        assert max(ends, default=0) <= len(image)
 
 
 @pytest.mark.parametrize("name", HEADERS)
@@ -205,9 +206,19 @@ def test_one_object_gives_one_data_blob_and_one_unsigned_loader() -> None:
         ("sockfilter", "big"),
         ("counter", "little"),
         ("multi", "little"),
+        ("globals", "little"),
+        ("hidden", "little"),
     }
-    for names in groups.values():
-        assert len({REFERENCE[n]["data_sha256"] for n in names}) == 1, names
+    for (obj, _), names in groups.items():
+        datas = {REFERENCE[n]["data_sha256"] for n in names}
+        if obj in ("globals", "hidden"):
+            # libbpf 1.1 (bpftool 7.1) makes every global-data map mmapable, 1.8 only those with
+            # variables user space can see (.rodata.str1.1, a static-only .rodata): other flags
+            assert len({REFERENCE[n]["data_sha256"] for n in names
+                        if REFERENCE[n]["bpftool"] == "7.8.0"}) == 1, names
+            assert len(datas) == 2, names
+        else:
+            assert len(datas) == 1, names
         unsigned = {REFERENCE[n]["insns_sha256"] for n in names if not REFERENCE[n]["signed"]}
         assert len(unsigned) == 1, names  # bpftool 7.1 == 7.8 == clang-formatted
         signed = {REFERENCE[n]["insns_sha256"] for n in names if REFERENCE[n]["signed"]}

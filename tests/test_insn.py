@@ -43,7 +43,7 @@ def test_encode_little_and_big_endian() -> None:
     assert insn.encode([i], "little") == bytes([0x61, 0x12, 0x20, 0x00, 0xEA, 0xFF, 0xFF, 0xFF])
     assert insn.encode([i], "big") == bytes([0x61, 0x21, 0x00, 0x20, 0xFF, 0xFF, 0xFF, 0xEA])
     for endian in ("little", "big"):
-        assert insn.decode(insn.encode([i], endian), endian) == [i]  # type: ignore[arg-type]
+        assert insn.decode(insn.encode([i], endian), endian) == [i]
 
 
 def test_exclusivity_read_encodes_as_in_the_spec() -> None:

@@ -364,3 +364,51 @@ def test_verify_refuses_an_unsigned_header() -> None:
     with pytest.raises(InputError) as exc:
         scheme.verify_skeleton(_load(COUNTER_V71), object())
     assert exc.value.reason == "not signed: the header has no opts_sig; sign it with `bpfsign sign`"
+
+
+# ------------------------------------------------------- hostile loaders, big payloads
+
+
+@pytest.mark.parametrize("off", [-32768, -100, -8, 32767, 30000])
+def test_a_cleanup_jump_far_outside_the_program_is_no_hash_block(off: int) -> None:
+    """Insn 6's goto names the in-loader check; pointing it anywhere must not crash."""
+    skel = _load(SKEL_DIR / "counter.signed.lskel.h")
+    ins = bytearray(skel.insns)
+    ins[6 * 8 + 2 : 6 * 8 + 4] = off.to_bytes(2, "little", signed=True)
+    bad = dataclasses.replace(skel, insns=bytes(ins))
+    a = scheme.audit(bad)
+    assert a.hash_check is None and a.scheme == "loadtime"
+    with pytest.raises(InputError) as exc:
+        scheme.convert_to_loadtime(bad)
+    assert exc.value.reason.startswith("no in-loader hash check found after the cleanup block")
+
+
+def test_signing_refuses_a_payload_the_kernel_would_refuse() -> None:
+    skel = _load(SKEL_DIR / "counter.lskel.h")
+    limit = skeleton.MAX_PAYLOAD
+    assert limit == 16_777_215
+    fits = (limit - len(skel.insns)) // 8 * 8
+    over = dataclasses.replace(skel, data=bytes(fits + 8))
+    with pytest.raises(skeleton.TooLargeError) as exc:
+        scheme.sign(over, _signer())
+    e = exc.value
+    assert (e.insns_size, e.data_size, e.errno) == (len(skel.insns), fits + 8, errno.E2BIG)
+    assert str(e) == (
+        f"{skel.path}: E2BIG: loader insns ({len(skel.insns)} bytes) + data ({fits + 8} bytes) = "
+        f"{len(skel.insns) + fits + 8} bytes, over the kernel's 16777215-byte limit for one "
+        "signed load"
+    )
+    signed, report = scheme.sign(dataclasses.replace(skel, data=bytes(fits)), _signer())
+    assert report.payload_size == len(skel.insns) + fits <= limit
+    assert signed.signature is not None and signed.excl_hash == scheme.sha256(skel.insns)
+
+
+def test_sign_returns_the_model_that_sign_skeleton_renders() -> None:
+    skel = _load(SKEL_DIR / "counter.signed.lskel.h")  # -S: converted while signing
+    signed, report = scheme.sign(skel, _signer())
+    text, _ = scheme.sign_skeleton(skel, _signer())
+    assert report.converted is not None
+    again = skeleton.parse(signed.render())
+    assert again.insns == signed.insns and again.signature == signed.signature
+    # RSA PKCS#1 v1.5 is deterministic: both calls sign the same bytes the same way
+    assert text == signed.render()

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _sid import sid_root  # noqa: F401  (the pinned sid headers, fetched on first use)
 from bpfsign.errors import InputError
 from bpfsign.skel import insn, scheme, skeleton
 
@@ -304,8 +305,12 @@ def test_data_not_a_multiple_of_eight() -> None:
 
 def test_not_a_light_skeleton() -> None:
     e = _err("int main(void) { return 0; }\n")
-    assert e.reason.startswith("no skeleton struct")
-    assert e.line == 1
+    assert isinstance(e, skeleton.NotAHeaderError)
+    assert e.reason == (
+        "not a light-skeleton header: no 'struct bpf_loader_ctx' anywhere; is this a light "
+        "skeleton from bpftool gen skeleton -L?"
+    )
+    assert e.line is None  # about the whole file
 
 
 # ------------------------------------------------------------ lenient mode
@@ -477,20 +482,19 @@ def test_bpftool_signed_fixture_shape(pair: tuple[Path, Path]) -> None:
 
 # --------------------------------------------- the C compiler's view of our output
 
-SID_ROOT = FIXTURES / ".cache" / "root"
-
-
 def _members(text: str, pattern: str) -> str:
     return " ".join(f"X({m})" for m in re.findall(pattern, text))
 
 
 @pytest.mark.parametrize("name", ["counter.v71", "counter.v71.clang-format", "sockfilter.bpfeb"])
-def test_headers_we_sign_compile_and_c_sees_our_blobs(name: str, tmp_path: Path) -> None:
+def test_headers_we_sign_compile_and_c_sees_our_blobs(
+    name: str, tmp_path: Path, sid_root: Path  # noqa: F811  (the fixture imported above)
+) -> None:
     """gcc -Werror against libbpf 1.7's skel_internal.h, then the refprog harness reads opts."""
     src = SKEL_DIR / f"{name}.lskel.h"
-    libbpf, uapi = SID_ROOT / "libbpf-dev/usr/include", SID_ROOT / "linux-libc-dev/usr/include"
-    if not (src.exists() and libbpf.is_dir() and uapi.is_dir() and shutil.which("gcc")):
-        pytest.skip("needs the fixture cache (tests/fixtures/generate.sh) and gcc")
+    libbpf, uapi = sid_root / "libbpf-dev/usr/include", sid_root / "linux-libc-dev/usr/include"
+    assert src.exists() and libbpf.is_dir() and uapi.is_dir(), (src, libbpf, uapi)
+    assert shutil.which("gcc"), "gcc compiles the headers (scripts/setup.sh installs it)"
     text = skeleton.read_text(src)
     skel = skeleton.parse(text)
     sig = b"\x30\x82\x01\x00" + hashlib.sha256(text.encode()).digest() * 8
@@ -578,3 +582,146 @@ def test_kernel_iterators_clang_layout_parses_like_the_original() -> None:
     assert kernel.progs == original.progs
     assert kernel.links == original.links
     assert kernel.endian == "little" and kernel.signature is None and kernel.excl_hash is None
+
+
+# ----------------------------------------------- what a file is, before parsing
+
+
+@pytest.mark.parametrize("path", HEADERS, ids=_ids(HEADERS))
+def test_every_fixture_sniffs_as_a_light_skeleton(path: Path) -> None:
+    assert skeleton.sniff(skeleton.read_text(path)) == "lskel"
+
+
+def _regular_skeleton(tmp_path: Path) -> Path:
+    """A regular (non -L) skeleton of a fixture program, from this host's clang and bpftool."""
+    clang, bpftool = shutil.which("clang"), shutil.which("bpftool")
+    if clang is None or bpftool is None:
+        pytest.skip("needs clang and bpftool to generate a regular skeleton")
+    obj = tmp_path / "sockfilter.bpf.o"
+    subprocess.run(
+        [clang, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
+         str(FIXTURES / "bpf" / "sockfilter.bpf.c"), "-o", str(obj)],
+        check=True, capture_output=True,
+    )
+    out = tmp_path / "sockfilter.skel.h"
+    out.write_bytes(
+        subprocess.run([bpftool, "gen", "skeleton", str(obj), "name", "sockfilter"],
+                       check=True, capture_output=True).stdout
+    )
+    return out
+
+
+def test_a_regular_skeleton_is_named_as_such(tmp_path: Path) -> None:
+    path = _regular_skeleton(tmp_path)
+    text = skeleton.read_text(path)
+    assert "bpf_object__open_skeleton" in text
+    assert skeleton.sniff(text) == "skel"
+    with pytest.raises(skeleton.RegularSkeletonError) as exc:
+        skeleton.load(path)
+    assert exc.value.path == str(path)
+    assert exc.value.reason == (
+        "a regular BPF skeleton (it embeds an ELF object for bpf_object__open_skeleton), "
+        "not a light skeleton from bpftool gen skeleton -L: it has no loader program to sign"
+    )
+
+
+def test_binary_files_are_not_headers(tmp_path: Path) -> None:
+    cases = {
+        "nul.bin": (b"struct bpf_loader_ctx ctx;\0\x01", "NUL byte at offset 26 (binary data?)"),
+        "latin1.h": (b"/* caf\xe9 */ struct bpf_loader_ctx;", "invalid UTF-8 at byte offset 6 (binary data?)"),
+        "elf.o": (b"\x7fELF\x02\x01\x01\0", "NUL byte at offset 7 (binary data?)"),
+    }
+    for name, (data, why) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(skeleton.NotAHeaderError) as exc:
+            skeleton.load(path)
+        assert str(exc.value) == f"{path}: not a text header: {why}"
+    assert skeleton.sniff("int x;\0") == "not-a-header"
+    with pytest.raises(skeleton.NotAHeaderError) as exc2:
+        skeleton.parse("struct bpf_loader_ctx;\0", path="t.h")
+    assert exc2.value.reason == "not a light-skeleton header: NUL character at offset 22: binary data, not C text"
+
+
+# ------------------------------------------------------------ C integer literals
+
+
+@pytest.mark.parametrize("spelling", ["3936u", "3936U", "3936UL", "3936ull", "3936LL", "0xf60UL", "0XF60", "07540", "0b111101100000"])
+def test_c_integer_suffixes_and_bases(spelling: str) -> None:
+    text = _need(COUNTER_V71)
+    assert "opts.data_sz = 3936;" in text
+    skel = skeleton.parse(text.replace("opts.data_sz = 3936;", f"opts.data_sz = {spelling};"))
+    assert len(skel.data) == 3936
+    assert skel.data == skeleton.parse(text).data
+
+
+@pytest.mark.parametrize("spelling", ["39z6", "3936uu", "0x", "3936lul", "08"])
+def test_bad_c_integer_literals_are_input_errors(spelling: str) -> None:
+    text = _need(COUNTER_V71).replace("opts.data_sz = 3936;", f"opts.data_sz = {spelling};")
+    e = _err(text)
+    assert e.reason == f"bad integer literal {spelling!r} for opts.data_sz"
+    assert e.line == _line_of(text, f"opts.data_sz = {spelling};")
+
+
+def test_map_data_sizes_accept_suffixes() -> None:
+    text = _need(SKEL_DIR / "counter.lskel.h")
+    n = text.count(", 4096,")
+    assert n >= 1
+    skel = skeleton.parse(text.replace(", 4096,", ", 4096u,"))
+    assert [m.mmap_size for m in skel.maps] == [m.mmap_size for m in skeleton.parse(text).maps]
+
+
+# ------------------------------------------------------------------ saving
+
+
+@pytest.mark.parametrize("path", HEADERS, ids=_ids(HEADERS))
+def test_save_is_byte_exact(path: Path, tmp_path: Path) -> None:
+    skel = skeleton.load(path)
+    out = tmp_path / path.name
+    skel.save(out)
+    assert out.read_bytes() == path.read_bytes()
+    again = tmp_path / ("again-" + path.name)
+    skeleton.save(skeleton.read_text(path), again)
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_save_writes_what_render_returns(tmp_path: Path) -> None:
+    import dataclasses
+
+    skel = skeleton.load(SKEL_DIR / "counter.signed.lskel.h")
+    assert skel.signature is not None
+    changed = dataclasses.replace(skel, signature=bytes(range(200)))
+    out = tmp_path / "c.lskel.h"
+    changed.save(out)
+    assert out.read_bytes() == changed.render().encode()
+    assert skeleton.load(out).signature == bytes(range(200))
+
+
+# ---------------------------------------------------- the escape codec at scale
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400), st.integers(min_value=0, max_value=10_000))
+def test_canonical_spelling_check_agrees_with_render(data: bytes, where: int) -> None:
+    from bpfsign.skel import escapes
+
+    lit = escapes.render_literal(data)
+    assert escapes.is_canonical(lit, 0, len(lit), data)
+    assert escapes.decode(lit, 1, len(lit) - 1, "x", lenient=False) == data
+    breaks = [m.start() for m in re.finditer(r"\\\n", lit)][1:]
+    if breaks:  # drop one line break: the lines no longer wrap as print_hex wraps them
+        b = breaks[where % len(breaks)]
+        joined = lit[:b] + lit[b + 2 :]
+        assert not escapes.is_canonical(joined, 0, len(joined), data)
+    upper = lit.replace("\\xa", "\\xA", 1)
+    if upper != lit:
+        assert not escapes.is_canonical(upper, 0, len(upper), data)
+
+
+def test_big_blobs_decode_in_slices() -> None:
+    from bpfsign.skel import escapes
+
+    data = bytes(range(256)) * 9000  # over two 1 MiB text slices
+    lit = escapes.render_literal(data)
+    assert escapes.decode(lit, 1, len(lit) - 1, "data", lenient=False) == data
+    assert escapes.is_canonical(lit, 0, len(lit), data)

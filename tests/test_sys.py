@@ -237,8 +237,8 @@ def test_cli_load_as_an_unprivileged_user_says_what_is_missing() -> None:
     assert run.returncode == 1
     off = " (unprivileged bpf() is off)" if _disabled() != "0" else ""
     assert run.stderr == (
-        "bpfsign: BPF_MAP_CREATE: EPERM (1): not permitted: bpf() needs CAP_BPF (plus "
-        "CAP_PERFMON for tracing programs or CAP_NET_ADMIN for networking ones) or root; this "
+        "bpfsign: BPF_MAP_CREATE: EPERM (1): sockfilter: map create of __loader.map failed: "
+        "not permitted: bpf() needs CAP_BPF (plus CAP_PERFMON for tracing programs or CAP_NET_ADMIN for networking ones) or root; this "
         "process runs as uid 65534 (CAP_BPF missing, CAP_PERFMON missing, CAP_SYS_ADMIN missing) "
         f"and kernel.unprivileged_bpf_disabled = {_disabled()}{off}; run it as root with full "
         "capabilities, or grant them (an LSM may refuse it too)\n"
@@ -313,6 +313,14 @@ def test_eintr_and_eagain_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(KernelError) as info:
         S.bpf(S.MAP_FREEZE, S.MapElemAttr(), S.SIZE_FREEZE)
     assert info.value.errno == errno.EAGAIN
+    # the one retry loop also serves add_key and keyctl, and bpf_errno for probes
+    script[:] = [(-1, errno.EINTR), (41, 0), (-1, errno.EINTR), (42, 0), (-1, errno.EAGAIN), (43, 0)]
+    assert S.add_key(b"asymmetric", None, b"x", -3) == 41
+    assert S.keyctl(S.KEYCTL_GET_KEYRING_ID, -3, 0) == 42
+    assert S.bpf_errno(S.MAP_FREEZE, S.MapElemAttr(), S.SIZE_FREEZE) == (43, 0)
+    script[:] = [(-1, errno.EINTR)] * 5
+    assert S.bpf_errno(S.MAP_FREEZE, S.MapElemAttr(), S.SIZE_FREEZE) == (-1, errno.EINTR)
+    assert script == []
 
 
 def test_log_retry_keeps_the_first_errno(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ bpfsign.crypto.verify gives (512 EKEYREJECTED, 97 EBADMSG, 43 EINVAL, 40 ENOKEY,
 from __future__ import annotations
 
 from errno import EKEYREJECTED
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -176,11 +177,11 @@ def _normalise(sig: bytes, rules: set[str]) -> _Tree | None:
     got = _parse(sig, 0, len(sig))
     if got is None or got[1] != len(sig):
         return None
-    root = got[0]
+    root: Any = got[0]  # walked by position; a wrong shape raises and gives None
     try:
-        content = root[1][1]  # type: ignore[index]
-        signed_data = content[1][0]  # type: ignore[index]
-        fields = list(signed_data[1])  # type: ignore[index]
+        content = root[1][1]
+        signed_data = content[1][0]
+        fields = list(signed_data[1])
         if "digestAlgorithms" in rules:
             fields[1] = (0x31, b"<noted, never checked>")
         infos_tag, infos = fields[-1]
@@ -189,17 +190,17 @@ def _normalise(sig: bytes, rules: set[str]) -> _Tree | None:
             tag1, value1 = fields[1]
             fields[1] = (0x31 if tag1 in (0x30, 0x31) else tag1, value1)
         new_infos = []
-        for info in infos:  # type: ignore[union-attr]
-            parts = list(info[1])  # type: ignore[index]
+        for info in infos:
+            parts = list(info[1])
             if "signature-parameters" in rules:
                 at = 4 if parts[3][0] == 0xA0 else 3  # after the optional signedAttrs
                 alg_tag, alg = parts[at]
-                parts[at] = (alg_tag, [alg[0], (0x05, b"<ignored>")])  # type: ignore[index]
+                parts[at] = (alg_tag, [alg[0], (0x05, b"<ignored>")])
             new_infos.append((info[0], parts))
         fields[-1] = (infos_tag, new_infos)
     except (IndexError, TypeError, KeyError):
         return None
-    return (root[0], [root[1][0], (content[0], [(signed_data[0], fields)])])  # type: ignore[index]
+    return (root[0], [root[1][0], (content[0], [(signed_data[0], fields)])])
 
 
 def explain(original: bytes, mutated: bytes) -> str | None:

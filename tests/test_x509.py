@@ -187,3 +187,49 @@ def test_mutated_certificates_raise_only_certificate_error(data: st.DataObject) 
     except CertificateError:
         return
     assert parsed.key_ids and isinstance(parsed.subject_str, str)
+
+
+def _fixture_cert_der() -> bytes:
+    import subprocess
+
+    pem = Path(__file__).parent / "fixtures" / "keys" / "TEST-ONLY-lskel-signing.cert.pem"
+    return subprocess.run(
+        ["openssl", "x509", "-in", str(pem), "-outform", "DER"], capture_output=True, check=True
+    ).stdout
+
+
+@pytest.mark.parametrize(("version", "why"), [
+    (5, "not a valid X.509 certificate: 5 is not a valid X509 version"),
+    (-1, "not an X.509 certificate (expected PEM or DER)"),
+])
+def test_sign_cert_loading_refuses_an_out_of_range_version(tmp_path: Path, version: int, why: str) -> None:
+    """The signing path reads --cert with keys.load_certificate: an InputError, no traceback."""
+    from bpfsign.crypto import keys
+
+    good = _fixture_cert_der()
+    at = good.index(bytes.fromhex("a003020102"))
+    bad = good[:at] + bytes.fromhex("a0030201") + version.to_bytes(1, "big", signed=True) + good[at + 5 :]
+    path = tmp_path / "bad.der"
+    path.write_bytes(bad)
+    with pytest.raises(InputError) as exc:
+        keys.load_certificate(path)
+    assert str(exc.value) == f"{path}: {why}"
+    # our own reader (the SignedData builder's) still parses it: the kernel ignores the version
+    assert Certificate.from_der(bad).serial == Certificate.from_der(good).serial
+
+
+def test_malformed_subject_is_a_certificate_error() -> None:
+    good = _fixture_cert_der()
+    cert = Certificate.from_der(good)
+    at = good.rindex(cert.subject)  # self-signed: the issuer has the same bytes first
+    assert good[at + 2] == 0x31  # the subject's first RDN, a SET
+    bad = bytearray(good)
+    bad[at + 3] = 0x7F  # claims more bytes than the Name holds
+    with pytest.raises(CertificateError) as exc:
+        Certificate.from_der(bytes(bad))
+    assert exc.value.reason.startswith("not a valid X.509 certificate: length 127 runs past")
+    bad = bytearray(good)
+    bad[at + 2] = 0x30  # a SEQUENCE where the SET goes
+    with pytest.raises(CertificateError) as exc:
+        Certificate.from_der(bytes(bad))
+    assert exc.value.reason == "malformed subject Name: a RelativeDistinguishedName is not a SET"

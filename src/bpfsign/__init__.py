@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("Loader", "LoadedSkeleton", "load_skeleton"), "bpfsign.kernel.loader"),
     **dict.fromkeys(("verify_many", "VerifiedSignature"), "bpfsign.crypto.verify"),
     "FileSigner": "bpfsign.crypto.keys",
+    "Pkcs11Signer": "bpfsign.crypto.pkcs11",
     **dict.fromkeys(("Skeleton", "MapSpec", "ProgSpec"), "bpfsign.skel.skeleton"),
     **dict.fromkeys(("Audit", "audit", "convert_to_loadtime", "sign_skeleton", "verify_skeleton"), "bpfsign.skel.scheme"),
 }

@@ -11,19 +11,33 @@ removed by the next write to the same target.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import re
-import secrets
 import stat
-import warnings
-from pathlib import Path
 
 from .errors import InputError
 
+TYPE_CHECKING = False  # the verify path reads files: keep its imports to os and stat
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from pathlib import Path
+
+#: The largest light-skeleton header read: the kernel's largest signed payload (16 MiB)
+#: written 4 characters a byte, plus the C around it, with room to spare.
+MAX_HEADER = 256 << 20
+#: Keys, certificates and signatures (the kernel takes signatures of at most 8 KiB; a
+#: bigger one is still read, to be refused with the kernel's errno).
+MAX_SMALL_FILE = 1 << 20
 #: temp files are ``.NAME.bpfsign-PID-RANDOM.tmp`` so a later run can tell a dead writer's.
-_TEMP = re.compile(r"^\.(?P<name>.+)\.bpfsign-(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+_TEMP = r"^\.(?P<name>.+)\.bpfsign-(?P<pid>\d+)-[0-9a-f]{8}\.tmp$"
+
+
+class TooLargeInput(InputError):
+    """A file is larger than what may be read for its purpose; nothing of it was kept."""
+
+    def __init__(self, message: str, *, path: str, size: int, limit: int) -> None:
+        super().__init__(message, path=path)
+        self.size = size
+        self.limit = limit
 
 
 def _kind(mode: int) -> str:
@@ -40,34 +54,44 @@ def _kind(mode: int) -> str:
 
 
 def read_input(
-    path: str | os.PathLike[str], *, limit: int, what: str = "file", allow_special: bool = False
+    path: str | os.PathLike[str],
+    *,
+    limit: int,
+    what: str = "file",
+    allow_special: bool = False,
+    check: Callable[[os.stat_result], None] | None = None,
 ) -> bytes:
     """The bytes of ``path``, refusing non-regular files and anything over ``limit`` bytes.
 
     The size is checked from ``fstat`` before reading, and the read stops one
     byte past the limit, so a file that grows (or a special file, when
     ``allow_special``) can never make the read unbounded. The open never
-    blocks, even on a FIFO without a writer.
+    blocks, even on a FIFO without a writer. ``check`` sees the ``fstat`` of the
+    very file that is read (e.g. a private key's permissions) before any byte.
     """
     shown = os.fspath(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise InputError("file not found", path=shown) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path=shown) from None
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise InputError(f"is a directory, expected a {what}", path=shown)
+            raise InputError("is a directory, expected a file", path=shown)
         regular = stat.S_ISREG(st.st_mode)
         if not regular and not allow_special:
             raise InputError(
                 f"is {_kind(st.st_mode)}, not a regular file; bpfsign reads a {what} only "
                 "from a regular file", path=shown,
             )
+        if check is not None:
+            check(st)
         if regular and st.st_size > limit:
-            raise InputError(
+            raise TooLargeInput(
                 f"is {st.st_size} bytes, more than the {limit} bytes a {what} may have",
-                path=shown,
+                path=shown, size=st.st_size, limit=limit,
             )
         if not regular:
             os.set_blocking(fd, True)
@@ -84,8 +108,9 @@ def read_input(
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:
-                raise InputError(
-                    f"has more than the {limit} bytes a {what} may have", path=shown
+                raise TooLargeInput(
+                    f"has more than the {limit} bytes a {what} may have", path=shown,
+                    size=total, limit=limit,
                 )
             want = 1 << 20
         return b"".join(chunks)
@@ -95,12 +120,14 @@ def read_input(
 
 def atomic_write(
     path: str | os.PathLike[str],
-    data: bytes,
+    data: bytes | Iterable[bytes],
     *,
     mode: int | None = None,
     break_hardlinks: bool = False,
 ) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory, fsync, rename, fsync dir.
+
+    ``data`` may be an iterable of chunks, so a big file need not exist whole in memory.
 
     A symlink is followed, so signing a linked header in place updates the real
     file instead of replacing the link. ``mode`` (e.g. 0o600 for keys) is
@@ -112,6 +139,11 @@ def atomic_write(
     silently detach, unless ``break_hardlinks``. Errors name ``path``, not the
     temp file.
     """
+    import contextlib
+    import errno
+    import secrets
+    from pathlib import Path
+
     shown = os.fspath(path)
     target = Path(os.path.realpath(path))
     directory = target.parent
@@ -154,9 +186,11 @@ def atomic_write(
             if st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
                 os.fchown(fd, st.st_uid, st.st_gid)
             os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -183,13 +217,17 @@ def remove_stale_temps(target: Path) -> list[Path]:
     Only files named by :func:`atomic_write` for this target whose writer's pid
     is gone are touched; a live writer's temp file is left alone.
     """
+    import contextlib
+    import re
+    import warnings
+
     removed: list[Path] = []
     try:
         names = os.listdir(target.parent)
     except OSError:
         return removed
     for name in names:
-        m = _TEMP.match(name)
+        m = re.match(_TEMP, name)
         if m is None or m["name"] != target.name or _alive(int(m["pid"])):
             continue
         stale = target.parent / name

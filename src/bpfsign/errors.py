@@ -62,12 +62,21 @@ class KernelError(Error):
 
     exit_code = 1
 
-    def __init__(self, errno: int, command: str, log: str = "", message: str = "") -> None:
+    def __init__(
+        self, errno: int, command: str, log: str = "", message: str = "", *,
+        step: str = "", where: str = "",
+    ) -> None:
         self.errno = errno
         self.command = command
         self.log = log
         self.hint = message
+        #: which step of a skeleton load failed ("create", "fill", "freeze", "hash", "load",
+        #: "run", "mmap"; empty for a lone call), and that step in words with its object
+        self.step = step
+        self.where = where
         text = f"{command}: {errno_name(errno)} ({errno})"
+        if where:
+            text += f": {where}"
         if message:
             text += f": {message}"
         tail = log.strip().splitlines()[-3:] if log else []

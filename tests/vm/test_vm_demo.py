@@ -57,7 +57,7 @@ def _model(skel: Any, trust: Any, keyring_id: int) -> tuple[int | None, str]:
 
 
 def test_demo_loads_the_signed_example_skeleton(
-    tmp_path: Path, guest_keys: GuestKeys, agreement: list
+    tmp_path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
 ) -> None:
     from _vmoffline import trust_store
 

@@ -77,7 +77,7 @@ def test_feature_probes_load_time_kernel(guest_keys: GuestKeys) -> None:
 
 
 
-def test_signed_over_insns_and_map_loads(guest_keys: GuestKeys, agreement: list, kmsg: CaseKmsg) -> None:
+def test_signed_over_insns_and_map_loads(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]], kmsg: CaseKmsg) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     with opened(metadata_map(VALUE, INSNS)) as (m,):
         fd = load(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
@@ -93,7 +93,7 @@ def test_signed_over_insns_and_map_loads(guest_keys: GuestKeys, agreement: list,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
-def test_session_keyring_serial_loads(guest_keys: GuestKeys, agreement: list) -> None:
+def test_session_keyring_serial_loads(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     kid = guest_keys.session_serial
     got, model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=kid))
@@ -104,7 +104,7 @@ def test_session_keyring_serial_loads(guest_keys: GuestKeys, agreement: list) ->
 # --- the signed bytes ------------------------------------------------------------
 
 
-def test_tampered_insns(guest_keys: GuestKeys, agreement: list) -> None:
+def test_tampered_insns(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     evil = bytes.fromhex("b700000001000000") + INSNS[8:]  # r0 = 1; exit
     # the attacker binds the map to his insns
@@ -113,7 +113,7 @@ def test_tampered_insns(guest_keys: GuestKeys, agreement: list) -> None:
           offline=offline_errno(evil + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
-def test_tampered_data(guest_keys: GuestKeys, agreement: list) -> None:
+def test_tampered_data(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     evil = bytearray(VALUE)
     evil[17] ^= 0x01
@@ -122,7 +122,7 @@ def test_tampered_data(guest_keys: GuestKeys, agreement: list) -> None:
           offline=offline_errno(INSNS + bytes(evil), sig, guest_keys, -3))  # fmt: skip
 
 
-def test_signature_over_insns_only_with_cnt1(guest_keys: GuestKeys, agreement: list) -> None:
+def test_signature_over_insns_only_with_cnt1(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = signed(INSNS, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, "signature over insns only, cnt 1", got, errno.EKEYREJECTED, SIG_FAILED.format(-129),
@@ -131,7 +131,7 @@ def test_signature_over_insns_only_with_cnt1(guest_keys: GuestKeys, agreement: l
 
 # --- what a metadata map must be (the offline verifier sees bytes, not maps) -------------
 
-MAP_CASES = {
+MAP_CASES: dict[str, tuple[dict[str, Any], bytes | None, int, str]] = {
     # name: (metadata_map kwargs, excl_for, errno, log)
     "unfrozen map": (dict(frozen=False), INSNS, errno.EPERM,
                      "signed program metadata map '__loader.map' must be frozen"),
@@ -147,7 +147,7 @@ MAP_CASES = {
 
 
 @pytest.mark.parametrize("case", list(MAP_CASES))
-def test_metadata_map_state(case: str, guest_keys: GuestKeys, agreement: list) -> None:
+def test_metadata_map_state(case: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     kwargs, excl_for, want, log = MAP_CASES[case]
     sig = signed(INSNS + VALUE, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig, excl_for=excl_for, **kwargs))
@@ -162,7 +162,7 @@ def _two_maps(be: Any, sig: bytes, order: str) -> tuple[int | None, str]:
         return attempt(INSNS, be=be, fd_array=[fds[c] for c in order], fd_array_cnt=len(order), signature=sig)
 
 
-def test_two_maps_fold_in_fd_array_order(guest_keys: GuestKeys, agreement: list) -> None:
+def test_two_maps_fold_in_fd_array_order(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     good = signed(INSNS + VALUE + VALUE1, guest_keys)
     swapped = signed(INSNS + VALUE1 + VALUE, guest_keys)
     ok, ok_model = both(guest_keys, lambda be: _two_maps(be, good, "01"))
@@ -191,7 +191,7 @@ TWO_MAP_CASES = {
 
 
 @pytest.mark.parametrize("case", list(TWO_MAP_CASES))
-def test_two_map_states(case: str, guest_keys: GuestKeys, agreement: list) -> None:
+def test_two_map_states(case: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     kw0, kw1, excl1, order, cnt, over, want, log = TWO_MAP_CASES[case]
     values = {"0": VALUE, "1": VALUE1}
     sig = signed(INSNS + b"".join(values[c] for c in over), guest_keys)
@@ -216,26 +216,26 @@ def test_two_map_states(case: str, guest_keys: GuestKeys, agreement: list) -> No
      errno.EACCES, "cannot access ptr member ops with moff 32 in struct bpf_map with off 32 size 4"),
 ])  # fmt: skip
 def test_unsigned_map_rules(case: str, kw: dict[str, Any], want: int | None, log: str | None,
-                            guest_keys: GuestKeys, agreement: list) -> None:  # fmt: skip
+                            guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:  # fmt: skip
     got, model = both(guest_keys, lambda be: _one_map(be, None, **kw))
     check(agreement, case, got, want, log, model=model, offline="n/a (unsigned)")
 
 
-def test_metadata_map_percpu_array(guest_keys: GuestKeys, agreement: list) -> None:
+def test_metadata_map_percpu_array(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig, map_type=6, name="meta"))  # PERCPU_ARRAY
     check(agreement, "metadata map is a PERCPU_ARRAY", got, errno.EINVAL,
           "signed program metadata map 'meta' must be an array", model=model, offline="n/a (map state)")  # fmt: skip
 
 
-def test_empty_signature(guest_keys: GuestKeys, agreement: list) -> None:
+def test_empty_signature(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     """A non-NULL signature pointer with signature_size 0 (kernel.md §13 row 53)."""
     got, model = both(guest_keys, lambda be: _one_map(be, b""))
     check(agreement, "signature_size 0 (non-NULL pointer)", got, errno.EINVAL, None, model=model,
           offline=offline_errno(INSNS + VALUE, b"", guest_keys, -3))  # fmt: skip
 
 
-def test_same_map_twice_is_folded_once(guest_keys: GuestKeys, agreement: list) -> None:
+def test_same_map_twice_is_folded_once(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     once = signed(INSNS + VALUE, guest_keys)
     twice = signed(INSNS + VALUE + VALUE, guest_keys)
 
@@ -254,7 +254,7 @@ def test_same_map_twice_is_folded_once(guest_keys: GuestKeys, agreement: list) -
 # --- keys and keyrings ----------------------------------------------------------------
 
 
-def test_wrong_key(guest_keys: GuestKeys, agreement: list) -> None:
+def test_wrong_key(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = signed(INSNS + VALUE, guest_keys, "wrong")
     got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, "wrong key (cert not in keyring)", got, errno.ENOKEY, SIG_FAILED.format(-126),
@@ -262,7 +262,7 @@ def test_wrong_key(guest_keys: GuestKeys, agreement: list) -> None:
 
 
 @pytest.mark.parametrize("which", ["0", "1", "2", "key serial"])
-def test_keyring_without_the_key(which: str, guest_keys: GuestKeys, agreement: list) -> None:
+def test_keyring_without_the_key(which: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     kid = guest_keys.key_serials["rsa"] if which == "key serial" else int(which)
     sig = signed(INSNS + VALUE, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=kid))
@@ -270,7 +270,7 @@ def test_keyring_without_the_key(which: str, guest_keys: GuestKeys, agreement: l
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, kid))  # fmt: skip
 
 
-def test_user_keyring_needs_the_key_linked(guest_keys: GuestKeys, agreement: list) -> None:
+def test_user_keyring_needs_the_key_linked(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     """-4 resolves but is empty (ENOKEY); after KEYCTL_LINK of the key it loads (kernel.md §5)."""
     from _vmoffline import offline_errno_with
 
@@ -290,7 +290,7 @@ def test_user_keyring_needs_the_key_linked(guest_keys: GuestKeys, agreement: lis
 
 
 @pytest.mark.parametrize("kid", [3, -1, 0x3FFFFFF0])
-def test_unresolvable_keyring(kid: int, guest_keys: GuestKeys, agreement: list) -> None:
+def test_unresolvable_keyring(kid: int, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=kid))
     check(agreement, f"keyring_id {kid} (unresolvable)", got, errno.EINVAL,
@@ -312,7 +312,7 @@ def _malformed(gk: GuestKeys) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("case", ["garbage signature (16 bytes)", "garbage signature (30 03 02 01 00)",
                                   "truncated signature (10 bytes cut)"])  # fmt: skip
-def test_malformed_signature(case: str, guest_keys: GuestKeys, agreement: list) -> None:
+def test_malformed_signature(case: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = _malformed(guest_keys)[case]
     got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, case, got, errno.EBADMSG, SIG_FAILED.format(-74), model=model,
@@ -320,7 +320,7 @@ def test_malformed_signature(case: str, guest_keys: GuestKeys, agreement: list) 
 
 
 @pytest.mark.parametrize("size", [8192, 8193])
-def test_signature_size_limit(size: int, guest_keys: GuestKeys, agreement: list) -> None:
+def test_signature_size_limit(size: int, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     padded = sig + bytes(size - len(sig))  # trailing zeros after the DER are accepted
     got, model = both(guest_keys, lambda be: _one_map(be, padded))
@@ -329,7 +329,7 @@ def test_signature_size_limit(size: int, guest_keys: GuestKeys, agreement: list)
           model=model, offline=offline_errno(INSNS + VALUE, padded, guest_keys, -3))  # fmt: skip
 
 
-def test_signed_payload_of_16_mib(guest_keys: GuestKeys, agreement: list) -> None:
+def test_signed_payload_of_16_mib(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     value = bytes(16 * 1024 * 1024 - len(INSNS))  # insns || value = 16,777,216 bytes
     sig = signed(INSNS + value, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig, value=value))
@@ -338,7 +338,7 @@ def test_signed_payload_of_16_mib(guest_keys: GuestKeys, agreement: list) -> Non
           offline=offline_errno(INSNS + value, sig, guest_keys, -3))  # fmt: skip
 
 
-def test_smime_capabilities_attribute(guest_keys: GuestKeys, agreement: list, kmsg: CaseKmsg) -> None:
+def test_smime_capabilities_attribute(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]], kmsg: CaseKmsg) -> None:
     # openssl's default signed attributes include sMIMECapabilities
     sig = openssl_sign(INSNS + VALUE, guest_keys.pairs["rsa"], guest_keys.workdir, "rsa", "-keyid", "-nocerts")
     got, model = both(guest_keys, lambda be: _one_map(be, sig))
@@ -352,7 +352,7 @@ def test_smime_capabilities_attribute(guest_keys: GuestKeys, agreement: list, km
 # --- fd_array_cnt and the scheme (the offline verifier sees bytes, not fd_array) ----------
 
 
-def test_signed_with_cnt0_while_the_program_uses_its_map(guest_keys: GuestKeys, agreement: list) -> None:
+def test_signed_with_cnt0_while_the_program_uses_its_map(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     insns = INSNS_USES_MAP0
     sig = signed(insns, guest_keys)  # the 6.18 scheme: insns only, fd_array_cnt 0
     got, model = both(guest_keys, lambda be: _one_map(be, sig, insns=insns, excl_for=insns, cnt=0))
@@ -361,7 +361,7 @@ def test_signed_with_cnt0_while_the_program_uses_its_map(guest_keys: GuestKeys, 
           offline="n/a (scheme)")  # fmt: skip
 
 
-def test_unsigned_with_cnt1(guest_keys: GuestKeys, agreement: list) -> None:
+def test_unsigned_with_cnt1(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     got, model = both(guest_keys, lambda be: _one_map(be, None))
     check(agreement, "unsigned, cnt 1, exclusive map", got, errno.EACCES,
           "program's hash doesn't match map's excl_prog_hash", model=model,
@@ -372,14 +372,14 @@ def test_unsigned_with_cnt1(guest_keys: GuestKeys, agreement: list) -> None:
 
 
 @pytest.mark.parametrize(("who", "digest"), [("p256", "sha256"), ("p384", "sha384"), ("rsa", "sha512")])
-def test_algorithm_loads(who: str, digest: str, guest_keys: GuestKeys, agreement: list) -> None:
+def test_algorithm_loads(who: str, digest: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = signed(INSNS + VALUE, guest_keys, who, digest=digest)
     got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, f"{who} with {digest}", got, None, None, model=model,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
-def test_rsa_pss_is_not_supported(guest_keys: GuestKeys, agreement: list) -> None:
+def test_rsa_pss_is_not_supported(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     sig = openssl_sign(INSNS + VALUE, guest_keys.pairs["rsa"], guest_keys.workdir, "rsa",
                        "-noattr", "-nocerts", "-keyid", "-keyopt", "rsa_padding_mode:pss")  # fmt: skip
     got, model = both(guest_keys, lambda be: _one_map(be, sig))
@@ -396,7 +396,8 @@ def test_log_retry_reports_what_a_logged_load_reports(case: str, guest_keys: Gue
     """bpfsign loads without a log and asks again with one only on failure: the errno
     and log it reports equal those of a load that asked for the log up front."""
     sig = signed(INSNS + VALUE, guest_keys)
-    value, kw = VALUE, dict(signature=sig, keyring_id=-3)
+    value = VALUE
+    kw: dict[str, Any] = dict(signature=sig, keyring_id=-3)
     frozen = case != "unfrozen map"
     if case == "signature of 8193 bytes":
         kw["signature"] = sig + bytes(8193 - len(sig))

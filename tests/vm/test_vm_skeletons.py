@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _vmcase import GuestKeys, attempt, both, check, metadata_map, model_backend, opened, verdict_line
+from _vmcase import (
+    GuestKeys,
+    attempt,
+    both,
+    check,
+    metadata_map,
+    model_backend,
+    opened,
+    verdict_line,
+)
 
 from bpfsign.kernel.backend import default_backend
 
@@ -109,7 +118,7 @@ IPV6_FRAME = bytes(12) + b"\x86\xdd" + bytes(40)  # not IPv4: the filter returns
 
 
 @pytest.mark.parametrize("path", SKELS, ids=[p.name for p in SKELS])
-def test_signed_fixture_loads_and_runs(path: Path, guest_keys: GuestKeys, agreement: list) -> None:
+def test_signed_fixture_loads_and_runs(path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     from bpfsign.kernel import loader
 
     signed = _signed_loadtime(path, guest_keys)
@@ -165,7 +174,7 @@ NEGATIVE = [p for p in SKELS if p.name in ("sockfilter.lskel.h", "counter.signed
 
 
 @pytest.mark.parametrize("path", NEGATIVE, ids=[p.name for p in NEGATIVE])
-def test_signed_fixture_with_tampered_data(path: Path, guest_keys: GuestKeys, agreement: list) -> None:
+def test_signed_fixture_with_tampered_data(path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     import dataclasses
 
     signed = _signed_loadtime(path, guest_keys)
@@ -179,7 +188,7 @@ def test_signed_fixture_with_tampered_data(path: Path, guest_keys: GuestKeys, ag
 
 
 @pytest.mark.parametrize("path", NEGATIVE, ids=[p.name for p in NEGATIVE])
-def test_loader_signed_with_6_18_runtime_is_refused(path: Path, guest_keys: GuestKeys, agreement: list) -> None:
+def test_loader_signed_with_6_18_runtime_is_refused(path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     """Signed over insns only and loaded with fd_array_cnt 0: the loader uses its map."""
     from _vmsign import bpfsign_sign
 
@@ -194,7 +203,7 @@ SIGNED_MODE = [p for p in SKELS if REFERENCE.get(p.name, {}).get("signed", ".sig
 
 
 @pytest.mark.parametrize("path", SIGNED_MODE, ids=[p.name for p in SIGNED_MODE])
-def test_unconverted_bpftool_signed_header(path: Path, guest_keys: GuestKeys, agreement: list) -> None:
+def test_unconverted_bpftool_signed_header(path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     """bpftool <= 7.8 -S as generated: the kernel refuses it; bpfsign says to convert."""
     from bpfsign.errors import Error
     from bpfsign.kernel import loader
@@ -235,6 +244,7 @@ def test_bpfsign_load_cli(path: Path, guest_keys: GuestKeys, tmp_path: Path,
     key_dir = FIXTURES / "keys"
     assert main(["sign", str(path), "--key", str(key_dir / "TEST-ONLY-lskel-signing.key.pem"),
                  "--cert", str(key_dir / "TEST-ONLY-lskel-signing.cert.pem"),
+                 "--insecure-key-permissions",  # the read-only 9p tree keeps git's mode
                  "-o", str(converted)]) == 0, capsys.readouterr().err  # fmt: skip
     capsys.readouterr()
     assert main(["load", str(converted)]) == 0, capsys.readouterr().err

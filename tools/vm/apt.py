@@ -11,7 +11,8 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,10 +209,33 @@ class PrivateApt:
             parts += [n for n in names if n.endswith("-" + abi) and n not in parts]
         return parts
 
-    def download(self, packages: Iterable[str], dest: Path) -> list[Path]:
+    def size(self, package: str) -> int:
+        """The candidate .deb's size in bytes (0 if the index does not say)."""
+        found = re.search(r"^Size: (\d+)$", self.show(package), re.M)
+        return int(found.group(1)) if found else 0
+
+    def download(
+        self, packages: Iterable[str], dest: Path, note: Callable[[str], None] | None = None
+    ) -> list[Path]:
+        """``apt-get download`` into ``dest``; ``note`` gets a progress line every 5%."""
         dest.mkdir(parents=True, exist_ok=True)
         pkgs = list(packages)
-        self._run("apt-get", ["-q", "download", *pkgs], cwd=dest)
+        if note is None:
+            self._run("apt-get", ["-q", "download", *pkgs], cwd=dest)
+        else:
+            total = sum(self.size(p) for p in pkgs)
+            what = f"{len(pkgs)} package{'s' if len(pkgs) != 1 else ''}"
+            if total:
+                what += f", {total / 1e6:.1f} MB"
+            note(f"downloading {what}")
+            report = progress_reporter(total, note)
+            cmd = ["apt-get", *self.options(), "-q", "download", *pkgs]
+            rc, err = run_with_progress(cmd, dest, report)
+            if rc != 0:
+                raise VmUnavailable(
+                    f"apt-get download {' '.join(pkgs)} failed (exit {rc}) against "
+                    f"{self.mirror} {self.suite}: {err.strip()[-600:]}"
+                )
         debs = []
         for p in pkgs:
             found = sorted(dest.glob(f"{p}_*.deb"))
@@ -219,6 +243,56 @@ class PrivateApt:
                 raise VmUnavailable(f"apt-get download {p} produced no .deb in {dest}")
             debs.append(found[-1])
         return debs
+
+
+def progress_reporter(
+    total: int, note: Callable[[str], None], step: float = 5.0
+) -> Callable[[float], None]:
+    """A callback for download percentages that notes each ``step`` % crossed, and 100 %."""
+    last = [0.0]
+
+    def report(percent: float) -> None:
+        finished = percent >= 100.0 > last[0]
+        if not finished and percent < last[0] + step:
+            return
+        last[0] = percent
+        done = f" ({total * percent / 100 / 1e6:.1f} of {total / 1e6:.1f} MB)" if total else ""
+        note(f"downloaded {percent:.0f}%{done}")
+
+    return report
+
+
+def run_with_progress(
+    cmd: Sequence[str], cwd: Path, report: Callable[[float], None]
+) -> tuple[int, str]:
+    """Run an apt-get ``cmd``, calling ``report(percent)`` as its download advances.
+
+    apt writes machine-readable ``dlstatus:N:PERCENT:text`` lines to the file
+    descriptor named by ``APT::Status-Fd``: a pipe of our own, so apt's own
+    stdout and stderr stay as they are. Returns (exit code, stderr).
+    """
+    read_fd, write_fd = os.pipe()
+    with tempfile.TemporaryFile(mode="w+") as err, os.fdopen(
+        read_fd, encoding="utf-8", errors="replace"
+    ) as status:
+        try:
+            proc = subprocess.Popen(
+                [cmd[0], "-o", f"APT::Status-Fd={write_fd}", *cmd[1:]],
+                cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, pass_fds=(write_fd,),
+            )  # fmt: skip
+        finally:
+            os.close(write_fd)  # the child holds its copy: EOF when it exits
+        for line in status:
+            kind, _, rest = line.partition(":")
+            if kind == "dlstatus":
+                fields = rest.split(":", 2)
+                try:
+                    report(float(fields[1]))
+                except (IndexError, ValueError):
+                    continue
+        rc = proc.wait()
+        err.seek(0)
+        return rc, err.read()
 
 
 def extract(debs: Iterable[Path], root: Path) -> None:

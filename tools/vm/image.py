@@ -142,7 +142,7 @@ class KernelStore:
         shutil.rmtree(d / "kroot", ignore_errors=True)
         _note(f"fetching linux-image-{abi} from {pa.mirror} {pa.suite}")
         t0 = time.monotonic()
-        debs = pa.download(pa.kernel_parts(abi), self.root / "debs")
+        debs = pa.download(pa.kernel_parts(abi), self.root / "debs", note=_note)
         apt.extract(debs, d / "kroot")
         kernel = Kernel.locate(d / "kroot", abi)
         if kernel is None:

@@ -40,7 +40,15 @@ FLAG_HINTS = (
     ("convert it to the loadtime scheme", "`bpfsign sign --scheme loadtime`"),
     ("Use the loadtime scheme", "--scheme loadtime"),
     ("in strict mode", "--strict"),
-    ("give its passphrase", "environment variable BPFSIGN_KEY_PASSPHRASE"),
+    (
+        "give its passphrase",
+        "--passphrase-file F, --passphrase-env NAME or $BPFSIGN_KEY_PASSPHRASE, or a terminal "
+        "prompt",
+    ),
+    ("allow insecure key permissions", "--insecure-key-permissions"),
+    ("name an environment variable that holds it", "--pin-env NAME"),
+    ("give the certificate file", "--cert FILE"),
+    ("as key generation in the token does", "`bpfsign keygen --pkcs11`"),
     ("make a P-256 or P-384 key", "`bpfsign keygen --type ec`"),
     (
         "adding a certificate to a keyring of that name creates it",
@@ -140,16 +148,12 @@ def is_skeleton(path: str, data: bytes | None = None) -> bool:
     return b"\0" not in data and SKELETON_MARKER in data
 
 
-def read_input(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a file", path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path=path) from None
+def read_input(path: str, *, what: str = "file", small: bool = False) -> bytes:
+    """A regular file's bytes, size-checked before reading (``small``: keys, certs, signatures)."""
+    from .._fileio import MAX_HEADER, MAX_SMALL_FILE
+    from .._fileio import read_input as read
+
+    return read(path, limit=MAX_SMALL_FILE if small else MAX_HEADER, what=what)
 
 
 def worst(a: int, b: int) -> int:

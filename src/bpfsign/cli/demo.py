@@ -8,7 +8,9 @@ where the kernel verifies signatures and otherwise unsigned with the reason.
 The demo is a list of steps sharing one ``DemoContext``; a feature extends it
 by appending a ``DemoStep`` to ``STEPS``. A step returns a one-line summary,
 raises ``Skip`` when this machine cannot do it, and raises anything else to
-fail the demo.
+fail the demo. Every file a step names is written through ``DemoContext.write``
+(or ``kept``), so ``bpfsign demo --keep DIR`` leaves exactly those files, and the
+user can re-run each verdict with ``bpfsign verify`` on them.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .._fileio import atomic_write
 from ..errors import Error, VerificationError, errno_name
 from . import _common
 from ._options import options
 
 EXAMPLE_PAYLOAD = "example.bin"
+#: The payload with one byte flipped, checked against the original's signature.
+TAMPERED_PAYLOAD = "example.tampered.bin"
 DEMO_SUBJECT = "bpfsign demo (throwaway)"
 
 
@@ -49,6 +54,19 @@ class DemoContext:
     trust: Any = None  # a bpfsign.crypto.trust.TrustStore holding the demo certificate
     #: anything later steps want to hand on (e.g. a signed skeleton's path)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the files the steps wrote into ``workdir``, in order
+    written: list[Path] = field(default_factory=list)
+
+    def write(self, name: str, data: bytes) -> Path:
+        """Write ``workdir/name`` (atomically) and note it as a demo file."""
+        path = self.workdir / name
+        atomic_write(path, data)
+        return self.kept(path)
+
+    def kept(self, path: Path) -> Path:
+        """Note a file a step wrote itself (e.g. a key file with its own mode)."""
+        self.written.append(path)
+        return path
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,7 @@ class StepResult:
     title: str
     status: str  # "ok" | "skipped" | "failed"
     detail: str
+    files: tuple[str, ...] = ()  # the names of the files the step wrote
 
 
 def example_payload() -> bytes:
@@ -81,8 +100,8 @@ def step_keygen(ctx: DemoContext) -> str:
     pair = keys.generate("rsa", subject=DEMO_SUBJECT, days=1)
     ctx.key_path = ctx.workdir / "demo.key"
     ctx.cert_path = ctx.workdir / "demo.crt"
-    keys.write_key(ctx.key_path, pair.key)
-    keys.write_cert(ctx.cert_path, pair.cert_der)
+    keys.write_key(ctx.kept(ctx.key_path), pair.key)
+    keys.write_cert(ctx.kept(ctx.cert_path), pair.cert_der)
     ctx.signer = keys.FileSigner.from_files(ctx.key_path, ctx.cert_path)
     return (
         f"RSA-3072 key {ctx.key_path.name} (mode 0600) and self-signed certificate "
@@ -91,15 +110,12 @@ def step_keygen(ctx: DemoContext) -> str:
 
 
 def step_sign(ctx: DemoContext) -> str:
-    from .._fileio import atomic_write
     from ..crypto import cms
 
     payload = example_payload()
-    ctx.payload_path = ctx.workdir / EXAMPLE_PAYLOAD
-    atomic_write(ctx.payload_path, payload)
+    ctx.payload_path = ctx.write(EXAMPLE_PAYLOAD, payload)
     signature = cms.sign(payload, ctx.signer)
-    ctx.signature_path = ctx.workdir / (EXAMPLE_PAYLOAD + ".p7s")
-    atomic_write(ctx.signature_path, signature)
+    ctx.signature_path = ctx.write(EXAMPLE_PAYLOAD + ".p7s", signature)
     return (
         f"{EXAMPLE_PAYLOAD} ({len(payload)} bytes) -> {ctx.signature_path.name} "
         f"({len(signature)} bytes: detached CMS, sha256, signer by SKID, like bpftool)"
@@ -124,12 +140,16 @@ def step_tamper(ctx: DemoContext) -> str:
     assert ctx.payload_path is not None and ctx.signature_path is not None
     tampered = bytearray(ctx.payload_path.read_bytes())
     tampered[-1] ^= 0x01  # the data section's last byte: what an attacker would change
+    path = ctx.write(TAMPERED_PAYLOAD, bytes(tampered))
     try:
-        verify(bytes(tampered), ctx.signature_path.read_bytes(), ctx.trust)
+        verify(path.read_bytes(), ctx.signature_path.read_bytes(), ctx.trust)
     except VerificationError as exc:
         if errno_name(exc.errno) != "EKEYREJECTED":
             raise DemoFailure(f"tampered payload gave {exc}, expected EKEYREJECTED") from exc
-        return f"REJECTED {EXAMPLE_PAYLOAD} with one byte flipped: {exc}"
+        return (
+            f"REJECTED {TAMPERED_PAYLOAD} ({EXAMPLE_PAYLOAD} with its last byte flipped) "
+            f"against {ctx.signature_path.name}: {exc}"
+        )
     raise DemoFailure("a tampered payload verified; the verifier is broken")
 
 
@@ -139,6 +159,8 @@ def step_tamper(ctx: DemoContext) -> str:
 EXAMPLE_SKELETON = "example.lskel.h"
 #: The signed-under-loadtime copy the demo writes into its work directory.
 SIGNED_SKELETON = "example.loadtime.lskel.h"
+#: That copy with one byte of its data blob flipped.
+TAMPERED_SKELETON = "example.loadtime.tampered.lskel.h"
 #: The keyring that holds the throwaway certificate for the signed load.
 DEMO_KEYRING = "bpfsign-demo"
 
@@ -151,7 +173,8 @@ def example_skeleton_path() -> Path:
 def step_inspect_skeleton(ctx: DemoContext) -> str:
     from ..skel import scheme, skeleton
 
-    skel = skeleton.load(example_skeleton_path())
+    copy = ctx.write(EXAMPLE_SKELETON, example_skeleton_path().read_bytes())
+    skel = skeleton.load(copy)
     audit = scheme.audit(skel)
     ctx.extra["example"] = skel
     check = audit.hash_check
@@ -171,14 +194,13 @@ def step_inspect_skeleton(ctx: DemoContext) -> str:
 
 
 def step_sign_skeleton(ctx: DemoContext) -> str:
-    from .._fileio import atomic_write
     from ..skel import scheme, skeleton
 
     skel = ctx.extra.get("example") or skeleton.load(example_skeleton_path())
     text, report = scheme.sign_skeleton(skel, ctx.signer, scheme="loadtime")
-    out = ctx.workdir / SIGNED_SKELETON
-    atomic_write(out, text.encode())
-    signed = skeleton.parse(text, path=str(out))
+    out = ctx.kept(ctx.workdir / SIGNED_SKELETON)
+    skeleton.save(text, out)
+    signed = skeleton.load(out)
     ctx.extra["skeleton"] = str(out)
     ctx.extra["signed_skeleton"] = signed
     converted = (
@@ -205,20 +227,30 @@ def step_verify_skeleton(ctx: DemoContext) -> str:
 
 
 def step_tamper_skeleton(ctx: DemoContext) -> str:
-    import dataclasses
-
-    from ..skel import scheme
+    from ..skel import scheme, skeleton
 
     signed = ctx.extra["signed_skeleton"]
     evil = bytearray(signed.data)
     evil[len(evil) // 2] ^= 0x01  # one byte of the metadata blob (map definitions, BTF, images)
-    tampered = dataclasses.replace(signed, data=bytes(evil))
+    # the same header with only its data literal rewritten: a file `bpfsign verify` can check
+    span = signed.layout.blobs["data"]
+    text = (
+        signed.source[: span.start]
+        + skeleton.render_literal(bytes(evil))
+        + signed.source[span.end :]
+    )
+    path = ctx.kept(ctx.workdir / TAMPERED_SKELETON)
+    skeleton.save(text, path)
+    tampered = skeleton.load(path)
     try:
         scheme.verify_skeleton(tampered, ctx.trust)
     except VerificationError as exc:
         if errno_name(exc.errno) != "EKEYREJECTED":
             raise DemoFailure(f"tampered skeleton gave {exc}, expected EKEYREJECTED") from exc
-        return f"REJECTED {SIGNED_SKELETON} with data byte {len(evil) // 2} flipped: {exc}"
+        return (
+            f"REJECTED {TAMPERED_SKELETON} ({SIGNED_SKELETON} with data byte "
+            f"{len(evil) // 2} flipped): {exc}"
+        )
     raise DemoFailure("a skeleton with tampered data verified; the verifier is broken")
 
 
@@ -309,12 +341,15 @@ def run(
     with tempfile.TemporaryDirectory(prefix="bpfsign-demo-") as tmp:
         ctx = DemoContext(workdir=workdir or Path(tmp))
         for index, step in enumerate(chosen, 1):
+            before = len(ctx.written)
             try:
-                result = StepResult(step.title, "ok", step.run(ctx))
+                status, detail = "ok", step.run(ctx)
             except Skip as exc:
-                result = StepResult(step.title, "skipped", str(exc))
+                status, detail = "skipped", str(exc)
             except Error as exc:
-                result = StepResult(step.title, "failed", str(exc))
+                status, detail = "failed", str(exc)
+            files = tuple(p.name for p in ctx.written[before:])
+            result = StepResult(step.title, status, detail, files)
             results.append(result)
             if report is not None:
                 report(index, len(chosen), result)
@@ -364,15 +399,21 @@ def handle(opts: DemoOptions) -> int:
 
     results = run(workdir=workdir, report=report)
     ok = all(r.status != "failed" for r in results)
+    files = [name for r in results for name in r.files]
     obj = {
         "ok": ok,
         "workdir": str(workdir) if workdir else None,
-        "steps": [{"title": r.title, "status": r.status, "detail": r.detail} for r in results],
+        "files": files if workdir else [],
+        "steps": [
+            {"title": r.title, "status": r.status, "detail": r.detail, "files": list(r.files)}
+            for r in results
+        ],
     }
     if ok:
-        where = f"; files kept in {workdir}" if workdir else ""
-        text = f"demo OK: signed, verified offline, and tampered copies rejected{where}"
+        text = "demo OK: signed, verified offline, and tampered copies rejected"
     else:
         text = "demo FAILED (see the step above)"
+    if workdir:
+        text += f"\nfiles kept in {workdir}: {', '.join(files)}"
     _common.emit(opts, obj, text)
     return _common.EXIT_OK if ok else _common.EXIT_REJECTED

@@ -116,7 +116,7 @@ def _explain(opts: ExplainOptions) -> tuple[dict[str, Any], str]:
             raise InputError("--unsigned applies to a light skeleton", path=opts.file)
         sig_path = opts.sig or opts.file + ".p7s"
         try:
-            signature = _common.read_input(sig_path)
+            signature = _common.read_input(sig_path, what="signature", small=True)
         except InputError as exc:
             raise InputError(f"no signature: {exc.reason}; pass --sig", path=sig_path) from None
         verdict = rules.evaluate_blob(data, signature, profile, store, keyring_id)

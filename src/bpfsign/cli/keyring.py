@@ -73,11 +73,9 @@ def _keyring_arg(p: argparse.ArgumentParser, text: str) -> None:
 
 
 def handle_add(opts: KeyringAddOptions) -> int:
-    from pathlib import Path
-
     from ..kernel import keyring
 
-    data = Path(opts.cert).read_bytes()
+    data = _common.read_input(opts.cert, what="certificate", small=True)
     added = keyring.add_certificate(
         data, keyring=opts.keyring, description=opts.description, path=opts.cert
     )

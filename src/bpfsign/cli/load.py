@@ -1,7 +1,7 @@
 """``bpfsign load``: load a light skeleton into the running kernel, or ask the kernel model.
 
-With ``--model PROFILE`` (bpfsign.kernel.profiles) nothing touches the running kernel: the loader's
-BPF_PROG_LOAD goes to :class:`~bpfsign.kernel.model.KernelModel` instead.
+With ``--model PROFILE`` (bpfsign.kernel.profiles) nothing touches the running kernel:
+the same loader runs over :class:`~bpfsign.kernel.model.KernelModel` as its backend.
 """
 
 from __future__ import annotations
@@ -82,30 +82,14 @@ def _keyring_id(spec: str) -> int:
         return keyring.resolve_keyring(spec)
 
 
-_MAP_TYPES = {
-    1: "hash",
-    2: "array",
-    3: "prog_array",
-    5: "percpu_hash",
-    6: "percpu_array",
-    9: "lru_hash",
-    27: "ringbuf",
-}
-_PROG_TYPES = {
-    1: "socket_filter",
-    2: "kprobe",
-    5: "tracepoint",
-    17: "raw_tracepoint",
-    26: "tracing",
-    29: "lsm",
-    31: "syscall",
-}
 
 
 def load_lines(
     info: dict[str, Any], name: str, path: str, pinned: list[str], pin_dir: str | None
 ) -> list[str]:
     """The text report of ``bpfsign load`` (fds are never shown: they close on exit)."""
+    from ..kernel.consts import MAP_TYPE_NAMES, PROG_TYPE_NAMES
+
     if info["signed"]:
         how = f"signed, {info['scheme']} scheme"
     elif info["skeleton_signed"]:
@@ -114,16 +98,18 @@ def load_lines(
         how = "unsigned (no signature in the header)"
     lines = [f"loaded {name} from {path}: {how}"]
     for m in info["maps"]:
-        kind = _MAP_TYPES.get(m["type"], f"type {m['type']}")
+        kind = MAP_TYPE_NAMES.get(m["type"], f"type {m['type']}")
         lines.append(
             f"  map  {m['name']:<16} id {m['id']:<6} {kind:<13} "
             f"key {m['key_size']} value {m['value_size']} max_entries {m['max_entries']}"
         )
     for p in info["progs"]:
-        kind = _PROG_TYPES.get(p["type"], f"type {p['type']}")
+        kind = PROG_TYPE_NAMES.get(p["type"], f"type {p['type']}")
         lines.append(f"  prog {p['name']:<16} id {p['id']:<6} {kind:<16} tag {p['tag']}")
     for link in info["links"]:
         lines.append(f"  link {link['prog']}")
+    for prog in info.get("not_loaded", ()):
+        lines.append(f"  prog {prog:<16} not loaded (the object does not autoload it)")
     if pinned:
         lines.append(f"pinned {len(pinned)} objects under {pin_dir}")
         lines += [f"  {path}" for path in pinned]
@@ -168,11 +154,11 @@ def handle(opts: LoadOptions) -> int:
 
 
 def _load_model(opts: LoadOptions, kernel: str) -> int:
-    """The loader's PROG_LOAD against :class:`~bpfsign.kernel.model.KernelModel`."""
+    """The loader, unchanged, over :class:`~bpfsign.kernel.model.KernelModel` as its backend."""
     from .. import errors
     from ..crypto import trust
     from ..kernel import keyspec, loader
-    from ..kernel.model import KernelModel
+    from ..kernel.model import KernelModel, ProgramsNotRun
     from ..skel import skeleton
 
     store = trust.TrustStore()
@@ -186,7 +172,9 @@ def _load_model(opts: LoadOptions, kernel: str) -> int:
     )
     mode = f"{'signed' if ld.signed else 'unsigned'}, {ld.scheme} scheme"
     try:
-        model.loader_verdict(ld.request)
+        ld.load().close()  # the model stops at the loader's run (ProgramsNotRun)
+    except ProgramsNotRun:
+        pass
     except (errors.KernelError, errors.UnsupportedFeature) as exc:
         err = exc.errno if exc.errno is not None else 0
         log = exc.log.strip().splitlines() if isinstance(exc, errors.KernelError) else []

@@ -224,7 +224,7 @@ def handle(opts: VerifyOptions) -> int:
             else:
                 sig_path = opts.sig or path + ".p7s"
                 try:
-                    signature = _common.read_input(sig_path)
+                    signature = _common.read_input(sig_path, what="signature", small=True)
                 except InputError as exc:
                     raise InputError(
                         f"no signature: {exc.reason}; pass --sig or sign it with `bpfsign sign`",

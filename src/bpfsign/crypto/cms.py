@@ -29,7 +29,6 @@ kernel skips the missing fields and fails later, usually with EINVAL/ENOPKG).
 
 from __future__ import annotations
 
-from collections import namedtuple
 from errno import EBADMSG, EINVAL, EKEYREJECTED, EMSGSIZE, ENOPKG
 
 from ..errors import InputError, VerificationError
@@ -42,6 +41,8 @@ if TYPE_CHECKING:
     from .signer import HashName, KeyType, Signer
 
     SidKind = Literal["skid", "issuer_serial"]
+else:
+    from ._record import NamedTuple
 
 #: PKCS#1 DigestInfo prefixes (with the NULL parameters PKCS#1 requires); cms.md §6.3.
 _DIGEST_INFO_PREFIX: dict[str, bytes] = {
@@ -136,90 +137,51 @@ def sign(
 
 
 # --- the parsed model ---------------------------------------------------------
-# Immutable named tuples.  The typed NamedTuple forms exist for the type checker
-# only; at run time they come from collections.namedtuple, so that the verify path
+# Immutable named tuples, each written once with typing.NamedTuple's syntax; at run
+# time ._record builds them from collections.namedtuple, so that the verify path
 # never imports typing (see TYPE_CHECKING above).
 
 
-if TYPE_CHECKING:
-
-    class _AlgorithmIdFields(NamedTuple):
-        oid: bytes  #: OID content octets, as received
-        parameters: bytes | None  #: raw encoding of the parameters, None when absent
-
-else:
-    _AlgorithmIdFields = namedtuple("AlgorithmId", "oid parameters")
-
-
-class AlgorithmId(_AlgorithmIdFields):
+class AlgorithmId(NamedTuple):
     """An AlgorithmIdentifier as received."""
 
-    __slots__ = ()
+    oid: bytes  #: OID content octets, as received
+    parameters: bytes | None  #: raw encoding of the parameters, None when absent
 
     @property
     def name(self) -> str:
         return _oids.name(self.oid)
 
 
-if TYPE_CHECKING:
-
-    class _SignerIdFields(NamedTuple):
-        kind: SidKind
-        raw: bytes  #: the sid element exactly as encoded
-        skid: bytes | None  #: for kind "skid": the raw subjectKeyIdentifier
-        issuer: bytes | None  #: for "issuer_serial": the issuer Name's full encoding
-        serial: bytes | None  #: for "issuer_serial": the serial INTEGER content octets
-
-else:
-    _SignerIdFields = namedtuple("SignerId", "kind raw skid issuer serial")
-
-
-class SignerId(_SignerIdFields):
+class SignerId(NamedTuple):
     """The SignerInfo's sid: a SKID, or an issuer Name and serial."""
 
-    __slots__ = ()
+    kind: SidKind
+    raw: bytes  #: the sid element exactly as encoded
+    skid: bytes | None  #: for kind "skid": the raw subjectKeyIdentifier
+    issuer: bytes | None  #: for "issuer_serial": the issuer Name's full encoding
+    serial: bytes | None  #: for "issuer_serial": the serial INTEGER content octets
 
 
-if TYPE_CHECKING:
-
-    class _AttributeFields(NamedTuple):
-        oid: bytes
-        values: tuple[der.Element, ...]
-
-else:
-    _AttributeFields = namedtuple("Attribute", "oid values")
-
-
-class Attribute(_AttributeFields):
+class Attribute(NamedTuple):
     """One signed attribute: its type OID and its values, as elements."""
 
-    __slots__ = ()
+    oid: bytes
+    values: tuple[der.Element, ...]
 
 
-if TYPE_CHECKING:
-
-    class _SignerInfoFields(NamedTuple):
-        version: int
-        sid: SignerId
-        key_id: bytes  #: the id the kernel searches the keyring for (kernel.md §12.5)
-        digest_algorithm: AlgorithmId
-        signed_attrs_raw: bytes | None  #: the [0] element exactly as received
-        signed_attrs: tuple[Attribute, ...]
-        signature_algorithm: AlgorithmId
-        signature: bytes
-        unsigned_attrs_raw: bytes | None
-
-else:
-    _SignerInfoFields = namedtuple(
-        "SignerInfo",
-        "version sid key_id digest_algorithm signed_attrs_raw signed_attrs signature_algorithm signature unsigned_attrs_raw",
-    )
-
-
-class SignerInfo(_SignerInfoFields):
+class SignerInfo(NamedTuple):
     """One SignerInfo; raw encodings are kept where the kernel hashes or matches them."""
 
-    __slots__ = ()
+    version: int
+    sid: SignerId
+    key_id: bytes  #: the id the kernel searches the keyring for (kernel.md §12.5)
+    digest_algorithm: AlgorithmId
+    signed_attrs_raw: bytes | None  #: the [0] element exactly as received
+    signed_attrs: tuple[Attribute, ...]
+    signature_algorithm: AlgorithmId
+    signature: bytes
+    unsigned_attrs_raw: bytes | None
 
     def attribute(self, oid: bytes) -> Attribute | None:
         for attr in self.signed_attrs:
@@ -235,30 +197,18 @@ class SignerInfo(_SignerInfoFields):
         return None if raw is None else b"\x31" + raw[1:]
 
 
-if TYPE_CHECKING:
-
-    class _SignedDataFields(NamedTuple):
-        version: int
-        digest_algorithms: tuple[AlgorithmId, ...]
-        content_type: bytes  #: eContentType OID content octets
-        content: bytes | None  #: embedded eContent (raw [0] content); None when detached
-        certificates: tuple[bytes, ...]  #: embedded certificates, DER, in order
-        signer_infos: tuple[SignerInfo, ...]
-        length: int  #: bytes taken by the ContentInfo (trailing bytes excluded)
-        warnings: tuple[str, ...]
-        problems: tuple[tuple[int, str], ...]  #: kernel rejections found (non-strict parse)
-
-else:
-    _SignedDataFields = namedtuple(
-        "SignedData",
-        "version digest_algorithms content_type content certificates signer_infos length warnings problems",
-    )
-
-
-class SignedData(_SignedDataFields):
+class SignedData(NamedTuple):
     """A parsed ContentInfo/SignedData, plus what the parse noticed."""
 
-    __slots__ = ()
+    version: int
+    digest_algorithms: tuple[AlgorithmId, ...]
+    content_type: bytes  #: eContentType OID content octets
+    content: bytes | None  #: embedded eContent (raw [0] content); None when detached
+    certificates: tuple[bytes, ...]  #: embedded certificates, DER, in order
+    signer_infos: tuple[SignerInfo, ...]
+    length: int  #: bytes taken by the ContentInfo (trailing bytes excluded)
+    warnings: tuple[str, ...]
+    problems: tuple[tuple[int, str], ...]  #: kernel rejections found (non-strict parse)
 
     @property
     def detached(self) -> bool:
@@ -384,7 +334,7 @@ def parse_signed_data(sig: bytes, *, kernel_rules: bool = False) -> SignedData:
         return _parse(sig, walk)
     except der.DERError as exc:  # kernel.md §13 rows 6, 7, 54
         raise VerificationError(
-            EBADMSG, f"malformed PKCS#7 message: {exc}; {_STRUCTURE_HINT}"
+            EBADMSG, f"malformed PKCS#7 message: {exc.detail}; {_STRUCTURE_HINT}"
         ) from None
 
 

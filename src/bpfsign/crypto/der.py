@@ -17,12 +17,16 @@ always emits canonical DER.  No crypto here.
 
 from __future__ import annotations
 
-from collections import namedtuple
 from collections.abc import Iterator
+from errno import EBADMSG
+
+from ..errors import VerificationError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms)
 if TYPE_CHECKING:
     from typing import NamedTuple
+else:
+    from ._record import NamedTuple
 
 #: The kernel decoder refuses larger messages with EMSGSIZE (kernel.md §12.1, §13 row 33).
 MAX_MESSAGE_SIZE = 65535
@@ -48,35 +52,36 @@ SET = 0x31
 CONSTRUCTED = 0x20
 
 
-class DERError(ValueError):
-    """The bytes are not a well-formed encoding the kernel's decoder would accept."""
+class DERError(VerificationError, ValueError):
+    """The bytes are not a well-formed encoding the kernel's decoder would accept.
+
+    A :class:`~bpfsign.VerificationError` with the errno the kernel's ASN.1 decoder
+    gives (EBADMSG, kernel.md §12.1); still a ``ValueError`` for callers that parse
+    untrusted bytes generically. ``reason`` is the bare description, ``detail``
+    adds where.
+    """
 
     def __init__(self, reason: str, offset: int) -> None:
+        super().__init__(EBADMSG, f"{reason} (at byte {offset})")
         self.reason = reason
         self.offset = offset
-        super().__init__(f"{reason} (at byte {offset})")
+
+    @property
+    def detail(self) -> str:
+        return f"{self.reason} (at byte {self.offset})"
 
 
-if TYPE_CHECKING:
-
-    class _ElementFields(NamedTuple):
-        data: bytes
-        offset: int  #: position of the identifier octet
-        tag: int  #: the identifier octet (class, constructed bit, number)
-        header_len: int
-        length: int  #: content length, the end-of-contents octets excluded
-        indefinite: bool
-        depth: int  #: nesting level, 0 for the outermost element
-        end: int  #: offset just past the element, end-of-contents included
-
-else:
-    _ElementFields = namedtuple("Element", "data offset tag header_len length indefinite depth end")
-
-
-class Element(_ElementFields):
+class Element(NamedTuple):
     """One TLV inside ``data``; cheap to make, and points back into the buffer."""
 
-    __slots__ = ()
+    data: bytes
+    offset: int  #: position of the identifier octet
+    tag: int  #: the identifier octet (class, constructed bit, number)
+    header_len: int
+    length: int  #: content length, the end-of-contents octets excluded
+    indefinite: bool
+    depth: int  #: nesting level, 0 for the outermost element
+    end: int  #: offset just past the element, end-of-contents included
 
     @property
     def constructed(self) -> bool:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
-from .._fileio import atomic_write
+from .._fileio import MAX_SMALL_FILE, atomic_write, read_input
 from ..errors import InputError
 from .signer import HashName, KeyType
 
@@ -60,14 +62,7 @@ def is_der(data: bytes) -> bool:
 
 
 def _read(path: str | os.PathLike[str], what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", path=os.fspath(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a file", path=os.fspath(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read {what}: {exc.strerror}", path=os.fspath(path)) from None
+    return read_input(path, limit=MAX_SMALL_FILE, what=what)
 
 
 def _pem_to_der(data: bytes) -> bytes | None:
@@ -115,16 +110,123 @@ def _check_key(key: object, path: str) -> PrivateKey:
     )
 
 
-def load_private_key(path: str | os.PathLike[str], *, password: bytes | None = None) -> PrivateKey:
+#: Permission bits that make a private key file readable by someone other than its owner.
+_OTHERS_READ = 0o044
+
+#: What a caller may pass as a passphrase: the bytes, or a function asked only when the
+#: key turns out to be encrypted (e.g. a terminal prompt), or None.
+Passphrase = bytes | Callable[[], bytes | None] | None
+
+_ENCRYPTED_HINT = "private key is encrypted; give its passphrase"
+
+
+def _pem_block(data: bytes, label_suffix: bytes) -> tuple[bytes, list[bytes], bytes] | None:
+    """The first PEM block whose label ends with ``label_suffix``: (label, header lines, body)."""
+    pos = 0
+    while True:
+        start = data.find(b"-----BEGIN ", pos)
+        if start < 0:
+            return None
+        label_end = data.find(b"-----", start + 11)
+        if label_end < 0:
+            return None
+        label = data[start + 11 : label_end]
+        end = data.find(b"-----END " + label + b"-----", label_end)
+        if end < 0:
+            return None
+        if label.endswith(label_suffix):
+            lines = [line.strip() for line in data[label_end + 5 : end].splitlines()]
+            headers = [line for line in lines if b":" in line]
+            body = b"".join(line for line in lines if line and b":" not in line)
+            return label, headers, body
+        pos = end
+
+
+def is_encrypted_key(data: bytes) -> bool:
+    """Whether a key file's *structure* says it is encrypted (no decryption attempted).
+
+    PEM: a PKCS#8 ``ENCRYPTED PRIVATE KEY`` block, or a traditional block with a
+    ``Proc-Type: 4,ENCRYPTED`` header. DER: an EncryptedPrivateKeyInfo, i.e. a
+    SEQUENCE of exactly an AlgorithmIdentifier (SEQUENCE starting with an OID) and
+    an OCTET STRING; every unencrypted form (PKCS#8, PKCS#1, SEC1) starts with an
+    INTEGER version instead.
+    """
+    if b"-----BEGIN " in data:
+        block = _pem_block(data, b"PRIVATE KEY")
+        if block is None:
+            return False
+        label, headers, _ = block
+        if label == b"ENCRYPTED PRIVATE KEY":
+            return True
+        return any(h.replace(b" ", b"").upper() == b"PROC-TYPE:4,ENCRYPTED" for h in headers)
+    from . import der
+
+    try:
+        top = der.read(data)
+        if top.tag != der.SEQUENCE or top.end != len(data):
+            return False
+        children = top.children()
+        if len(children) != 2:
+            return False
+        algorithm, encrypted = children
+        if algorithm.tag != der.SEQUENCE or encrypted.tag != der.OCTET_STRING:
+            return False
+        first = next(algorithm.iter_children(), None)
+        return first is not None and first.tag == der.OID
+    except ValueError:  # der.DERError: not even DER, so not an EncryptedPrivateKeyInfo
+        return False
+
+
+def check_key_permissions(path: str | os.PathLike[str], mode: int) -> None:
+    """Refuse a private key file that its group or others can read (``mode``: st_mode)."""
+    if mode & _OTHERS_READ:
+        where = os.fspath(path)
+        raise InputError(
+            f"private key file is readable by its group or others (mode "
+            f"{stat.S_IMODE(mode):04o}); run `chmod 600 {where}`, or allow insecure key "
+            "permissions to use it anyway",
+            path=where,
+        )
+
+
+def _read_key(path: str | os.PathLike[str], check_permissions: bool) -> bytes:
+    """Read a key file; with ``check_permissions``, the mode of the very file read (fstat)."""
+    def check(st: os.stat_result) -> None:
+        if check_permissions:
+            check_key_permissions(path, st.st_mode)
+
+    return read_input(path, limit=MAX_SMALL_FILE, what="private key", check=check)
+
+
+def _wrong_passphrase(where: str) -> InputError:
+    error = InputError(f"wrong passphrase for {where}")
+    error.path = where  # the message names the file itself; the CLI still sees which file
+    return error
+
+
+def load_private_key(
+    path: str | os.PathLike[str],
+    *,
+    password: Passphrase = None,
+    check_permissions: bool = False,
+) -> PrivateKey:
     """Load an RSA or EC private key from a PEM or DER file (PKCS#8, PKCS#1 or SEC1).
 
     A key is PEM when it has a PEM header and DER otherwise, whatever its length
     form: a SEC1 P-256 key is 121 bytes (``30 77``, short form), which bpftool's
     certificate sniff (:func:`is_der`) would miss. bpftool itself reads keys as
     PEM only, so DER keys are a bpfsign extension.
+
+    Encrypted keys (PKCS#8 EncryptedPrivateKeyInfo, PEM or DER, and traditional
+    PEM with ``Proc-Type: 4,ENCRYPTED``) are recognised by their structure, so a
+    wrong passphrase is always reported as one: CBC decryption with a wrong key
+    passes the padding check about once in 256 tries, and the garbage it yields
+    must not be called "not a private key". ``password`` may be a function; it
+    is called only for an encrypted key. ``check_permissions`` refuses a file
+    that its group or others can read (the CLI's default).
     """
     where = os.fspath(path)
-    data = _read(path, "key")
+    data = _read_key(path, check_permissions)
     pem = b"-----BEGIN " in data
     der = _pem_to_der(data) if pem else data
     if der is not None and _RSA_PSS_OID in der[:40]:
@@ -134,24 +236,27 @@ def load_private_key(path: str | os.PathLike[str], *, password: bytes | None = N
             path=where,
         )
     loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+    if is_encrypted_key(data):
+        secret = password() if callable(password) else password
+        if secret is None:
+            raise InputError(_ENCRYPTED_HINT, path=where)
+        try:
+            key = loader(data, password=secret)
+        except UnsupportedAlgorithm as exc:
+            raise InputError(f"unsupported key encryption: {exc}", path=where) from None
+        except (ValueError, TypeError):
+            # The structure says encrypted: whatever fails now is the passphrase, even when
+            # the wrong key happened to give valid CBC padding and garbage plaintext.
+            raise _wrong_passphrase(where) from None
+        return _check_key(key, where)
+    if isinstance(password, bytes):
+        raise InputError(
+            "a passphrase was given but the private key is not encrypted; drop the passphrase",
+            path=where,
+        )
     try:
-        key = loader(data, password=password)
-    except TypeError as exc:
-        text = str(exc)
-        if "encrypted" in text and password is None:
-            raise InputError(
-                "private key is encrypted; give its passphrase",
-                path=where,
-            ) from None
-        if "not encrypted" in text:
-            raise InputError(
-                "a passphrase was given but the private key is not encrypted; drop the passphrase",
-                path=where,
-            ) from None
-        raise InputError(f"cannot load private key: {text}", path=where) from None
-    except ValueError as exc:
-        if password is not None and "password" in str(exc).lower():
-            raise InputError("wrong passphrase for the encrypted private key", path=where) from None
+        key = loader(data, password=None)
+    except (ValueError, TypeError):
         raise InputError(
             "not a private key (expected PEM or DER: PKCS#8, PKCS#1 RSA or SEC1 EC)",
             path=where,
@@ -171,6 +276,8 @@ def load_certificate(path: str | os.PathLike[str]) -> bytes:
             if is_der(data)
             else x509.load_pem_x509_certificate(data)
         )
+    except x509.InvalidVersion as exc:  # not a ValueError: pyca's own type
+        raise InputError(f"not a valid X.509 certificate: {exc}", path=where) from None
     except ValueError:
         raise InputError("not an X.509 certificate (expected PEM or DER)", path=where) from None
     return cert.public_bytes(serialization.Encoding.DER)
@@ -312,10 +419,11 @@ class FileSigner:
         key_path: str | os.PathLike[str],
         cert_path: str | os.PathLike[str],
         *,
-        password: bytes | None = None,
+        password: Passphrase = None,
+        check_permissions: bool = False,
     ) -> FileSigner:
         """Load a key and its certificate, checking that they belong together."""
-        key = load_private_key(key_path, password=password)
+        key = load_private_key(key_path, password=password, check_permissions=check_permissions)
         cert_der = load_certificate(cert_path)
         try:
             return cls(key, cert_der, key_path=os.fspath(key_path))

@@ -170,7 +170,8 @@ class Certificate:
         except (der.DERError, ValueError, IndexError) as exc:
             if isinstance(exc, CertificateError):
                 raise
-            raise CertificateError(f"not a valid X.509 certificate: {exc}") from None
+            why = exc.detail if isinstance(exc, der.DERError) else str(exc)
+            raise CertificateError(f"not a valid X.509 certificate: {why}") from None
 
     # -- ids the kernel uses ------------------------------------------------
 
@@ -298,6 +299,23 @@ def _bit_string(element: der.Element) -> bytes:
     return content[1:]
 
 
+def _check_name(name: der.Element, what: str) -> None:
+    """A Name as x509.asn1 has it: SEQUENCE OF SET OF SEQUENCE {OID, value}.
+
+    The kernel's decoder walks every AttributeValueAssertion of both names, so
+    a malformed one fails the whole certificate there too.
+    """
+    for rdn in name.children():
+        if rdn.tag != der.SET:
+            raise CertificateError(f"malformed {what} Name: a RelativeDistinguishedName is not a SET")
+        for ava in rdn.children():
+            parts = ava.children() if ava.tag == der.SEQUENCE else []
+            if len(parts) != 2 or parts[0].tag != der.OID:
+                raise CertificateError(
+                    f"malformed {what} Name: an attribute is not SEQUENCE {{OID, value}}"
+                )
+
+
 def _parse(data: bytes) -> Certificate:
     top = der.expect(der.read(data), der.SEQUENCE, "Certificate SEQUENCE")
     if top.end != len(data):
@@ -314,6 +332,8 @@ def _parse(data: bytes) -> Certificate:
     issuer = der.expect(fields[i + 2], der.SEQUENCE, "issuer Name")
     validity = der.expect(fields[i + 3], der.SEQUENCE, "validity SEQUENCE").children()
     subject = der.expect(fields[i + 4], der.SEQUENCE, "subject Name")
+    _check_name(issuer, "issuer")
+    _check_name(subject, "subject")
     spki = der.expect(fields[i + 5], der.SEQUENCE, "SubjectPublicKeyInfo").children()
     not_before = decode_time(validity[0].tag, validity[0].content)
     not_after = decode_time(validity[1].tag, validity[1].content)
@@ -448,11 +468,7 @@ def load_certificates(
         if skipped is not None:
             skipped.extend(passed)
         return out
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise InputError("file not found", path=path) from None
-    except OSError as exc:
-        raise InputError(f"cannot read certificate: {exc.strerror}", path=path) from None
+    from .._fileio import MAX_SMALL_FILE, read_input
+
+    data = read_input(path, limit=MAX_SMALL_FILE, what="certificate")
     return certificates_from_bytes(data, source=path)

@@ -17,73 +17,26 @@ from typing import Final
 
 from ..errors import KernelError, UnsupportedFeature, errno_name
 
+# The public numbers live in consts; _sys re-exports them for its own callers.
+from .consts import *  # noqa: F403  (re-exported for _sys's callers)
+from .consts import (
+    COMMAND_NAMES,
+    KEYCTL_NAMES,
+    OBJ_NAME_LEN,
+    OBJ_PIN,
+    PROG_LOAD,
+)
+
 # x86-64 syscall numbers (kernel.md §2).
 NR_BPF: Final = 321
 NR_ADD_KEY: Final = 248
 NR_KEYCTL: Final = 250
 
-# bpf commands (kernel.md §3.1).
-MAP_CREATE: Final = 0
-MAP_LOOKUP_ELEM: Final = 1
-MAP_UPDATE_ELEM: Final = 2
-MAP_DELETE_ELEM: Final = 3
-PROG_LOAD: Final = 5
-OBJ_PIN: Final = 6
-PROG_TEST_RUN: Final = 10
-OBJ_GET_INFO_BY_FD: Final = 15
-RAW_TRACEPOINT_OPEN: Final = 17
-MAP_FREEZE: Final = 22
-LINK_CREATE: Final = 28
-ITER_CREATE: Final = 33
-
-COMMAND_NAMES: Final = {
-    MAP_CREATE: "BPF_MAP_CREATE",
-    MAP_LOOKUP_ELEM: "BPF_MAP_LOOKUP_ELEM",
-    MAP_UPDATE_ELEM: "BPF_MAP_UPDATE_ELEM",
-    MAP_DELETE_ELEM: "BPF_MAP_DELETE_ELEM",
-    PROG_LOAD: "BPF_PROG_LOAD",
-    OBJ_PIN: "BPF_OBJ_PIN",
-    PROG_TEST_RUN: "BPF_PROG_TEST_RUN",
-    OBJ_GET_INFO_BY_FD: "BPF_OBJ_GET_INFO_BY_FD",
-    RAW_TRACEPOINT_OPEN: "BPF_RAW_TRACEPOINT_OPEN",
-    MAP_FREEZE: "BPF_MAP_FREEZE",
-    LINK_CREATE: "BPF_LINK_CREATE",
-    ITER_CREATE: "BPF_ITER_CREATE",
-}
-
-# Types and flags (kernel.md §3.2).
-PROG_TYPE_SOCKET_FILTER: Final = 1
-PROG_TYPE_SYSCALL: Final = 31
-MAP_TYPE_HASH: Final = 1
-MAP_TYPE_ARRAY: Final = 2
-BPF_F_SLEEPABLE: Final = 0x10
-BPF_F_RDONLY_PROG: Final = 0x80
-BPF_F_MMAPABLE: Final = 0x400
-BPF_TRACE_ITER: Final = 28  # enum bpf_attach_type
-
-OBJ_NAME_LEN: Final = 16
-HASH_SIZE: Final = 32
 LOG_BUF_SIZE: Final = 1 << 20
-#: signature_size above KMALLOC_MAX_CACHE_SIZE is EINVAL with an empty log (kernel.md §12.8)
-MAX_SIGNATURE_SIZE: Final = 8192
 CAP_SYS_ADMIN: Final = 21
 CAP_PERFMON: Final = 38
 CAP_BPF: Final = 39
 UNPRIVILEGED_BPF_DISABLED = "/proc/sys/kernel/unprivileged_bpf_disabled"
-
-# Keyrings (kernel.md §5).
-KEY_SPEC_THREAD_KEYRING: Final = -1
-KEY_SPEC_PROCESS_KEYRING: Final = -2
-KEY_SPEC_SESSION_KEYRING: Final = -3
-KEY_SPEC_USER_KEYRING: Final = -4
-KEY_SPEC_USER_SESSION_KEYRING: Final = -5
-KEYCTL_GET_KEYRING_ID: Final = 0
-KEYCTL_JOIN_SESSION_KEYRING: Final = 1
-KEYCTL_DESCRIBE: Final = 6
-KEYCTL_LINK: Final = 8
-KEYCTL_UNLINK: Final = 9
-KEYCTL_SEARCH: Final = 10
-KEYCTL_READ: Final = 11
 
 _u8, _u32, _s32, _u64 = ctypes.c_uint8, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
 
@@ -234,20 +187,31 @@ def addr(obj: ctypes._CData) -> int:
     return ctypes.addressof(obj)
 
 
+def _call(nr: int, *args: object) -> tuple[int, int]:
+    """``syscall(nr, *args)``, retried on EINTR/EAGAIN: ``(result, 0)`` or ``(-1, errno)``.
+
+    The one retry loop of every syscall bpfsign makes (bpf, add_key, keyctl).
+    """
+    err = 0
+    for _ in range(_MAX_RETRIES):
+        ret: int = _syscall(nr, *args)
+        if ret >= 0:
+            return ret, 0
+        err = _get_errno()
+        if err not in _RETRY:
+            break
+    return -1, err
+
+
 def bpf(cmd: int, attr: ctypes.Structure, size: int) -> int:
     """``bpf(cmd, &attr, size)``; returns the result or raises :class:`KernelError`.
 
     Pointer fields of ``attr`` are plain integers: the caller keeps the objects
     they point to alive until this returns (a local variable is enough).
     """
-    ref = ctypes.byref(attr)
-    for _ in range(_MAX_RETRIES):
-        ret: int = _syscall(NR_BPF, cmd, ref, size)
-        if ret >= 0:
-            return ret
-        err = _get_errno()
-        if err not in _RETRY:
-            break
+    ret, err = _call(NR_BPF, cmd, ctypes.byref(attr), size)
+    if err == 0:
+        return ret
     raise KernelError(err, COMMAND_NAMES.get(cmd, f"bpf cmd {cmd}"),
                       message=eperm_hint(cmd) if err == _errno.EPERM else "")
 
@@ -293,15 +257,7 @@ def eperm_hint(cmd: int | None = None) -> str:
 
 def bpf_errno(cmd: int, attr: ctypes.Structure, size: int) -> tuple[int, int]:
     """Like :func:`bpf` but returns ``(result, errno)`` instead of raising: for probes."""
-    ref = ctypes.byref(attr)
-    for _ in range(_MAX_RETRIES):
-        ret: int = _syscall(NR_BPF, cmd, ref, size)
-        if ret >= 0:
-            return ret, 0
-        err = _get_errno()
-        if err not in _RETRY:
-            return ret, err
-    return -1, err
+    return _call(NR_BPF, cmd, ctypes.byref(attr), size)
 
 
 def prog_load(attr: ProgLoadAttr) -> int:
@@ -374,17 +330,12 @@ def add_key(key_type: bytes, description: bytes | None, payload: bytes | None, k
     A None description lets the key type derive one (asymmetric keys: the
     certificate's subject and key id).
     """
-    for _ in range(_MAX_RETRIES):
-        ret: int = _syscall(
-            NR_ADD_KEY, ctypes.c_char_p(key_type), ctypes.c_char_p(description),
-            ctypes.c_char_p(payload), ctypes.c_size_t(len(payload or b"")),
-            ctypes.c_long(keyring),
-        )
-        if ret >= 0:
-            return ret
-        err = _get_errno()
-        if err not in _RETRY:
-            break
+    serial, err = _call(
+        NR_ADD_KEY, ctypes.c_char_p(key_type), ctypes.c_char_p(description),
+        ctypes.c_char_p(payload), ctypes.c_size_t(len(payload or b"")), ctypes.c_long(keyring),
+    )
+    if err == 0:
+        return serial
     what = f"{key_type.decode()} key" + (f" {description.decode()!r}" if description else "")
     raise KernelError(err, "add_key", message=f"{what} into keyring {keyring}")
 
@@ -401,23 +352,10 @@ def keyctl(op: int, *args: int | bytes | ctypes._CData | None, what: str = "") -
             conv.append(ctypes.c_long(a))
         else:
             conv.append(ctypes.byref(a))
-    for _ in range(_MAX_RETRIES):
-        ret: int = _syscall(NR_KEYCTL, ctypes.c_long(op), *conv)
-        if ret >= 0:
-            return ret
-        err = _get_errno()
-        if err not in _RETRY:
-            break
-    raise KernelError(err, f"keyctl({_KEYCTL_NAMES.get(op, op)})", message=what)
+    ret, err = _call(NR_KEYCTL, ctypes.c_long(op), *conv)
+    if err == 0:
+        return ret
+    raise KernelError(err, f"keyctl({KEYCTL_NAMES.get(op, op)})", message=what)
 
 
-_KEYCTL_NAMES: Final = {
-    KEYCTL_GET_KEYRING_ID: "KEYCTL_GET_KEYRING_ID",
-    KEYCTL_JOIN_SESSION_KEYRING: "KEYCTL_JOIN_SESSION_KEYRING",
-    KEYCTL_DESCRIBE: "KEYCTL_DESCRIBE",
-    KEYCTL_LINK: "KEYCTL_LINK",
-    KEYCTL_UNLINK: "KEYCTL_UNLINK",
-    KEYCTL_SEARCH: "KEYCTL_SEARCH",
-    KEYCTL_READ: "KEYCTL_READ",
-}
 

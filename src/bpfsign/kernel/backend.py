@@ -1,23 +1,35 @@
 """The handful of kernel commands the loader needs, behind one interface.
 
 Two backends implement :class:`Backend`: :class:`~bpfsign.kernel.syscall.SyscallBackend`
-talks to the running kernel through bpf()/add_key()/keyctl(); a model backend
-(later) replays the kernel's checks in Python. The loader and the CLI see only
-this protocol, so they run the same sequence against either.
+talks to the running kernel through bpf()/add_key()/keyctl();
+:class:`~bpfsign.kernel.model.KernelModel` replays the kernel's checks in
+Python. The loader and the CLI see only this protocol, so they run the same
+sequence against either; what a backend can do is asked (:meth:`Backend.probe`),
+never inferred from its class.
+
+:func:`run_loader` is the one ``bpf_load_and_run`` sequence (docs/lskel.md
+§10.2/§10.3). A backend hands it the steps (:meth:`Backend.loader_steps`): the
+syscall backend from attr templates built once per request, any other from its
+primitives (:class:`PrimitiveSteps`).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..errors import KernelError
+from ..errors import KernelError, errno_name
+from . import consts as C
 
 if TYPE_CHECKING:
     from .syscall import SyscallBackend
 
-__all__ = ["Backend", "LoaderRequest", "MapInfo", "ProgInfo", "default_backend", "run_loader"]
+__all__ = [
+    "FEATURES", "Backend", "LoaderRequest", "LoaderSteps", "MapInfo", "PrimitiveSteps", "ProgInfo",
+    "default_backend", "run_loader",
+]
 
 
 @dataclass(frozen=True)
@@ -63,11 +75,36 @@ class LoaderRequest:
     fd_array_cnt: int  # 1 only for a signed load-time load; 0 otherwise (EACCES)
     hash_request: bool  # the 6.18 scheme's OBJ_GET_INFO_BY_FD map-hash step
     log_level: int = 0
+    name: str = ""  # the skeleton's, for error messages
 
 
 LOADER_MAP_NAME = "__loader.map"
 LOADER_PROG_NAME = "__loader.prog"
 LOADER_LICENSE = "Dual BSD/GPL"
+
+#: What :meth:`Backend.probe` answers about (True, False, or None for unknown):
+#: ``inloader_loaders`` -- a bpftool <= 7.8 ``-S`` loader's exclusivity check passes
+#: the verifier here (struct bpf_map has u32 ``excl`` at offset 32, docs/kernel.md §8.1);
+#: ``loadtime_verification`` -- signed loads verify insns ‖ metadata maps at load time
+#: (docs/kernel.md §6.2); ``run_programs`` -- BPF_PROG_TEST_RUN really runs programs.
+FEATURES = ("inloader_loaders", "loadtime_verification", "run_programs")
+
+
+class LoaderSteps(Protocol):
+    """The steps of ``bpf_load_and_run`` for one :class:`LoaderRequest`, in order."""
+
+    def create_map(self) -> int: ...
+    def fill_map(self, map_fd: int) -> None: ...
+    def freeze_map(self, map_fd: int) -> None: ...
+    def request_hash(self, map_fd: int) -> None: ...
+    def load_prog(self, map_fd: int) -> int: ...
+    def run(self, prog_fd: int, ctx: bytearray) -> int:
+        """Run the loader once on ``ctx`` (fds come back in it); its s32 return value."""
+        ...
+    def read_map(self, map_fd: int) -> bytes:
+        """The loader map's value now (after a run: with the run's marks, see loaderprog)."""
+        ...
+    def close(self, fd: int) -> None: ...
 
 
 class Backend(Protocol):
@@ -76,6 +113,10 @@ class Backend(Protocol):
     Every method raises :class:`~bpfsign.errors.KernelError` (or
     :class:`~bpfsign.errors.UnsupportedFeature`) when the kernel says no.
     """
+
+    def probe(self, feature: str) -> bool | None:
+        """Whether this kernel has ``feature`` (one of :data:`FEATURES`); None: unknown."""
+        ...
 
     # -- maps
     def map_create(
@@ -97,12 +138,8 @@ class Backend(Protocol):
     def prog_info(self, fd: int) -> ProgInfo: ...
     def test_run(self, prog_fd: int, ctx: bytearray) -> int: ...
     def test_run_packet(self, prog_fd: int, packet: bytes) -> int: ...
-    def load_and_run(self, request: LoaderRequest, ctx: bytearray) -> None:
-        """Create, fill and freeze the loader map, load the loader, run it on ``ctx``.
-
-        ``ctx`` comes back holding the fds the loader created. Always closes the
-        loader map and program. May be :func:`run_loader` over the primitives.
-        """
+    def loader_steps(self, request: LoaderRequest) -> LoaderSteps:
+        """The steps :func:`run_loader` runs for ``request`` (may be cached per request)."""
         ...
 
     # -- attach, pin, close
@@ -125,32 +162,157 @@ class Backend(Protocol):
     def key_read(self, key: int) -> bytes: ...
 
 
-def run_loader(backend: Backend, req: LoaderRequest, ctx: bytearray) -> None:
-    """``bpf_load_and_run`` over the Backend primitives (lskel.md §10.2/§10.3)."""
+class PrimitiveSteps:
+    """:class:`LoaderSteps` over a backend's primitives (any backend without a fast path)."""
+
+    def __init__(self, backend: Backend, req: LoaderRequest) -> None:
+        self.backend = backend
+        self.req = req
+
+    def create_map(self) -> int:
+        return self.backend.map_create(
+            C.MAP_TYPE_ARRAY, 4, len(self.req.data), 1, LOADER_MAP_NAME,
+            excl_prog_hash=self.req.excl_prog_hash,
+        )
+
+    def fill_map(self, map_fd: int) -> None:
+        self.backend.map_update(map_fd, bytes(4), self.req.data)
+
+    def freeze_map(self, map_fd: int) -> None:
+        self.backend.map_freeze(map_fd)
+
+    def request_hash(self, map_fd: int) -> None:
+        self.backend.map_info(map_fd, want_hash=True)
+
+    def load_prog(self, map_fd: int) -> int:
+        req = self.req
+        return self.backend.prog_load(
+            C.PROG_TYPE_SYSCALL, req.insns, license=LOADER_LICENSE, name=LOADER_PROG_NAME,
+            flags=C.BPF_F_SLEEPABLE, fd_array=(map_fd,), fd_array_cnt=req.fd_array_cnt,
+            signature=req.signature, keyring_id=req.keyring_id, log_level=req.log_level,
+        )
+
+    def run(self, prog_fd: int, ctx: bytearray) -> int:
+        return self.backend.test_run(prog_fd, ctx)
+
+    def read_map(self, map_fd: int) -> bytes:
+        return self.backend.map_lookup(map_fd, bytes(4), len(self.req.data))
+
+    def close(self, fd: int) -> None:
+        self.backend.close(fd)
+
+
+#: The steps of run_loader, as error messages name them.
+_STEPS = {
+    "create": f"map create of {LOADER_MAP_NAME}",
+    "fill": f"map update of {LOADER_MAP_NAME}",
+    "freeze": f"map freeze of {LOADER_MAP_NAME}",
+    "hash": f"map hash of {LOADER_MAP_NAME}",
+    "load": f"loader program load of {LOADER_PROG_NAME}",
+    "run": f"loader run of {LOADER_PROG_NAME}",
+}
+#: struct bpf_loader_ctx: u32 sz, flags, log_level, log_size; u64 log_buf (docs/lskel.md §2.1)
+_CTX_LOG = struct.Struct("<IIQ")
+_CTX_LOG_OFFSET = 8
+_LOG_SIZE = 1 << 20
+
+
+def run_loader(backend: Backend, req: LoaderRequest, ctx: bytearray, *, run: bool = True) -> None:
+    """``bpf_load_and_run``: create, fill and freeze the loader map, (hash), load, run.
+
+    ``ctx`` comes back holding the fds the loader created. The loader map and
+    program are always closed. Each failure is a KernelError naming its step
+    (``KernelError.step``); a loader that fails inside says at which of its
+    own calls and with which verifier log, as far as that can be known.
+    ``run=False`` stops after the loader's PROG_LOAD (its verdict only).
+    """
+    steps = backend.loader_steps(req)
+    where = ["create"]
+    try:
+        retval, blob = _sequence(steps, req, ctx, run, where)
+    except KernelError as exc:
+        raise _at_step(exc, req.name, where[0]) from None
+    if retval < 0:
+        _loader_failed(backend, req, ctx, -retval, blob)
+
+
+def _sequence(
+    steps: LoaderSteps, req: LoaderRequest, ctx: bytearray, run: bool, where: list[str]
+) -> tuple[int, bytes | None]:
+    """The sequence itself: (the loader's return value, the loader map after a failed run)."""
     map_fd = prog_fd = -1
     try:
-        map_fd = backend.map_create(
-            2, 4, len(req.data), 1, LOADER_MAP_NAME, excl_prog_hash=req.excl_prog_hash
-        )
-        backend.map_update(map_fd, bytes(4), req.data)
-        backend.map_freeze(map_fd)
+        map_fd = steps.create_map()
+        where[0] = "fill"
+        steps.fill_map(map_fd)
+        where[0] = "freeze"
+        steps.freeze_map(map_fd)
         if req.hash_request:
-            backend.map_info(map_fd, want_hash=True)
-        prog_fd = backend.prog_load(
-            31, req.insns, license=LOADER_LICENSE, name=LOADER_PROG_NAME, flags=0x10,
-            fd_array=(map_fd,), fd_array_cnt=req.fd_array_cnt, signature=req.signature,
-            keyring_id=req.keyring_id, log_level=req.log_level,
-        )
-        retval = backend.test_run(prog_fd, ctx)
-        if retval < 0:
-            raise KernelError(
-                -retval, "loader program", message="error returned by loader prog"
-            )
+            where[0] = "hash"
+            steps.request_hash(map_fd)
+        where[0] = "load"
+        prog_fd = steps.load_prog(map_fd)
+        if not run:
+            return 0, None
+        where[0] = "run"
+        retval = steps.run(prog_fd, ctx)
+        if retval >= 0:
+            return retval, None
+        try:
+            return retval, steps.read_map(map_fd)
+        except KernelError:
+            return retval, None
     finally:
         if prog_fd >= 0:
-            backend.close(prog_fd)
+            steps.close(prog_fd)
         if map_fd >= 0:
-            backend.close(map_fd)
+            steps.close(map_fd)
+
+
+def _at_step(exc: KernelError, who: str, step: str) -> KernelError:
+    where = f"{who + ': ' if who else ''}{_STEPS[step]} failed"
+    return KernelError(exc.errno, exc.command, log=exc.log, message=exc.hint, step=step,
+                       where=where)
+
+
+def _loader_failed(
+    backend: Backend, req: LoaderRequest, ctx: bytearray, err: int, blob: bytes | None
+) -> None:
+    """The loader returned -err: say where inside it stopped, with the verifier log if any.
+
+    Runs the sequence once more with a log buffer in the ctx (the loader hands
+    it to its inner PROG_LOADs). Should that run pass, its fds are kept.
+    """
+    import ctypes
+
+    from . import loaderprog
+
+    log = ""
+    retry = bytearray(ctx)
+    buf = ctypes.create_string_buffer(_LOG_SIZE)
+    _CTX_LOG.pack_into(retry, _CTX_LOG_OFFSET, 1, _LOG_SIZE, ctypes.addressof(buf))
+    try:
+        again, blob2 = _sequence(backend.loader_steps(req), req, retry, True, ["create"])
+    except KernelError:  # the first failure is the one reported
+        again, blob2 = 0, None
+    else:
+        if again >= 0:  # passed this time: keep what it loaded
+            _CTX_LOG.pack_into(retry, _CTX_LOG_OFFSET, 0, 0, 0)
+            ctx[:] = retry
+            return
+        if -again == err:
+            log = buf.value.decode(errors="replace")
+            blob = blob2 if blob2 is not None else blob
+    calls = loaderprog.locate_failure(loaderprog.inner_calls(req.insns, req.data), blob)
+    text = (f"{req.name + ': ' if req.name else ''}{_STEPS['run']} returned -{err} "
+            f"({errno_name(err)})")
+    if len(calls) == 1:
+        text += f"; it failed at its {calls[0].describe()}"
+    elif calls:
+        text += "; it failed at one of its " + ", ".join(c.describe() for c in calls)
+    if not any(c.cmd == C.PROG_LOAD for c in calls):
+        log = ""  # a log from an earlier program that loaded is not this failure's
+    raise KernelError(err, "loader program", log=log, step="run", where=text)
 
 
 _default: SyscallBackend | None = None

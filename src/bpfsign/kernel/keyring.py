@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 
 from ..errors import InputError
-from . import _sys as S
+from . import consts as S
 from . import keyspec
 from .backend import Backend, default_backend
 

@@ -1,10 +1,13 @@
 """Load a light skeleton from Python, the way ``skel_internal.h`` does it in C.
 
-``__open`` prepares each global-data section in an anonymous shared mapping
-and passes its address in the ctx; ``__load`` runs the loader program
-(:meth:`Backend.load_and_run`); afterwards the map fds are mmapped over the
-same addresses, so the globals are live (lskel.md §5, §10). Everything kernel-
-side goes through a :class:`~bpfsign.kernel.backend.Backend`.
+``__open`` prepares each global-data section image and passes its address in
+the ctx; ``__load`` runs the loader program (:func:`~bpfsign.kernel.backend.run_loader`);
+afterwards each map the header finalizes is mmapped exactly as the header's
+``skel_finalize_map_data`` call says -- PROT_READ for a frozen read-only map,
+and not at all for a map that is not mmapable (per-CPU data) -- so the globals
+are live (docs/lskel.md §5, §10.4). Everything kernel-side goes through a
+:class:`~bpfsign.kernel.backend.Backend`; every fd is a close-once
+:class:`~bpfsign.kernel.fd.FD`.
 
 :class:`Loader` does the per-skeleton work once (audit, scheme, templates);
 its :meth:`Loader.load` is the hot path and does only what C does per load.
@@ -19,6 +22,7 @@ import mmap
 import os
 import struct
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,15 +31,16 @@ from ..errors import InputError, KernelError, UnsupportedFeature
 from ..skel import globaldata as _gd
 from ..skel import scheme as _scheme
 from ..skel import skeleton as _skel
-from . import _sys as S
-from .backend import Backend, LoaderRequest, default_backend
+from . import consts as C
+from .backend import Backend, LoaderRequest, default_backend, run_loader
+from .fd import FD
 
 __all__ = ["LoadedSkeleton", "Loader", "load"]
 
 #: per section: raw image bytes, or member name -> value (``{"sample_every": 42}``)
 InitialValues = Mapping[str, "bytes | Mapping[str, Any]"]
 
-KEY_SPEC_SESSION_KEYRING = -3
+KEY_SPEC_SESSION_KEYRING = C.KEY_SPEC_SESSION_KEYRING
 _BTF_ATTACH = frozenset(("tracing", "tp_btf", "fentry", "fexit", "fmod_ret", "lsm"))
 
 
@@ -44,9 +49,10 @@ class LoadedSkeleton:
 
     def __init__(
         self, skel: _skel.Skeleton, backend: Backend, scheme: str, signed: bool,
-        map_fds: list[int], prog_fds: list[int], mem: list[tuple[str, mmap.mmap]],
+        map_fds: list[FD], prog_fds: list[FD], mem: list[tuple[str, mmap.mmap]],
         layouts: Mapping[str, _gd.SectionLayout] | None = None,
     ) -> None:
+        self.closed = True  # until fully built: the finalizer has nothing to do
         self.skeleton = skel
         self.scheme = scheme
         self.signed = signed
@@ -54,7 +60,7 @@ class LoadedSkeleton:
         self._map_fds = map_fds
         self._prog_fds = prog_fds
         self._mem = mem  # (map name, the map's value mmapped)
-        self._links: dict[str, int] = {}
+        self._links: dict[str, FD] = {}
         self._layouts = layouts if layouts is not None else {}
         self._typed: dict[str, _gd.GlobalData] = {}
         self.closed = False
@@ -63,20 +69,25 @@ class LoadedSkeleton:
     @property
     def maps(self) -> dict[str, int]:
         """Map fds by the skeleton's map names (``counts``, ``bss``, ``rodata`` …)."""
-        return {m.name: fd for m, fd in zip(self.skeleton.maps, self._map_fds, strict=True)}
+        return {m.name: fd.number for m, fd in zip(self.skeleton.maps, self._map_fds, strict=True)
+                if fd.number >= 0}
 
     @property
     def progs(self) -> dict[str, int]:
-        return {p.name: fd for p, fd in zip(self.skeleton.progs, self._prog_fds, strict=True)}
+        """Program fds by name; a program the object does not autoload has none (as in C)."""
+        return {p.name: fd.number for p, fd in zip(self.skeleton.progs, self._prog_fds, strict=True)
+                if fd.number >= 0}
 
     @property
     def links(self) -> dict[str, int]:
-        return dict(self._links)
+        return {name: fd.number for name, fd in self._links.items()}
 
     def map_fd(self, name: str) -> int:
+        self._check_open()
         return self._lookup(self.maps, name, "map")
 
     def prog_fd(self, name: str) -> int:
+        self._check_open()
         return self._lookup(self.progs, name, "program")
 
     def _lookup(self, table: dict[str, int], name: str, what: str) -> int:
@@ -84,6 +95,13 @@ class LoadedSkeleton:
         try:
             return table[name]
         except KeyError:
+            known = {m.name for m in self.skeleton.maps} | {p.name for p in self.skeleton.progs}
+            if name in known:
+                raise InputError(
+                    f"{what} {name!r} of skeleton {self.skeleton.name} was not loaded: the "
+                    "loader left no fd for it (the BPF object does not autoload it)",
+                    path=self.skeleton.path,
+                ) from None
             raise InputError(
                 f"no {what} {name!r} in skeleton {self.skeleton.name} "
                 f"(it has: {', '.join(table) or 'none'})", path=self.skeleton.path,
@@ -131,6 +149,19 @@ class LoadedSkeleton:
         for name, mm in self._mem:
             if name == want:
                 return name, mm
+        spec = next((m for m in self.skeleton.maps if m.section and m.name == want), None)
+        if spec is not None:
+            if spec.initial_value is not None:  # a per-CPU section (skel_protect_map_data)
+                why = ("it is a per-CPU array, which the kernel cannot mmap, so the header never "
+                       "maps it (its image is the initial value only); read each CPU's value "
+                       f"with a map lookup on map_fd({spec.name!r})")
+            else:
+                why = ("bpftool did not make it mmapable (none of its variables is visible "
+                       "to user space), so the header never maps it")
+            raise InputError(
+                f"section {spec.section} (map {spec.name}) of skeleton {self.skeleton.name} "
+                f"is not mmapable: {why}", path=self.skeleton.path,
+            )
         have = ", ".join(n for n, *_ in self._mem) or "none"
         raise InputError(
             f"skeleton {self.skeleton.name} has no global-data section {section!r} (it has: {have})",
@@ -146,16 +177,16 @@ class LoadedSkeleton:
         """
         self._check_open()
         progs = {p.name: p for p in self.skeleton.progs}
-        chosen = names or tuple(n for n, p in progs.items() if p.attach is not None)
+        loaded = self.progs
+        chosen = names or tuple(n for n, p in progs.items() if p.attach is not None and n in loaded)
         for name in chosen:
             if name in self._links:
                 continue
             spec = progs.get(name)
+            fd = self._lookup(loaded, name, "program")
             if spec is None:
-                self._lookup(self.progs, name, "program")
                 continue
             kind = spec.attach
-            fd = self._prog_fds[spec.index]
             if kind is None:
                 raise InputError(
                     f"program {name!r}: the skeleton does not support auto-attach for it "
@@ -166,15 +197,15 @@ class LoadedSkeleton:
             elif kind in _BTF_ATTACH:
                 link = self._backend.raw_tracepoint_open(fd, None)
             elif kind == "iter":
-                link = self._backend.link_create(fd, 0, S.BPF_TRACE_ITER)
+                link = self._backend.link_create(fd, 0, C.BPF_TRACE_ITER)
             else:
                 raise InputError(f"program {name!r}: unknown attach kind {kind!r}")
-            self._links[name] = link
+            self._links[name] = FD(link, f"link {name}", self._backend.close)
         return self.links
 
     def detach(self) -> None:
         for name in list(self._links):
-            self._backend.close(self._links.pop(name))
+            self._links.pop(name).close()
 
     # ---------------------------------------------------------------- pin
     def pin(self, directory: str | os.PathLike[str]) -> list[str]:
@@ -183,7 +214,7 @@ class LoadedSkeleton:
         base = Path(directory)
         base.mkdir(parents=True, exist_ok=True)
         pinned = []
-        objects = [("map", self.maps), ("prog", self.progs), ("link", self._links)]
+        objects = [("map", self.maps), ("prog", self.progs), ("link", self.links)]
         for kind, table in objects:
             for name, fd in table.items():
                 path = str(base / f"{kind}_{name}")
@@ -204,7 +235,8 @@ class LoadedSkeleton:
         """What was created: maps and programs with kernel ids and types, and links."""
         self._check_open()
         maps = []
-        for spec, fd in zip(self.skeleton.maps, self._map_fds, strict=True):
+        for spec, mfd in zip(self.skeleton.maps, self._map_fds, strict=True):
+            fd = mfd.raw
             info = self._backend.map_info(fd)
             maps.append({
                 "name": spec.name, "fd": fd, "id": info.id, "type": info.type,
@@ -212,7 +244,10 @@ class LoadedSkeleton:
                 "value_size": info.value_size, "max_entries": info.max_entries,
             })
         progs = []
-        for pspec, fd in zip(self.skeleton.progs, self._prog_fds, strict=True):
+        for pspec, pfd in zip(self.skeleton.progs, self._prog_fds, strict=True):
+            if pfd.closed:  # not autoloaded: no fd, as in C
+                continue
+            fd = pfd.raw
             pinfo = self._backend.prog_info(fd)
             progs.append({
                 "name": pspec.name, "fd": fd, "id": pinfo.id, "type": pinfo.type,
@@ -221,7 +256,9 @@ class LoadedSkeleton:
         return {
             "skeleton": self.skeleton.name, "scheme": self.scheme, "signed": self.signed,
             "maps": maps, "progs": progs,
-            "links": [{"prog": n, "fd": fd} for n, fd in self._links.items()],
+            "links": [{"prog": n, "fd": fd} for n, fd in self.links.items()],
+            "not_loaded": [p.name for p, fd in zip(self.skeleton.progs, self._prog_fds,
+                                                   strict=True) if fd.closed],
         }
 
     # -------------------------------------------------------------- close
@@ -243,8 +280,13 @@ class LoadedSkeleton:
         fds = [*self._links.values(), *self._prog_fds, *self._map_fds]
         self._links.clear()
         for fd in fds:
-            if fd > 0:
-                os.close(fd)
+            fd.close()
+
+    def __del__(self) -> None:
+        """Dropped without close(): release everything, and say so, as a file does."""
+        if not self.__dict__.get("closed", True):
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1, source=self)
+            self.close()
 
     def __enter__(self) -> LoadedSkeleton:
         return self
@@ -278,9 +320,9 @@ class Loader:
                 f"{sys.byteorder}-endian; regenerate the skeleton for this target",
             )
         if check_kernel is None:
-            from .syscall import SyscallBackend
-
-            check_kernel = isinstance(self.backend, SyscallBackend)
+            # a backend that only gives verdicts (the model) answers these cases itself,
+            # with the kernel's own errno and log
+            check_kernel = self.backend.probe("run_programs") is not False
         if check_kernel:
             self._check_kernel()
         self.request = LoaderRequest(
@@ -288,10 +330,11 @@ class Loader:
             signature=skel.signature if self.signed else None,
             keyring_id=keyring_id if self.signed else 0,
             fd_array_cnt=1 if self.signed and self.scheme == "loadtime" else 0,
-            hash_request=self.scheme == "inloader", log_level=log_level,
+            hash_request=self.scheme == "inloader", log_level=log_level, name=skel.name,
         )
         # Section images stay in buffers owned by this Loader; their addresses go into
         # the ctx template once (the loader copy_from_user()s value_size bytes from them).
+        # Only images the header prepares (skel_prep_map_data) are passed, as in C.
         ctx = bytearray(skel.ctx_size)
         struct.pack_into("<I", ctx, 0, skel.ctx_size)
         self._images_buf: dict[str, ctypes.Array[ctypes.c_char]] = {}
@@ -299,13 +342,17 @@ class Loader:
         for m in skel.maps:
             if m.section is None:
                 continue
-            image = m.initial_value or b""
-            buf = ctypes.create_string_buffer(image, max(len(image), 1))
-            self._images_buf[m.name] = buf
-            struct.pack_into("<Q", ctx, m.ctx_offset + 8, ctypes.addressof(buf))
-            size = m.mmap_size or _page_round(len(image))
-            sections.append((m.name, m.index, m.ctx_offset, len(image), size, m.readonly))
+            image = m.initial_value
+            if image is not None:
+                buf = ctypes.create_string_buffer(image, max(len(image), 1))
+                self._images_buf[m.name] = buf
+                struct.pack_into("<Q", ctx, m.ctx_offset + 8, ctypes.addressof(buf))
+            length = len(image) if image is not None else 0
+            size = m.mmap_size or _page_round(length)
+            sections.append((m.name, m.index, m.ctx_offset, length, size, m.readonly, m.mmapable))
         self._sections = sections
+        #: (map name, map index, mmap size, read-only): the header's skel_finalize_map_data calls
+        self._finalize = tuple((n, i, size, ro) for n, i, _o, _l, size, ro, mm in sections if mm)
         self.layouts = {m.name: _gd.section_layout(m, skel.name) for m in skel.maps if m.section}
         #: (map, "max_entries"|"initial_value") pairs the loader program reads from the ctx
         self.honoured = frozenset((o.map, o.field) for o in audit.overrides)
@@ -313,12 +360,11 @@ class Loader:
         nmaps = len(skel.maps)
         self._fds = struct.Struct("<" + "i12x" * nmaps + "i" * len(skel.progs))
         self._nmaps = nmaps
+        self._names = tuple([f"map {m.name}" for m in skel.maps] + [f"prog {p.name}" for p in skel.progs])
 
     def _check_kernel(self) -> None:
         """Refuse, before any syscall, what this kernel is known to refuse (kernel.md §14)."""
-        from . import probes
-
-        if self.audit.exclusivity_check and probes.inloader_loaders().supported is False:
+        if self.audit.exclusivity_check and self.backend.probe("inloader_loaders") is False:
             raise UnsupportedFeature(
                 f"6.18-style signed loader ({self.skeleton.name})",
                 "its in-loader exclusivity check reads u32 struct bpf_map.excl at offset 32, "
@@ -326,7 +372,7 @@ class Loader:
                 "signed or not; convert it to the loadtime scheme",
             )
         if (self.signed and self.scheme == "inloader"
-                and probes.loadtime_verification().supported is True):
+                and self.backend.probe("loadtime_verification") is True):
             raise UnsupportedFeature(
                 f"6.18-scheme signature ({self.skeleton.name})",
                 "this kernel verifies insns ‖ metadata at load time and refuses insns-only "
@@ -346,9 +392,10 @@ class Loader:
         ignores them (bpftool ``-S``) they raise :class:`InputError` instead of vanishing.
 
         Like ``skel_prep_map_data``/``skel_finalize_map_data`` but one mmap lighter per
-        section: the images come from buffers prepared once, and each global-data map
-        is mmapped (MAP_SHARED; read-only sections PROT_READ) after the load, through
-        Python's mmap so that a view can never outlive its mapping.
+        section: the images come from buffers prepared once, and each map the header
+        finalizes is mmapped after the load with the header's protection (MAP_SHARED;
+        PROT_READ for read-only maps; per-CPU maps not at all), through Python's mmap so
+        that a view can never outlive its mapping.
         """
         ctx = bytearray(self._ctx)
         keep: list[ctypes.Array[ctypes.c_char]] = []
@@ -356,18 +403,30 @@ class Loader:
             self._set_max_entries(ctx, max_entries)
         if initial_values:
             keep = self._override_images(ctx, initial_values)
-        self.backend.load_and_run(self.request, ctx)
+        run_loader(self.backend, self.request, ctx)
         del keep
-        fds = self._fds.unpack_from(ctx, 24)
+        raw = self._fds.unpack_from(ctx, 24)
+        closer = self.backend.close
+        # as skel_closenz: a slot the loader left at 0 owns nothing
+        fds = [FD(fd if fd > 0 else -1, what, closer) for fd, what in zip(raw, self._names,
+                                                                         strict=True)]
         mem: list[tuple[str, mmap.mmap]] = []
         loaded = LoadedSkeleton(
             self.skeleton, self.backend, self.scheme, self.signed,
-            list(fds[: self._nmaps]), list(fds[self._nmaps :]), mem, self.layouts,
+            fds[: self._nmaps], fds[self._nmaps :], mem, self.layouts,
         )
+        name = ""
         try:
-            for name, index, _off, _len, size, ro in self._sections:
+            for name, index, size, ro in self._finalize:
                 access = mmap.ACCESS_READ if ro else mmap.ACCESS_WRITE
-                mem.append((name, mmap.mmap(fds[index], size, access=access)))
+                mem.append((name, mmap.mmap(raw[index], size, access=access)))
+        except OSError as exc:
+            loaded.close()
+            prot = "PROT_READ" if access == mmap.ACCESS_READ else "PROT_READ | PROT_WRITE"
+            raise KernelError(
+                exc.errno or 0, "mmap", step="mmap",
+                where=f"{self.skeleton.name}: mmap of map {name} failed ({size} bytes, {prot})",
+            ) from None
         except BaseException:
             loaded.close()
             raise
@@ -403,7 +462,7 @@ class Loader:
         """Point the ctx at caller-supplied section images (zero-padded to the value size)."""
         wanted = {k.lstrip(".").replace(".", "_"): v for k, v in values.items()}
         keep = []
-        for name, index, off, length, _size, _ro in self._sections:
+        for name, index, off, length, _size, _ro, _mm in self._sections:
             new = wanted.pop(name, None)
             if new is None:
                 continue

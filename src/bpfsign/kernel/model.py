@@ -19,8 +19,12 @@ load): a program that loads uses exactly the maps whose values were checked
 against the signature.
 
 It does not run programs: PROG_TEST_RUN is refused with
-:class:`~bpfsign.errors.UnsupportedFeature`. :meth:`KernelModel.loader_verdict`
-gives the kernel's verdict on a light skeleton's loader (its PROG_LOAD).
+:class:`~bpfsign.errors.UnsupportedFeature`. The loader runs over it unchanged
+(:func:`~bpfsign.kernel.backend.run_loader`): a refusal comes out as the kernel's
+KernelError, a loader the kernel would load stops at its run (UnsupportedFeature);
+:meth:`KernelModel.loader_verdict` is that sequence up to the PROG_LOAD. What
+only a run can show (the 6.18 in-loader hash check, docs/kernel.md §13 rows 23
+and 56) the rules engine states for a whole header (``rules.skeleton_load``).
 """
 
 from __future__ import annotations
@@ -38,12 +42,13 @@ from ..errors import KernelError, UnsupportedFeature
 from . import profiles as _profiles
 from . import rules as _rules
 from .backend import (
-    LOADER_LICENSE,
-    LOADER_MAP_NAME,
-    LOADER_PROG_NAME,
+    FEATURES,
     LoaderRequest,
+    LoaderSteps,
     MapInfo,
+    PrimitiveSteps,
     ProgInfo,
+    run_loader,
 )
 from .rules import program_digest
 
@@ -51,7 +56,7 @@ if TYPE_CHECKING:
     from ..crypto.trust import TrustStore
     from .backend import Backend
 
-__all__ = ["KernelModel", "Profile", "program_digest"]
+__all__ = ["KernelModel", "Profile", "ProgramsNotRun", "program_digest"]
 
 #: a kernel profile name (bpfsign.kernel.profiles.PROFILES)
 Profile = str
@@ -98,6 +103,10 @@ class _Prog:
     map_ids: tuple[int, ...]
     #: the values of the maps the signature covered, as checked (signed load-time loads)
     signed_values: tuple[bytes, ...] = ()
+
+
+class ProgramsNotRun(UnsupportedFeature):
+    """The model got to a BPF_PROG_TEST_RUN: everything before it passed; it runs nothing."""
 
 
 def _fail(verdict: _rules.Verdict) -> KernelError:
@@ -391,52 +400,35 @@ class KernelModel:
     def test_run_packet(self, prog_fd: int, packet: bytes) -> int:
         raise self._no_run()
 
-    @staticmethod
-    def _no_run() -> UnsupportedFeature:
-        return UnsupportedFeature(
+    def _no_run(self) -> ProgramsNotRun:
+        return ProgramsNotRun(
             "BPF_PROG_TEST_RUN in the kernel model",
-            "the model gives the kernel's verdict on loading; it does not run programs "
-            "(load on a real kernel to run the loader)",
+            f"everything before it passes, so the {self.profile} kernel would load it; the "
+            "model gives the kernel's verdict on loading and does not run programs (load on a "
+            "real kernel to run the loader)",
         )
 
-    def load_and_run(self, request: LoaderRequest, ctx: bytearray) -> None:
-        """:meth:`loader_verdict`, then the run, which the model cannot do.
+    def loader_steps(self, request: LoaderRequest) -> LoaderSteps:
+        """The generic steps over this model's commands; their run raises (no programs run)."""
+        return PrimitiveSteps(self, request)
 
-        So ``bpfsign.kernel.loader`` over the model raises the kernel's KernelError when
-        the kernel would refuse the loader, and UnsupportedFeature (saying the
-        load would pass) when it would accept it.
-        """
-        self.loader_verdict(request)
-        raise UnsupportedFeature(
-            "running the loader program in the kernel model",
-            f"its BPF_PROG_LOAD passes, so the {self.profile} kernel would load it; the model "
-            "does not run programs, so no map or program fds come back (use loader_verdict())",
-        )
+    def probe(self, feature: str) -> bool | None:
+        """Answered from the profile (kernel.md §6.1, §6.2, §8.1)."""
+        if feature == "inloader_loaders":
+            return self.rules_profile.layout == "6.18"
+        if feature == "loadtime_verification":
+            return self.rules_profile.scheme == "loadtime" and self.rules_profile.verifies
+        if feature == "run_programs":
+            return False
+        raise ValueError(f"unknown feature {feature!r} (known: {', '.join(FEATURES)})")
 
     def loader_verdict(self, request: LoaderRequest) -> None:
-        """The loader sequence of :func:`~bpfsign.kernel.backend.run_loader` up to its PROG_LOAD.
+        """The loader sequence (:func:`~bpfsign.kernel.backend.run_loader`) up to its PROG_LOAD.
 
         Returns when the kernel would load the loader program; raises what the
         kernel raises otherwise (KernelError, or UnsupportedFeature on 6.18).
         """
-        map_fd = prog_fd = -1
-        try:
-            map_fd = self.map_create(MAP_TYPE_ARRAY, 4, len(request.data), 1, LOADER_MAP_NAME,
-                                     excl_prog_hash=request.excl_prog_hash)  # fmt: skip
-            self.map_update(map_fd, bytes(4), request.data)
-            self.map_freeze(map_fd)
-            if request.hash_request:
-                self.map_info(map_fd, want_hash=True)
-            prog_fd = self.prog_load(
-                PROG_TYPE_SYSCALL, request.insns, license=LOADER_LICENSE, name=LOADER_PROG_NAME,
-                flags=0x10, fd_array=(map_fd,), fd_array_cnt=request.fd_array_cnt,
-                signature=request.signature, keyring_id=request.keyring_id,
-            )
-        finally:
-            if prog_fd >= 0:
-                self.close(prog_fd)
-            if map_fd >= 0:
-                self.close(map_fd)
+        run_loader(self, request, bytearray(), run=False)
 
     # ------------------------------------------------------ attach, pin
     def raw_tracepoint_open(self, prog_fd: int, name: str | None) -> int:

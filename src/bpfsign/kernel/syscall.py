@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 from ..errors import KernelError
 from . import _sys as S
 from .backend import (
+    FEATURES,
     LOADER_LICENSE,
     LOADER_MAP_NAME,
     LOADER_PROG_NAME,
     Backend,
     LoaderRequest,
+    LoaderSteps,
     MapInfo,
     ProgInfo,
 )
@@ -35,12 +37,24 @@ class SyscallBackend:
             weakref.WeakKeyDictionary()
         )
 
-    def load_and_run(self, request: LoaderRequest, ctx: bytearray) -> None:
-        """libbpf's ``bpf_load_and_run`` with attr templates prepared once per request."""
+    def loader_steps(self, request: LoaderRequest) -> _Prepared:
+        """``bpf_load_and_run``'s steps over attr templates prepared once per request."""
         prepared = self._prepared.get(request)
         if prepared is None:
             prepared = self._prepared[request] = _Prepared(request)
-        _load_and_run(prepared, ctx)
+        return prepared
+
+    def probe(self, feature: str) -> bool | None:
+        """Asked of the running kernel (:mod:`~bpfsign.kernel.probes`, cached there)."""
+        from . import probes
+
+        if feature == "inloader_loaders":
+            return probes.inloader_loaders().supported
+        if feature == "loadtime_verification":
+            return probes.loadtime_verification().supported
+        if feature == "run_programs":
+            return True
+        raise ValueError(f"unknown feature {feature!r} (known: {', '.join(FEATURES)})")
 
     # ------------------------------------------------------------------ maps
     def map_create(
@@ -217,7 +231,7 @@ class SyscallBackend:
 
 
 class _Prepared:
-    """Buffers and attr templates for one LoaderRequest, built once.
+    """The loader steps of one LoaderRequest, over buffers and attr templates built once.
 
     Pointers inside the templates point at buffers this object owns, so the
     templates stay valid as long as it lives.
@@ -226,6 +240,7 @@ class _Prepared:
     def __init__(self, req: LoaderRequest) -> None:
         self.insns = ctypes.create_string_buffer(req.insns, len(req.insns))
         self.data = ctypes.create_string_buffer(req.data, len(req.data))
+        self.data_size = len(req.data)
         self.key = ctypes.create_string_buffer(4)
         self.license = ctypes.create_string_buffer(LOADER_LICENSE.encode())
         self.hash = ctypes.create_string_buffer(S.HASH_SIZE)
@@ -257,39 +272,46 @@ class _Prepared:
                 req.log_level, S.LOG_BUF_SIZE, S.addr(self.log),
             )
         self.load = bytes(load)
-        self.hash_request = req.hash_request
 
+    def create_map(self) -> int:
+        return S.bpf(S.MAP_CREATE, self.create, S.SIZE_MAP_CREATE)
 
-def _load_and_run(p: _Prepared, ctx: bytearray) -> None:
-    bpf = S.bpf
-    map_fd = bpf(S.MAP_CREATE, p.create, S.SIZE_MAP_CREATE)
-    prog_fd = -1
-    try:
-        elem = S.MapElemAttr.from_buffer_copy(p.update)
+    def fill_map(self, map_fd: int) -> None:
+        elem = S.MapElemAttr.from_buffer_copy(self.update)
         elem.map_fd = map_fd
-        bpf(S.MAP_UPDATE_ELEM, elem, S.SIZE_MAP_ELEM)
-        bpf(S.MAP_FREEZE, elem, S.SIZE_FREEZE)
-        if p.hash_request:
-            info = S.MapInfo(hash=S.addr(p.hash), hash_size=S.HASH_SIZE)
-            bpf(S.OBJ_GET_INFO_BY_FD,
-                S.InfoAttr(bpf_fd=map_fd, info_len=104, info=S.addr(info)), S.SIZE_INFO)
+        S.bpf(S.MAP_UPDATE_ELEM, elem, S.SIZE_MAP_ELEM)
+
+    def freeze_map(self, map_fd: int) -> None:
+        S.bpf(S.MAP_FREEZE, S.MapElemAttr(map_fd=map_fd), S.SIZE_FREEZE)
+
+    def request_hash(self, map_fd: int) -> None:
+        info = S.MapInfo(hash=S.addr(self.hash), hash_size=S.HASH_SIZE)
+        S.bpf(S.OBJ_GET_INFO_BY_FD,
+              S.InfoAttr(bpf_fd=map_fd, info_len=104, info=S.addr(info)), S.SIZE_INFO)
+
+    def load_prog(self, map_fd: int) -> int:
         fds = ctypes.c_int32(map_fd)
-        load = S.ProgLoadAttr.from_buffer_copy(p.load)
+        load = S.ProgLoadAttr.from_buffer_copy(self.load)
         load.fd_array = S.addr(fds)
-        prog_fd = S.prog_load(load)
+        return S.prog_load(load)
+
+    def run(self, prog_fd: int, ctx: bytearray) -> int:
         cbuf = (ctypes.c_char * len(ctx)).from_buffer(ctx)
         run = S.TestRunAttr(prog_fd=prog_fd, ctx_size_in=len(ctx), ctx_in=S.addr(cbuf))
-        bpf(S.PROG_TEST_RUN, run, S.SIZE_TEST_RUN)
+        S.bpf(S.PROG_TEST_RUN, run, S.SIZE_TEST_RUN)
         del cbuf
-        retval = run.retval
-        if retval >= 0x80000000:
-            err = 0x100000000 - retval
-            raise KernelError(err, "loader program", message="error returned by loader prog")
-    finally:
-        if prog_fd >= 0:
-            os.close(prog_fd)
-        os.close(map_fd)
+        retval: int = run.retval
+        return retval - 0x100000000 if retval >= 0x80000000 else retval
+
+    def read_map(self, map_fd: int) -> bytes:
+        vbuf = ctypes.create_string_buffer(self.data_size)
+        attr = S.MapElemAttr(map_fd=map_fd, key=S.addr(self.key), value=S.addr(vbuf))
+        S.bpf(S.MAP_LOOKUP_ELEM, attr, S.SIZE_MAP_ELEM)
+        return vbuf.raw
+
+    close = staticmethod(os.close)
 
 
 if TYPE_CHECKING:  # SyscallBackend implements the whole protocol
     _conforms: Backend = SyscallBackend()
+    _steps: LoaderSteps = _Prepared(LoaderRequest(b"", b"", None, None, 0, 0, False))

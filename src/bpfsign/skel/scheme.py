@@ -143,7 +143,7 @@ def sha256(data: bytes) -> bytes:
 
 def _is_map_ld(slots: Sequence[_insn.Insn], pc: int, dst: int) -> bool:
     """``ld_imm64 rDST, src_reg=MAP_IDX, imm=0``: the loader's own map."""
-    if pc + 1 >= len(slots):
+    if not 0 <= pc < len(slots) - 1:  # a jump may point anywhere, even before insn 0
         return False
     a = slots[pc]
     return a.is_ld_imm64 and a.dst == dst and a.src == _insn.PSEUDO_MAP_IDX and a.imm == 0
@@ -333,6 +333,30 @@ def sign_skeleton(
     strict: bool = False,
 ) -> tuple[str, SignReport]:
     """Sign ``skel`` under ``scheme``; return the new header text and what happened."""
+    signed, report = sign(
+        skel, signer, scheme=scheme, digest=digest, sid=sid, keyring_id=keyring_id, strict=strict
+    )
+    return signed.render(), report
+
+
+def sign(
+    skel: _skel.Skeleton,
+    signer: Signer,
+    *,
+    scheme: Scheme = "loadtime",
+    digest: HashName = "sha256",
+    sid: SidKind = "skid",
+    keyring_id: int | None = None,
+    strict: bool = False,
+) -> tuple[_skel.Skeleton, SignReport]:
+    """Sign ``skel`` under ``scheme``: the signed model and what happened.
+
+    The model renders into ``skel``'s source text (``.render()``/``.save(path)``),
+    so a big header is written without a second copy of it in memory. A loader
+    the kernel would refuse to verify (insns + data over
+    :data:`~bpfsign.skel.skeleton.MAX_PAYLOAD`, kernel.md §6.2) raises
+    :class:`~bpfsign.skel.skeleton.TooLargeError` before anything is signed.
+    """
     from ..crypto import cms
 
     if skel.source is None:
@@ -366,16 +390,15 @@ def sign_skeleton(
         warnings.append(INLOADER_REFUSED)
     else:
         raise InputError(f"unknown scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+    if scheme == "loadtime" and len(target.insns) + len(target.data) > _skel.MAX_PAYLOAD:
+        raise _skel.TooLargeError(len(target.insns), len(target.data), path=skel.path)
     payload = signed_payload(target, scheme)
+    payload_size = len(payload)
     excl = sha256(target.insns)
     signature = cms.sign(payload, signer, digest=digest, sid=sid)
-    text = _skel.with_signature(
-        skel.source,
-        signature,
-        excl,
-        insns=target.insns if target.insns != skel.insns else None,
-        path=skel.path,
-        lenient=True,
+    del payload
+    signed = dataclasses.replace(
+        target, signature=signature, excl_hash=excl, has_keyring_field=True
     )
     notes = []
     if skel.signature is None:
@@ -392,7 +415,7 @@ def sign_skeleton(
     report = SignReport(
         notes=tuple(notes),
         scheme=scheme,
-        payload_size=len(payload),
+        payload_size=payload_size,
         signature_size=len(signature),
         excl_hash=excl,
         converted=removed,
@@ -400,7 +423,7 @@ def sign_skeleton(
         override_maps=a.override_maps if a.mode == "unsigned" else (),
         keyring_id=keyring_id,
     )
-    return text, report
+    return signed, report
 
 
 # ------------------------------------------------------------ verification

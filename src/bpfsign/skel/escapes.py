@@ -1,0 +1,164 @@
+"""The escape codec of blob literals: C string escapes ⇄ bytes (lskel.md §3).
+
+bpftool's ``print_hex`` spells every byte ``\\xNN`` (``\\0`` for zero) and
+wraps lines with backslash-newline; that spelling is decoded on a fast path,
+a slice at a time, so a 16 MiB blob never exists as more than the text and
+its bytes. General C escapes are accepted only when asked (``lenient``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from ..errors import InputError
+
+_STRICT_BODY = re.compile(r"(?:\\x[0-9a-fA-F]{2}|\\0|\\\n)*+")
+_LENIENT_STEP = re.compile(
+    r"""\\\n|\\x([0-9a-fA-F]++)|\\([0-7]{1,3})|\\(['"?\\abfnrtv])|\\(.)|([^\\]++)""", re.S
+)
+_SIMPLE = {
+    "'": 0x27, '"': 0x22, "?": 0x3F, "\\": 0x5C, "a": 7, "b": 8, "f": 12, "n": 10, "r": 13,
+    "t": 9, "v": 11,
+}
+_NOT_PRINT_HEX = re.compile(r"\\x00|[A-F]")  # print_hex writes \0 and lower-case hex
+_CHUNK = 1 << 20
+
+
+class LiteralError(InputError):
+    """A literal with an escape this codec refuses; ``offset`` is where, in the text."""
+
+    def __init__(self, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.offset = offset
+
+
+def decode(text: str, start: int, end: int, what: str, *, lenient: bool) -> bytes:
+    """The bytes of the literal body ``text[start:end]`` (without its quotes).
+
+    Raises :class:`LiteralError` with the text offset of a refused escape.
+    """
+    return decode_spelled(text, start, end, what, lenient=lenient)[0]
+
+
+def decode_spelled(
+    text: str, start: int, end: int, what: str, *, lenient: bool
+) -> tuple[bytes, bool]:
+    """:func:`decode`, and whether the body uses only print_hex's escapes."""
+    m = _STRICT_BODY.match(text, start, end)
+    assert m is not None  # the pattern matches the empty string
+    if m.end() == end:  # bpftool's own spelling: decode a slice at a time
+        out = bytearray()
+        pos = start
+        while pos < end:
+            stop = end
+            if end - pos > _CHUNK:
+                stop = text.rfind("\\", pos, pos + _CHUNK)  # every backslash starts an escape
+                if stop <= pos:
+                    stop = end
+            piece = text[pos:stop].encode("ascii")
+            piece = piece.replace(b"\\\n", b"").replace(b"\\x", b"").replace(b"\\0", b"00")
+            out += bytes.fromhex(piece.decode("ascii"))
+            pos = stop
+        return bytes(out), True
+    if not lenient:
+        pos = m.end()
+        bad = text[pos]
+        if bad == "\\":
+            bad = text[pos : min(pos + 4, end)] if text[pos + 1 : pos + 2] == "x" else text[pos : pos + 2]
+        raise LiteralError(
+            f"odd escape {bad!r} in the {what} literal: bpftool writes only \\0 and \\xNN "
+            "(parse with lenient=True to accept general C escapes)",
+            pos,
+        )
+    out = bytearray()
+    for step in _LENIENT_STEP.finditer(text, start, end):
+        hx, octal, simple, other, chars = step.groups()
+        if hx is not None:
+            if len(hx.lstrip("0")) > 2:
+                raise LiteralError(
+                    f"hex escape \\x{hx[:8]}{'...' if len(hx) > 8 else ''} out of range in the "
+                    f"{what} literal",
+                    step.start(),
+                )
+            out.append(int(hx, 16))
+        elif octal is not None:
+            out.append(int(octal, 8) & 0xFF)
+        elif simple is not None:
+            out.append(_SIMPLE[simple])
+        elif other is not None:
+            raise LiteralError(f"odd escape '\\{other}' in the {what} literal", step.start())
+        elif chars is not None:
+            out += chars.encode("utf-8", "surrogateescape")
+    return bytes(out), False
+
+
+_ESCAPE = ["\\0"] + [f"\\x{b:02x}" for b in range(1, 256)]
+_WIDTH = 78
+
+
+def iter_literal(data: bytes) -> Iterator[str]:
+    """:func:`render_literal`'s text in pieces, for writing without building it whole."""
+    yield '"\\\n'
+    escape = _ESCAPE
+    line = 0  # characters on the current output line
+    for base in range(0, len(data), _CHUNK // 4):
+        s = "".join([escape[b] for b in data[base : base + _CHUNK // 4]])
+        parts = []
+        pos = 0
+        n = len(s)
+        while pos < n:
+            room = _WIDTH - line
+            stop = pos + room
+            if stop >= n:
+                parts.append(s[pos:])
+                line += n - pos
+                break
+            if s[stop] != "\\":  # an escape straddles the margin: it starts the next line
+                stop = s.rfind("\\", pos, stop)
+            if stop > pos:
+                parts.append(s[pos:stop])
+            parts.append("\\\n")
+            line = 0
+            pos = stop
+        yield "".join(parts)
+    yield '"'
+
+
+def render_literal(data: bytes) -> str:
+    """A blob as bpftool's ``print_hex`` writes it, quotes included (lskel.md §3).
+
+    Each byte adds its width (4 for ``\\xNN``, 2 for ``\\0``) first; when the line would
+    pass 78 columns a backslash-newline starts a new one.
+    """
+    return "".join(iter_literal(data))
+
+
+def is_canonical(text: str, start: int, end: int, data: bytes, *, strict: bool = False) -> bool:
+    """Whether the literal ``text[start:end]`` (quotes included), which decodes to
+    ``data``, is spelled exactly as :func:`render_literal` (data) would spell it.
+
+    Checked on the text in place (escapes, then each line's wrap), without
+    rendering ``data``: a 16 MiB blob costs no second copy. ``strict`` says the
+    body is already known to hold only ``\\xNN``, ``\\0`` and line breaks.
+    """
+    body, stop = start + 1, end - 1
+    if stop < body + 2 or text[start] != '"' or text[stop] != '"':
+        return False
+    if not text.startswith("\\\n", body):
+        return False
+    if not strict and _STRICT_BODY.fullmatch(text, body, stop) is None:
+        return False
+    if _NOT_PRINT_HEX.search(text, body, stop):
+        return False
+    pos = body + 2
+    while True:
+        brk = text.find("\\\n", pos, stop)
+        if brk < 0:
+            width = stop - pos
+            return width <= _WIDTH and (width > 0 or not data)
+        width = brk - pos
+        following = 2 if text.startswith("\\0", brk + 2) else 4
+        if width == 0 or width > _WIDTH or width + following <= _WIDTH:
+            return False
+        pos = brk + 2
