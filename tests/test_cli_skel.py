@@ -118,11 +118,25 @@ def test_inspect_a_loadtime_signed_header(capsys: pytest.CaptureFixture[str], tm
     )
 
 
+def _replacing_line(src: Path) -> str:
+    """What ``sign`` says before it replaces the signature ``src`` already carries."""
+    from bpfsign.crypto import cms
+
+    sig = skeleton.load(src).signature
+    assert sig is not None
+    key_id = cms.parse_signed_data(sig).signer_infos[0].key_id.hex()
+    return (
+        f"REPLACING the existing inloader signature of {src} ({len(sig)} bytes, "
+        f"signer key id {key_id})"
+    )
+
+
 def test_sign_inloader_warns_that_linux_7_refuses_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     src = tmp_path / "counter.signed.lskel.h"
     shutil.copy(need(COUNTER_SIGNED), src)
+    replaced = _replacing_line(src)
     code, out, err = call(capsys, *_sign_args("--scheme", "inloader", str(src)))
     assert code == 0
     assert err == (
@@ -131,7 +145,8 @@ def test_sign_inloader_warns_that_linux_7_refuses_it(
     )
     signed = skeleton.load(src)
     assert signed.signature is not None
-    assert out.splitlines()[0] == (
+    assert out.splitlines()[0] == replaced
+    assert out.splitlines()[1] == (
         f"SIGNED {src} -> {src} (inloader: {len(signed.signature)}-byte signature over "
         f"{len(signed.insns)} bytes (insns))"
     )
@@ -200,11 +215,13 @@ def test_sign_converts_an_inloader_header_in_place(
     old = skeleton.load(src)
     a = scheme.audit(old)
     assert a.hash_check is not None
+    replaced = _replacing_line(src)
     code, out, err = call(capsys, *_sign_args("--scheme", "loadtime", str(src)))
     assert code == 0 and err == ""
     new = skeleton.load(src)
     start = a.hash_check.start
-    lines = out.splitlines()
+    assert out.splitlines()[0] == replaced
+    lines = out.splitlines()[1:]
     assert lines[0].startswith(
         f"CONVERTED {src}: removed the in-loader check: insns {start}..{start + 32} (33 insns, "
         "with the exclusivity prefix); "

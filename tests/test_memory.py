@@ -155,3 +155,23 @@ def test_timing_sanity() -> None:
     r = measure("--version")
     assert r["rc"] == 0
     assert isinstance(r["secs"], float) and 0 < r["secs"] <= time.perf_counter() - t
+
+
+def test_non_ascii_text_only_in_small_headers(tmp_path: Path) -> None:
+    """One non-ASCII character makes Python keep 2-4 bytes a character: refused past 4 MiB."""
+    small = tmp_path / "small.lskel.h"
+    small.write_bytes(b"/* caf\xc3\xa9 */\n" + FIXTURE.read_bytes())
+    assert skeleton.load(small).name == "counter"
+    big = tmp_path / "big.lskel.h"
+    write_big_header(big, 3 * MB, "zeros")
+    with open(big, "ab") as fh:
+        fh.write("/* \U0001f600 */\n".encode())
+    size = big.stat().st_size
+    with pytest.raises(skeleton.NotAHeaderError) as exc:
+        skeleton.load(big)
+    assert exc.value.reason == (
+        f"non-ASCII byte at offset {size - 8} in a {size}-byte header: bpftool writes ASCII only, "
+        "and only headers up to 4194304 bytes may hold other text"
+    )
+    r = measure("inspect", str(big))
+    assert r["rc"] == 2 and isinstance(r["rss"], int) and r["rss"] <= bound(big)

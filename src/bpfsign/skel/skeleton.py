@@ -9,6 +9,7 @@ without a change gives the same file.
 from __future__ import annotations
 
 import os
+import re
 
 from ._parse import parse, sniff
 from ._write import edits as _edits
@@ -36,6 +37,7 @@ from .model import (
 __all__ = [
     "CTX_HEADER_SIZE",
     "MAP_DESC_SIZE",
+    "MAX_NON_ASCII",
     "MAX_PAYLOAD",
     "PROG_DESC_SIZE",
     "GlobalVar",
@@ -74,6 +76,12 @@ def read_text(path: str | os.PathLike[str]) -> str:
     return decode_text(data, path=shown)
 
 
+#: The largest header that may hold non-ASCII text. bpftool writes ASCII only; one
+#: non-ASCII character makes Python store every character in 2 or 4 bytes, so a big
+#: hand-edited header would cost up to 4x its size in memory.
+MAX_NON_ASCII = 4 << 20
+
+
 def decode_text(data: bytes, *, path: str | None = None) -> str:
     """A header file's bytes as text, or :class:`NotAHeaderError` for binary data."""
     shown = path
@@ -81,6 +89,14 @@ def decode_text(data: bytes, *, path: str | None = None) -> str:
     if nul >= 0:
         raise NotAHeaderError(
             f"not a text header: NUL byte at offset {nul} (binary data?)", path=shown
+        )
+    if len(data) > MAX_NON_ASCII and not data.isascii():
+        first = re.search(rb"[\x80-\xff]", data)
+        at = first.start() if first is not None else -1
+        raise NotAHeaderError(
+            f"non-ASCII byte at offset {at} in a {len(data)}-byte header: bpftool writes "
+            f"ASCII only, and only headers up to {MAX_NON_ASCII} bytes may hold other text",
+            path=shown,
         )
     try:
         return data.decode("utf-8")
