@@ -269,3 +269,15 @@ def test_verify_start_up_stays_lean(tmp_path: Path, signer: Any) -> None:
     heavy = {"cryptography.x509", "cryptography.hazmat.primitives.serialization", "hashlib", "dataclasses",
              "typing", "argparse", "bpfsign.kernel._sys", "bpfsign.kernel.probes"}  # fmt: skip
     assert imported.isdisjoint(heavy), sorted(imported & heavy)
+
+
+def test_big_endian_loaders_are_read_as_big_endian(store: trust.TrustStore, signer: Any) -> None:
+    """A bpfeb loader's register nibbles are swapped: its digest, map references and
+    offset-32 read decode as a big-endian kernel decodes them."""
+    skel = _skel("sockfilter.bpfeb.signed.lskel.h")
+    assert skel.endian == "big"
+    v = rules.evaluate(rules.skeleton_load(skel), P73, store)
+    assert (v.errno, v.log) == (errno.EACCES, CNT0)
+    assert rules.evaluate(rules.skeleton_load(skel), P618, store).loads
+    signed = _converted(signer, "sockfilter.bpfeb.signed.lskel.h")
+    assert rules.evaluate(rules.skeleton_load(signed), P73, store).loads

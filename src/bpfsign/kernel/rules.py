@@ -193,7 +193,13 @@ RULES: dict[str, Rule] = {
 }  # fmt: skip
 
 
-def program_digest(insns: bytes) -> bytes:
+def _decode(insns: bytes, pc: int, big: bool) -> tuple[int, int, int, int, int]:
+    """(opcode, dst, src, off, imm) of insn ``pc``; a big-endian insn swaps the register nibbles."""
+    op, regs, off, imm = struct.unpack_from(">BBhi" if big else "<BBhi", insns, pc * 8)
+    return (op, regs >> 4, regs & 0xF, off, imm) if big else (op, regs & 0xF, regs >> 4, off, imm)
+
+
+def program_digest(insns: bytes, big: bool = False) -> bytes:
     """``prog->digest``: SHA-256 of the insns with MAP_FD/MAP_VALUE immediates zeroed (§7).
 
     The IDX forms (src_reg 5/6), which gen_loader loaders use, are not masked.
@@ -204,7 +210,8 @@ def program_digest(insns: bytes) -> bytes:
     while pc < n:
         off = pc * 8
         if buf[off] == LD_IMM64 and pc + 1 < n:
-            if buf[off + 1] >> 4 in (PSEUDO_MAP_FD, PSEUDO_MAP_VALUE):
+            src = buf[off + 1] & 0xF if big else buf[off + 1] >> 4
+            if src in (PSEUDO_MAP_FD, PSEUDO_MAP_VALUE):
                 buf[off + 4 : off + 8] = bytes(4)
                 buf[off + 12 : off + 16] = bytes(4)
             pc += 2
@@ -215,15 +222,14 @@ def program_digest(insns: bytes) -> bytes:
     return hashlib.sha256(bytes(buf)).digest()
 
 
-def map_loads(insns: bytes) -> list[tuple[int, int, int]]:
+def map_loads(insns: bytes, big: bool = False) -> list[tuple[int, int, int]]:
     """(pc, src_reg, imm) of every ``ld_imm64`` that names a map (src_reg 1, 2, 5 or 6)."""
     out = []
     n = len(insns) // 8
     pc = 0
     while pc < n:
-        op, regs, _off, imm = struct.unpack_from("<BBhi", insns, pc * 8)
+        op, _dst, src, _off, imm = _decode(insns, pc, big)
         if op == LD_IMM64:
-            src = regs >> 4
             if src in (PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE):
                 out.append((pc, src, imm))
             pc += 2
@@ -232,7 +238,7 @@ def map_loads(insns: bytes) -> list[tuple[int, int, int]]:
     return out
 
 
-def reads_map_offset_32(insns: bytes) -> int | None:
+def reads_map_offset_32(insns: bytes, big: bool = False) -> int | None:
     """The pc of a u32 load at offset 32 from a register holding a map (ld_imm64 src 1/5).
 
     The bpftool <= 7.8 -S loader's exclusivity check (``61 12 20 00 …``): a
@@ -242,8 +248,7 @@ def reads_map_offset_32(insns: bytes) -> int | None:
     n = len(insns) // 8
     pc = 0
     while pc < n:
-        op, regs, off, _imm = struct.unpack_from("<BBhi", insns, pc * 8)
-        dst, src = regs & 0xF, regs >> 4
+        op, dst, src, off, _imm = _decode(insns, pc, big)
         if op == LD_IMM64:
             if src in (PSEUDO_MAP_FD, PSEUDO_MAP_IDX):
                 map_regs.add(dst)
@@ -321,7 +326,7 @@ class Load:
     form; both default to the snapshot in ``fd_array`` / ``array``.
     """
 
-    __slots__ = ("array", "fd_array", "fd_array_cnt", "insns", "keyring_id", "lookup",
+    __slots__ = ("array", "big", "fd_array", "fd_array_cnt", "insns", "keyring_id", "lookup",
                  "prog_name", "reread", "runtime", "signature")  # fmt: skip
 
     def __init__(
@@ -329,9 +334,10 @@ class Load:
         fd_array: Sequence[MapRef] = (), fd_array_cnt: int = 0, array: Sequence[MapRef] = (),
         lookup: Callable[[int], MapRef] | None = None,
         reread: Callable[[int], MapRef | None] | None = None,
-        runtime: Runtime | None = None, prog_name: str = "",
+        runtime: Runtime | None = None, prog_name: str = "", big: bool = False,
     ) -> None:
         self.insns = insns
+        self.big = big  # a big-endian loader, judged as a big-endian kernel would
         self.signature = signature
         self.keyring_id = keyring_id
         self.fd_array = list(fd_array)
@@ -443,7 +449,7 @@ class _Run:
     @property
     def digest(self) -> bytes:
         if self._digest is None:
-            self._digest = program_digest(self.load.insns)
+            self._digest = program_digest(self.load.insns, self.load.big)
         return self._digest
 
     def ok(self, rule: str, compared: str, subject: str = "") -> None:
@@ -530,6 +536,7 @@ def skeleton_load(skel: Any, *, keyring_id: int = -3, unsigned: bool = False) ->
             hash_request=block is not None, baked_hash=block.baked_hash if block else None,
             data_hash=audit.data_hash,
         ),
+        big=skel.endian == "big",
     )  # fmt: skip
 
 
@@ -683,7 +690,7 @@ def _signature(run: _Run, payload: bytes, nmaps: int, what: str = "") -> None:
 def _bindings(run: _Run, bound: list[MapRef]) -> None:
     """docs/kernel.md §6.2 step 4 / §6.1 step 8: the verifier resolves each map ld_imm64."""
     load, p = run.load, run.p
-    loads = map_loads(load.insns)
+    loads = map_loads(load.insns, load.big)
     strict = run.signed and p.scheme == "loadtime"
     if not loads:
         run.ok("bind", "no instruction references a map")
@@ -722,7 +729,7 @@ def _bindings(run: _Run, bound: list[MapRef]) -> None:
 
 def _layout(run: _Run) -> None:
     """docs/kernel.md §8.1: the 6.18 loader's u32 read at struct bpf_map offset 32."""
-    pc = reads_map_offset_32(run.load.insns)
+    pc = reads_map_offset_32(run.load.insns, run.load.big)
     if pc is None:
         run.ok("bpf_map_layout", "no read of struct bpf_map at offset 32")
     elif run.p.layout == "7.3":
