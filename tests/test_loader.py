@@ -67,13 +67,13 @@ def test_every_unsigned_fixture_loads_with_its_programs_and_maps(name: str) -> N
     with loader.load(_skel(name)) as ls:
         info = ls.describe()
         assert (info["scheme"], info["signed"]) == ("loadtime", False)
-        progs = {p["name"]: (p["kernel_name"], p["type"]) for p in info["progs"]}
-        assert progs == {p["name"]: (p["kernel_name"][:15], p["type"]) for p in ref["progs"]
-                         if p["loaded"]}
-        assert info["not_loaded"] == [p["name"] for p in ref["progs"] if not p["loaded"]]
+        progs = {p["name"]: (p.get("kernel_name"), p.get("type")) for p in info["progs"]}
+        assert progs == {p["name"]: (p["kernel_name"] and p["kernel_name"][:15],
+                                     p["type"] if p["loaded"] else None) for p in ref["progs"]}
+        assert [p["loaded"] for p in info["progs"]] == [p["loaded"] for p in ref["progs"]]
         maps = {m["name"]: (m["kernel_name"], m["type"]) for m in info["maps"]}
         assert maps == {m["name"]: (m["kernel_name"][:15], m["type"]) for m in ref["maps"]}
-        assert all(p["id"] > 0 for p in info["progs"])
+        assert all(p["id"] > 0 for p in info["progs"] if p["loaded"])
 
 
 @pytest.mark.parametrize("name", UNSIGNED)
@@ -284,8 +284,8 @@ def test_converted_signed_loader_loads_unsigned(name: str) -> None:
         assert (ls.scheme, ls.signed) == ("loadtime", False)
         info = ls.describe()
         ref = REFERENCE[name]
-        assert {p["name"]: p["type"] for p in info["progs"]} == {
-            p["name"]: p["type"] for p in ref["progs"] if p["loaded"]}
+        assert {p["name"]: p.get("type") for p in info["progs"]} == {
+            p["name"]: p["type"] if p["loaded"] else None for p in ref["progs"]}
 
 
 def test_inloader_loader_on_a_kernel_without_excl_is_refused_before_any_syscall(
@@ -699,6 +699,7 @@ def test_a_program_the_object_does_not_autoload_has_no_fd_as_in_c() -> None:
         assert info.value.reason == (
             "program 'never_autoloaded' of skeleton hidden was not loaded: the loader left no fd "
             "for it (the BPF object does not autoload it)")
-        assert ls.describe()["not_loaded"] == ["never_autoloaded"]
+        assert ls.describe()["progs"][1] == {"name": "never_autoloaded", "fd": None,
+                                             "loaded": False, "attach": None}
     assert _bpf_fds() == before
     assert os.path.exists("/proc/self/fd/0")  # stdin was never "closed" for it

@@ -140,7 +140,12 @@ def _report(opts: JsonOption, exc: Error) -> None:
 
 
 def is_skeleton(path: str, data: bytes | None = None) -> bool:
-    """A light skeleton header by its name, or (given its bytes) by its text."""
+    """A light skeleton header by its name, or (given its bytes) by its text.
+
+    One byte search, not :func:`bpfsign.skel.skeleton.sniff`: every plain FILE of a
+    ``bpfsign verify`` run passes here, and importing the skel package for it would
+    cost start-up (the benchmarked path); a header found here is then parsed by skel.
+    """
     if path.endswith(".lskel.h"):
         return True
     if data is None:

@@ -82,8 +82,6 @@ def _keyring_id(spec: str) -> int:
         return keyring.resolve_keyring(spec)
 
 
-
-
 def load_lines(
     info: dict[str, Any], name: str, path: str, pinned: list[str], pin_dir: str | None
 ) -> list[str]:
@@ -104,12 +102,13 @@ def load_lines(
             f"key {m['key_size']} value {m['value_size']} max_entries {m['max_entries']}"
         )
     for p in info["progs"]:
+        if not p.get("loaded", True):
+            lines.append(f"  prog {p['name']:<16} not loaded (the object does not autoload it)")
+            continue
         kind = PROG_TYPE_NAMES.get(p["type"], f"type {p['type']}")
         lines.append(f"  prog {p['name']:<16} id {p['id']:<6} {kind:<16} tag {p['tag']}")
     for link in info["links"]:
         lines.append(f"  link {link['prog']}")
-    for prog in info.get("not_loaded", ()):
-        lines.append(f"  prog {prog:<16} not loaded (the object does not autoload it)")
     if pinned:
         lines.append(f"pinned {len(pinned)} objects under {pin_dir}")
         lines += [f"  {path}" for path in pinned]

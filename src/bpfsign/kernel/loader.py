@@ -232,7 +232,11 @@ class LoadedSkeleton:
 
     # ----------------------------------------------------------- describe
     def describe(self) -> dict[str, Any]:
-        """What was created: maps and programs with kernel ids and types, and links."""
+        """What was created: maps and programs with kernel ids and types, and links.
+
+        Every program of the skeleton is listed; one the object does not autoload has
+        ``"loaded": False`` and no fd or kernel fields.
+        """
         self._check_open()
         maps = []
         for spec, mfd in zip(self.skeleton.maps, self._map_fds, strict=True):
@@ -243,22 +247,22 @@ class LoadedSkeleton:
                 "kernel_name": info.name, "key_size": info.key_size,
                 "value_size": info.value_size, "max_entries": info.max_entries,
             })
-        progs = []
+        progs: list[dict[str, Any]] = []
         for pspec, pfd in zip(self.skeleton.progs, self._prog_fds, strict=True):
             if pfd.closed:  # not autoloaded: no fd, as in C
+                progs.append({"name": pspec.name, "fd": None, "loaded": False,
+                              "attach": pspec.attach})
                 continue
             fd = pfd.raw
             pinfo = self._backend.prog_info(fd)
             progs.append({
-                "name": pspec.name, "fd": fd, "id": pinfo.id, "type": pinfo.type,
+                "name": pspec.name, "fd": fd, "loaded": True, "id": pinfo.id, "type": pinfo.type,
                 "kernel_name": pinfo.name, "tag": pinfo.tag.hex(), "attach": pspec.attach,
             })
         return {
             "skeleton": self.skeleton.name, "scheme": self.scheme, "signed": self.signed,
             "maps": maps, "progs": progs,
             "links": [{"prog": n, "fd": fd} for n, fd in self.links.items()],
-            "not_loaded": [p.name for p, fd in zip(self.skeleton.progs, self._prog_fds,
-                                                   strict=True) if fd.closed],
         }
 
     # -------------------------------------------------------------- close
@@ -317,7 +321,9 @@ class Loader:
             raise UnsupportedFeature(
                 f"{skel.endian}-endian loader ({skel.name})",
                 f"its instructions are for a {skel.endian}-endian kernel and this one is "
-                f"{sys.byteorder}-endian; regenerate the skeleton for this target",
+                f"{sys.byteorder}-endian (its BPF_PROG_LOAD would fail with EINVAL); "
+                "regenerate the skeleton for this target",
+                errno=errno.EINVAL,  # what the kernel answers (the C loader: EINVAL at PROG_LOAD)
             )
         if check_kernel is None:
             # a backend that only gives verdicts (the model) answers these cases itself,
@@ -370,6 +376,7 @@ class Loader:
                 "its in-loader exclusivity check reads u32 struct bpf_map.excl at offset 32, "
                 "which this kernel's BTF does not have, so the verifier refuses it with EACCES "
                 "signed or not; convert it to the loadtime scheme",
+                errno=errno.EACCES,  # the kernel's answer, before any syscall
             )
         if (self.signed and self.scheme == "inloader"
                 and self.backend.probe("loadtime_verification") is True):
@@ -378,6 +385,7 @@ class Loader:
                 "this kernel verifies insns ‖ metadata at load time and refuses insns-only "
                 "signatures of loaders that use their map (EACCES 'signed program must bind maps "
                 "via a continuous fd_array'); convert it to the loadtime scheme",
+                errno=errno.EACCES,  # the kernel's answer, before any syscall
             )
 
     def load(
