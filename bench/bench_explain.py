@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_verify_cli import (  # noqa: E402
+from bench_verify_cli import (
     ONE_FILE_TARGET,
     REPO,
     SCRIPT,
@@ -60,7 +60,9 @@ def main() -> int:
         }  # fmt: skip
         times = round_robin(commands, args.runs, env)
         med = {name: statistics.median(t) for name, t in times.items()}
-        print(f"{args.runs} round-robin rounds, medians (64 KiB blob, RSA-3072; counter skeleton, RSA-2048)")
+        print(
+            f"{args.runs} round-robin rounds, medians (64 KiB blob, RSA-3072; counter skeleton, RSA-2048)"
+        )
         for name in commands:
             print(f"  {name:<28} {med[name]:>7.1f} ms  (min {min(times[name]):.1f})")
         ossl = med["openssl cms -verify, blob"]

@@ -40,7 +40,9 @@ def test_the_catalogue_is_large_and_named_uniquely() -> None:
 
 
 @pytest.mark.parametrize("case", cat.CASES, ids=[c.name for c in cat.CASES])
-def test_model_and_engine_give_the_measured_verdict(case: cat.Case, signers: dict[str, Any]) -> None:
+def test_model_and_engine_give_the_measured_verdict(
+    case: cat.Case, signers: dict[str, Any]
+) -> None:
     model = _model(signers)
     want = cat.wanted(case)
     assert cat.run(model, case, signers) == want

@@ -68,14 +68,18 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     span = conv.layout.blobs["data"]
     data = bytearray(conv.data)
     data[100] ^= 0x01
-    (d / "tampered.lskel.h").write_text(text[: span.start] + skeleton.render_literal(bytes(data)) + text[span.end :])
+    (d / "tampered.lskel.h").write_text(
+        text[: span.start] + skeleton.render_literal(bytes(data)) + text[span.end :]
+    )
     (d / "changed.bin").write_bytes(b"hello bpf\n" * 19 + b"hello BPF\n")
     sig = (d / "blob.bin.p7s").read_bytes()
     (d / "big.p7s").write_bytes(sig + bytes(8193 - len(sig)))
     return d
 
 
-def _run(workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, str, str]:
+def _run(
+    workdir: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> tuple[int, str, str]:
     old = Path.cwd()
     os.chdir(workdir)
     try:
@@ -113,11 +117,16 @@ def test_explain_json(case: str, workdir: Path, capsys: pytest.CaptureFixture[st
     assert doc == json.loads((EXPECTED / f"{case}.json").read_text())
 
 
-def test_every_verdict_agrees_with_verify(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_verdict_agrees_with_verify(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """explain and verify --kernel give the same verdict, errno and log line for each file."""
     checked = 0
     for case, (_code, argv) in CASES.items():
-        if case in ("missing-file", "bpftool-S-unsigned-on-7.3", "unsigned-mode-header") or "--trust" not in argv:
+        if (
+            case in ("missing-file", "bpftool-S-unsigned-on-7.3", "unsigned-mode-header")
+            or "--trust" not in argv
+        ):
             continue  # verify needs --trust, and refuses unsigned headers as input errors
         _, out, _ = _run(workdir, capsys, ["--json", *argv])
         v = json.loads(out)["verdict"]
@@ -129,6 +138,10 @@ def test_every_verdict_agrees_with_verify(workdir: Path, capsys: pytest.CaptureF
         finally:
             os.chdir(old)
         assert (rec["ok"], rec["errno"], rec["log"], rec["check"]) == (
-            v["loads"], v["errno"], v["log"], v["check"]), case
+            v["loads"],
+            v["errno"],
+            v["log"],
+            v["check"],
+        ), case
         checked += 1
     assert checked == 12

@@ -27,7 +27,9 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CERT = FIXTURES / "keys" / "TEST-ONLY-lskel-signing.cert.pem"
 KEY = FIXTURES / "keys" / "TEST-ONLY-lskel-signing.key.pem"
 CNT0 = "signed program must bind maps via a continuous fd_array (fd_array_cnt)"
-P73, P618, NOSIG, BPFKR = (profiles.PROFILES[n] for n in ("7.3", "6.18", "6.18-nosig", "7.x-bpf-keyring"))
+P73, P618, NOSIG, BPFKR = (
+    profiles.PROFILES[n] for n in ("7.3", "6.18", "6.18-nosig", "7.x-bpf-keyring")
+)
 
 
 @pytest.fixture(scope="module")
@@ -152,8 +154,15 @@ def test_unconverted_6_18_header_per_profile(store: trust.TrustStore) -> None:
     v = rules.evaluate(rules.skeleton_load(skel), P73, store)
     assert (v.errno, v.log, v.failed.rule.id) == (errno.EACCES, CNT0, "bind_after_signature")  # type: ignore[union-attr]
     assert "convert it to the loadtime scheme" in v.hint
-    assert [s.rule.id for s in v.steps] == ["insn_cnt", "fd_array_entry", "signature_size", "keyring",
-                                            "payload_size", "signature", "bind_after_signature"]
+    assert [s.rule.id for s in v.steps] == [
+        "insn_cnt",
+        "fd_array_entry",
+        "signature_size",
+        "keyring",
+        "payload_size",
+        "signature",
+        "bind_after_signature",
+    ]
     assert rules.evaluate(rules.skeleton_load(skel), P618, store).loads
     nosig = rules.evaluate(rules.skeleton_load(skel), NOSIG, store)
     assert (nosig.errno, nosig.log) == (errno.EOPNOTSUPP, "")
@@ -165,15 +174,28 @@ def test_converted_header_per_profile(store: trust.TrustStore, signer: Any) -> N
     signed = _converted(signer)
     v = rules.evaluate(rules.skeleton_load(signed), P73, store)
     assert v.loads and v.signer is not None and v.steps[-1].rule.id == "bpf_map_layout"
-    assert [s.rule.id for s in v.steps][:8] == ["insn_cnt", "fd_array_entry", "excl_hash", "signature_size",
-                                                 "keyring", "frozen", "exclusive", "array"]
+    assert [s.rule.id for s in v.steps][:8] == [
+        "insn_cnt",
+        "fd_array_entry",
+        "excl_hash",
+        "signature_size",
+        "keyring",
+        "frozen",
+        "exclusive",
+        "array",
+    ]
     # a 6.18 kernel checks insns only: the load-time signature over insns ‖ data fails there
     v618 = rules.evaluate(rules.skeleton_load(signed), P618, store)
     assert (v618.errno, v618.log) == (errno.EKEYREJECTED, "")
     evil = bytearray(signed.data)
     evil[3] ^= 1
-    tampered = rules.evaluate(rules.skeleton_load(dataclasses.replace(signed, data=bytes(evil))), P73, store)
-    assert (tampered.errno, tampered.log) == (errno.EKEYREJECTED, "signature verification failed: -129")
+    tampered = rules.evaluate(
+        rules.skeleton_load(dataclasses.replace(signed, data=bytes(evil))), P73, store
+    )
+    assert (tampered.errno, tampered.log) == (
+        errno.EKEYREJECTED,
+        "signature verification failed: -129",
+    )
 
 
 def test_6_18_loader_run_time_checks(store: trust.TrustStore) -> None:
@@ -181,9 +203,13 @@ def test_6_18_loader_run_time_checks(store: trust.TrustStore) -> None:
     skel = _skel("counter.signed.lskel.h")
     evil = bytearray(skel.data)
     evil[0] ^= 1
-    v = rules.evaluate(rules.skeleton_load(dataclasses.replace(skel, data=bytes(evil))), P618, store)
+    v = rules.evaluate(
+        rules.skeleton_load(dataclasses.replace(skel, data=bytes(evil))), P618, store
+    )
     assert (v.errno, v.failed.rule.id, v.at_run_time) == (errno.EINVAL, "loader_hash", True)  # type: ignore[union-attr]
-    no_excl = rules.evaluate(rules.skeleton_load(dataclasses.replace(skel, excl_hash=None)), P618, store)
+    no_excl = rules.evaluate(
+        rules.skeleton_load(dataclasses.replace(skel, excl_hash=None)), P618, store
+    )
     assert no_excl.failed.rule.id == "loader_exclusive"  # type: ignore[union-attr]
     err = v.error()
     assert isinstance(err, VerificationError) and err.errno == errno.EINVAL
@@ -201,7 +227,10 @@ def test_blob_rules(store: trust.TrustStore, signer: Any) -> None:
     assert (big.errno, big.log, big.failed.rule.id) == (errno.EINVAL, "", "signature_size")  # type: ignore[union-attr]
     assert big.hint.startswith("the signature is 8193 bytes; the kernel caps signatures at 8192")
     ring = rules.evaluate_blob(payload, sig, P73, store, 3)
-    assert (ring.errno, ring.log) == (errno.EINVAL, "cannot resolve signing keyring with keyring_id 3")
+    assert (ring.errno, ring.log) == (
+        errno.EINVAL,
+        "cannot resolve signing keyring with keyring_id 3",
+    )
     assert (rules.evaluate_blob(payload, sig, P618, store, 3).log) == ""  # 6.18.44: empty log
     wrong = rules.evaluate_blob(payload + b"!", sig, P73, store, -3)
     assert (wrong.errno, wrong.log) == (errno.EKEYREJECTED, "signature verification failed: -129")
@@ -213,7 +242,10 @@ def test_bpf_keyring_profile(store: trust.TrustStore, signer: Any) -> None:
     payload = b"x" * 64
     sig = cms.sign(payload, signer)
     v73 = rules.evaluate_blob(payload, sig, P73, store, -9)
-    assert (v73.errno, v73.log) == (errno.EINVAL, "cannot resolve signing keyring with keyring_id -9")
+    assert (v73.errno, v73.log) == (
+        errno.EINVAL,
+        "cannot resolve signing keyring with keyring_id -9",
+    )
     empty = rules.evaluate_blob(payload, sig, BPFKR, store, -9)
     assert (empty.errno, empty.log) == (errno.ENOKEY, "signature verification failed: -126")
     store.add(signer.certificate, rules.bpf_keyring(store))
@@ -236,10 +268,13 @@ def test_hint_of_each_logged_rule(rule: rules.Rule) -> None:
 def test_hint_by_errno_without_a_log() -> None:
     assert rules.hint(errno.EOPNOTSUPP, "") == rules.RULES["verification_support"].hint
     assert rules.hint(errno.EINVAL, "") == rules.RULES["keyring"].hint
-    assert rules.hint(errno.EINVAL, "", signature_size=9000).startswith("the signature is 9000 bytes")
+    assert rules.hint(errno.EINVAL, "", signature_size=9000).startswith(
+        "the signature is 9000 bytes"
+    )
     assert "not in that keyring" in rules.hint(errno.ENOKEY, "")
     assert rules.hint(errno.ENOKEY, "signature verification failed: -126").startswith(
-        "the signer's certificate is not in that keyring")
+        "the signer's certificate is not in that keyring"
+    )
     assert rules.hint(errno.EPERM, "") == ""  # privileges: kernel/_sys.py adds its own hint
 
 
@@ -264,7 +299,11 @@ def test_verify_start_up_stays_lean(tmp_path: Path, signer: Any) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"OK {payload}: signer ")
-    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert {"bpfsign.kernel.rules", "bpfsign.kernel.profiles", "bpfsign.kernel.keyspec"} <= imported
     heavy = {"cryptography.x509", "cryptography.hazmat.primitives.serialization", "hashlib", "dataclasses",
              "typing", "argparse", "bpfsign.kernel._sys", "bpfsign.kernel.probes"}  # fmt: skip

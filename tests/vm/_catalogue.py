@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: r0 = 0; exit
-INSNS = bytes.fromhex("b700000000000000" "9500000000000000")
+INSNS = bytes.fromhex("b7000000000000009500000000000000")
 #: ld_imm64 r1 = fd_array[0] (BPF_PSEUDO_MAP_IDX); r0 = 0; exit
-USES_MAP0 = bytes.fromhex("1851000000000000" "0000000000000000") + INSNS
+USES_MAP0 = bytes.fromhex("18510000000000000000000000000000") + INSNS
 #: ld_imm64 r1 = &fd_array[0].value[0] (BPF_PSEUDO_MAP_IDX_VALUE); r0 = *(u32 *)r1; exit
-READS_VALUE = bytes.fromhex("1861000000000000" "0000000000000000" "6110000000000000" "9500000000000000")
+READS_VALUE = bytes.fromhex("1861000000000000000000000000000061100000000000009500000000000000")
 #: r1 = fd_array[0]; r2 = *(u32 *)(r1 + 32); r0 = 0; exit -- the bpftool <= 7.8 -S exclusivity read
 READS_OFF32 = USES_MAP0[:16] + bytes.fromhex("6112200000000000") + INSNS
 #: ld_imm64 r1 = map fd 999 (BPF_PSEUDO_MAP_FD); r0 = 0; exit
-MAP_FD_999 = bytes.fromhex("18110000e7030000" "0000000000000000") + INSNS
+MAP_FD_999 = bytes.fromhex("18110000e70300000000000000000000") + INSNS
 VALUE = bytes(range(1, 65))
 VALUE1 = bytes(range(100, 200))
 BIG = 16 * 1024 * 1024 - len(INSNS)  # insns ‖ value = 16 MiB: one byte over the limit
@@ -73,8 +73,12 @@ class Attempt:
 
     fd_array: tuple[str, ...] = ("m",)  # map names, "btf", or "fd:N" (a raw fd number)
     cnt: int = 1
-    sig: str | None = "good"  # good | insns-only | tampered | wrong-key | garbage | empty | pad8193 | pad8192
-    over: tuple[str, ...] | None = None  # maps folded into the signed payload (default: fd_array maps)
+    sig: str | None = (
+        "good"  # good | insns-only | tampered | wrong-key | garbage | empty | pad8193 | pad8192
+    )
+    over: tuple[str, ...] | None = (
+        None  # maps folded into the signed payload (default: fd_array maps)
+    )
     keyring: int = -3
     want: tuple[int | None, str] = (None, "")
     keep: bool = False  # keep the program loaded until the case ends
@@ -107,111 +111,345 @@ MANY64 = {"x": Map(excl_for=None, copies=64)}
 CASES: list[Case] = [
     # --- BTF objects in fd_array (the BTF check runs while fd_array is resolved) ---
     one("BTF: signed, fd_array [btf]", fd_array=("btf",), over=(), want=(E.EACCES, LOG_BTF)),
-    one("BTF: signed, fd_array [map, btf], cnt 2", fd_array=("m", "btf"), cnt=2, want=(E.EACCES, LOG_BTF)),
-    one("BTF: signed, fd_array [btf, map], cnt 2", fd_array=("btf", "m"), cnt=2, want=(E.EACCES, LOG_BTF)),
-    one("BTF: before the frozen check ([unfrozen, btf])", maps=U, fd_array=("u", "btf"), cnt=2,
-        want=(E.EACCES, LOG_BTF)),
-    one("BTF: before a later bad fd ([btf, 999])", fd_array=("btf", "fd:999"), cnt=2, over=(),
-        want=(E.EACCES, LOG_BTF)),
-    one("BTF: after an earlier bad fd ([999, btf])", fd_array=("fd:999", "btf"), cnt=2, over=(),
-        want=(E.EBADF, LOG_NOT_BPF.format(999))),
-    one("BTF: before the signature is parsed (garbage)", fd_array=("btf",), sig="garbage",
-        want=(E.EACCES, LOG_BTF)),
-    one("BTF: before the keyring (keyring_id 3)", fd_array=("btf",), over=(), keyring=3,
-        want=(E.EACCES, LOG_BTF)),
-    one("BTF: 64 maps then a BTF (no map limit)", maps=MANY64, fd_array=(*tuple(f"x#{i}" for i in range(64)), "btf"),
-        cnt=65, want=(E.EACCES, LOG_BTF)),
-    one("BTF: signed, past fd_array_cnt (cnt 1 of [map, btf])", fd_array=("m", "btf"), cnt=1,
-        want=(None, "")),
-    one("BTF: signed, fd_array [btf], cnt 0", fd_array=("btf",), cnt=0, sig="insns-only", want=(None, "")),
+    one(
+        "BTF: signed, fd_array [map, btf], cnt 2",
+        fd_array=("m", "btf"),
+        cnt=2,
+        want=(E.EACCES, LOG_BTF),
+    ),
+    one(
+        "BTF: signed, fd_array [btf, map], cnt 2",
+        fd_array=("btf", "m"),
+        cnt=2,
+        want=(E.EACCES, LOG_BTF),
+    ),
+    one(
+        "BTF: before the frozen check ([unfrozen, btf])",
+        maps=U,
+        fd_array=("u", "btf"),
+        cnt=2,
+        want=(E.EACCES, LOG_BTF),
+    ),
+    one(
+        "BTF: before a later bad fd ([btf, 999])",
+        fd_array=("btf", "fd:999"),
+        cnt=2,
+        over=(),
+        want=(E.EACCES, LOG_BTF),
+    ),
+    one(
+        "BTF: after an earlier bad fd ([999, btf])",
+        fd_array=("fd:999", "btf"),
+        cnt=2,
+        over=(),
+        want=(E.EBADF, LOG_NOT_BPF.format(999)),
+    ),
+    one(
+        "BTF: before the signature is parsed (garbage)",
+        fd_array=("btf",),
+        sig="garbage",
+        want=(E.EACCES, LOG_BTF),
+    ),
+    one(
+        "BTF: before the keyring (keyring_id 3)",
+        fd_array=("btf",),
+        over=(),
+        keyring=3,
+        want=(E.EACCES, LOG_BTF),
+    ),
+    one(
+        "BTF: 64 maps then a BTF (no map limit)",
+        maps=MANY64,
+        fd_array=(*tuple(f"x#{i}" for i in range(64)), "btf"),
+        cnt=65,
+        want=(E.EACCES, LOG_BTF),
+    ),
+    one(
+        "BTF: signed, past fd_array_cnt (cnt 1 of [map, btf])",
+        fd_array=("m", "btf"),
+        cnt=1,
+        want=(None, ""),
+    ),
+    one(
+        "BTF: signed, fd_array [btf], cnt 0",
+        fd_array=("btf",),
+        cnt=0,
+        sig="insns-only",
+        want=(None, ""),
+    ),
     one("BTF: unsigned, fd_array [btf], cnt 1", fd_array=("btf",), sig=None, want=(None, "")),
-    one("BTF: unsigned, [non-exclusive map, btf], cnt 2", maps=N, fd_array=("n", "btf"), cnt=2, sig=None,
-        want=(None, "")),
-    one("BTF: unsigned, [exclusive unfrozen map, btf]", maps=U, fd_array=("u", "btf"), cnt=2, sig=None,
-        want=(E.EACCES, LOG_EXCL)),
+    one(
+        "BTF: unsigned, [non-exclusive map, btf], cnt 2",
+        maps=N,
+        fd_array=("n", "btf"),
+        cnt=2,
+        sig=None,
+        want=(None, ""),
+    ),
+    one(
+        "BTF: unsigned, [exclusive unfrozen map, btf]",
+        maps=U,
+        fd_array=("u", "btf"),
+        cnt=2,
+        sig=None,
+        want=(E.EACCES, LOG_EXCL),
+    ),
     # --- mmap of the metadata map ----------------------------------------------------
-    one("mmap: writable mmap kept: freeze EBUSY, load EPERM", maps={"m": Map(keep_rw_mmap=True)},
-        freeze_errno=E.EBUSY, want=(E.EPERM, LOG_FROZEN.format("__loader.map"))),
-    one("mmap: written through a writable mmap before freeze", maps={"m": Map(mmap_write=((5, 0xEE),))},
-        want=(E.EKEYREJECTED, SIG_FAILED.format(129))),
-    one("mmap: the same byte written through a writable mmap, then frozen", maps={"m": Map(mmap_write=((5, 6),))},
-        want=(None, "")),
-    one("mmap: read-only mmap alive through freeze and load", maps={"m": Map(keep_ro_mmap=True)},
-        want=(None, "")),
-    one("mmap: signature over the mmap-written value", maps={"m": Map(mmap_write=((5, 0xEE),))},
-        sig="good-written", want=(None, "")),
+    one(
+        "mmap: writable mmap kept: freeze EBUSY, load EPERM",
+        maps={"m": Map(keep_rw_mmap=True)},
+        freeze_errno=E.EBUSY,
+        want=(E.EPERM, LOG_FROZEN.format("__loader.map")),
+    ),
+    one(
+        "mmap: written through a writable mmap before freeze",
+        maps={"m": Map(mmap_write=((5, 0xEE),))},
+        want=(E.EKEYREJECTED, SIG_FAILED.format(129)),
+    ),
+    one(
+        "mmap: the same byte written through a writable mmap, then frozen",
+        maps={"m": Map(mmap_write=((5, 6),))},
+        want=(None, ""),
+    ),
+    one(
+        "mmap: read-only mmap alive through freeze and load",
+        maps={"m": Map(keep_ro_mmap=True)},
+        want=(None, ""),
+    ),
+    one(
+        "mmap: signature over the mmap-written value",
+        maps={"m": Map(mmap_write=((5, 0xEE),))},
+        sig="good-written",
+        want=(None, ""),
+    ),
     # --- a second signature attempt on the same maps -----------------------------------
-    Case("second load of the same signed program on the same map",
-         (Attempt(keep=True), Attempt())),
-    Case("a rejected signature, then the right one, on the same map",
-         (Attempt(sig="tampered", want=(E.EKEYREJECTED, SIG_FAILED.format(129))), Attempt())),
-    Case("a signature over insns only, then the right one, on the same map",
-         (Attempt(sig="insns-only", want=(E.EKEYREJECTED, SIG_FAILED.format(129))), Attempt())),
-    Case("an unsigned attempt, then the signed one, on the same map",
-         (Attempt(sig=None, want=(E.EACCES, LOG_EXCL)), Attempt())),
-    Case("a wrong key, then the right one, on the same map",
-         (Attempt(sig="wrong-key", want=(E.ENOKEY, SIG_FAILED.format(126))), Attempt())),
+    Case("second load of the same signed program on the same map", (Attempt(keep=True), Attempt())),
+    Case(
+        "a rejected signature, then the right one, on the same map",
+        (Attempt(sig="tampered", want=(E.EKEYREJECTED, SIG_FAILED.format(129))), Attempt()),
+    ),
+    Case(
+        "a signature over insns only, then the right one, on the same map",
+        (Attempt(sig="insns-only", want=(E.EKEYREJECTED, SIG_FAILED.format(129))), Attempt()),
+    ),
+    Case(
+        "an unsigned attempt, then the signed one, on the same map",
+        (Attempt(sig=None, want=(E.EACCES, LOG_EXCL)), Attempt()),
+    ),
+    Case(
+        "a wrong key, then the right one, on the same map",
+        (Attempt(sig="wrong-key", want=(E.ENOKEY, SIG_FAILED.format(126))), Attempt()),
+    ),
     # --- fd_array_cnt against the array ------------------------------------------------
-    one("fd_array_cnt 2, one-entry array (zeros follow: fd 0)", fd_array=("m",), cnt=2,
-        want=(E.EINVAL, LOG_NOT_BPF.format(0))),
-    one("fd_array_cnt 3, one-entry array", fd_array=("m",), cnt=3, want=(E.EINVAL, LOG_NOT_BPF.format(0))),
-    one("fd_array [map, 0] (an open fd that is not BPF)", fd_array=("m", "fd:0"), cnt=2,
-        want=(E.EINVAL, LOG_NOT_BPF.format(0))),
-    one("fd_array [map, 999] (not open)", fd_array=("m", "fd:999"), cnt=2, want=(E.EBADF, LOG_NOT_BPF.format(999))),
+    one(
+        "fd_array_cnt 2, one-entry array (zeros follow: fd 0)",
+        fd_array=("m",),
+        cnt=2,
+        want=(E.EINVAL, LOG_NOT_BPF.format(0)),
+    ),
+    one(
+        "fd_array_cnt 3, one-entry array",
+        fd_array=("m",),
+        cnt=3,
+        want=(E.EINVAL, LOG_NOT_BPF.format(0)),
+    ),
+    one(
+        "fd_array [map, 0] (an open fd that is not BPF)",
+        fd_array=("m", "fd:0"),
+        cnt=2,
+        want=(E.EINVAL, LOG_NOT_BPF.format(0)),
+    ),
+    one(
+        "fd_array [map, 999] (not open)",
+        fd_array=("m", "fd:999"),
+        cnt=2,
+        want=(E.EBADF, LOG_NOT_BPF.format(999)),
+    ),
     one("fd_array [-1]", fd_array=("fd:-1",), over=(), want=(E.EBADF, LOG_NOT_BPF.format(-1))),
-    one("fd_array [999] before the keyring (keyring_id 3)", fd_array=("fd:999",), over=(), keyring=3,
-        want=(E.EBADF, LOG_NOT_BPF.format(999))),
-    one("fd_array [0] before the signature size (8193)", fd_array=("fd:0",), over=(), sig="pad8193",
-        want=(E.EINVAL, LOG_NOT_BPF.format(0))),
-    one("one map 65 times, cnt 65 (counted once)", fd_array=("m",) * 65, cnt=65, over=("m",), want=(None, "")),
-    one("65 distinct maps, unsigned", maps=MANY, fd_array=tuple(f"x#{i}" for i in range(65)), cnt=65, sig=None,
-        want=(E.E2BIG, LOG_LIMIT)),
-    one("65 distinct maps, signed, keyring_id 3 (limit first)", maps=MANY,
-        fd_array=tuple(f"x#{i}" for i in range(65)), cnt=65, over=(), keyring=3, want=(E.E2BIG, LOG_LIMIT)),
-    one("64 distinct maps, unsigned", maps=MANY64, fd_array=tuple(f"x#{i}" for i in range(64)), cnt=64, sig=None,
-        want=(None, "")),
+    one(
+        "fd_array [999] before the keyring (keyring_id 3)",
+        fd_array=("fd:999",),
+        over=(),
+        keyring=3,
+        want=(E.EBADF, LOG_NOT_BPF.format(999)),
+    ),
+    one(
+        "fd_array [0] before the signature size (8193)",
+        fd_array=("fd:0",),
+        over=(),
+        sig="pad8193",
+        want=(E.EINVAL, LOG_NOT_BPF.format(0)),
+    ),
+    one(
+        "one map 65 times, cnt 65 (counted once)",
+        fd_array=("m",) * 65,
+        cnt=65,
+        over=("m",),
+        want=(None, ""),
+    ),
+    one(
+        "65 distinct maps, unsigned",
+        maps=MANY,
+        fd_array=tuple(f"x#{i}" for i in range(65)),
+        cnt=65,
+        sig=None,
+        want=(E.E2BIG, LOG_LIMIT),
+    ),
+    one(
+        "65 distinct maps, signed, keyring_id 3 (limit first)",
+        maps=MANY,
+        fd_array=tuple(f"x#{i}" for i in range(65)),
+        cnt=65,
+        over=(),
+        keyring=3,
+        want=(E.E2BIG, LOG_LIMIT),
+    ),
+    one(
+        "64 distinct maps, unsigned",
+        maps=MANY64,
+        fd_array=tuple(f"x#{i}" for i in range(64)),
+        cnt=64,
+        sig=None,
+        want=(None, ""),
+    ),
     # --- the .bpf keyring (absent on Debian 7.3.4) --------------------------------------
-    one("keyring_id -9 (KEY_SPEC_BPF_KEYRING)", keyring=-9, want=(E.EINVAL, LOG_KEYRING.format(-9))),
-    one("keyring_id -9, unfrozen map (keyring first)", maps=U, fd_array=("u",), keyring=-9,
-        want=(E.EINVAL, LOG_KEYRING.format(-9))),
+    one(
+        "keyring_id -9 (KEY_SPEC_BPF_KEYRING)", keyring=-9, want=(E.EINVAL, LOG_KEYRING.format(-9))
+    ),
+    one(
+        "keyring_id -9, unfrozen map (keyring first)",
+        maps=U,
+        fd_array=("u",),
+        keyring=-9,
+        want=(E.EINVAL, LOG_KEYRING.format(-9)),
+    ),
     # --- the order of checks ---------------------------------------------------------------
-    one("order: unfrozen map, keyring_id 3", maps=U, fd_array=("u",), keyring=3,
-        want=(E.EINVAL, LOG_KEYRING.format(3))),
-    one("order: unfrozen map, signature of 8193 bytes", maps=U, fd_array=("u",), sig="pad8193", want=(E.EINVAL, "")),
-    one("order: unfrozen map, empty signature", maps=U, fd_array=("u",), sig="empty", want=(E.EINVAL, "")),
-    one("order: unfrozen map, garbage signature", maps=U, fd_array=("u",), sig="garbage",
-        want=(E.EPERM, LOG_FROZEN.format("__loader.map"))),
-    one("order: non-exclusive map, garbage signature", maps=N, fd_array=("n",), sig="garbage",
-        want=(E.EPERM, LOG_EXCLUSIVE.format("__loader.map"))),
-    one("order: two-entry ARRAY, garbage signature", maps=M2, fd_array=("m2",), sig="garbage",
-        want=(524, "failed to read signed metadata map 'meta': -524")),
-    one("order: HASH map, garbage signature", maps=HASH, fd_array=("h",), sig="garbage",
-        want=(E.EINVAL, "signed program metadata map 'meta' must be an array")),
-    one("order: two-entry ARRAY, keyring_id 3", maps=M2, fd_array=("m2",), keyring=3,
-        want=(E.EINVAL, LOG_KEYRING.format(3))),
-    one("order: map exclusive to another program, keyring_id 3", maps=OTHER, fd_array=("o",), keyring=3,
-        want=(E.EACCES, LOG_EXCL)),
-    one("order: map exclusive to another program, signature of 8193", maps=OTHER, fd_array=("o",),
-        sig="pad8193", want=(E.EACCES, LOG_EXCL)),
-    one("order: map exclusive to another program, unfrozen", maps={"o": Map(excl_for="other", frozen=False)},
-        fd_array=("o",), want=(E.EACCES, LOG_EXCL)),
+    one(
+        "order: unfrozen map, keyring_id 3",
+        maps=U,
+        fd_array=("u",),
+        keyring=3,
+        want=(E.EINVAL, LOG_KEYRING.format(3)),
+    ),
+    one(
+        "order: unfrozen map, signature of 8193 bytes",
+        maps=U,
+        fd_array=("u",),
+        sig="pad8193",
+        want=(E.EINVAL, ""),
+    ),
+    one(
+        "order: unfrozen map, empty signature",
+        maps=U,
+        fd_array=("u",),
+        sig="empty",
+        want=(E.EINVAL, ""),
+    ),
+    one(
+        "order: unfrozen map, garbage signature",
+        maps=U,
+        fd_array=("u",),
+        sig="garbage",
+        want=(E.EPERM, LOG_FROZEN.format("__loader.map")),
+    ),
+    one(
+        "order: non-exclusive map, garbage signature",
+        maps=N,
+        fd_array=("n",),
+        sig="garbage",
+        want=(E.EPERM, LOG_EXCLUSIVE.format("__loader.map")),
+    ),
+    one(
+        "order: two-entry ARRAY, garbage signature",
+        maps=M2,
+        fd_array=("m2",),
+        sig="garbage",
+        want=(524, "failed to read signed metadata map 'meta': -524"),
+    ),
+    one(
+        "order: HASH map, garbage signature",
+        maps=HASH,
+        fd_array=("h",),
+        sig="garbage",
+        want=(E.EINVAL, "signed program metadata map 'meta' must be an array"),
+    ),
+    one(
+        "order: two-entry ARRAY, keyring_id 3",
+        maps=M2,
+        fd_array=("m2",),
+        keyring=3,
+        want=(E.EINVAL, LOG_KEYRING.format(3)),
+    ),
+    one(
+        "order: map exclusive to another program, keyring_id 3",
+        maps=OTHER,
+        fd_array=("o",),
+        keyring=3,
+        want=(E.EACCES, LOG_EXCL),
+    ),
+    one(
+        "order: map exclusive to another program, signature of 8193",
+        maps=OTHER,
+        fd_array=("o",),
+        sig="pad8193",
+        want=(E.EACCES, LOG_EXCL),
+    ),
+    one(
+        "order: map exclusive to another program, unfrozen",
+        maps={"o": Map(excl_for="other", frozen=False)},
+        fd_array=("o",),
+        want=(E.EACCES, LOG_EXCL),
+    ),
     one("order: no insns, keyring_id 3", insns=b"", keyring=3, want=(E.E2BIG, "")),
-    one("order: 16 MiB payload, keyring_id 3", maps={"m": Map(value=bytes(BIG))}, keyring=3,
-        want=(E.EINVAL, LOG_KEYRING.format(3))),
-    one("order: 16 MiB payload, garbage signature", maps={"m": Map(value=bytes(BIG))}, sig="garbage",
-        want=(E.E2BIG, "signed payload too large: 16777216 bytes")),
+    one(
+        "order: 16 MiB payload, keyring_id 3",
+        maps={"m": Map(value=bytes(BIG))},
+        keyring=3,
+        want=(E.EINVAL, LOG_KEYRING.format(3)),
+    ),
+    one(
+        "order: 16 MiB payload, garbage signature",
+        maps={"m": Map(value=bytes(BIG))},
+        sig="garbage",
+        want=(E.E2BIG, "signed payload too large: 16777216 bytes"),
+    ),
     one("garbage signature, good map", sig="garbage", want=(E.EBADMSG, SIG_FAILED.format(74))),
     one("signature of 8192 bytes (zero-padded), good map", sig="pad8192", want=(None, "")),
     # --- maps named by the instructions ----------------------------------------------------
-    one("unsigned, ld_imm64 of map fd 999", insns=MAP_FD_999, fd_array=(), cnt=0, sig=None,
-        want=(E.EBADF, "fd 999 is not pointing to valid bpf_map")),
-    one("signed, ld_imm64 of map fd 999, cnt 0", insns=MAP_FD_999, fd_array=(), cnt=0, sig="insns-only",
-        want=(E.EINVAL, "signed program cannot reference a map by fd, only via fd_array index")),
+    one(
+        "unsigned, ld_imm64 of map fd 999",
+        insns=MAP_FD_999,
+        fd_array=(),
+        cnt=0,
+        sig=None,
+        want=(E.EBADF, "fd 999 is not pointing to valid bpf_map"),
+    ),
+    one(
+        "signed, ld_imm64 of map fd 999, cnt 0",
+        insns=MAP_FD_999,
+        fd_array=(),
+        cnt=0,
+        sig="insns-only",
+        want=(E.EINVAL, "signed program cannot reference a map by fd, only via fd_array index"),
+    ),
     one("signed, program reads its metadata value", insns=READS_VALUE, want=(None, "")),
-    one("signed over insns only, cnt 0, insns use fd_array[0]", insns=USES_MAP0, cnt=0, sig="insns-only",
-        want=(E.EACCES, "signed program must bind maps via a continuous fd_array (fd_array_cnt)")),
-    one("unsigned, insns read struct bpf_map at offset 32", insns=READS_OFF32, cnt=0, sig=None,
-        want=(E.EACCES, "cannot access ptr member ops with moff 32 in struct bpf_map with off 32 size 4")),
+    one(
+        "signed over insns only, cnt 0, insns use fd_array[0]",
+        insns=USES_MAP0,
+        cnt=0,
+        sig="insns-only",
+        want=(E.EACCES, "signed program must bind maps via a continuous fd_array (fd_array_cnt)"),
+    ),
+    one(
+        "unsigned, insns read struct bpf_map at offset 32",
+        insns=READS_OFF32,
+        cnt=0,
+        sig=None,
+        want=(
+            E.EACCES,
+            "cannot access ptr member ops with moff 32 in struct bpf_map with off 32 size 4",
+        ),
+    ),
 ]
 
 
@@ -328,8 +566,15 @@ class _Objects:
 
 
 def _payload(case: Case, att: Attempt) -> bytes:
-    names = att.over if att.over is not None else tuple(
-        t for t in dict.fromkeys(att.fd_array[: att.cnt]) if t != "btf" and not t.startswith("fd:"))
+    names = (
+        att.over
+        if att.over is not None
+        else tuple(
+            t
+            for t in dict.fromkeys(att.fd_array[: att.cnt])
+            if t != "btf" and not t.startswith("fd:")
+        )
+    )
     values = []
     for n in names:
         spec = case.maps[n.split("#")[0]]
@@ -396,7 +641,11 @@ def run(be: Any, case: Case, signers: dict[str, Any],
                 )  # fmt: skip
             except KernelError as exc:
                 assert "the retry with a verifier log failed" not in str(exc), exc
-                lines = [ln for ln in exc.log.splitlines() if ln.strip() and not ln.startswith("processed ")]
+                lines = [
+                    ln
+                    for ln in exc.log.splitlines()
+                    if ln.strip() and not ln.startswith("processed ")
+                ]
                 out.append((exc.errno, lines[-1] if lines else ""))
                 continue
             out.append((None, ""))

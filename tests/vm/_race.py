@@ -42,7 +42,9 @@ def _value(word: int) -> bytes:
 
 
 def _map(be: Any, word: int, *, frozen: bool = True, flags: int = 0) -> int:
-    fd = be.map_create(2, 4, 64, 1, "__loader.map", flags=flags, excl_prog_hash=program_digest(READS_VALUE))
+    fd = be.map_create(
+        2, 4, 64, 1, "__loader.map", flags=flags, excl_prog_hash=program_digest(READS_VALUE)
+    )
     be.map_update(fd, bytes(4), _value(word))
     if frozen:
         be.map_freeze(fd)
@@ -83,7 +85,9 @@ class _Dup2:
             pass
 
 
-def race(be: Any, variant: str, attempts: int, signature: bytes, keyring_id: int = -3) -> Counter[str]:
+def race(
+    be: Any, variant: str, attempts: int, signature: bytes, keyring_id: int = -3
+) -> Counter[str]:
     """Run ``attempts`` loads under ``variant``; the outcome counts. Raises AssertionError on
     any load that uses a map or contents other than the signed ones."""
     model = hasattr(be, "dup2")
@@ -124,7 +128,9 @@ def race(be: Any, variant: str, attempts: int, signature: bytes, keyring_id: int
                         be.map_mmap_writable(mm_target[0])
                     except KernelError:
                         continue
-                    be.map_munmap_writable(mm_target[0], dict(enumerate(struct.pack("<I", UNFROZEN))))
+                    be.map_munmap_writable(
+                        mm_target[0], dict(enumerate(struct.pack("<I", UNFROZEN)))
+                    )
             else:
                 fds.dup2(other, slot)
                 fds.dup2(signed, slot)
@@ -161,7 +167,9 @@ def race(be: Any, variant: str, attempts: int, signature: bytes, keyring_id: int
                     else:
                         ids = kernel_map_ids(prog)
                         seen = be.test_run(prog, bytearray(8)) & 0xFFFFFFFF
-                    assert ids == (want_id,), f"{variant}: loaded with maps {ids}, signed map {want_id}"
+                    assert ids == (want_id,), (
+                        f"{variant}: loaded with maps {ids}, signed map {want_id}"
+                    )
                     assert seen == SIGNED, f"{variant}: the loaded program reads {seen:#x}"
                     counts["loaded, uses the signed map and value"] += 1
                 finally:

@@ -56,7 +56,9 @@ def test_bpf_keyring_is_absent_on_debian_7_3_4(guest_keys: GuestKeys, agreement:
     with open("/proc/keys") as fh:
         keys = fh.read()
     assert ".builtin_trusted_keys" in keys  # the file lists the system keyrings...
-    assert not any(line.split()[-2:-1] == [".bpf:"] or " .bpf:" in line for line in keys.splitlines())
+    assert not any(
+        line.split()[-2:-1] == [".bpf:"] or " .bpf:" in line for line in keys.splitlines()
+    )
     assert not profiles.PROFILES["7.x-bpf-keyring"].measured
     assert "unmeasured" in profiles.PROFILES["7.x-bpf-keyring"].provenance
     print("bpf keyring: KEY_SPEC_BPF_KEYRING -> EINVAL; no keyring_unsealed; no .bpf in /proc/keys")

@@ -33,15 +33,24 @@ def test_exclusive_map_race(variant: str, guest_keys: GuestKeys) -> None:
     loads = kernel["loaded, uses the signed map and value"]
     refusals = sum(n for k, n in kernel.items() if k.startswith("refused"))
     assert loads + refusals == ATTEMPTS
-    assert model["loaded, uses the signed map and value"] + sum(
-        n for k, n in model.items() if k.startswith("refused")) == ATTEMPTS
+    assert (
+        model["loaded, uses the signed map and value"]
+        + sum(n for k, n in model.items() if k.startswith("refused"))
+        == ATTEMPTS
+    )
     allowed = {
-        "dup2 unfrozen map": {"refused 1: signed program metadata map '__loader.map' must be frozen"},
+        "dup2 unfrozen map": {
+            "refused 1: signed program metadata map '__loader.map' must be frozen"
+        },
         "dup2 frozen map, other contents": {"refused 129: signature verification failed: -129"},
-        "close and recreate": {"refused 129: signature verification failed: -129",
-                               "refused 9: fd {} is not pointing to valid bpf_map or btf"},
-        "writable mmap before freeze": {"refused 1: signed program metadata map '__loader.map' must be frozen",
-                                        "refused 129: signature verification failed: -129"},
+        "close and recreate": {
+            "refused 129: signature verification failed: -129",
+            "refused 9: fd {} is not pointing to valid bpf_map or btf",
+        },
+        "writable mmap before freeze": {
+            "refused 1: signed program metadata map '__loader.map' must be frozen",
+            "refused 129: signature verification failed: -129",
+        },
     }[variant]
     for key in kernel:
         if key.startswith("refused"):

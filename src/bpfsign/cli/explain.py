@@ -42,13 +42,19 @@ def register(sub: Any) -> None:
         "deciding check with its errno and verifier-log line, and what to do about it.",
     )
     p.add_argument("file", metavar="FILE", help="a light skeleton header, or a signed file")
-    p.add_argument("--trust", action="append", default=[], metavar="CERT_OR_DIR",
-                   help="trusted certificate(s) in the keyring the load names (repeatable)")
+    p.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="CERT_OR_DIR",
+        help="trusted certificate(s) in the keyring the load names (repeatable)",
+    )
     add_keyring(p)
     add_kernel(p)
     p.add_argument("--sig", metavar="FILE.p7s", help="the signature of a plain FILE")
-    p.add_argument("--unsigned", action="store_true",
-                   help="a skeleton's loader loaded without its signature")
+    p.add_argument(
+        "--unsigned", action="store_true", help="a skeleton's loader loaded without its signature"
+    )
     _common.add_json(p)
     _common.set_command(p, ExplainOptions, handle)
 
@@ -160,7 +166,11 @@ def _text(path: str, kind: str, profile: Any, load: dict[str, Any], verdict: Any
         step = verdict.failed
         from ..errors import errno_name
 
-        when = "at run time (the loader program returns it)" if verdict.at_run_time else "at BPF_PROG_LOAD"
+        when = (
+            "at run time (the loader program returns it)"
+            if verdict.at_run_time
+            else "at BPF_PROG_LOAD"
+        )
         lines.append(f"verdict: REJECTED {when}: {errno_name(step.errno)} ({step.errno}), "
                      f"check '{step.rule.id}'")  # fmt: skip
         lines.append(f"  log: {step.log}" if step.log else "  log: (empty)")

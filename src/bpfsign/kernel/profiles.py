@@ -37,8 +37,17 @@ class Profile:
     )
 
     def __init__(
-        self, name: str, *, scheme: str, verifies: bool, layout: str, keyring_log: bool,
-        empty_signature_einval: bool, bpf_keyring: bool, description: str, provenance: str,
+        self,
+        name: str,
+        *,
+        scheme: str,
+        verifies: bool,
+        layout: str,
+        keyring_log: bool,
+        empty_signature_einval: bool,
+        bpf_keyring: bool,
+        description: str,
+        provenance: str,
     ) -> None:
         self.name = name
         #: "loadtime" (signature inside bpf_check over insns ‖ maps) or "inloader" (at entry)
@@ -76,34 +85,53 @@ PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
         Profile(
-            "7.3", scheme="loadtime", verifies=True, layout="7.3", keyring_log=True,
-            empty_signature_einval=True, bpf_keyring=False,
+            "7.3",
+            scheme="loadtime",
+            verifies=True,
+            layout="7.3",
+            keyring_log=True,
+            empty_signature_einval=True,
+            bpf_keyring=False,
             description="Linux 7.3 (Debian 7.3.4): load-time signatures over insns and "
             "frozen exclusive metadata maps; no .bpf keyring",
             provenance="measured on Debian 7.3.4 (tests/vm)",
         ),
         Profile(
-            "6.18", scheme="inloader", verifies=True, layout="6.18", keyring_log=False,
-            empty_signature_einval=False, bpf_keyring=False,
+            "6.18",
+            scheme="inloader",
+            verifies=True,
+            layout="6.18",
+            keyring_log=False,
+            empty_signature_einval=False,
+            bpf_keyring=False,
             description="Linux 6.18 with CONFIG_SYSTEM_DATA_VERIFICATION: the signature covers "
             "the insns at entry; the loader checks its metadata itself",
             provenance="measured on 6.18.44 (map, layout and loader rules); the PKCS#7 check "
             "at entry from source",
         ),
         Profile(
-            "6.18-nosig", scheme="inloader", verifies=False, layout="6.18", keyring_log=False,
-            empty_signature_einval=False, bpf_keyring=False,
+            "6.18-nosig",
+            scheme="inloader",
+            verifies=False,
+            layout="6.18",
+            keyring_log=False,
+            empty_signature_einval=False,
+            bpf_keyring=False,
             description="Linux 6.18 without CONFIG_SYSTEM_DATA_VERIFICATION (like the dev "
             "host): every signed load fails with EOPNOTSUPP",
             provenance="measured on 6.18.44",
         ),
         Profile(
-            "7.x-bpf-keyring", scheme="loadtime", verifies=True, layout="7.3", keyring_log=True,
-            empty_signature_einval=True, bpf_keyring=True,
+            "7.x-bpf-keyring",
+            scheme="loadtime",
+            verifies=True,
+            layout="7.3",
+            keyring_log=True,
+            empty_signature_einval=True,
+            bpf_keyring=True,
             description="Linux 7.x with the upstream .bpf keyring: keyring_id -9 "
             "(KEY_SPEC_BPF_KEYRING) names it; otherwise as 7.3",
-            provenance="from upstream documentation, unmeasured (Debian 7.3.4 has no .bpf "
-            "keyring)",
+            provenance="from upstream documentation, unmeasured (Debian 7.3.4 has no .bpf keyring)",
         ),
     )
 }

@@ -281,9 +281,18 @@ class MapRef:
                  "name", "value", "value_size")  # fmt: skip
 
     def __init__(
-        self, fd: int, kind: str = "map", *, key: object = None, name: str = "",
-        map_type: int = MAP_TYPE_ARRAY, max_entries: int = 1, value: bytes = b"",
-        value_size: int | None = None, frozen: bool = True, excl_prog_hash: bytes | None = None,
+        self,
+        fd: int,
+        kind: str = "map",
+        *,
+        key: object = None,
+        name: str = "",
+        map_type: int = MAP_TYPE_ARRAY,
+        max_entries: int = 1,
+        value: bytes = b"",
+        value_size: int | None = None,
+        frozen: bool = True,
+        excl_prog_hash: bytes | None = None,
     ) -> None:
         self.fd = fd
         self.kind = kind
@@ -330,11 +339,19 @@ class Load:
                  "prog_name", "reread", "runtime", "signature")  # fmt: skip
 
     def __init__(
-        self, insns: bytes, *, signature: bytes | None = None, keyring_id: int = 0,
-        fd_array: Sequence[MapRef] = (), fd_array_cnt: int = 0, array: Sequence[MapRef] = (),
+        self,
+        insns: bytes,
+        *,
+        signature: bytes | None = None,
+        keyring_id: int = 0,
+        fd_array: Sequence[MapRef] = (),
+        fd_array_cnt: int = 0,
+        array: Sequence[MapRef] = (),
         lookup: Callable[[int], MapRef] | None = None,
         reread: Callable[[int], MapRef | None] | None = None,
-        runtime: Runtime | None = None, prog_name: str = "", big: bool = False,
+        runtime: Runtime | None = None,
+        prog_name: str = "",
+        big: bool = False,
     ) -> None:
         self.insns = insns
         self.big = big  # a big-endian loader, judged as a big-endian kernel would
@@ -554,16 +571,21 @@ def _signature_entry(run: _Run) -> None:
     assert load.signature is not None
     size = len(load.signature)
     if size > MAX_SIGNATURE_SIZE:
-        raise run.fail("signature_size", f"{size} bytes > {MAX_SIGNATURE_SIZE}",
-                       hint=f"the signature is {size} bytes; " + RULES["signature_size"].hint)
+        raise run.fail(
+            "signature_size",
+            f"{size} bytes > {MAX_SIGNATURE_SIZE}",
+            hint=f"the signature is {size} bytes; " + RULES["signature_size"].hint,
+        )
     if size == 0 and p.empty_signature_einval:
         raise run.fail("signature_empty", "signature_size 0 with a non-NULL signature")
     run.ok("signature_size", f"{size} bytes <= {MAX_SIGNATURE_SIZE}")
     ring = _resolve_keyring(run)
     run.ok("keyring", f"keyring_id {load.keyring_id} -> {ring}")
     if not p.verifies:
-        raise run.fail("verification_support",
-                       "a signed load on a kernel without CONFIG_SYSTEM_DATA_VERIFICATION")
+        raise run.fail(
+            "verification_support",
+            "a signed load on a kernel without CONFIG_SYSTEM_DATA_VERIFICATION",
+        )
 
 
 def _resolve_keyring(run: _Run) -> str:
@@ -572,11 +594,18 @@ def _resolve_keyring(run: _Run) -> str:
     # 6.18.44 gives the same EINVAL with an empty log (docs/kernel.md §5)
     log = None if run.p.keyring_log else ""
     if trust is None or (kid == KEY_SPEC_BPF_KEYRING and not run.p.bpf_keyring):
-        raise run.fail("keyring", f"keyring_id {kid} names no keyring on this kernel", keyring_id=kid, log=log)
+        raise run.fail(
+            "keyring", f"keyring_id {kid} names no keyring on this kernel", keyring_id=kid, log=log
+        )
     try:
         resolved = trust.resolve(_keyring_serial(kid, run.p, trust))
     except VerificationError:
-        raise run.fail("keyring", f"keyring_id {kid} names no keyring (lookup_user_key fails)", keyring_id=kid, log=log) from None
+        raise run.fail(
+            "keyring",
+            f"keyring_id {kid} names no keyring (lookup_user_key fails)",
+            keyring_id=kid,
+            log=log,
+        ) from None
     return f"the {resolved.description} keyring" if resolved.keyrings else resolved.description
 
 
@@ -623,12 +652,20 @@ def _fd_array(run: _Run) -> list[MapRef]:
             continue
         if ref.excl_prog_hash is not None and not early_digest:
             # §6.3 row 1, §13 row 11: no digest yet when an unsigned load binds fd_array
-            raise run.fail("excl_hash", f"{where} {ref.describe()} is exclusive, and this load "
-                           "binds fd_array before the program digest exists", subject=ref.name)
+            raise run.fail(
+                "excl_hash",
+                f"{where} {ref.describe()} is exclusive, and this load "
+                "binds fd_array before the program digest exists",
+                subject=ref.name,
+            )
         if ref.excl_prog_hash is not None and ref.excl_prog_hash != run.digest:
-            raise run.fail("excl_hash", f"{where} {ref.describe()}: excl_prog_hash "
-                           f"{ref.excl_prog_hash.hex()[:16]}… != program digest "
-                           f"{run.digest.hex()[:16]}…", subject=ref.name)
+            raise run.fail(
+                "excl_hash",
+                f"{where} {ref.describe()}: excl_prog_hash "
+                f"{ref.excl_prog_hash.hex()[:16]}… != program digest "
+                f"{run.digest.hex()[:16]}…",
+                subject=ref.name,
+            )
         if all(ref.key is not b.key for b in bound):
             bound.append(ref)
             if len(bound) > MAX_USED_MAPS:
@@ -636,8 +673,10 @@ def _fd_array(run: _Run) -> list[MapRef]:
     names = ", ".join(m.describe() for m in bound) or "no maps"
     run.ok("fd_array_entry", f"fd_array[0..{cnt}) resolves to {names}")
     if early_digest and bound:
-        run.ok("excl_hash", f"each exclusive map's excl_prog_hash == program digest "
-               f"{run.digest.hex()[:16]}…")
+        run.ok(
+            "excl_hash",
+            f"each exclusive map's excl_prog_hash == program digest {run.digest.hex()[:16]}…",
+        )
     return bound
 
 
@@ -645,30 +684,48 @@ def _metadata_map(run: _Run, m: MapRef, where: str) -> None:
     """docs/kernel.md §6.4: one map of a signed fd_array, checks in the measured order."""
     subject = m.name
     if not m.frozen:
-        raise run.fail("frozen", f"{where} {m.describe()} is not frozen", subject=subject,
-                       name=m.name)
+        raise run.fail(
+            "frozen", f"{where} {m.describe()} is not frozen", subject=subject, name=m.name
+        )
     run.ok("frozen", f"{where} {m.describe()} is frozen", subject)
     if m.excl_prog_hash is None:
-        raise run.fail("exclusive", f"{where} {m.describe()} has no excl_prog_hash",
-                       subject=subject, name=m.name)
+        raise run.fail(
+            "exclusive",
+            f"{where} {m.describe()} has no excl_prog_hash",
+            subject=subject,
+            name=m.name,
+        )
     run.ok("exclusive", f"{where} {m.describe()} has an excl_prog_hash", subject)
     if m.map_type != MAP_TYPE_ARRAY:
-        raise run.fail("array", f"{where} {m.describe()} has map type {m.map_type}, not ARRAY (2)",
-                       subject=subject, name=m.name)
+        raise run.fail(
+            "array",
+            f"{where} {m.describe()} has map type {m.map_type}, not ARRAY (2)",
+            subject=subject,
+            name=m.name,
+        )
     run.ok("array", f"{where} {m.describe()} is an ARRAY", subject)
     if m.max_entries != 1:
-        raise run.fail("one_entry", f"{where} {m.describe()} has max_entries {m.max_entries}",
-                       subject=subject, name=m.name)
+        raise run.fail(
+            "one_entry",
+            f"{where} {m.describe()} has max_entries {m.max_entries}",
+            subject=subject,
+            name=m.name,
+        )
     run.ok("one_entry", f"{where} {m.describe()} has one entry", subject)
 
 
 def _signature(run: _Run, payload: bytes, nmaps: int, what: str = "") -> None:
     """The payload limit and the PKCS#7 verdict (crypto/verify.py), §6.2 steps 2.3-2.5."""
-    what = what or "insns" + (f" ‖ {nmaps} map value{'s' if nmaps > 1 else ''}" if nmaps else " only")
+    what = what or "insns" + (
+        f" ‖ {nmaps} map value{'s' if nmaps > 1 else ''}" if nmaps else " only"
+    )
     if run.p.scheme == "loadtime":
         if len(payload) > MAX_SIGNED_PAYLOAD:
-            raise run.fail("payload_size", f"{len(payload)} bytes ({what}) > {MAX_SIGNED_PAYLOAD}",
-                           size=len(payload))
+            raise run.fail(
+                "payload_size",
+                f"{len(payload)} bytes ({what}) > {MAX_SIGNED_PAYLOAD}",
+                size=len(payload),
+            )
         run.ok("payload_size", f"{len(payload)} bytes ({what}) <= {MAX_SIGNED_PAYLOAD}")
     from ..crypto import verify
 
@@ -679,12 +736,20 @@ def _signature(run: _Run, payload: bytes, nmaps: int, what: str = "") -> None:
     except VerificationError as exc:
         # at entry (6.18 scheme) the verifier log does not exist yet
         log = LOG_SIG_FAILED.format(errno=exc.errno) if run.p.scheme == "loadtime" else ""
-        raise run.fail("signature", f"PKCS#7 over {what} ({len(payload)} bytes): {exc.reason}",
-                       errno=exc.errno, hint=_PKCS7_HINTS.get(exc.errno, ""), log=log) from None
+        raise run.fail(
+            "signature",
+            f"PKCS#7 over {what} ({len(payload)} bytes): {exc.reason}",
+            errno=exc.errno,
+            hint=_PKCS7_HINTS.get(exc.errno, ""),
+            log=log,
+        ) from None
     run.v.signer = signer
-    run.ok("signature", f"PKCS#7 over {what} ({len(payload)} bytes) verifies: "
-           f"{signer.signer_subject!r} ({signer.digest_algorithm}, {signer.key_description}) "
-           f"in the {signer.keyring} keyring")
+    run.ok(
+        "signature",
+        f"PKCS#7 over {what} ({len(payload)} bytes) verifies: "
+        f"{signer.signer_subject!r} ({signer.digest_algorithm}, {signer.key_description}) "
+        f"in the {signer.keyring} keyring",
+    )
 
 
 def _bindings(run: _Run, bound: list[MapRef]) -> None:
@@ -699,10 +764,16 @@ def _bindings(run: _Run, bound: list[MapRef]) -> None:
         if src in (PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE):
             where = f"insn {pc} loads fd_array[{imm}]"
             if strict and imm >= load.fd_array_cnt:
-                raise run.fail("bind_after_signature", f"{where}, past fd_array_cnt "
-                               f"{load.fd_array_cnt}: a map the signature did not cover")
-            ref = load.reread(imm) if load.reread is not None else (
-                load.array[imm] if 0 <= imm < len(load.array) else None)
+                raise run.fail(
+                    "bind_after_signature",
+                    f"{where}, past fd_array_cnt "
+                    f"{load.fd_array_cnt}: a map the signature did not cover",
+                )
+            ref = (
+                load.reread(imm)
+                if load.reread is not None
+                else (load.array[imm] if 0 <= imm < len(load.array) else None)
+            )
             if ref is None:
                 raise run.fail("bind", f"{where}, past the array", errno=_e.EFAULT)
         else:
@@ -711,20 +782,33 @@ def _bindings(run: _Run, bound: list[MapRef]) -> None:
                 raise run.fail("bind_by_fd", f"{where} directly (BPF_PSEUDO_MAP_FD)")
             ref = load.lookup(imm) if load.lookup is not None else MapRef(imm, "closed")
         if ref.kind != "map":
-            raise run.fail("bind", f"{where}: fd {ref.fd} is not a map",
-                           errno=_e.EBADF if ref.kind == "closed" else _e.EINVAL, fd=ref.fd)
+            raise run.fail(
+                "bind",
+                f"{where}: fd {ref.fd} is not a map",
+                errno=_e.EBADF if ref.kind == "closed" else _e.EINVAL,
+                fd=ref.fd,
+            )
         if any(ref.key is b.key for b in bound):
             continue
         if strict:  # a different map behind a folded slot (e.g. dup2 during the load)
-            raise run.fail("bind_after_signature", f"{where}: {ref.describe()} was not folded "
-                           "into the signature")
+            raise run.fail(
+                "bind_after_signature",
+                f"{where}: {ref.describe()} was not folded into the signature",
+            )
         if ref.excl_prog_hash is not None and ref.excl_prog_hash != run.digest:
-            raise run.fail("excl_hash", f"{where}: {ref.describe()} is exclusive to "
-                           f"{ref.excl_prog_hash.hex()[:16]}…, the program digest is "
-                           f"{run.digest.hex()[:16]}…", subject=ref.name)
+            raise run.fail(
+                "excl_hash",
+                f"{where}: {ref.describe()} is exclusive to "
+                f"{ref.excl_prog_hash.hex()[:16]}…, the program digest is "
+                f"{run.digest.hex()[:16]}…",
+                subject=ref.name,
+            )
         bound.append(ref)
-    run.ok("bind", f"{len(loads)} map reference{'s' if len(loads) > 1 else ''} resolve to "
-           f"{', '.join(b.describe() for b in bound)}")
+    run.ok(
+        "bind",
+        f"{len(loads)} map reference{'s' if len(loads) > 1 else ''} resolve to "
+        f"{', '.join(b.describe() for b in bound)}",
+    )
 
 
 def _layout(run: _Run) -> None:
@@ -733,8 +817,10 @@ def _layout(run: _Run) -> None:
     if pc is None:
         run.ok("bpf_map_layout", "no read of struct bpf_map at offset 32")
     elif run.p.layout == "7.3":
-        raise run.fail("bpf_map_layout", f"insn {pc} reads a u32 at struct bpf_map offset 32, "
-                       "the ops pointer on this kernel")
+        raise run.fail(
+            "bpf_map_layout",
+            f"insn {pc} reads a u32 at struct bpf_map offset 32, the ops pointer on this kernel",
+        )
     else:
         run.ok("bpf_map_layout", f"insn {pc} reads u32 struct bpf_map.excl at offset 32")
 
@@ -755,8 +841,11 @@ def _loader_run(run: _Run, bound: list[MapRef]) -> None:
             raise run.fail("loader_hash", "map->sha was never computed (no hash request)")
         if rt.baked_hash != rt.data_hash:
             run.v.at_run_time = True
-            raise run.fail("loader_hash", f"SHA-256(data) {rt.data_hash.hex()} != the hash baked "
-                           f"into the loader {(rt.baked_hash or b'').hex()}")
+            raise run.fail(
+                "loader_hash",
+                f"SHA-256(data) {rt.data_hash.hex()} != the hash baked "
+                f"into the loader {(rt.baked_hash or b'').hex()}",
+            )
         run.ok("loader_hash", f"SHA-256(data) == baked hash {rt.data_hash.hex()[:16]}…")
 
 
