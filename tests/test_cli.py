@@ -371,16 +371,18 @@ def test_verify_tampered_is_rejected_with_errno(
 ) -> None:
     signed[1].write_bytes(signed[1].read_bytes() + b"!")
     code, out, err = call(capsys, "verify", "--trust", str(pki[1]), *map(str, signed))
-    assert code == 1
-    assert out.splitlines() == [
+    assert (code, err) == (1, "")
+    assert out.splitlines() == [  # accepted and rejected files on the same stream, in order
         f"OK {signed[0]}: signer CN=cli test, sha256, rsaEncryption",
+        f"REJECTED {signed[1]}: kernel 7.3 would refuse it: EKEYREJECTED (129): signature "
+        "verification failed: -129",
+        f"  why: PKCS#7 over the file ({len(signed[1].read_bytes())} bytes): signature does not "
+        "verify with the trusted key 'CN=cli test' (RSA-2048): the payload or the signature was "
+        "changed after signing, or it was signed over different bytes",
+        "  fix: the signature does not match the loader and its data (tampered or wrong scheme): "
+        "re-sign it with `bpfsign sign`",
         f"OK {signed[2]}: signer CN=cli test, sha256, rsaEncryption",
     ]
-    assert err == (
-        f"REJECTED {signed[1]}: EKEYREJECTED (129): signature does not verify with the trusted "
-        "key 'CN=cli test' (RSA-2048): the payload or the signature was changed after signing, "
-        "or it was signed over different bytes\n"
-    )
 
 
 def test_verify_json_shapes(
@@ -392,17 +394,16 @@ def test_verify_json_shapes(
     rejected, ok = json.loads(out)
     assert rejected["ok"] is False
     assert (rejected["errno"], rejected["errno_name"]) == (129, "EKEYREJECTED")
-    assert rejected["error"] == "VerificationError"
     assert rejected["file"] == str(signed[0])
     assert rejected["signature"] == f"{signed[0]}.p7s"
     assert rejected["message"]
-    assert ok["ok"] is True
+    assert rejected["error"] is None and rejected["verdict"] == "REJECTED"
+    assert rejected["log"] == "signature verification failed: -129"
+    assert ok["ok"] is True and ok["verdict"] == "OK" and ok["errno"] is None
     assert ok["file"] == str(signed[1])
-    assert set(ok) == {
-        "file",
-        "kind",
-        "signature",
-        "ok",
+    assert set(ok) == set(rejected) == set(verify.RECORD_KEYS)  # one shape for every outcome
+    who = ok["signer"]
+    assert set(who) == {
         "signer_subject",
         "skid",
         "issuer",
@@ -415,10 +416,10 @@ def test_verify_json_shapes(
         "signer_index",
         "warnings",
     }
-    assert ok["signer_subject"] == ok["issuer"] == "CN=cli test"
-    assert (ok["digest_algorithm"], ok["signature_algorithm"]) == ("sha256", "rsaEncryption")
-    assert (ok["key_description"], ok["keyring"], ok["warnings"]) == ("RSA-2048", "session", [])
-    assert len(ok["skid"]) == 40
+    assert who["signer_subject"] == who["issuer"] == "CN=cli test"
+    assert (who["digest_algorithm"], who["signature_algorithm"]) == ("sha256", "rsaEncryption")
+    assert (who["key_description"], who["keyring"], ok["warnings"]) == ("RSA-2048", "session", [])
+    assert len(who["skid"]) == 40
 
 
 def test_verify_untrusted_signer_is_enokey(
@@ -430,17 +431,19 @@ def test_verify_untrusted_signer_is_enokey(
     )
     assert code == 0
     code, out, err = call(capsys, "verify", "--trust", str(other), str(signed[0]))
-    assert (code, out) == (1, "")
+    assert (code, err) == (1, "")
     skid = (
         x509.load_pem_x509_certificate(pki[1].read_bytes())
         .extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
         .value.digest.hex()
     )
-    assert err == (
-        f"REJECTED {signed[0]}: ENOKEY (126): no key in the session keyring (keyring_id -3) "
+    assert out.splitlines()[:2] == [
+        f"REJECTED {signed[0]}: kernel 7.3 would refuse it: ENOKEY (126): signature verification "
+        "failed: -126",
+        f"  why: PKCS#7 over the file (100 bytes): no key in the session keyring (keyring_id -3) "
         f"matches the signer (SKID {skid}): trust the signer's certificate (--trust CERT), or "
-        "verify against the keyring that holds it\n"
-    )
+        "verify against the keyring that holds it",
+    ]
 
 
 def test_verify_garbage_signature_is_ebadmsg(
@@ -448,12 +451,13 @@ def test_verify_garbage_signature_is_ebadmsg(
 ) -> None:
     Path(f"{signed[0]}.p7s").write_bytes(b"\x30\x03\x02\x01")
     code, out, err = call(capsys, "verify", "--trust", str(pki[1]), str(signed[0]))
-    assert (code, out) == (1, "")
-    assert err == (
-        f"REJECTED {signed[0]}: EBADMSG (74): malformed PKCS#7 message: length 3 runs past the "
+    assert (code, err) == (1, "")
+    assert out.splitlines()[1] == (
+        "  why: PKCS#7 over the file (100 bytes): malformed PKCS#7 message: length 3 runs past the "
         "end of the enclosing element (2 bytes left) (at byte 0); the kernel's ASN.1 decoder "
-        "rejects it; re-create the signature with bpfsign sign\n"
+        "rejects it; re-create the signature with bpfsign sign"
     )
+    assert out.startswith(f"REJECTED {signed[0]}: kernel 7.3 would refuse it: EBADMSG (74): ")
 
 
 def test_verify_missing_signature_is_input_error(
@@ -555,7 +559,7 @@ def test_verify_keyring_id(
         "verify",
         "--trust",
         str(pki[1]),
-        "--keyring-id",
+        "--keyring",
         keyring_id,
         "--json",
         str(signed[0]),
@@ -564,10 +568,10 @@ def test_verify_keyring_id(
     (record,) = json.loads(out)
     if expect == "OK":
         assert record["ok"] is True
-        assert record["keyring"] == {"0": "builtin", "-4": "user"}[keyring_id]
+        assert record["signer"]["keyring"] == {"0": "builtin", "-4": "user"}[keyring_id]
     else:
         assert record["ok"] is False
-        assert f"{record['errno_name']} ({record['errno']}): {record['message']}" == expect
+        assert f"{record['errno_name']} ({record['errno']}): {record['log']}" == expect
 
 
 def test_sign_with_encrypted_key_reads_passphrase_from_env(
@@ -610,8 +614,9 @@ def test_sign_with_encrypted_key_reads_passphrase_from_env(
     [
         ["--trust", "c.crt", "a.bin"],
         ["--trust", "c.crt", "--trust", "dir", "a.bin", "b.bin", "--json"],
-        ["a.bin", "--keyring-id", "-3", "--trust", "c.crt", "--sig", "a.sig"],
-        ["--keyring-id", "0", "--keyring-id", "2", "--trust", "c", "x"],
+        ["a.bin", "--keyring", "-3", "--trust", "c.crt", "--sig", "a.sig"],
+        ["--keyring", "0", "--keyring-id", "2", "--trust", "c", "x"],  # the old spelling, hidden
+        ["--keyring", "bpf", "--kernel", "7.x-bpf-keyring", "--trust", "c", "x"],
         ["--sig", "s1", "--sig", "s2", "--trust", "c", "x"],
     ],
 )
@@ -632,7 +637,7 @@ def test_verify_fast_parser_agrees_with_argparse(argv: list[str]) -> None:
         ["--tru", "c.crt", "a.bin"],  # an abbreviation argparse would accept
         ["--trust", "c.crt", "--", "-a.bin"],
         ["--trust", "c.crt", "-h"],
-        ["--trust", "c.crt", "--keyring-id", "x", "a.bin"],
+        ["--trust", "c.crt", "--kernel", "9.9", "a.bin"],
         ["--trust", "--json", "a.bin"],
         ["--trust", "c.crt", "a.bin", "--sig"],
     ],

@@ -81,11 +81,12 @@ def test_options_are_frozen_keyword_only_records() -> None:
     from bpfsign.cli.verify import VerifyOptions
 
     opts = VerifyOptions(trust=("c.crt",), files=("a.bin",))
-    assert opts == VerifyOptions(trust=("c.crt",), files=("a.bin",), keyring_id=None, json=False)
+    assert opts == VerifyOptions(trust=("c.crt",), files=("a.bin",), keyring=None, json=False)
     assert opts != VerifyOptions(trust=("c.crt",), files=("a.bin",), json=True)
     assert hash(opts) == hash(VerifyOptions(trust=("c.crt",), files=("a.bin",)))
     assert repr(opts) == (
-        "VerifyOptions(trust=('c.crt',), files=('a.bin',), keyring_id=None, sig=None, json=False)"
+        "VerifyOptions(trust=('c.crt',), files=('a.bin',), keyring=None, kernel='7.3', sig=None, "
+        "json=False)"
     )
     with pytest.raises(AttributeError, match="VerifyOptions is frozen: cannot set json"):
         opts.json = True  # type: ignore[misc]

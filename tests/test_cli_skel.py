@@ -243,12 +243,29 @@ def test_sign_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert rec["converted"]["count"] == 33 and rec["warnings"] == []
 
 
+CNT0 = "signed program must bind maps via a continuous fd_array (fd_array_cnt)"
+
+
 def test_verify_a_bpftool_signed_header(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("bpfsign.crypto.verify")
+    """bpftool 7.8 -S output (the 6.18 scheme): Linux 7.3 refuses it, 6.18 loads it."""
     path = need(COUNTER_SIGNED)
     code, out, err = call(capsys, "verify", "--trust", str(CERT), str(path))
-    assert code == 0, err
-    assert out.startswith(f"OK {path}: inloader scheme, signer ")
+    assert (code, err) == (1, "")
+    assert out.splitlines() == [
+        f"REJECTED {path}: kernel 7.3 would refuse it: EACCES (13): {CNT0}",
+        "  why: insn 19 loads fd_array[0], past fd_array_cnt 0: a map the signature did not cover",
+        "  fix: a 6.18-style (in-loader) signed loader on a load-time kernel: its signature does not "
+        "cover the maps it uses; convert it to the loadtime scheme (`bpfsign sign --scheme "
+        "loadtime`), which signs the loader and its data together",
+    ]
+    code, out, err = call(capsys, "verify", "--kernel", "6.18", "--trust", str(CERT), str(path))
+    assert (code, err) == (0, "")
+    assert out.startswith(f"OK {path}: inloader scheme, kernel 6.18, signer ")
+    code, out, _ = call(capsys, "verify", "--json", "--trust", str(CERT), str(path))
+    (rec,) = json.loads(out)
+    assert (code, rec["ok"], rec["verdict"], rec["errno"], rec["errno_name"], rec["log"], rec["check"]) == (
+        1, False, "REJECTED", 13, "EACCES", CNT0, "bind_after_signature")  # fmt: skip
+    assert "bpfsign sign" in rec["hint"] and rec["kernel"] == "7.3" and rec["scheme"] == "inloader"
 
 
 def test_verify_rejects_tampered_data_with_the_kernel_errno(
@@ -260,7 +277,7 @@ def test_verify_rejects_tampered_data_with_the_kernel_errno(
     assert call(capsys, *_sign_args(str(src)))[0] == 0
     code, out, err = call(capsys, "verify", "--trust", str(CERT), str(src))
     assert code == 0, err
-    assert out.startswith(f"OK {src}: loadtime scheme, signer ")
+    assert out.startswith(f"OK {src}: loadtime scheme, kernel 7.3, signer ")
     skel = skeleton.load(src)
     assert skel.layout is not None
     text = skeleton.read_text(src)
@@ -269,9 +286,10 @@ def test_verify_rejects_tampered_data_with_the_kernel_errno(
     tampered_data[2000] ^= 0x40
     text = text[: span.start] + skeleton.render_literal(bytes(tampered_data)) + text[span.end :]
     src.write_text(text)
-    code, _, err = call(capsys, "verify", "--trust", str(CERT), str(src))
-    assert code == 1
-    assert f"REJECTED {src}: EKEYREJECTED (129)" in err
+    code, out, err = call(capsys, "verify", "--trust", str(CERT), str(src))
+    assert (code, err) == (1, "")
+    assert out.startswith(f"REJECTED {src}: kernel 7.3 would refuse it: EKEYREJECTED (129): "
+                          "signature verification failed: -129\n")
 
 
 def test_cli_in_a_real_process() -> None:
@@ -337,7 +355,7 @@ def test_json_is_one_document_for_mixed_files_and_skeletons(
         129,
         "EKEYREJECTED",
     )
-    assert "signature" not in rejected  # its signature is inside the header, not X.p7s
+    assert rejected["signature"] is None  # its signature is inside the header, not X.p7s
     assert records[0]["scheme"] == "loadtime" and records[0]["warnings"] == []
 
     code, out, err = call(
@@ -377,11 +395,11 @@ def test_verify_trust_directory_skips_the_key_next_to_the_certificate(
         f"{trust / 'signer.key'}: skipped, not a certificate "
         "(no certificate found (expected DER, or PEM with BEGIN CERTIFICATE))"
     )
-    code, out, err = call(capsys, "verify", "--trust", str(trust), str(path))
+    code, out, err = call(capsys, "verify", "--kernel", "6.18", "--trust", str(trust), str(path))
     assert code == 0, err
     assert err == f"bpfsign: warning: {warning}\n"
-    assert out.startswith(f"OK {path}: inloader scheme, signer ")
-    code, out, err = call(capsys, "verify", "--json", "--trust", str(trust), str(path))
+    assert out.startswith(f"OK {path}: inloader scheme, kernel 6.18, signer ")
+    code, out, err = call(capsys, "verify", "--kernel", "6.18", "--json", "--trust", str(trust), str(path))
     assert (code, err) == (0, "")
     (record,) = json.loads(out)
     assert record["ok"] is True and record["warnings"] == [warning]

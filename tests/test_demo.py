@@ -52,6 +52,12 @@ REJECTED = (
     f"'CN={demo.DEMO_SUBJECT}' (RSA-3072): the payload or the signature was changed after "
     "signing, or it was signed over different bytes"
 )
+#: `bpfsign verify` on a tampered copy: the verdict, then (after a "why" line) the fix
+VERIFY_REJECTED = "kernel 7.3 would refuse it: EKEYREJECTED (129): signature verification failed: -129"
+REJECTED_FIX = (
+    "  fix: the signature does not match the loader and its data (tampered or wrong scheme): "
+    "re-sign it with `bpfsign sign`"
+)
 
 
 def test_demo_runs_and_exits_0() -> None:
@@ -276,7 +282,12 @@ def test_keep_keeps_every_file_the_demo_shows(tmp_path: Path) -> None:
 
     assert verify(str(keep / "example.bin"))[0] == 0
     code, out = verify("--sig", str(keep / "example.bin.p7s"), str(keep / "example.tampered.bin"))
-    assert (code, out) == (1, f"REJECTED {keep / 'example.tampered.bin'}: {REJECTED}\n")
+    lines = out.splitlines()
+    assert (code, lines[0], lines[2]) == (1, f"REJECTED {keep / 'example.tampered.bin'}: {VERIFY_REJECTED}", REJECTED_FIX)
+    assert lines[1].startswith("  why: PKCS#7 over the file (") and len(lines) == 3
     assert verify(str(keep / "example.loadtime.lskel.h"))[0] == 0
     code, out = verify(str(keep / "example.loadtime.tampered.lskel.h"))
-    assert (code, out) == (1, f"REJECTED {keep / 'example.loadtime.tampered.lskel.h'}: {REJECTED}\n")
+    lines = out.splitlines()
+    assert (code, lines[0], lines[2]) == (
+        1, f"REJECTED {keep / 'example.loadtime.tampered.lskel.h'}: {VERIFY_REJECTED}", REJECTED_FIX)
+    assert lines[1].startswith("  why: PKCS#7 over insns ‖ 1 map value (") and len(lines) == 3

@@ -80,12 +80,16 @@ def test_a_refused_loader_load_names_the_step(signed_counter: skeleton.Skeleton)
     assert model.open_fds == 0
 
 
-def test_the_6_18_profile_has_no_signature_verification(signed_counter: skeleton.Skeleton) -> None:
+def test_the_6_18_nosig_profile_has_no_signature_verification(signed_counter: skeleton.Skeleton) -> None:
     with pytest.raises(UnsupportedFeature) as info:
-        loader.load(signed_counter, backend=_model("6.18"))
+        loader.load(signed_counter, backend=_model("6.18-nosig"))
     assert info.value.errno == errno.EOPNOTSUPP
     with pytest.raises(ProgramsNotRun):
-        loader.load(signed_counter, backend=_model("6.18"), unsigned=True)
+        loader.load(signed_counter, backend=_model("6.18-nosig"), unsigned=True)
+    # a 6.18 kernel that verifies checks the insns alone: a load-time signature fails there
+    with pytest.raises(KernelError) as refused:
+        loader.load(signed_counter, backend=_model("6.18"))
+    assert (refused.value.errno, refused.value.log) == (errno.EKEYREJECTED, "")
 
 
 def test_preflight_is_asked_of_the_backend() -> None:

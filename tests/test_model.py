@@ -296,8 +296,17 @@ def test_signed_payload_of_16_mib(model: KernelModel, signers: Any) -> None:
         assert one_map(model, signers, INSNS + value, value=value) == want
 
 
-def test_fd_array_cnt_above_64(model: KernelModel, signers: Any) -> None:
-    assert one_map(model, signers, INSNS + VALUE, cnt=65)[0] == errno.E2BIG
+def test_used_maps_limit_counts_distinct_maps(model: KernelModel, signers: Any) -> None:
+    """Measured on 7.3.4 (tests/vm/test_vm_catalogue.py): one map 65 times in fd_array loads;
+    65 distinct maps give E2BIG, even before a bad keyring or an unfrozen map is looked at."""
+    sig = sign(INSNS + VALUE, signers)
+    m = meta(model, VALUE, INSNS)
+    assert attempt(model, INSNS, maps=(m,) * 65, cnt=65, signature=sig) == (None, "")
+    many = tuple(meta(model, VALUE, None) for _ in range(65))
+    limit = (errno.E2BIG, "The total number of maps per program has reached the limit of 64")
+    assert attempt(model, INSNS, maps=many, cnt=65, signature=sig, keyring_id=3) == limit
+    many = tuple(meta(model, VALUE, None) for _ in range(64))
+    assert attempt(model, INSNS, maps=many, cnt=64) == (None, "")
 
 
 # --- unsigned loads, §7 digest ---------------------------------------------------------------------
@@ -376,8 +385,8 @@ def test_map_rules(model: KernelModel) -> None:
 
 
 def test_6_18_signed_loads_are_unsupported_after_the_keyring(signers: Any) -> None:
-    """§6.1 step 5, §13 rows 1, 2, 29, 53 as measured on 6.18.44."""
-    model = KernelModel("6.18", _store(signers)[0])
+    """§6.1 step 5, §13 rows 1, 2, 29, 53 as measured on 6.18.44 (no signature verification)."""
+    model = KernelModel("6.18-nosig", _store(signers)[0])
     assert one_map(model, signers, INSNS + VALUE) == ("unsupported", str(errno.EOPNOTSUPP))
     assert _raw(model, b"garbage") == ("unsupported", str(errno.EOPNOTSUPP))
     assert _raw(model, b"") == ("unsupported", str(errno.EOPNOTSUPP))
@@ -414,7 +423,7 @@ def test_loader_skeletons(name: str, model: KernelModel, signers: Any) -> None:
     evil[len(evil) // 2] ^= 0x40
     assert _verdict(dataclasses.replace(signed, data=bytes(evil)), model) == REJECTED
     assert _verdict(signed, KernelModel("7.3")) == (errno.ENOKEY, SIG_FAILED.format(126))
-    assert _verdict(signed, KernelModel("6.18", model.trust)) == ("unsupported", "95")
+    assert _verdict(signed, KernelModel("6.18-nosig", model.trust)) == ("unsupported", "95")
     if skel.signature is not None:  # bpftool -S as generated
         assert _verdict(skel, model) == (errno.EACCES, CNT0)
         assert _verdict(skel, model, unsigned=True) == (errno.EACCES, OFF32)
@@ -493,7 +502,7 @@ def test_model_6_18_agrees_with_this_kernel(case: str, signers: Any) -> None:
 
     if not platform.release().startswith("6.18"):
         pytest.skip(f"the 6.18 profile is compared with a 6.18 kernel, not {platform.release()}")
-    model = KernelModel("6.18", _store(signers)[0])
+    model = KernelModel("6.18-nosig", _store(signers)[0])
     kernel = HOST_CASES[case](SyscallBackend(), signers)
     modelled = HOST_CASES[case](model, signers)
     assert verdict_line(modelled) == verdict_line(kernel), f"{case}: model {modelled} != kernel {kernel}"
@@ -505,7 +514,7 @@ def test_model_6_18_map_commands_agree_with_this_kernel() -> None:
     from bpfsign.kernel.syscall import SyscallBackend
 
     kernel = _map_ops(SyscallBackend())
-    assert kernel == _map_ops(KernelModel("6.18"))
+    assert kernel == _map_ops(KernelModel("6.18-nosig"))
     assert kernel[:5] == [errno.EINVAL, None, errno.EPERM, None, errno.EPERM]
 
 
@@ -521,3 +530,24 @@ def test_loader_load_over_the_model(model: KernelModel, signers: Any) -> None:
     text, _ = scheme.sign_skeleton(skel, signers["fixture"], scheme="loadtime")
     with pytest.raises(UnsupportedFeature, match=r"the 7\.3 kernel would load it"):
         loader.load(skeleton.parse(text), backend=model)
+
+
+# --- the exclusive-map race (tests/vm/test_vm_race.py runs it on the kernel too) -------------------
+
+
+@pytest.mark.parametrize("variant", ["dup2 unfrozen map", "dup2 frozen map, other contents",
+                                     "close and recreate", "writable mmap before freeze"])  # fmt: skip
+def test_model_race_loads_only_signed_contents(variant: str, signers: Any) -> None:
+    """Threads swap the fd_array slot (KernelModel.dup2) or write through a writable mmap
+    while loads run: every load uses the signed map and value (the model asserts it too)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "vm"))
+    from _catalogue import READS_VALUE
+    from _race import SIGNED, _value, race
+
+    model = KernelModel("7.3", _store(signers)[0])
+    counts = race(model, variant, 200, sign(READS_VALUE + _value(SIGNED), signers))
+    assert sum(counts[k] for k in counts if not k.startswith("freeze")) == 200
+    assert counts["loaded, uses the signed map and value"] > 0
+    assert model.open_fds == 0

@@ -85,3 +85,63 @@ def model_backend(gk: Any) -> Any:
 
     gk._model = GuestModel()
     return gk._model
+
+
+class EngineBackend:
+    """The rules engine (what ``bpfsign verify --kernel 7.3`` and ``explain`` run), driven
+    by a case's own calls: maps are only descriptions, and PROG_LOAD is ``rules.evaluate``
+    on them with the offline TrustStore. No fd table, no kernel model."""
+
+    def __init__(self, gk: Any) -> None:
+        self.store, self.serials = trust_store(gk)
+        self.maps: dict[int, dict[str, Any]] = {}
+        self.next_fd = 1 << 24
+
+    def map_create(self, map_type: int, key_size: int, value_size: int, max_entries: int, name: str = "",
+                   *, flags: int = 0, excl_prog_hash: bytes | None = None) -> int:  # fmt: skip
+        self.next_fd += 1
+        self.maps[self.next_fd] = dict(map_type=map_type, value=bytes(value_size), max_entries=max_entries,
+                                       name=name[:15], excl=excl_prog_hash, frozen=False)  # fmt: skip
+        return self.next_fd
+
+    def map_update(self, fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
+        if key == bytes(4):
+            self.maps[fd]["value"] = bytes(value)
+
+    def map_freeze(self, fd: int) -> None:
+        self.maps[fd]["frozen"] = True
+
+    def close(self, fd: int) -> None:
+        self.maps.pop(fd, None)
+
+    def prog_load(self, prog_type: int, insns: bytes, *, fd_array: Any = (), fd_array_cnt: int = 0,
+                  signature: bytes | None = None, keyring_id: int = 0, **_kw: Any) -> int:  # fmt: skip
+        from bpfsign.errors import KernelError
+        from bpfsign.kernel import profiles, rules
+
+        def ref(fd: int) -> Any:
+            m = self.maps.get(fd)
+            if m is None:
+                return rules.MapRef(fd, "closed")
+            return rules.MapRef(fd, key=m, name=m["name"], map_type=m["map_type"], max_entries=m["max_entries"],
+                                value=m["value"], frozen=m["frozen"], excl_prog_hash=m["excl"])  # fmt: skip
+
+        array = [ref(fd) for fd in fd_array]
+        load = rules.Load(insns, signature=signature, keyring_id=self.serials.get(keyring_id, keyring_id),
+                          fd_array=array[:fd_array_cnt], fd_array_cnt=fd_array_cnt, array=array,
+                          lookup=ref)  # fmt: skip
+        verdict = rules.evaluate(load, profiles.PROFILES["7.3"], self.store)
+        if not verdict.loads:
+            raise KernelError(verdict.errno or 0, "BPF_PROG_LOAD", log=verdict.log)
+        self.next_fd += 1
+        return self.next_fd
+
+
+def engine_skeleton(skel: Any, gk: Any, *, unsigned: bool = False) -> tuple[int | None, str]:
+    """The rules engine's verdict on a whole header: ``bpfsign verify --kernel 7.3`` /
+    ``bpfsign explain`` (``--unsigned``), keyring -3."""
+    from bpfsign.kernel import profiles, rules
+
+    store, _ = trust_store(gk)
+    v = rules.evaluate(rules.skeleton_load(skel, keyring_id=-3, unsigned=unsigned), profiles.PROFILES["7.3"], store)
+    return v.errno, v.log

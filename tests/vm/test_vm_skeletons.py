@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _vmcase import GuestKeys, attempt, both, check, metadata_map, model_backend, opened
+from _vmcase import (
+    GuestKeys,
+    attempt,
+    both,
+    check,
+    metadata_map,
+    model_backend,
+    opened,
+    verdict_line,
+)
 
 from bpfsign.kernel.backend import default_backend
 
@@ -86,19 +95,12 @@ def _model_verdict(skel: Any, gk: GuestKeys, **kw: Any) -> tuple[int | None, str
     return None, ""
 
 
-def _offline_skeleton(skel: Any, gk: GuestKeys) -> int | None:
-    """bpfsign's offline verdict for a whole header (scheme.verify_skeleton)."""
-    from _vmoffline import trust_store
+def _offline_skeleton(skel: Any, gk: GuestKeys, *, unsigned: bool = False) -> int | None:
+    """bpfsign's offline verdict for a whole header: the rules engine, as ``bpfsign verify
+    --kernel 7.3`` and ``bpfsign explain`` give it."""
+    from _vmoffline import engine_skeleton
 
-    from bpfsign.errors import VerificationError
-    from bpfsign.skel import scheme
-
-    store, _ = trust_store(gk)
-    try:
-        scheme.verify_skeleton(skel, store, keyring_id=-3)
-    except VerificationError as exc:
-        return exc.errno
-    return None
+    return engine_skeleton(skel, gk, unsigned=unsigned)[0]
 
 
 #: An Ethernet/IPv4/UDP frame. BPF_PROG_TEST_RUN hands a socket filter the skb
@@ -211,12 +213,16 @@ def test_unconverted_bpftool_signed_header(path: Path, guest_keys: GuestKeys, ag
     got, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=skel.signature, cnt=0, be=be))
     # bpfsign.kernel.loader over the model sends the same PROG_LOAD (inloader scheme: cnt 0)
     assert _model_verdict(skel, guest_keys, keyring_id=-3) == model
+    from _vmoffline import engine_skeleton
+
+    assert engine_skeleton(skel, guest_keys) == verdict_line(got)  # verify --kernel 7.3 / explain
     check(agreement, f"{path.name} as generated (bpftool -S), cnt 0", got, errno.EACCES,
-          CNT0_REFUSED, model=model, offline="n/a (scheme)")  # fmt: skip
+          CNT0_REFUSED, model=model, offline=_offline_skeleton(skel, guest_keys))  # fmt: skip
     unsigned, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=None, cnt=0, be=be))
     assert _model_verdict(skel, guest_keys, unsigned=True) == model
+    assert engine_skeleton(skel, guest_keys, unsigned=True) == verdict_line(unsigned)  # explain --unsigned
     check(agreement, f"{path.name} as generated (bpftool -S), signature dropped", unsigned,
-          errno.EACCES, OFF32_REFUSED, model=model, offline="n/a (unsigned)")  # fmt: skip
+          errno.EACCES, OFF32_REFUSED, model=model, offline=_offline_skeleton(skel, guest_keys, unsigned=True))  # fmt: skip
     got1, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=skel.signature, cnt=1, be=be))
     check(agreement, f"{path.name} as generated (bpftool -S), cnt 1", got1, errno.EKEYREJECTED,
           SIG_FAILED.format(-129), model=model, offline=_offline_loadtime_bytes(skel, guest_keys))  # fmt: skip

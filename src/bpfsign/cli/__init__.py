@@ -25,6 +25,7 @@ COMMANDS = (
     "keygen",
     "sign",
     "verify",
+    "explain",
     "inspect",
     "probe",
     "keyring",

@@ -1,7 +1,7 @@
 """``bpfsign load``: load a light skeleton into the running kernel, or ask the kernel model.
 
-With ``--model 7.3|6.18`` nothing touches the running kernel: the same loader
-runs over :class:`~bpfsign.kernel.model.KernelModel` as its backend.
+With ``--model PROFILE`` (bpfsign.kernel.profiles) nothing touches the running kernel:
+the same loader runs over :class:`~bpfsign.kernel.model.KernelModel` as its backend.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ._options import options
 
 TYPE_CHECKING = False  # argparse/typing only for the type checker (CLI start-up is timed)
 if TYPE_CHECKING:
-    from typing import Any, Literal
+    from typing import Any
 
 
 @options
@@ -21,7 +21,7 @@ class LoadOptions:
     unsigned: bool = False
     attach: bool = False
     pin: str | None = None
-    model: Literal["7.3", "6.18"] | None = None
+    model: str | None = None
     trust: tuple[str, ...] = ()
     json: bool = False
 
@@ -54,9 +54,11 @@ def register(sub: Any) -> None:
     )
     ld.add_argument(
         "--model",
-        choices=("7.3", "6.18"),
-        help="do not touch the running kernel: say what a 7.3 or 6.18 kernel would "
-        "answer to this load (bpfsign.kernel.model), with --trust as its keyrings",
+        choices=("7.3", "6.18", "6.18-nosig", "7.x-bpf-keyring"),
+        metavar="PROFILE",
+        help="do not touch the running kernel: say what a kernel of this profile (7.3, 6.18, "
+        "6.18-nosig, 7.x-bpf-keyring) would answer to this load (bpfsign.kernel.model), with "
+        "--trust as its keyrings",
     )
     ld.add_argument(
         "--trust",
@@ -150,25 +152,18 @@ def handle(opts: LoadOptions) -> int:
     return _common.EXIT_OK
 
 
-def _load_model(opts: LoadOptions, kernel: Literal["7.3", "6.18"]) -> int:
+def _load_model(opts: LoadOptions, kernel: str) -> int:
     """The loader, unchanged, over :class:`~bpfsign.kernel.model.KernelModel` as its backend."""
     from .. import errors
     from ..crypto import trust
-    from ..kernel import loader
+    from ..kernel import keyspec, loader
     from ..kernel.model import KernelModel, ProgramsNotRun
     from ..skel import skeleton
 
     store = trust.TrustStore()
     for path in opts.trust:
         store.add_path(path, "session")
-    if opts.keyring != "session":
-        try:
-            int(opts.keyring, 0)
-        except ValueError:
-            raise errors.InputError(
-                f"--keyring {opts.keyring!r}: with --model use session, 0/1/2 or a number"
-            ) from None
-    keyring_id = -3 if opts.keyring == "session" else int(opts.keyring, 0)
+    keyring_id = keyspec.keyring_id(opts.keyring)
     skel = skeleton.load(opts.skeleton)
     model = KernelModel(kernel, store)
     ld = loader.Loader(

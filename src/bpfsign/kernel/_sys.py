@@ -22,7 +22,6 @@ from .consts import *  # noqa: F403  (re-exported for _sys's callers)
 from .consts import (
     COMMAND_NAMES,
     KEYCTL_NAMES,
-    MAX_SIGNATURE_SIZE,
     OBJ_NAME_LEN,
     OBJ_PIN,
     PROG_LOAD,
@@ -320,43 +319,16 @@ def prog_load(attr: ProgLoadAttr) -> int:
 
 
 def explain(err: int, log: str, *, signature_size: int = 0) -> str:
-    """One hint for the PROG_LOAD failures people actually hit (kernel.md §13).
+    """The fix for a PROG_LOAD refusal: the rules engine's hint (kernel/rules.py).
 
-    The attr is checked before the log: an empty-log EINVAL has several causes.
+    An EPERM with no log is about privileges, which only this module knows.
     """
-    if err == _errno.EINVAL and signature_size > MAX_SIGNATURE_SIZE:
-        return (
-            f"the signature is {signature_size} bytes; the kernel caps signatures at "
-            f"{MAX_SIGNATURE_SIZE} bytes (KMALLOC_MAX_CACHE_SIZE): sign with fewer or smaller "
-            "embedded certificates (e.g. without the chain)"
-        )
-    if "doesn't match map's excl_prog_hash" in log:
-        return (
-            "the loader map is exclusive to another program hash; an unsigned load must "
-            "keep fd_array_cnt = 0, and excl_prog_hash must equal SHA-256(loader insns)"
-        )
-    if "must bind maps via a continuous fd_array" in log:
-        return (
-            "a 6.18-style (in-loader) signed loader on a load-time kernel; convert it to the "
-            "loadtime scheme"
-        )
-    if "cannot access ptr member" in log and "struct bpf_map" in log:
-        return (
-            "the loader reads struct bpf_map at a 6.18-only offset (bpftool <= 7.8 -S "
-            "exclusivity check); convert it to the loadtime scheme"
-        )
-    if "cannot resolve signing keyring" in log or (err == _errno.EINVAL and not log):
-        return "check keyring_id: it must be 0, 1, 2, -3 or the serial of an existing KEYRING"
-    if err == _errno.ENOKEY:
-        return (
-            "the signer's certificate is not in that keyring (a key's own serial is not a "
-            "keyring: pass the keyring's serial or -3)"
-        )
-    if err == _errno.EKEYREJECTED:
-        return "the signature does not match the loader and its data (tampered or wrong scheme)"
-    if err == _errno.EPERM and not log:
+    from .rules import hint
+
+    text = hint(err, log, signature_size=signature_size)
+    if not text and err == _errno.EPERM and not log:
         return eperm_hint(PROG_LOAD)
-    return ""
+    return text
 
 
 def add_key(key_type: bytes, description: bytes | None, payload: bytes | None, keyring: int) -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from . import consts as S
+from . import keyspec
 from .backend import Backend, default_backend
 
 __all__ = [
@@ -39,13 +40,6 @@ KEYRING_ID_REMINDER = (
     "never the key's own serial (that gives ENOKEY)"
 )
 
-_SPECIAL = {
-    "session": S.KEY_SPEC_SESSION_KEYRING,
-    "user": S.KEY_SPEC_USER_KEYRING,
-    "user-session": S.KEY_SPEC_USER_SESSION_KEYRING,
-    "process": S.KEY_SPEC_PROCESS_KEYRING,
-    "thread": S.KEY_SPEC_THREAD_KEYRING,
-}
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.S)
 
 
@@ -86,27 +80,21 @@ def certificate_der(data: bytes, path: str | None = None) -> bytes:
 def resolve_keyring(
     spec: str | int, *, create: bool = False, backend: Backend | None = None
 ) -> int:
-    """A keyring serial from ``session``/``user``/…, a serial, or a keyring NAME.
+    """A keyring serial from a keyring spec (:mod:`.keyspec`): a name, a number, or a NAME.
 
     A NAME is looked up below the session keyring and, with ``create``, made there
     (``add_key("keyring", NAME)``).
     """
     be = _backend(backend)
-    if isinstance(spec, int):
-        return be.keyring_id(spec) if spec < 0 else spec
-    text = spec.strip()
-    if text in _SPECIAL:
+    parsed = keyspec.parse(spec)
+    if isinstance(parsed, int):
+        if parsed >= 0:
+            return parsed
         # never create=1 for the session keyring: that joins a new anonymous one
         # that dies with this process (the kernel installs the user-session keyring
         # as the session keyring when asked without create)
-        special = _SPECIAL[text]
-        return be.keyring_id(special, create=create and special != S.KEY_SPEC_SESSION_KEYRING)
-    try:
-        number = int(text, 0)
-    except ValueError:
-        number = None
-    if number is not None:
-        return be.keyring_id(number) if number < 0 else number
+        return be.keyring_id(parsed, create=create and parsed != S.KEY_SPEC_SESSION_KEYRING)
+    text = parsed
     session = be.keyring_id(S.KEY_SPEC_SESSION_KEYRING)
     found = be.key_search(session, "keyring", text)
     if found is not None:

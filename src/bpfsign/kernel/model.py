@@ -1,34 +1,46 @@
-"""The kernel's BPF_PROG_LOAD signature path, replayed in Python (kernel profiles 6.18 and 7.3).
+"""The kernel's BPF_PROG_LOAD signature path, replayed in Python, for any kernel profile.
 
 :class:`KernelModel` implements the :class:`~bpfsign.kernel.backend.Backend` commands a
 light-skeleton load and the signed-load cases use: maps (create, update,
-lookup, freeze, info with hash), program load and keyrings, over an fd table
-of its own. It raises exactly what :class:`~bpfsign.kernel.syscall.SyscallBackend`
-raises -- ``KernelError(errno, command, log)``, and ``UnsupportedFeature`` for
-EOPNOTSUPP on a signed load -- with the errno and the verifier-log line measured
-on the real kernels (spec/kernel.md §5-§8, §12.8, §13). So a caller can ask
-"what would a 7.3 kernel say to this?" without one, and the VM suite checks
-that the answer equals the real kernel's for every case.
+lookup, freeze, info with hash), BTF objects, program load and keyrings, over
+an fd table of its own. Its verdict on a load is the rules engine's
+(:mod:`bpfsign.kernel.rules`, for a profile of :mod:`bpfsign.kernel.profiles`);
+it raises exactly what :class:`~bpfsign.kernel.syscall.SyscallBackend` raises --
+``KernelError(errno, command, log)``, and ``UnsupportedFeature`` for EOPNOTSUPP
+on a signed load -- with the errno and verifier-log line measured on the real
+kernels (docs/kernel.md §5-§8, §12.8, §13). The VM suite checks that the
+answer equals the real kernel's for every case of its catalogue.
+
+Like the kernel, a load reads ``fd_array[0..fd_array_cnt)`` once, binds and
+checks those maps, and resolves the instructions' ``fd_array`` indices to the
+maps bound then; another thread may :meth:`KernelModel.dup2` a different map
+onto a slot meanwhile. The property the model states (and asserts on every
+load): a program that loads uses exactly the maps whose values were checked
+against the signature.
 
 It does not run programs: PROG_TEST_RUN is refused with
 :class:`~bpfsign.errors.UnsupportedFeature`. The loader runs over it unchanged
 (:func:`~bpfsign.kernel.backend.run_loader`): a refusal comes out as the kernel's
 KernelError, a loader the kernel would load stops at its run (UnsupportedFeature);
-:meth:`KernelModel.loader_verdict` is that sequence up to the PROG_LOAD.
-Checks that only a run can show (the 6.18 in-loader hash check, kernel.md §13
-rows 23 and 56) are out of its reach.
+:meth:`KernelModel.loader_verdict` is that sequence up to the PROG_LOAD. What
+only a run can show (the 6.18 in-loader hash check, docs/kernel.md §13 rows 23
+and 56) the rules engine states for a whole header (``rules.skeleton_load``).
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import struct
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from ..errors import KernelError, UnsupportedFeature, VerificationError
+from ..errors import KernelError, UnsupportedFeature
+from . import profiles as _profiles
+from . import rules as _rules
 from .backend import (
     FEATURES,
     LoaderRequest,
@@ -38,6 +50,7 @@ from .backend import (
     ProgInfo,
     run_loader,
 )
+from .rules import program_digest
 
 if TYPE_CHECKING:
     from ..crypto.trust import TrustStore
@@ -46,48 +59,15 @@ if TYPE_CHECKING:
 
 __all__ = ["KernelModel", "Profile", "ProgramsNotRun", "program_digest"]
 
-Profile = Literal["7.3", "6.18"]
+#: a kernel profile name (bpfsign.kernel.profiles.PROFILES)
+Profile = str
 
-ENOTSUPP = 524
-MAP_TYPE_HASH = 1
 MAP_TYPE_ARRAY = 2
 PROG_TYPE_SYSCALL = 31
-MAX_SIGNATURE_SIZE = 8192  # KMALLOC_MAX_CACHE_SIZE on x86-64 (§12.8)
-MAX_SIGNED_PAYLOAD = (1 << 24) - 1  # §6.2 step 2.3
-MAX_USED_MAPS = 64  # §12.8
-MAX_INSNS = 1_000_000  # §6.1 step 2 (privileged)
 EXCL_HASH_SIZE = 32
-PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE = 1, 2, 5, 6
-LD_IMM64 = 0x18
-LDX_MEM_W = 0x61
-#: struct bpf_map offset 32: u32 ``excl`` on 6.18.44, the ``ops`` pointer on 7.3.4 (§8.1)
-BPF_MAP_EXCL_OFFSET = 32
-
-LOG_CNT0 = "signed program must bind maps via a continuous fd_array (fd_array_cnt)"
-LOG_EXCL = "program's hash doesn't match map's excl_prog_hash"
-LOG_OFF32 = "cannot access ptr member ops with moff 32 in struct bpf_map with off 32 size 4"
+BPF_F_MMAPABLE = 1 << 10
 
 _FIRST_FD = 1 << 20  # far above real fds, so a model fd is never mistaken for one
-
-
-def program_digest(insns: bytes) -> bytes:
-    """``prog->digest``: SHA-256 of the insns with MAP_FD/MAP_VALUE immediates zeroed (§7).
-
-    The IDX forms (src_reg 5/6), which gen_loader loaders use, are not masked.
-    """
-    buf = bytearray(insns)
-    pc = 0
-    n = len(buf) // 8
-    while pc < n:
-        off = pc * 8
-        if buf[off] == LD_IMM64 and pc + 1 < n:
-            if buf[off + 1] >> 4 in (PSEUDO_MAP_FD, PSEUDO_MAP_VALUE):
-                buf[off + 4 : off + 8] = bytes(4)
-                buf[off + 12 : off + 16] = bytes(4)
-            pc += 2
-            continue
-        pc += 1
-    return hashlib.sha256(bytes(buf)).digest()
 
 
 @dataclass
@@ -102,9 +82,15 @@ class _Map:
     id: int
     values: dict[bytes, bytes] = field(default_factory=dict)
     frozen: bool = False
+    writable_mmaps: int = 0
 
     def array_value(self, index: int) -> bytes:
         return self.values.get(struct.pack("<I", index), bytes(self.value_size))
+
+
+@dataclass
+class _Btf:
+    id: int
 
 
 @dataclass
@@ -115,73 +101,19 @@ class _Prog:
     name: str
     license: str
     insn_cnt: int
-    used_maps: int
-
-
-@dataclass(frozen=True)
-class _LdMap:
-    """One ``ld_imm64`` that names a map: its pc, src_reg (1/2/5/6), imm and dst."""
-
-    pc: int
-    src: int
-    imm: int
-    dst: int
-
-
-def _map_loads(insns: bytes) -> list[_LdMap]:
-    out = []
-    n = len(insns) // 8
-    pc = 0
-    while pc < n:
-        op, regs, _off, imm = struct.unpack_from("<BBhi", insns, pc * 8)
-        if op == LD_IMM64:
-            src = regs >> 4
-            if src in (PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE):
-                out.append(_LdMap(pc, src, imm, regs & 0xF))
-            pc += 2
-            continue
-        pc += 1
-    return out
-
-
-def _reads_map_offset_32(insns: bytes) -> bool:
-    """A u32 load at offset 32 from a register holding a map pointer (ld_imm64 src 1/5).
-
-    The bpftool <= 7.8 -S loader's exclusivity check (``61 12 20 00 …``): a
-    straight-line register track is enough for that prefix.
-    """
-    map_regs: set[int] = set()
-    n = len(insns) // 8
-    pc = 0
-    while pc < n:
-        op, regs, off, _imm = struct.unpack_from("<BBhi", insns, pc * 8)
-        dst, src = regs & 0xF, regs >> 4
-        if op == LD_IMM64:
-            if src in (PSEUDO_MAP_FD, PSEUDO_MAP_IDX):
-                map_regs.add(dst)
-            else:
-                map_regs.discard(dst)
-            pc += 2
-            continue
-        if op == LDX_MEM_W and src in map_regs and off == BPF_MAP_EXCL_OFFSET:
-            return True
-        cls = op & 0x07
-        if cls in (0x04, 0x07, 0x01) or (cls == 0x00 and op != LD_IMM64):  # ALU, ALU64, LDX, LD
-            map_regs.discard(dst)
-        elif cls in (0x05, 0x06) and (op & 0xF0) in (0x80, 0x90):  # call / exit
-            map_regs.difference_update(range(6))
-        pc += 1
-    return False
+    map_ids: tuple[int, ...]
+    #: the values of the maps the signature covered, as checked (signed load-time loads)
+    signed_values: tuple[bytes, ...] = ()
 
 
 class ProgramsNotRun(UnsupportedFeature):
     """The model got to a BPF_PROG_TEST_RUN: everything before it passed; it runs nothing."""
 
 
-def _fail(err: int, log: str = "") -> KernelError:
-    from . import _sys
-
-    return KernelError(err, "BPF_PROG_LOAD", log=log, message=_sys.explain(err, log))
+def _fail(verdict: _rules.Verdict) -> KernelError:
+    step = verdict.failed
+    assert step is not None and step.errno is not None
+    return KernelError(step.errno, "BPF_PROG_LOAD", log=step.log, message=step.hint)
 
 
 class KernelModel:
@@ -192,20 +124,27 @@ class KernelModel:
     """
 
     def __init__(self, profile: Profile = "7.3", trust: TrustStore | None = None) -> None:
-        if profile not in ("7.3", "6.18"):
-            raise ValueError(f"unknown kernel profile {profile!r}: use '7.3' or '6.18'")
+        if profile not in _profiles.PROFILES:
+            raise ValueError(
+                f"unknown kernel profile {profile!r}: use one of {', '.join(_profiles.PROFILES)}"
+            )
         if trust is None:
             from ..crypto.trust import TrustStore
 
             trust = TrustStore()
         self.profile: Profile = profile
+        self.rules_profile = _profiles.PROFILES[profile]
         self.trust = trust
         self._maps: dict[int, _Map] = {}
         self._progs: dict[int, _Prog] = {}
+        self._btfs: dict[int, _Btf] = {}
         self._next_fd = _FIRST_FD
         self._next_id = 1
         self._key_certs: dict[int, bytes] = {}
-        #: an admission policy judged at security_bpf_prog_load (kernel.md §11), as the
+        # one syscall at a time, as the kernel's fd table lookups are atomic; a load
+        # releases it between reading fd_array and resolving the insns (see prog_load)
+        self._lock = threading.RLock()
+        #: an admission policy judged at security_bpf_prog_load (docs/kernel.md §11), as the
         #: BPF-LSM program of ``bpfsign enforce`` does: the same ``policy.decide``
         self.policy: Policy | None = None
 
@@ -214,10 +153,49 @@ class KernelModel:
 
     # ------------------------------------------------------------- fd table
     def _new_fd(self) -> tuple[int, int]:
-        fd, ident = self._next_fd, self._next_id
-        self._next_fd += 1
-        self._next_id += 1
-        return fd, ident
+        with self._lock:
+            fd, ident = self._next_fd, self._next_id
+            self._next_fd += 1
+            self._next_id += 1
+            return fd, ident
+
+    def dup2(self, old: int, new: int) -> int:
+        """``dup2(old, new)`` on the model's fd table: ``new`` now names ``old``'s object."""
+        with self._lock:
+            obj = self._maps.get(old) or self._btfs.get(old) or self._progs.get(old)
+            if obj is None:
+                raise OSError(errno.EBADF, f"fd {old} is not open in this kernel model")
+            for table in (self._maps, self._btfs, self._progs):
+                table.pop(new, None)
+            if isinstance(obj, _Map):
+                self._maps[new] = obj
+            elif isinstance(obj, _Btf):
+                self._btfs[new] = obj
+            else:
+                self._progs[new] = obj
+            self._next_fd = max(self._next_fd, new + 1)
+            return new
+
+    def _ref(self, fd: int) -> _rules.MapRef:
+        """What the kernel finds behind ``fd`` (docs/kernel.md §6.2 step 2.2)."""
+        m = self._maps.get(fd)
+        if m is not None:
+            return _rules.MapRef(
+                fd, key=m, name=m.name, map_type=m.map_type, max_entries=m.max_entries,
+                value=m.array_value(0), value_size=m.value_size, frozen=m.frozen,
+                excl_prog_hash=m.excl_prog_hash,
+            )  # fmt: skip
+        b = self._btfs.get(fd)
+        if b is not None:
+            return _rules.MapRef(fd, "btf", key=b)
+        if fd in self._progs:
+            return _rules.MapRef(fd, "not-bpf")
+        # an fd of this process that the model does not own: open (EINVAL) or not (EBADF)
+        try:
+            os.fstat(fd)
+        except (OSError, OverflowError, ValueError):
+            return _rules.MapRef(fd, "closed")
+        return _rules.MapRef(fd, "not-bpf")
 
     def _map(self, fd: int, command: str) -> _Map:
         m = self._maps.get(fd)
@@ -226,13 +204,43 @@ class KernelModel:
         return m
 
     def close(self, fd: int) -> None:
-        if self._maps.pop(fd, None) is None and self._progs.pop(fd, None) is None:
-            raise OSError(errno.EBADF, f"fd {fd} is not open in this kernel model")
+        with self._lock:
+            if (self._maps.pop(fd, None) is None and self._progs.pop(fd, None) is None
+                    and self._btfs.pop(fd, None) is None):  # fmt: skip
+                raise OSError(errno.EBADF, f"fd {fd} is not open in this kernel model")
 
     @property
     def open_fds(self) -> int:
-        """Maps and programs still open (a leak check for tests)."""
-        return len(self._maps) + len(self._progs)
+        """Maps, BTF objects and programs still open (a leak check for tests)."""
+        return len(self._maps) + len(self._progs) + len(self._btfs)
+
+    def btf_load(self, data: bytes) -> int:
+        """``BPF_BTF_LOAD`` of a (well-formed) BTF blob: only its fd matters to the model."""
+        if data[:2] != b"\x9f\xeb":
+            raise KernelError(errno.EINVAL, "BPF_BTF_LOAD")
+        fd, ident = self._new_fd()
+        with self._lock:
+            self._btfs[fd] = _Btf(ident)
+        return fd
+
+    def map_mmap_writable(self, fd: int) -> None:
+        """A writable ``mmap`` of an ``BPF_F_MMAPABLE`` map (EPERM once frozen, §8.2)."""
+        m = self._map(fd, "mmap")
+        if not m.flags & BPF_F_MMAPABLE:
+            raise KernelError(errno.EINVAL, "mmap")
+        if m.frozen:
+            raise KernelError(errno.EPERM, "mmap")
+        m.writable_mmaps += 1
+
+    def map_munmap_writable(self, fd: int, writes: dict[int, int] | None = None) -> None:
+        """Unmap one writable mapping, after ``writes`` ({offset: byte}) through it to entry 0."""
+        m = self._map(fd, "munmap")
+        if writes:
+            value = bytearray(m.array_value(0))
+            for off, byte in writes.items():
+                value[off] = byte
+            m.values[bytes(4)] = bytes(value)
+        m.writable_mmaps -= 1
 
     # ------------------------------------------------------------------ maps
     def map_create(
@@ -283,6 +291,8 @@ class KernelModel:
             # kernel.md row 47 says EBUSY (from source); measured on 6.18.44 (tests/test_maps.py):
             # EPERM, since a frozen map's syscall side loses write and freeze needs write
             raise KernelError(errno.EPERM, "BPF_MAP_FREEZE")
+        if m.writable_mmaps:  # §8.2 (measured on 7.3.4: EBUSY)
+            raise KernelError(errno.EBUSY, "BPF_MAP_FREEZE")
         m.frozen = True
 
     def map_info(self, fd: int, *, want_hash: bool = False) -> MapInfo:
@@ -309,66 +319,67 @@ class KernelModel:
         signature: bytes | None = None, keyring_id: int = 0, expected_attach_type: int = 0,
         log_level: int = 0,
     ) -> int:
-        """BPF_PROG_LOAD in the order of kernel.md §6.1 (6.18) / §6.2 (7.3)."""
-        n = len(insns) // 8
-        if n == 0 or n > MAX_INSNS:  # §6.1 step 2
-            raise _fail(errno.E2BIG)
-        if signature is not None:
-            self._entry_signature_checks(signature, keyring_id)
-        if fd_array_cnt > MAX_USED_MAPS:  # §12.8 (from source)
-            raise _fail(errno.E2BIG)
-        digest = program_digest(insns)
-        bound: list[_Map] = []  # used_maps, in binding order
-        if fd_array_cnt:
-            # §6.2 step 2.2: fd_array[0..cnt) is bound before any insn is looked at
-            if len(fd_array) < fd_array_cnt:
-                raise _fail(errno.EFAULT)
-            for fd in fd_array[:fd_array_cnt]:
-                m = self._maps.get(fd)
-                if m is None:
-                    raise _fail(errno.EBADF)
-                if signature is not None:
-                    self._check_metadata_map(m, digest)
-                elif m.excl_prog_hash is not None:
-                    # §6.3 row 1, §13 row 11 (measured on 7.3.4 and 6.18): an unsigned load has no
-                    # digest yet when fd_array is bound, so any exclusive map there is refused
-                    raise _fail(errno.EACCES, LOG_EXCL)
-                if all(m is not b for b in bound):
-                    bound.append(m)
-        if signature is not None:
-            self._verify_signature(insns, bound, signature, keyring_id)
-        if self.policy is not None:  # the hook sees the final verdict (kernel.md §11)
+        """BPF_PROG_LOAD: the rules engine's verdict for this profile (docs/kernel.md §6).
+
+        ``fd_array`` entries past the caller's array (``fd_array_cnt`` larger than
+        it) read as fd 0, which is what the syscall backend's zero-filled buffer
+        holds there.
+        """
+        fds = list(fd_array) + [0] * max(0, fd_array_cnt - len(fd_array))
+        with self._lock:
+            first = [self._ref(fd) for fd in fds[:fd_array_cnt]]
+
+        def reread(i: int) -> _rules.MapRef | None:
+            if 0 <= i < fd_array_cnt:
+                # bound once: the IDX forms use the maps bound up front, not whatever the
+                # slot names now (measured on 7.3.4: racing dup2()s never changed them,
+                # tests/vm/test_vm_race.py)
+                return first[i]
+            if not 0 <= i < len(fds):
+                return None
+            with self._lock:  # past fd_array_cnt the verifier reads fd_array[i] now
+                return self._ref(fds[i])
+
+        def lookup(fd: int) -> _rules.MapRef:
+            with self._lock:
+                return self._ref(fd)
+
+        load = _rules.Load(
+            insns, signature=signature, keyring_id=keyring_id, fd_array=first,
+            fd_array_cnt=fd_array_cnt, lookup=lookup, reread=reread, prog_name=name,
+        )  # fmt: skip
+        verdict = _rules.evaluate(load, self.rules_profile, self.trust)
+        if not verdict.loads:
+            assert verdict.failed is not None
+            if verdict.failed.rule.id == "verification_support":
+                # raised as SyscallBackend raises EOPNOTSUPP on a signed load
+                raise UnsupportedFeature("signed BPF_PROG_LOAD", verdict.hint,
+                                         errno=errno.EOPNOTSUPP)  # fmt: skip
+            raise _fail(verdict)
+        if self.policy is not None:
+            # the hook sees the final verdict (docs/kernel.md §11); modelled after the whole
+            # evaluation, so a load the policy denies that would also fail a later check
+            # (map binding, the verifier) reports that check's errno, where the kernel says EPERM
             self._admit(signature is not None, keyring_id)
-        # §6.2 step 4 / §6.1 step 8: the verifier resolves the pseudo ld_imm64 insns
-        for ld in _map_loads(insns):
-            if ld.src in (PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE):
-                if signature is not None and self.profile == "7.3" and ld.imm >= fd_array_cnt:
-                    # §6.2 step 4, §13 row 49 (measured on 7.3.4): no map binds after the signature
-                    raise _fail(errno.EACCES, LOG_CNT0)
-                if not 0 <= ld.imm < len(fd_array):
-                    raise _fail(errno.EFAULT)
-                fd = fd_array[ld.imm]
-            else:
-                if signature is not None and self.profile == "7.3":
-                    raise _fail(errno.EACCES, LOG_CNT0)  # §6.2 step 4 (from source, unverified)
-                fd = ld.imm
-            m = self._maps.get(fd)
-            if m is None:
-                raise _fail(errno.EBADF)
-            if any(m is b for b in bound):
-                continue
-            if m.excl_prog_hash is not None and m.excl_prog_hash != digest:
-                raise _fail(errno.EACCES, LOG_EXCL)  # §7, §13 row 20 (measured on both)
-            bound.append(m)
-        if self.profile == "7.3" and _reads_map_offset_32(insns):
-            raise _fail(errno.EACCES, LOG_OFF32)  # §6.5, §8.1, §13 row 50 (measured on 7.3.4)
+        used = [r.key for r in verdict.bound if isinstance(r.key, _Map)]
+        signed_values: tuple[bytes, ...] = ()
+        if signature is not None and self.rules_profile.scheme == "loadtime":
+            # the property: a loaded signed program uses only maps whose values were
+            # checked against the signature, and those are the values it will read
+            checked = [r.key for r in first if r.kind == "map"]
+            assert all(any(m is k for k in checked) for m in used), "unverified map bound"
+            signed_values = tuple(r.value for r in verdict.bound)
         fd, ident = self._new_fd()
-        self._progs[fd] = _Prog(prog_type, ident, digest, name.encode()[:15].decode(
-            errors="replace"), license, n, len(bound))
+        with self._lock:
+            self._progs[fd] = _Prog(
+                prog_type, ident, program_digest(insns),
+                name.encode()[:15].decode(errors="replace"), license, len(insns) // 8,
+                tuple(m.id for m in used), signed_values,
+            )  # fmt: skip
         return fd
 
     def _admit(self, signed: bool, keyring_id: int) -> None:
-        """``policy.decide`` on what the kernel records (kernel.md §10); EPERM, empty log."""
+        """``policy.decide`` on what the kernel records (docs/kernel.md §10); EPERM, no log."""
         from .policy import decide, inputs_for_load
 
         assert self.policy is not None
@@ -376,61 +387,23 @@ class KernelModel:
         if signed and keyring_id not in (0, 1, 2):
             rings = self.trust.resolve(keyring_id).keyrings
             serial = rings[0].serial if rings else 0
-        if not decide(self.policy, inputs_for_load(keyring_id if signed else None,
-                                                   serial)).admitted:
-            raise _fail(errno.EPERM)
+        inputs = inputs_for_load(keyring_id if signed else None, serial)
+        if not decide(self.policy, inputs).admitted:
+            raise KernelError(errno.EPERM, "BPF_PROG_LOAD")
 
-    def _entry_signature_checks(self, signature: bytes, keyring_id: int) -> None:
-        """§6.1 step 5.1-5.5: size, keyring, and (6.18) the EOPNOTSUPP stub."""
-        if len(signature) > MAX_SIGNATURE_SIZE:
-            raise _fail(errno.EINVAL)  # §12.8, §13 row 29: empty log (measured on both)
-        if self.profile == "7.3" and len(signature) == 0:
-            raise _fail(errno.EINVAL)  # §12.8, §13 row 53 (measured on 7.3.4)
-        try:
-            self.trust.resolve(keyring_id)  # §5: resolved before the signature is examined
-        except VerificationError as exc:
-            # §5, §13 row 2: the log only on 7.3.4; 6.18.44 gives the same EINVAL, empty log
-            log = "" if self.profile == "6.18" else (
-                f"cannot resolve signing keyring with keyring_id {keyring_id}")
-            raise _fail(exc.errno, log) from None
-        if self.profile == "6.18":
-            # §6.1 step 5.5, §13 row 1 (measured on 6.18): no CONFIG_SYSTEM_DATA_VERIFICATION;
-            # raised as SyscallBackend raises it
-            raise UnsupportedFeature(
-                "signed BPF_PROG_LOAD",
-                "the kernel lacks signature verification (CONFIG_SYSTEM_DATA_VERIFICATION is "
-                "not set), so every signed load fails with EOPNOTSUPP; load it on a kernel built "
-                "with it (e.g. Debian's Linux 7.x), or without its signature",
-                errno=errno.EOPNOTSUPP,
-            )
+    def prog_map_ids(self, fd: int) -> tuple[int, ...]:
+        """``bpf_prog_info.map_ids``: the ids of the maps the program uses."""
+        p = self._progs.get(fd)
+        if p is None:
+            raise KernelError(errno.EBADF, "BPF_OBJ_GET_INFO_BY_FD")
+        return p.map_ids
 
-    def _check_metadata_map(self, m: _Map, digest: bytes) -> None:
-        """§6.2 step 2.2 and §6.4: one fd_array map of a signed load, checks in measured order."""
-        if not m.frozen:  # §6.3, §13 row 16: "frozen" before "exclusive" (measured)
-            raise _fail(errno.EPERM, f"signed program metadata map '{m.name}' must be frozen")
-        if m.excl_prog_hash is None:  # §13 row 17 (measured on 7.3.4: EPERM, not EINVAL)
-            raise _fail(errno.EPERM, f"signed program metadata map '{m.name}' must be exclusive")
-        if m.map_type != MAP_TYPE_ARRAY:  # §6.4, §13 row 25 (measured; order vs. frozen open)
-            raise _fail(errno.EINVAL, f"signed program metadata map '{m.name}' must be an array")
-        if m.max_entries != 1:  # §6.4, §13 row 51 (measured on 7.3.4)
-            raise _fail(ENOTSUPP, f"failed to read signed metadata map '{m.name}': -{ENOTSUPP}")
-        if m.excl_prog_hash != digest:  # §6.3, §13 row 18 (measured on 7.3.4)
-            raise _fail(errno.EACCES, LOG_EXCL)
-
-    def _verify_signature(
-        self, insns: bytes, bound: list[_Map], signature: bytes, keyring_id: int
-    ) -> None:
-        """§6.2 step 2.3-2.5: insns ‖ the bound maps' values in fd_array order, then PKCS#7."""
-        from ..crypto import verify
-
-        size = len(insns) + sum(m.value_size for m in bound)
-        if size > MAX_SIGNED_PAYLOAD:  # §12.8, §13 row 28 (measured on 7.3.4)
-            raise _fail(errno.E2BIG, f"signed payload too large: {size} bytes")
-        payload = insns + b"".join(m.array_value(0) for m in bound)
-        try:
-            verify.verify(payload, signature, self.trust, keyring_id=keyring_id)
-        except VerificationError as exc:  # §6.2 step 2.4, §13 rows 3-9, 34, 35, 52, 54
-            raise _fail(exc.errno, f"signature verification failed: -{exc.errno}") from None
+    def prog_signed_values(self, fd: int) -> tuple[bytes, ...]:
+        """The values of the program's maps as the signature check saw them."""
+        p = self._progs.get(fd)
+        if p is None:
+            raise KernelError(errno.EBADF, "BPF_OBJ_GET_INFO_BY_FD")
+        return p.signed_values
 
     def prog_info(self, fd: int) -> ProgInfo:
         p = self._progs.get(fd)
@@ -440,7 +413,7 @@ class KernelModel:
                             "Dual MIT/GPL", "Dual MPL/GPL")  # fmt: skip
         return ProgInfo(
             type=p.prog_type, id=p.id, tag=p.digest[:8], name=p.name, gpl_compatible=gpl,
-            verified_insns=p.insn_cnt, nr_map_ids=p.used_maps,
+            verified_insns=p.insn_cnt, nr_map_ids=len(p.map_ids),
         )
 
     def test_run(self, prog_fd: int, ctx: bytearray) -> int:
@@ -464,9 +437,9 @@ class KernelModel:
     def probe(self, feature: str) -> bool | None:
         """Answered from the profile (kernel.md §6.1, §6.2, §8.1)."""
         if feature == "inloader_loaders":
-            return self.profile == "6.18"
+            return self.rules_profile.layout == "6.18"
         if feature == "loadtime_verification":
-            return self.profile == "7.3"
+            return self.rules_profile.scheme == "loadtime" and self.rules_profile.verifies
         if feature == "run_programs":
             return False
         raise ValueError(f"unknown feature {feature!r} (known: {', '.join(FEATURES)})")
@@ -504,6 +477,8 @@ class KernelModel:
         """``add_key("asymmetric", …, cert DER, keyring)`` into the TrustStore."""
         if key_type != "asymmetric" or payload is None:
             raise KernelError(errno.EINVAL, "add_key", message="the model holds asymmetric keys")
+        if keyring == _profiles.KEY_SPEC_BPF_KEYRING and self.rules_profile.bpf_keyring:
+            keyring = _rules.bpf_keyring(self.trust)
         serial = self.trust.add(payload, keyring)
         self._key_certs[serial] = payload
         return serial
@@ -514,6 +489,8 @@ class KernelModel:
     def keyring_id(self, special: int, *, create: bool = False) -> int:
         if special in (-3, -4, -5):
             return self.trust._ring(special).serial
+        if special == _profiles.KEY_SPEC_BPF_KEYRING and self.rules_profile.bpf_keyring:
+            return _rules.bpf_keyring(self.trust)
         raise KernelError(errno.ENOKEY, "keyctl(KEYCTL_GET_KEYRING_ID)")
 
     def join_session_keyring(self, name: str | None = None) -> int:
