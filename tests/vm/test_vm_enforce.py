@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from _vmcase import GuestKeys, model_backend, outcome
-from _vmoffline import trust_store
 
 from bpfsign.errors import KernelError
 from bpfsign.kernel import _sys as S
@@ -119,13 +118,16 @@ def signed_sockfilter(gk: GuestKeys) -> Any:
 
 
 def model_outcome(gk: GuestKeys, policy: Policy, signed: Any | None) -> int | None:
-    """The kernel model with the same policy (pinned serials mapped to the model's keyrings)."""
+    """The kernel model with the same policy (pinned serials mapped to the model's keyrings).
+
+    The guest's model is shared by the other guest tests: the policy is set for this
+    one question and removed again.
+    """
     from bpfsign.kernel import loader
 
-    _, serials = trust_store(gk)
     model = model_backend(gk)
     model.policy = Policy(
-        policy.keyring_types, tuple(serials.get(s, s) for s in policy.serials), policy.audit
+        policy.keyring_types, tuple(model.serials.get(s, s) for s in policy.serials), policy.audit
     )
     try:
         if signed is None:
@@ -134,6 +136,8 @@ def model_outcome(gk: GuestKeys, policy: Policy, signed: Any | None) -> int | No
             model.loader_verdict(loader.Loader(signed, backend=model, keyring_id=-3).request)
     except KernelError as exc:
         return exc.errno
+    finally:
+        model.policy = None
     return None
 
 
