@@ -44,7 +44,7 @@ def signed_counter() -> skeleton.Skeleton:
 def _model(profile: str = "7.3") -> KernelModel:
     store = trust.TrustStore()
     store.add_path(str(FIXTURES / "keys" / "TEST-ONLY-lskel-signing.cert.pem"), "session")
-    return KernelModel(profile, store)  # type: ignore[arg-type]
+    return KernelModel(profile, store)
 
 
 def test_the_model_answers_capabilities_from_its_profile() -> None:

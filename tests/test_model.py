@@ -315,7 +315,7 @@ def test_used_maps_limit_counts_distinct_maps(model: KernelModel, signers: Any) 
 @pytest.mark.parametrize("profile", ["7.3", "6.18"])
 def test_unsigned_rules(profile: str, signers: Any) -> None:
     """§6.3 rows 1-3, §13 rows 11, 20 (measured on both kernels)."""
-    model = KernelModel(profile, _store(signers)[0])  # type: ignore[arg-type]
+    model = KernelModel(profile, _store(signers)[0])
     assert attempt(model, INSNS, maps=(meta(model, VALUE, INSNS),), cnt=1) == (errno.EACCES, EXCL)
     assert attempt(model, INSNS, maps=(meta(model, VALUE, None),), cnt=1) == (None, "")
     m = meta(model, VALUE, USES_MAP0)
@@ -345,7 +345,7 @@ def test_direct_map_fd_uses_the_masked_digest(model: KernelModel) -> None:
 @pytest.mark.parametrize(("profile", "want"), [("7.3", (errno.EACCES, OFF32)), ("6.18", (None, ""))])
 def test_offset_32_read_of_struct_bpf_map(profile: str, want: Any, signers: Any) -> None:
     """§8.1, §13 row 50: the -S loader's u32 read at bpf_map+32, refused on 7.3 signed or not."""
-    model = KernelModel(profile, _store(signers)[0])  # type: ignore[arg-type]
+    model = KernelModel(profile, _store(signers)[0])
     assert attempt(model, READS_OFF32, maps=(meta(model, VALUE, READS_OFF32),)) == want
     if profile == "7.3":
         got = one_map(model, signers, READS_OFF32 + VALUE, insns=READS_OFF32,

@@ -96,7 +96,7 @@ def _load_of(case: cat.Case, att: cat.Attempt, signers: dict[str, Any]) -> rules
     try:
         cat.offline(one, trust.TrustStore(), signers=signers)
     finally:
-        rules.evaluate = real  # type: ignore[assignment]
+        rules.evaluate = real
     return captured[0]
 
 

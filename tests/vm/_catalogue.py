@@ -546,7 +546,7 @@ class _Objects:
                 self.freeze_errnos.append(None)
             except KernelError as exc:
                 self.freeze_errnos.append(exc.errno)
-        return fd
+        return int(fd)
 
     def fd(self, token: str) -> int:
         if token == "btf":

@@ -48,7 +48,7 @@ def _map(be: Any, word: int, *, frozen: bool = True, flags: int = 0) -> int:
     be.map_update(fd, bytes(4), _value(word))
     if frozen:
         be.map_freeze(fd)
-    return fd
+    return int(fd)
 
 
 def kernel_map_ids(prog_fd: int) -> tuple[int, ...]:
@@ -93,7 +93,7 @@ def race(
     model = hasattr(be, "dup2")
     signed = _map(be, SIGNED)
     signed_id = be.map_info(signed).id
-    other = None
+    other = -1  # only the dup2 variants swap in another map
     if variant == "dup2 unfrozen map":
         other = _map(be, UNFROZEN, frozen=False)
     elif variant in ("dup2 frozen map, other contents", "close and recreate"):
@@ -183,6 +183,6 @@ def race(
         thread.join()
         fds.close(slot)
         be.close(signed)
-        if other is not None:
+        if other >= 0:
             be.close(other)
     return counts

@@ -27,7 +27,7 @@ def _show(got: list[tuple[int | None, str]]) -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_catalogue_case(case: Case, guest_keys: GuestKeys, agreement: list) -> None:
+def test_catalogue_case(case: Case, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
     before = len(os.listdir("/proc/self/fd"))
     kernel = run(default_backend(), case, guest_keys.signers)
     model = run(model_backend(guest_keys), case, guest_keys.signers)
@@ -40,7 +40,9 @@ def test_catalogue_case(case: Case, guest_keys: GuestKeys, agreement: list) -> N
     assert len(os.listdir("/proc/self/fd")) == before
 
 
-def test_bpf_keyring_is_absent_on_debian_7_3_4(guest_keys: GuestKeys, agreement: list) -> None:
+def test_bpf_keyring_is_absent_on_debian_7_3_4(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     """docs/kernel.md §5: KEY_SPEC_BPF_KEYRING (-9), keyring_unsealed and a ``.bpf`` keyring.
 
     Debian's 7.3.4 has none of the three, so profile ``7.x-bpf-keyring`` stays marked
