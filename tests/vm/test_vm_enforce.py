@@ -142,7 +142,7 @@ def model_outcome(gk: GuestKeys, policy: Policy, signed: Any | None) -> int | No
 
 
 def record(
-    agreement: list, case: str, kernel: int | None, model: int | None, evs: list[Event]
+    agreement: list[Any], case: str, kernel: int | None, model: int | None, evs: list[Event]
 ) -> None:
     recorded = all(
         decide(POLICIES[case.split(":")[0]], e.inputs).decision == e.decision for e in evs
@@ -210,7 +210,7 @@ def test_guest_btf_has_the_verdict_layout() -> None:
 
 
 def test_unsigned_loads_are_eperm_and_removal_restores(
-    guest_keys: GuestKeys, agreement: list
+    guest_keys: GuestKeys, agreement: list[Any]
 ) -> None:
     policy = POLICIES["enforce"] = Policy.from_options([0])
     with E.install(policy) as inst:
@@ -267,7 +267,7 @@ def test_unsigned_loads_are_eperm_and_removal_restores(
 
 
 def test_caller_keyring_is_denied_unless_pinned(
-    guest_keys: GuestKeys, agreement: list, clean_pins: None
+    guest_keys: GuestKeys, agreement: list[Any], clean_pins: None
 ) -> None:
     """docs/kernel.md §11: VERIFIED against a caller-made keyring is USER; only a pinned serial passes."""
     from bpfsign.kernel import loader
@@ -360,7 +360,7 @@ def test_caller_keyring_is_denied_unless_pinned(
         )
 
 
-def test_audit_mode_admits_and_records_would_deny(guest_keys: GuestKeys, agreement: list) -> None:
+def test_audit_mode_admits_and_records_would_deny(guest_keys: GuestKeys, agreement: list[Any]) -> None:
     from bpfsign.kernel import loader
 
     signed = signed_sockfilter(guest_keys)
@@ -407,9 +407,9 @@ def test_thousand_loads_thousand_decisions() -> None:
         for _ in range(200):
             raw_load("burst")
         evs = events(inst)
-        dropped = [d for d in evs if isinstance(d, Dropped)]
+        drops = [d for d in evs if isinstance(d, Dropped)]
         got = len(mine(evs, "burst"))
-        assert dropped and got + dropped[-1].total == 200 and got > 0
+        assert drops and got + drops[-1].total == 200 and got > 0
 
 
 def test_pinned_policy_outlives_its_process_and_off_removes_it(clean_pins: None) -> None:
