@@ -102,22 +102,53 @@ def _time(cmd: list[str], out: Path | None = None) -> float:
 def bench_sign(runs: int) -> None:
     cache = Path(os.environ.get("BPFSIGN_CORPUS_CACHE", CORPUS / ".cache"))
     fcache = Path(os.environ.get("BPFSIGN_FIXTURE_CACHE", REPO / "tests" / "fixtures" / ".cache"))
-    largest = max((h for h in refload.headers() if ".v73.signed." in h.name), key=lambda p: p.stat().st_size)
+    largest = max(
+        (h for h in refload.headers() if ".v73.signed." in h.name), key=lambda p: p.stat().st_size
+    )
     prog = largest.name.split(".", 1)[0]
     obj = cache / "build" / "obj" / f"{prog}.llinked3.o"
     libc = fcache / "root" / "libc6" / "usr" / "lib" / "x86_64-linux-gnu"
-    bpftool = [str(libc / "ld-linux-x86-64.so.2"), "--library-path", f"{libc}:/lib/x86_64-linux-gnu",
-               str(cache / "root" / "bpftool" / "usr" / "sbin" / "bpftool")]
+    bpftool = [
+        str(libc / "ld-linux-x86-64.so.2"),
+        "--library-path",
+        f"{libc}:/lib/x86_64-linux-gnu",
+        str(cache / "root" / "bpftool" / "usr" / "sbin" / "bpftool"),
+    ]
     if not obj.exists() or not Path(bpftool[-1]).exists():
-        print(f"sign: skipped, {obj} or the 7.3.4 bpftool is missing (run bash tests/corpus/generate.sh)")
+        print(
+            f"sign: skipped, {obj} or the 7.3.4 bpftool is missing (run bash tests/corpus/generate.sh)"
+        )
         return
     keys = REPO / "tests" / "fixtures" / "keys"
     key, cert = keys / "TEST-ONLY-lskel-signing.key.pem", keys / "TEST-ONLY-lskel-signing.cert.pem"
     with tempfile.TemporaryDirectory(prefix="bpfsign-bench-") as tmp:
         out = Path(tmp) / "out.lskel.h"
-        gen = [*bpftool, "gen", "skeleton", "-S", "-k", str(key), "-i", str(cert), str(obj), "name", f"{prog}_lskel"]
-        ours = [sys.executable, "-m", "bpfsign", "sign", "--key", str(key), "--cert", str(cert),
-                "-o", str(out), str(largest)]
+        gen = [
+            *bpftool,
+            "gen",
+            "skeleton",
+            "-S",
+            "-k",
+            str(key),
+            "-i",
+            str(cert),
+            str(obj),
+            "name",
+            f"{prog}_lskel",
+        ]
+        ours = [
+            sys.executable,
+            "-m",
+            "bpfsign",
+            "sign",
+            "--key",
+            str(key),
+            "--cert",
+            str(cert),
+            "-o",
+            str(out),
+            str(largest),
+        ]
         start = [sys.executable, "-c", "import bpfsign"]
         bt, st, pt = [], [], []
         for i in range(runs + 2):
@@ -128,14 +159,20 @@ def bench_sign(runs: int) -> None:
                 bt.append(b)
                 st.append(s)
                 pt.append(p)
-        same = out.read_bytes() == largest.read_bytes() == (Path(tmp) / "bpftool.lskel.h").read_bytes()
+        same = (
+            out.read_bytes() == largest.read_bytes() == (Path(tmp) / "bpftool.lskel.h").read_bytes()
+        )
     bm, sm, pm = statistics.median(bt), statistics.median(st), statistics.median(pt)
-    print(f"\nparse+sign of the largest header, {largest.name} ({largest.stat().st_size} bytes), "
-          f"medians of {runs} interleaved process runs:")
+    print(
+        f"\nparse+sign of the largest header, {largest.name} ({largest.stat().st_size} bytes), "
+        f"medians of {runs} interleaved process runs:"
+    )
     print(f"  bpftool 7.3.4 gen skeleton -S (from {obj.name}): {bm:8.1f} ms")
     print(f"  bpfsign sign -o (parse, sign, render, write):   {sm:8.1f} ms   ratio {sm / bm:.2f}x")
-    print(f"  of which Python start-up + import bpfsign:      {pm:8.1f} ms   "
-          f"(without it: {sm - pm:.1f} ms, ratio {(sm - pm) / bm:.2f}x)")
+    print(
+        f"  of which Python start-up + import bpfsign:      {pm:8.1f} ms   "
+        f"(without it: {sm - pm:.1f} ms, ratio {(sm - pm) / bm:.2f}x)"
+    )
     print(f"  outputs byte-identical (bpfsign, bpftool, committed header): {same}")
 
 
@@ -146,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sign-runs", type=int, default=15)
     ap.add_argument("--only", help="substring of the header names to time")
     ap.add_argument("--no-sign", action="store_true")
-    ap.add_argument("--trust-test-cert", action="store_true",
-                    help="add the TEST-ONLY cert to a fresh session keyring first (signed loads)")
+    ap.add_argument(
+        "--trust-test-cert",
+        action="store_true",
+        help="add the TEST-ONLY cert to a fresh session keyring first (signed loads)",
+    )
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("needs root (bpf())")
@@ -171,10 +211,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         ratios.append(r["ratio"])
         flag = "" if r["ratio"] <= TARGET else "  > target"
-        print(f"{h.name:<44} {r['n']:>4} {r['c_med']:>9.1f} {r['py_med']:>9.1f} {r['ratio']:>6.3f}{flag}")
+        print(
+            f"{h.name:<44} {r['n']:>4} {r['c_med']:>9.1f} {r['py_med']:>9.1f} {r['ratio']:>6.3f}{flag}"
+        )
     if ratios:
-        print(f"timed {len(ratios)} headers: median ratio {statistics.median(ratios):.3f}, "
-              f"worst {max(ratios):.3f}, {sum(r <= TARGET for r in ratios)} within {TARGET}x")
+        print(
+            f"timed {len(ratios)} headers: median ratio {statistics.median(ratios):.3f}, "
+            f"worst {max(ratios):.3f}, {sum(r <= TARGET for r in ratios)} within {TARGET}x"
+        )
     for name, why in skipped:
         print(f"not timed: {name}: {why}")
     if not args.no_sign:

@@ -36,8 +36,12 @@ from bpfsign.skel import skeleton as _skeleton  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "skel"
 HEADERS = (
-    "sockfilter.lskel.h", "sockfilter.v71.lskel.h", "counter.lskel.h", "counter.v71.lskel.h",
-    "multi.lskel.h", "multi.v71.lskel.h",
+    "sockfilter.lskel.h",
+    "sockfilter.v71.lskel.h",
+    "counter.lskel.h",
+    "counter.v71.lskel.h",
+    "multi.lskel.h",
+    "multi.v71.lskel.h",
 )
 TARGET = 1.05
 WARMUP = 5
@@ -91,10 +95,16 @@ class CHarness:
         src.write_text(HARNESS % {"header": header, "name": name, "types": types})
         subprocess.run(
             ["gcc", "-O2", "-o", str(exe), str(src), "-I", str(header.parent)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         self.proc = subprocess.Popen(
-            [str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+            [str(exe)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
 
     def batch(self, n: int) -> list[float]:
@@ -151,10 +161,15 @@ def bench(header: Path, iterations: int, batch: int, workdir: Path) -> dict[str,
     c_med = statistics.median(c_times)
     py_med = statistics.median(py_times)
     return {
-        "n": len(c_times), "c_med": c_med, "py_med": py_med, "ratio": py_med / c_med,
+        "n": len(c_times),
+        "c_med": c_med,
+        "py_med": py_med,
+        "ratio": py_med / c_med,
         "c_p90": statistics.quantiles(c_times, n=10)[-1],
         "py_p90": statistics.quantiles(py_times, n=10)[-1],
-        "plan_ms": plan_ms, "insns": len(skel.insns) // 8, "data": len(skel.data),
+        "plan_ms": plan_ms,
+        "insns": len(skel.insns) // 8,
+        "data": len(skel.data),
     }
 
 
@@ -166,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", help="cProfile the Python side")
     args = ap.parse_args(argv)
     if args.iterations < MIN_ITERATIONS:
-        ap.error(f"--iterations {args.iterations}: medians need at least {MIN_ITERATIONS} "
-                 "timed loads per side (the issue's floor)")
+        ap.error(
+            f"--iterations {args.iterations}: medians need at least {MIN_ITERATIONS} "
+            "timed loads per side (the issue's floor)"
+        )
     if args.batch < 1:
         ap.error("--batch must be at least 1")
     if os.geteuid() != 0:
@@ -188,19 +205,27 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((header.name, bench(header, args.iterations, args.batch, Path(tmp))))
     with open("/proc/sys/kernel/osrelease") as f:
         kernel = f.read().strip()
-    print(f"light-skeleton load+close, kernel {kernel}, medians in µs over {rows[0][1]['n']} "
-          f"interleaved iterations per side (batches of {args.batch})")
-    head = (f"{'header':<24} {'insns':>5} {'data':>6} {'C med':>8} {'Py med':>8} {'ratio':>6} "
-            f"{'C p90':>8} {'Py p90':>8} {'Py plan ms':>10}")
+    print(
+        f"light-skeleton load+close, kernel {kernel}, medians in µs over {rows[0][1]['n']} "
+        f"interleaved iterations per side (batches of {args.batch})"
+    )
+    head = (
+        f"{'header':<24} {'insns':>5} {'data':>6} {'C med':>8} {'Py med':>8} {'ratio':>6} "
+        f"{'C p90':>8} {'Py p90':>8} {'Py plan ms':>10}"
+    )
     print(head)
     print("-" * len(head))
     worst = 0.0
     for name, r in rows:
         worst = max(worst, r["ratio"])
-        print(f"{name:<24} {r['insns']:>5} {r['data']:>6} {r['c_med']:>8.1f} {r['py_med']:>8.1f} "
-              f"{r['ratio']:>6.3f} {r['c_p90']:>8.1f} {r['py_p90']:>8.1f} {r['plan_ms']:>10.2f}")
-    print("C: libbpf 1.1 skel_internal.h (create, update, PROG_LOAD, TEST_RUN; no freeze); "
-          "Python: create, update, freeze, PROG_LOAD, TEST_RUN. Both mmap the globals.")
+        print(
+            f"{name:<24} {r['insns']:>5} {r['data']:>6} {r['c_med']:>8.1f} {r['py_med']:>8.1f} "
+            f"{r['ratio']:>6.3f} {r['c_p90']:>8.1f} {r['py_p90']:>8.1f} {r['plan_ms']:>10.2f}"
+        )
+    print(
+        "C: libbpf 1.1 skel_internal.h (create, update, PROG_LOAD, TEST_RUN; no freeze); "
+        "Python: create, update, freeze, PROG_LOAD, TEST_RUN. Both mmap the globals."
+    )
     verdict = "meets" if worst <= TARGET else "misses"
     print(f"worst ratio {worst:.3f}: {verdict} the target of {TARGET}x")
     return 0

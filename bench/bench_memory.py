@@ -111,13 +111,27 @@ def main() -> int:
         sign = ["sign", "--key", str(KEY), "--cert", str(CERT)]
         report("sign, 100 MB header", big, bpfsign(*sign, "-o", str(work / "o1.lskel.h"), str(big)))
         report("inspect, 100 MB header", big, bpfsign("inspect", str(big)))
-        report("verify, 100 MB header (signed)", work / "o1.lskel.h",
-               bpfsign("verify", "--trust", str(CERT), str(work / "o1.lskel.h")))
-        report("sign, 16 MiB-blob header (\\0)", blob, bpfsign(*sign, "-o", str(work / "o2.lskel.h"), str(blob)))
-        report("verify, 16 MiB-blob header (signed)", work / "o2.lskel.h",
-               bpfsign("verify", "--trust", str(CERT), str(work / "o2.lskel.h")))
-        report("verify --sig, 1 MB signature file", sig,
-               bpfsign("verify", "--trust", str(CERT), "--sig", str(sig), str(payload)), expect_rc=1)
+        report(
+            "verify, 100 MB header (signed)",
+            work / "o1.lskel.h",
+            bpfsign("verify", "--trust", str(CERT), str(work / "o1.lskel.h")),
+        )
+        report(
+            "sign, 16 MiB-blob header (\\0)",
+            blob,
+            bpfsign(*sign, "-o", str(work / "o2.lskel.h"), str(blob)),
+        )
+        report(
+            "verify, 16 MiB-blob header (signed)",
+            work / "o2.lskel.h",
+            bpfsign("verify", "--trust", str(CERT), str(work / "o2.lskel.h")),
+        )
+        report(
+            "verify --sig, 1 MB signature file",
+            sig,
+            bpfsign("verify", "--trust", str(CERT), "--sig", str(sig), str(payload)),
+            expect_rc=1,
+        )
     return 0
 
 

@@ -95,7 +95,9 @@ def main() -> int:
                 ):  # fmt: skip
                     t_file = median_ms(f_file, args.rounds)
                     t_hsm = median_ms(f_hsm, args.rounds)
-                    print(f"{name + ' ' + what:24} {t_file:9.3f} {t_hsm:10.3f} {t_hsm / t_file:6.2f}x")
+                    print(
+                        f"{name + ' ' + what:24} {t_file:9.3f} {t_hsm:10.3f} {t_hsm / t_file:6.2f}x"
+                    )
             out = work / "out.lskel.h"
             shutil.copy(SKEL, out)
             exe = [sys.executable, "-m", "bpfsign", "sign", "-o", str(out)]

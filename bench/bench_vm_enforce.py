@@ -15,7 +15,7 @@ It boots the 7.x guest (tools.vm) once and, inside it, measures:
    time; status both through a pinned iterator (a policy installed) and with
    its own throwaway iterator (no policy).
 
-The guest runs under TCG, so only ratios are reported (vm.md §8).
+The guest runs under TCG, so only ratios are reported (docs/vm.md §8).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Run on the host: ``.venv/bin/python bench/bench_vm_sign.py [--iterations N] [--b
 It boots the 7.x guest (tools.vm) and, inside it, loads+runs+closes each
 fixture skeleton through bpfsign's loader, signed (loadtime, keyring -3)
 against unsigned, interleaved, N times each. The guest runs under TCG, where
-absolute times are 40-90x the host's, so only ratios are reported (vm.md §8).
+absolute times are 40-90x the host's, so only ratios are reported (docs/vm.md §8).
 """
 
 from __future__ import annotations
@@ -69,7 +69,9 @@ def _guest(iterations: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=100, help="loads per variant (at least 50)")
+    parser.add_argument(
+        "--iterations", type=int, default=100, help="loads per variant (at least 50)"
+    )
     parser.add_argument("--boots", type=int, default=1, help="repeat in this many guest boots")
     parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

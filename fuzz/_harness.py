@@ -30,12 +30,26 @@ def checked(body: Callable[[bytes], object]) -> Callable[[bytes], None]:
 
 
 _LIBRARY = (
-    "bpfsign", "bpfsign.errors", "bpfsign._fileio",
-    "bpfsign.crypto.der", "bpfsign.crypto._oids", "bpfsign.crypto.x509", "bpfsign.crypto.cms",
-    "bpfsign.crypto.trust", "bpfsign.crypto.verify", "bpfsign.crypto.keys",
-    "bpfsign.crypto.signer", "bpfsign.skel.insn", "bpfsign.skel.model", "bpfsign.skel.escapes",
-    "bpfsign.skel._tokenize", "bpfsign.skel._parse", "bpfsign.skel._write",
-    "bpfsign.skel.skeleton", "bpfsign.skel.globaldata", "bpfsign.skel.scheme",
+    "bpfsign",
+    "bpfsign.errors",
+    "bpfsign._fileio",
+    "bpfsign.crypto.der",
+    "bpfsign.crypto._oids",
+    "bpfsign.crypto.x509",
+    "bpfsign.crypto.cms",
+    "bpfsign.crypto.trust",
+    "bpfsign.crypto.verify",
+    "bpfsign.crypto.keys",
+    "bpfsign.crypto.signer",
+    "bpfsign.skel.insn",
+    "bpfsign.skel.model",
+    "bpfsign.skel.escapes",
+    "bpfsign.skel._tokenize",
+    "bpfsign.skel._parse",
+    "bpfsign.skel._write",
+    "bpfsign.skel.skeleton",
+    "bpfsign.skel.globaldata",
+    "bpfsign.skel.scheme",
 )
 
 

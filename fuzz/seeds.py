@@ -60,8 +60,13 @@ def main() -> None:
     for target in ("fuzz_x509", "fuzz_signcert"):
         _put(target, cert_der)
         _put(target, cert_pem)
-    for name in ("counter.lskel.h", "counter.signed.lskel.h", "counter.v71.lskel.h",
-                 "counter.v71.clang-format.lskel.h", "sockfilter.bpfeb.signed.lskel.h"):
+    for name in (
+        "counter.lskel.h",
+        "counter.signed.lskel.h",
+        "counter.v71.lskel.h",
+        "counter.v71.clang-format.lskel.h",
+        "sockfilter.bpfeb.signed.lskel.h",
+    ):
         _put("fuzz_skeleton", _small_header(FIXTURES / "skel" / name))
     for name in ("counter.lskel.h", "sockfilter.bpfeb.lskel.h"):
         skel = skeleton.load(FIXTURES / "skel" / name)

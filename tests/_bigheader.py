@@ -18,12 +18,14 @@ FIXTURE = Path(__file__).parent / "fixtures" / "skel" / "counter.lskel.h"
 MAX_PAYLOAD = 16_777_215
 
 
-def write_big_header(out: Path, data_size: int, fill: str = "zeros", *, base: Path = FIXTURE) -> None:
+def write_big_header(
+    out: Path, data_size: int, fill: str = "zeros", *, base: Path = FIXTURE
+) -> None:
     """Write ``base`` with an ``opts_data`` of ``data_size`` bytes to ``out``, streamed.
 
     ``fill``: ``zeros`` (every byte ``\\0``: the most escapes per file byte) or
     ``random`` (non-zero bytes, ``\\xNN``). Lines wrap as bpftool's print_hex wraps
-    them (lskel.md §3): 39 ``\\0`` or 19 ``\\xNN`` per line.
+    them (docs/lskel.md §3): 39 ``\\0`` or 19 ``\\xNN`` per line.
     """
     text = base.read_text()
     start = text.index('opts_data[] __attribute__((__aligned__(8))) = "')
@@ -57,4 +59,6 @@ def insns_size(base: Path = FIXTURE) -> int:
 
 
 if __name__ == "__main__":
-    write_big_header(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "zeros")
+    write_big_header(
+        Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "zeros"
+    )

@@ -8,7 +8,7 @@ temporary directory (RSA-3072 generation takes a while), then reused.
     sig = openssl_sign(p, payload, "-noattr", "-nocerts", "-keyid")
     assert openssl_verify(sig, payload, p).returncode == 0
 
-Kinds follow the settings the kernel accepted (cms.md §5): CN=bpf-signing-test,
+Kinds follow the settings the kernel accepted (docs/cms.md §5): CN=bpf-signing-test,
 CA:FALSE, keyUsage digitalSignature, SKID (except ``noskid``) and AKID.
 """
 

@@ -67,7 +67,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     kernel = "run" if reason is None else f"skip ({reason})"
     if reason is not None and REQUIRE_KERNEL:
         kernel = f"FAIL ({reason}; BPFSIGN_REQUIRE_KERNEL=1)"
-    vm = "run (inside the guest)" if IN_VM else "deselected here; run in the guest by tests/test_vm.py"
+    vm = (
+        "run (inside the guest)"
+        if IN_VM
+        else "deselected here; run in the guest by tests/test_vm.py"
+    )
     return [
         f"bpfsign: kernel {platform.release()} ({'guest' if IN_VM else 'host'}), {_openssl_version()}",
         f"bpfsign markers: kernel={kernel}; vm={vm}",

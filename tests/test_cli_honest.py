@@ -35,7 +35,10 @@ static inline int demo__create_skeleton(struct demo *obj)
 
 def run(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bpfsign", *args], cwd=tmp, capture_output=True, text=True,
+        [sys.executable, "-m", "bpfsign", *args],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
 
@@ -101,8 +104,9 @@ def test_resigning_says_what_it_replaces(tmp: Path) -> None:
     again = sign(tmp, "s.lskel.h")
     assert again.returncode == 0, again.stderr
     line = again.stdout.splitlines()[0]
-    assert line.startswith("REPLACING the existing loadtime signature of s.lskel.h (375 bytes, "
-                           "signer key id ")
+    assert line.startswith(
+        "REPLACING the existing loadtime signature of s.lskel.h (375 bytes, signer key id "
+    )
     record = json.loads(sign(tmp, "--json", "s.lskel.h").stdout)[0]
     assert record["replaced"]["scheme"] == "loadtime" and record["replaced"]["bytes"] == 375
     assert line.endswith(f"signer {record['replaced']['signer']})")
@@ -111,8 +115,13 @@ def test_resigning_says_what_it_replaces(tmp: Path) -> None:
 @pytest.mark.parametrize("command", ["inspect", "load"])
 def test_a_fifo_is_refused_without_blocking(tmp: Path, command: str) -> None:
     os.mkfifo(tmp / "pipe.lskel.h")
-    r = subprocess.run([sys.executable, "-m", "bpfsign", command, "pipe.lskel.h"], cwd=tmp,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "bpfsign", command, "pipe.lskel.h"],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert r.stderr == (
         "bpfsign: pipe.lskel.h: is a FIFO, not a regular file; bpfsign reads a light skeleton "
@@ -146,6 +155,10 @@ def test_a_hard_linked_header_is_not_detached_unless_asked(tmp: Path) -> None:
         "s.lskel.h: has 2 hard links; replacing it would detach it from the others (write to "
         "a new file, or allow breaking the links)\n"
     )
-    assert (tmp / "s.lskel.h").read_bytes() == (FIXTURES / "skel" / "sockfilter.lskel.h").read_bytes()
+    assert (tmp / "s.lskel.h").read_bytes() == (
+        FIXTURES / "skel" / "sockfilter.lskel.h"
+    ).read_bytes()
     assert sign(tmp, "--break-hardlinks", "s.lskel.h").returncode == 0
-    assert (tmp / "twin.lskel.h").read_bytes() == (FIXTURES / "skel" / "sockfilter.lskel.h").read_bytes()
+    assert (tmp / "twin.lskel.h").read_bytes() == (
+        FIXTURES / "skel" / "sockfilter.lskel.h"
+    ).read_bytes()

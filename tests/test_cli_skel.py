@@ -45,7 +45,9 @@ def test_inspect_text(capsys: pytest.CaptureFixture[str]) -> None:
         f"sha256 {scheme.sha256(skel.insns).hex()}"
     )
     assert "  signature  none (unsigned)" in lines
-    assert "  scheme     unsigned; would be signed under loadtime (insns + data) by default" in lines
+    assert (
+        "  scheme     unsigned; would be signed under loadtime (insns + data) by default" in lines
+    )
     assert (
         "  mode       unsigned: honours ctx overrides (max_entries/initial_value) for "
         "counts, data, bss" in lines
@@ -107,7 +109,9 @@ def test_inspect_says_when_bpftool_generated_no_attach_code(
     )
 
 
-def test_inspect_a_loadtime_signed_header(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_inspect_a_loadtime_signed_header(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     src = tmp_path / "counter.lskel.h"
     shutil.copy(need(COUNTER_V71), src)
     assert call(capsys, *_sign_args(str(src)))[0] == 0
@@ -288,8 +292,10 @@ def test_verify_rejects_tampered_data_with_the_kernel_errno(
     src.write_text(text)
     code, out, err = call(capsys, "verify", "--trust", str(CERT), str(src))
     assert (code, err) == (1, "")
-    assert out.startswith(f"REJECTED {src}: kernel 7.3 would refuse it: EKEYREJECTED (129): "
-                          "signature verification failed: -129\n")
+    assert out.startswith(
+        f"REJECTED {src}: kernel 7.3 would refuse it: EKEYREJECTED (129): "
+        "signature verification failed: -129\n"
+    )
 
 
 def test_cli_in_a_real_process() -> None:
@@ -348,7 +354,11 @@ def test_json_is_one_document_for_mixed_files_and_skeletons(
     code, out, err = call(capsys, *verify, str(a), str(b), str(bad))
     assert (code, err) == (1, "")  # a rejection only
     records = json.loads(out)
-    assert [(r["file"], r["ok"]) for r in records] == [(str(a), True), (str(b), True), (str(bad), False)]
+    assert [(r["file"], r["ok"]) for r in records] == [
+        (str(a), True),
+        (str(b), True),
+        (str(bad), False),
+    ]
     rejected = records[2]
     assert (rejected["kind"], rejected["errno"], rejected["errno_name"]) == (
         "skeleton",
@@ -399,7 +409,9 @@ def test_verify_trust_directory_skips_the_key_next_to_the_certificate(
     assert code == 0, err
     assert err == f"bpfsign: warning: {warning}\n"
     assert out.startswith(f"OK {path}: inloader scheme, kernel 6.18, signer ")
-    code, out, err = call(capsys, "verify", "--kernel", "6.18", "--json", "--trust", str(trust), str(path))
+    code, out, err = call(
+        capsys, "verify", "--kernel", "6.18", "--json", "--trust", str(trust), str(path)
+    )
     assert (code, err) == (0, "")
     (record,) = json.loads(out)
     assert record["ok"] is True and record["warnings"] == [warning]
@@ -448,7 +460,13 @@ def test_readme_library_snippet_runs(tmp_path: Path) -> None:
     m = re.search(r"## The library\n\n```python\n(.*?)```", readme, re.S)
     assert m is not None
     shutil.copy(need(COUNTER_V71), tmp_path / "prog.lskel.h")
-    keygen = ["keygen", "--key", str(tmp_path / "signer.key"), "--cert", str(tmp_path / "signer.crt")]
+    keygen = [
+        "keygen",
+        "--key",
+        str(tmp_path / "signer.key"),
+        "--cert",
+        str(tmp_path / "signer.crt"),
+    ]
     assert _cli.main(keygen) == 0
     (tmp_path / "snippet.py").write_text(m.group(1))
     proc = subprocess.run(

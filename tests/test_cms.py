@@ -35,7 +35,7 @@ def test_rsa_issuer_serial_is_byte_identical_to_openssl() -> None:
 
 
 def test_bpftool_shape_layout() -> None:
-    """cms.md §1.1: 375 bytes for RSA-2048 with a 20-byte SKID."""
+    """docs/cms.md §1.1: 375 bytes for RSA-2048 with a 20-byte SKID."""
     p = pki("rsa2048")
     sig = cms.sign(PAYLOAD, PemSigner(p))
     assert len(sig) == 375
@@ -195,8 +195,15 @@ def test_value_types_are_written_once_and_cost_no_typing_import() -> None:
     with pytest.raises(AttributeError):
         alg.oid = b""  # type: ignore[misc]
     assert cms.SignedData._fields == (
-        "version", "digest_algorithms", "content_type", "content", "certificates",
-        "signer_infos", "length", "warnings", "problems",
+        "version",
+        "digest_algorithms",
+        "content_type",
+        "content",
+        "certificates",
+        "signer_infos",
+        "length",
+        "warnings",
+        "problems",
     )
     assert cms.SignerInfo.__doc__ is not None and "raw encodings" in cms.SignerInfo.__doc__
     el = der.read(b"\x02\x01\x05")

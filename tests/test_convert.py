@@ -1,4 +1,4 @@
-"""Converting bpftool -S (inloader) loaders to the load-time scheme (lskel.md §10.7)."""
+"""Converting bpftool -S (inloader) loaders to the load-time scheme (docs/lskel.md §10.7)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from bpfsign.skel import insn, scheme, skeleton
 
 SKEL_DIR = Path(__file__).parent / "fixtures" / "skel"
 SIGNED = sorted(SKEL_DIR.glob("*.signed*.lskel.h")) if SKEL_DIR.is_dir() else []
-UNSIGNED = sorted(p for p in SKEL_DIR.glob("*.lskel.h") if ".signed" not in p.name) if SKEL_DIR.is_dir() else []
+UNSIGNED = (
+    sorted(p for p in SKEL_DIR.glob("*.lskel.h") if ".signed" not in p.name)
+    if SKEL_DIR.is_dir()
+    else []
+)
 
 
 def _body(lines: list[str]) -> list[str]:
@@ -82,7 +86,7 @@ def test_conversion_refuses_loaders_without_the_block(path: Path) -> None:
         scheme.convert_to_loadtime(skel)
     assert exc.value.reason == (
         "no in-loader hash check found after the cleanup block (insn 6's goto target does not "
-        "have the shape of lskel.md §9); refusing to convert"
+        "have the shape of docs/lskel.md §9); refusing to convert"
     )
 
 

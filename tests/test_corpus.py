@@ -42,14 +42,21 @@ def test_corpus_is_complete() -> None:
     PROVENANCE records why a bpftool refused it; nothing is silently missing."""
     prov = (checks.HERE / "PROVENANCE").read_text().splitlines()
     built = [ln.split()[1] for ln in prov if ln.startswith("program ") and ln.split()[3] == "built"]
-    failed = {ln.split()[1].rstrip(":") for ln in prov if ln.startswith("failed ") and ln != "failed: nothing"}
+    failed = {
+        ln.split()[1].rstrip(":")
+        for ln in prov
+        if ln.startswith("failed ") and ln != "failed: nothing"
+    }
     assert len(built) >= 19
     names = {h.name for h in HEADERS}
     for p in built:
         for k in ("v71", "v72", "v72.signed", "v73", "v73.signed"):
             h = f"{p}.{k}.lskel.h"
             assert (h in names) != (h in failed), h
-    assert {"iterators.kernel-little-endian.lskel.h", "iterators.kernel-big-endian.lskel.h"} <= names
+    assert {
+        "iterators.kernel-little-endian.lskel.h",
+        "iterators.kernel-big-endian.lskel.h",
+    } <= names
     listed = {ln.split()[1] for ln in prov if ln.startswith("header ")}
     assert listed == names
 
@@ -93,7 +100,9 @@ def test_load_parity_with_skel_internal(h: Path) -> None:
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize(("prog", "h"), checks.TRIGGER_CASES, ids=[h.name for _, h in checks.TRIGGER_CASES])
+@pytest.mark.parametrize(
+    ("prog", "h"), checks.TRIGGER_CASES, ids=[h.name for _, h in checks.TRIGGER_CASES]
+)
 def test_trigger(prog: str, h: Path) -> None:
     """Run the program through bpfsign and check the selftest's expected result.
 

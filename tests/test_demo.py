@@ -53,7 +53,9 @@ REJECTED = (
     "signing, or it was signed over different bytes"
 )
 #: `bpfsign verify` on a tampered copy: the verdict, then (after a "why" line) the fix
-VERIFY_REJECTED = "kernel 7.3 would refuse it: EKEYREJECTED (129): signature verification failed: -129"
+VERIFY_REJECTED = (
+    "kernel 7.3 would refuse it: EKEYREJECTED (129): signature verification failed: -129"
+)
 REJECTED_FIX = (
     "  fix: the signature does not match the loader and its data (tampered or wrong scheme): "
     "re-sign it with `bpfsign sign`"
@@ -143,8 +145,10 @@ def test_load_step_loads_the_converted_example(tmp_path: Path) -> None:
         assert text.startswith("loaded example.loadtime.lskel.h SIGNED: ")
     else:
         assert loaded["signed"] is False
-        assert text.startswith(f"not loaded signed: {probes.signed_prog_load().detail}. Loaded the "
-                               "converted loader UNSIGNED instead (no signature checked)")
+        assert text.startswith(
+            f"not loaded signed: {probes.signed_prog_load().detail}. Loaded the "
+            "converted loader UNSIGNED instead (no signature checked)"
+        )
         if probes.signed_prog_load().errno == 95:  # this host: no CONFIG_SYSTEM_DATA_VERIFICATION
             assert text.startswith(
                 "not loaded signed: kernel lacks CONFIG_SYSTEM_DATA_VERIFICATION: every signed "
@@ -153,7 +157,9 @@ def test_load_step_loads_the_converted_example(tmp_path: Path) -> None:
 
 
 def test_load_step_without_a_signed_skeleton_skips(tmp_path: Path) -> None:
-    with pytest.raises(demo.Skip, match=r"^no signed example skeleton \(the sign-skeleton step did not run\)$"):
+    with pytest.raises(
+        demo.Skip, match=r"^no signed example skeleton \(the sign-skeleton step did not run\)$"
+    ):
         demo.step_load(demo.DemoContext(workdir=tmp_path))
 
 
@@ -283,11 +289,18 @@ def test_keep_keeps_every_file_the_demo_shows(tmp_path: Path) -> None:
     assert verify(str(keep / "example.bin"))[0] == 0
     code, out = verify("--sig", str(keep / "example.bin.p7s"), str(keep / "example.tampered.bin"))
     lines = out.splitlines()
-    assert (code, lines[0], lines[2]) == (1, f"REJECTED {keep / 'example.tampered.bin'}: {VERIFY_REJECTED}", REJECTED_FIX)
+    assert (code, lines[0], lines[2]) == (
+        1,
+        f"REJECTED {keep / 'example.tampered.bin'}: {VERIFY_REJECTED}",
+        REJECTED_FIX,
+    )
     assert lines[1].startswith("  why: PKCS#7 over the file (") and len(lines) == 3
     assert verify(str(keep / "example.loadtime.lskel.h"))[0] == 0
     code, out = verify(str(keep / "example.loadtime.tampered.lskel.h"))
     lines = out.splitlines()
     assert (code, lines[0], lines[2]) == (
-        1, f"REJECTED {keep / 'example.loadtime.tampered.lskel.h'}: {VERIFY_REJECTED}", REJECTED_FIX)
+        1,
+        f"REJECTED {keep / 'example.loadtime.tampered.lskel.h'}: {VERIFY_REJECTED}",
+        REJECTED_FIX,
+    )
     assert lines[1].startswith("  why: PKCS#7 over insns ‖ 1 map value (") and len(lines) == 3

@@ -1,4 +1,4 @@
-"""The DER/BER codec: the kernel decoder's limits (kernel.md §12.1) and the DER writer."""
+"""The DER/BER codec: the kernel decoder's limits (docs/kernel.md §12.1) and the DER writer."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ HEADERS = sorted(REFERENCE)
 SIGNED = [h for h in HEADERS if REFERENCE[h]["signed"]]
 
 _ESCAPE = re.compile(r"\\x([0-9a-f]{2})|\\0")
-# gen_loader's in-loader check (lskel.md section 9): 5-insn exclusivity
+# gen_loader's in-loader check (docs/lskel.md section 9): 5-insn exclusivity
 # prefix, then per digest dword an ld_imm64 r3 at start + 5 + 3 + 7*i.
 _PREFIX_INSNS = 5
 _LD_IMM64 = 0x18
@@ -214,8 +214,16 @@ def test_one_object_gives_one_data_blob_and_one_unsigned_loader() -> None:
         if obj in ("globals", "hidden"):
             # libbpf 1.1 (bpftool 7.1) makes every global-data map mmapable, 1.8 only those with
             # variables user space can see (.rodata.str1.1, a static-only .rodata): other flags
-            assert len({REFERENCE[n]["data_sha256"] for n in names
-                        if REFERENCE[n]["bpftool"] == "7.8.0"}) == 1, names
+            assert (
+                len(
+                    {
+                        REFERENCE[n]["data_sha256"]
+                        for n in names
+                        if REFERENCE[n]["bpftool"] == "7.8.0"
+                    }
+                )
+                == 1
+            ), names
             assert len(datas) == 2, names
         else:
             assert len(datas) == 1, names

@@ -19,7 +19,12 @@ TARGETS = sorted(p.stem for p in FUZZ.glob("fuzz_*.py"))
 
 def test_every_target_has_a_corpus() -> None:
     assert TARGETS == [
-        "fuzz_cms", "fuzz_convert", "fuzz_der", "fuzz_insn", "fuzz_signcert", "fuzz_skeleton",
+        "fuzz_cms",
+        "fuzz_convert",
+        "fuzz_der",
+        "fuzz_insn",
+        "fuzz_signcert",
+        "fuzz_skeleton",
         "fuzz_x509",
     ]
     for t in TARGETS:

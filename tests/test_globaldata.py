@@ -38,8 +38,11 @@ def test_every_section_layout_matches_the_c_compilers_offsets(name: str) -> None
     for ident, spec in sections.items():
         ref = REFERENCE[name]["sections"][ident]
         layout = globaldata.section_layout(spec, skel.name)
-        got = {f.name: {"offset": f.offset, "size": f.size} for f in layout.fields
-               if not f.name.startswith("__pad")}  # bpftool's padding members are no symbols
+        got = {
+            f.name: {"offset": f.offset, "size": f.size}
+            for f in layout.fields
+            if not f.name.startswith("__pad")
+        }  # bpftool's padding members are no symbols
         assert got == ref["variables"], (name, ident)
         # the struct covers every visible variable; statics and string literals may follow
         # (a section with none is an empty struct, as in C)
@@ -59,7 +62,8 @@ def test_struct_typed_members_the_header_does_not_define_are_flagged_opaque() ->
 def test_the_parser_reads_member_declarations() -> None:
     bss = _section("counter.lskel.h", "bss")
     assert [(v.name, v.type, v.pointer, v.dims) for v in bss.fields] == [
-        ("enter_events", "__u32", False, ()), ("getpid_calls", "__u32", False, ()),
+        ("enter_events", "__u32", False, ()),
+        ("getpid_calls", "__u32", False, ()),
         ("target_tgid", "__u32", False, ()),
     ]
     assert bss.fields[0].line == 27
@@ -112,8 +116,12 @@ def test_layout_equals_gcc_offsetof_for_every_kind_of_member(tmp_path: Path) -> 
     )
     exe = tmp_path / "layout"
     subprocess.run(["gcc", "-O0", "-o", str(exe), str(src)], check=True)
-    rows = [tuple(map(int, line.split())) for line in
-            subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines()]
+    rows = [
+        tuple(map(int, line.split()))
+        for line in subprocess.run(
+            [str(exe)], check=True, capture_output=True, text=True
+        ).stdout.splitlines()
+    ]
     expected = dict(zip(members, rows[:-1], strict=True))
     last_off, last_size = expected["last"]
     layout = globaldata.section_layout(_synthetic_spec(last_off + last_size), "synthetic")
@@ -127,7 +135,10 @@ def test_layout_equals_gcc_offsetof_for_every_kind_of_member(tmp_path: Path) -> 
 
 def test_two_undefined_types_in_a_row_leave_the_rest_unplaced() -> None:
     spec = _synthetic_spec(200)
-    fields = [*spec.fields[:2], *(dataclasses.replace(v, type="struct x") for v in spec.fields[2:4])]
+    fields = [
+        *spec.fields[:2],
+        *(dataclasses.replace(v, type="struct x") for v in spec.fields[2:4]),
+    ]
     layout = globaldata.section_layout(dataclasses.replace(spec, fields=tuple(fields)), "t")
     assert [f.name for f in layout.fields] == ["a", "__pad0"]
     assert layout.unplaced == ("b", "c")
@@ -135,8 +146,11 @@ def test_two_undefined_types_in_a_row_leave_the_rest_unplaced() -> None:
 
 def test_a_struct_longer_than_its_image_is_an_input_error() -> None:
     spec = dataclasses.replace(_section("counter.lskel.h", "bss"), initial_value=bytes(8))
-    with pytest.raises(InputError, match=r"section bss: its struct as declared ends at byte 12, "
-                       r"past the section image \(8 bytes\)"):
+    with pytest.raises(
+        InputError,
+        match=r"section bss: its struct as declared ends at byte 12, "
+        r"past the section image \(8 bytes\)",
+    ):
         globaldata.section_layout(spec, "counter")
 
 
@@ -145,9 +159,15 @@ def test_build_image_sets_named_members_and_keeps_the_rest() -> None:
     layout = globaldata.section_layout(spec, "sockfilter")
     image = globaldata.build_image(layout, spec.initial_value or b"", {"only_proto": 17})
     assert len(image) == 5
-    assert struct.unpack("<IB", image) == (struct.unpack("<I", (spec.initial_value or b"")[:4])[0], 17)
-    with pytest.raises(InputError, match=r"section rodata has no member 'nope' "
-                       r"\(it has: snap_len, only_proto\)"):
+    assert struct.unpack("<IB", image) == (
+        struct.unpack("<I", (spec.initial_value or b"")[:4])[0],
+        17,
+    )
+    with pytest.raises(
+        InputError,
+        match=r"section rodata has no member 'nope' "
+        r"\(it has: snap_len, only_proto\)",
+    ):
         globaldata.build_image(layout, spec.initial_value or b"", {"nope": 1})
     with pytest.raises(InputError, match=r"rodata.only_proto \(__u8\): cannot store 'x'"):
         globaldata.build_image(layout, spec.initial_value or b"", {"only_proto": "x"})
@@ -158,18 +178,24 @@ def test_opaque_members_take_exactly_their_size_in_bytes() -> None:
     layout = globaldata.section_layout(spec, "multi")
     cfg = bytes(range(40))
     assert globaldata.build_image(layout, spec.initial_value or b"", {"cfg": cfg}) == cfg
-    with pytest.raises(InputError, match=r"rodata.cfg \(struct multi_config, not defined in the "
-                       r"header\) is 40 raw bytes here; got 3"):
+    with pytest.raises(
+        InputError,
+        match=r"rodata.cfg \(struct multi_config, not defined in the "
+        r"header\) is 40 raw bytes here; got 3",
+    ):
         globaldata.build_image(layout, spec.initial_value or b"", {"cfg": b"abc"})
 
 
-@pytest.mark.parametrize("kw", [
-    {"initial_values": {"data": {"sample_every": 42}}},
-    {"initial_values": {"data": struct.pack("<I", 42)}},
-    {"max_entries": {"counts": 777}},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"initial_values": {"data": {"sample_every": 42}}},
+        {"initial_values": {"data": struct.pack("<I", 42)}},
+        {"max_entries": {"counts": 777}},
+    ],
+)
 def test_overrides_for_a_signed_mode_loader_are_refused_not_dropped(kw: dict[str, object]) -> None:
-    """bpftool -S loaders take their map sizes and images from the signed data (lskel.md §6)."""
+    """bpftool -S loaders take their map sizes and images from the signed data (docs/lskel.md §6)."""
     ld = loader.Loader(_skel("counter.signed.lskel.h"), unsigned=True, check_kernel=False)
     assert ld.audit.mode == "signed"
     what, name = ("max_entries", "counts") if "max_entries" in kw else ("initial_value", "data")

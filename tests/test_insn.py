@@ -47,7 +47,7 @@ def test_encode_little_and_big_endian() -> None:
 
 
 def test_exclusivity_read_encodes_as_in_the_spec() -> None:
-    # lskel.md §9.1: r2 = *(u32 *)(r1 + 32) is 61 12 20 00 00 00 00 00
+    # docs/lskel.md §9.1: r2 = *(u32 *)(r1 + 32) is 61 12 20 00 00 00 00 00
     assert insn.encode([Insn(0x61, 2, 1, 32, 0)]) == bytes.fromhex("6112200000000000")
 
 

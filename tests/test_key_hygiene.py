@@ -52,8 +52,16 @@ def encrypted(
     forms = {
         "pkcs8-pem": ("pkey", "-in", str(plain), "-aes256", "-passout", "pass:s3cret"),
         "pkcs8-der": (
-            "pkcs8", "-topk8", "-in", str(plain), "-outform", "DER", "-v2", "aes-128-cbc",
-            "-passout", "pass:s3cret",
+            "pkcs8",
+            "-topk8",
+            "-in",
+            str(plain),
+            "-outform",
+            "DER",
+            "-v2",
+            "aes-128-cbc",
+            "-passout",
+            "pass:s3cret",
         ),
         "sec1-pem-proc-type": ("ec", "-in", str(plain), "-aes128", "-passout", "pass:s3cret"),
     }
@@ -187,9 +195,7 @@ def test_group_or_world_readable_key_is_refused(
 
 
 @pytest.mark.parametrize("mode", [0o600, 0o400, 0o620, 0o602])
-def test_owner_only_readable_key_is_accepted(
-    tmp_path: Path, pair: keys.KeyPair, mode: int
-) -> None:
+def test_owner_only_readable_key_is_accepted(tmp_path: Path, pair: keys.KeyPair, mode: int) -> None:
     key = tmp_path / "k.key"
     keys.write_key(key, pair.key)
     key.chmod(mode)

@@ -23,7 +23,8 @@ CERT_PEM = Path(__file__).parent / "fixtures" / "keys" / "TEST-ONLY-lskel-signin
 def cert_der() -> bytes:
     return subprocess.run(
         ["openssl", "x509", "-in", str(CERT_PEM), "-outform", "DER"],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     ).stdout
 
 
@@ -31,7 +32,9 @@ def cert_der() -> bytes:
 def skid(cert_der: bytes) -> str:
     out = subprocess.run(
         ["openssl", "x509", "-in", str(CERT_PEM), "-noout", "-ext", "subjectKeyIdentifier"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return out.splitlines()[-1].strip().replace(":", "").lower()
 
@@ -68,8 +71,10 @@ def test_add_list_remove_in_a_named_keyring(cert_der: bytes, skid: str, ring_nam
     keys = keyring.list_keys(ring_name)
     assert [(k.serial, k.type) for k in keys] == [(added.serial, "asymmetric")]
     session = keyring.list_keys("session")
-    assert any(k.serial == added.keyring and k.type == "keyring" and k.description == ring_name
-               for k in session)
+    assert any(
+        k.serial == added.keyring and k.type == "keyring" and k.description == ring_name
+        for k in session
+    )
     assert keyring.remove_key(added.serial, keyring=ring_name) == added.keyring
     assert keyring.list_keys(ring_name) == []
 

@@ -272,9 +272,7 @@ def test_encrypted_key_needs_the_right_passphrase(tmp_path: Path, rsa_pair: keys
     )
     with pytest.raises(InputError) as info:
         keys.load_private_key(path)
-    assert str(info.value) == (
-        f"{path}: private key is encrypted; give its passphrase"
-    )
+    assert str(info.value) == (f"{path}: private key is encrypted; give its passphrase")
     with pytest.raises(InputError) as info:
         keys.load_private_key(path, password=b"wrong")
     assert str(info.value) == f"wrong passphrase for {path}"

@@ -72,7 +72,9 @@ def violations() -> list[str]:
             where = f"{path.relative_to(SRC.parent)}:{line}: {me} imports {target}"
             if their_layer > my_layer:
                 problems.append(f"{where} (upward: layer {my_layer} -> {their_layer})")
-            private = [p for p in target.split(".")[1:] if p.startswith("_") and not p.startswith("__")]
+            private = [
+                p for p in target.split(".")[1:] if p.startswith("_") and not p.startswith("__")
+            ]
             shared = their_package in BASE  # errors, _fileio: private to bpfsign, shared by all
             if private and not shared and their_package != my_package:
                 problems.append(f"{where} (private module of {their_package})")

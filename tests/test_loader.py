@@ -31,7 +31,9 @@ REFERENCE = json.loads((FIXTURES / "reference.json").read_text())
 UNSIGNED = sorted(
     name for name, ref in REFERENCE.items() if not ref["signed"] and ref["endian"] == "little"
 )
-SIGNED = sorted(name for name, ref in REFERENCE.items() if ref["signed"] and ref["endian"] == "little")
+SIGNED = sorted(
+    name for name, ref in REFERENCE.items() if ref["signed"] and ref["endian"] == "little"
+)
 NR_GETPID = 39
 ETH_P_ALL = 0x0003
 SO_ATTACH_BPF = 50
@@ -68,8 +70,13 @@ def test_every_unsigned_fixture_loads_with_its_programs_and_maps(name: str) -> N
         info = ls.describe()
         assert (info["scheme"], info["signed"]) == ("loadtime", False)
         progs = {p["name"]: (p.get("kernel_name"), p.get("type")) for p in info["progs"]}
-        assert progs == {p["name"]: (p["kernel_name"] and p["kernel_name"][:15],
-                                     p["type"] if p["loaded"] else None) for p in ref["progs"]}
+        assert progs == {
+            p["name"]: (
+                p["kernel_name"] and p["kernel_name"][:15],
+                p["type"] if p["loaded"] else None,
+            )
+            for p in ref["progs"]
+        }
         assert [p["loaded"] for p in info["progs"]] == [p["loaded"] for p in ref["progs"]]
         maps = {m["name"]: (m["kernel_name"], m["type"]) for m in info["maps"]}
         assert maps == {m["name"]: (m["kernel_name"][:15], m["type"]) for m in ref["maps"]}
@@ -86,7 +93,7 @@ def test_global_data_round_trips(name: str) -> None:
         for spec in skel.maps:
             if spec.section is None:
                 continue
-            if not spec.mmapable:  # the header never maps it: neither do we (lskel.md §5)
+            if not spec.mmapable:  # the header never maps it: neither do we (docs/lskel.md §5)
                 with pytest.raises(InputError, match=r"is not mmapable: "):
                     ls.globals(spec.section)
                 continue
@@ -114,8 +121,12 @@ def test_sockfilter_counts_a_udp_frame_through_test_run() -> None:
         packet[0], packet[9], packet[23] = 0x45, 17, 17
         frame = bytes(12) + b"\x08\x00" + bytes(packet)
         data = ctypes.create_string_buffer(frame, len(frame))
-        attr = S.TestRunAttr(prog_fd=ls.prog_fd("count_proto"), data_size_in=len(frame),
-                             data_in=ctypes.addressof(data), repeat=1)
+        attr = S.TestRunAttr(
+            prog_fd=ls.prog_fd("count_proto"),
+            data_size_in=len(frame),
+            data_in=ctypes.addressof(data),
+            repeat=1,
+        )
         S.bpf(S.PROG_TEST_RUN, attr, S.SIZE_TEST_RUN)
         assert attr.retval == 0xFFFF  # snap_len from .rodata
         assert _u64(default_backend(), ls.map_fd("proto_counts"), 17) == 1
@@ -127,8 +138,10 @@ def test_sockfilter_attached_to_a_socket_counts_real_packets() -> None:
     with loader.load(_skel("sockfilter.lskel.h")) as ls:
         counts = ls.map_fd("proto_counts")
         before = _u64(be, counts, 17)
-        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as raw, \
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        with (
+            socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)) as raw,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+        ):
             raw.bind(("lo", 0))
             raw.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, ls.prog_fd("count_proto"))
             raw.settimeout(2)
@@ -167,24 +180,30 @@ def test_counter_raw_tracepoint_counts_getpid_of_this_process() -> None:
 
 
 def test_attach_refuses_a_program_without_auto_attach() -> None:
-    with loader.load(_skel("counter.lskel.h")) as ls, \
-            pytest.raises(InputError, match="does not support auto-attach"):
+    with (
+        loader.load(_skel("counter.lskel.h")) as ls,
+        pytest.raises(InputError, match="does not support auto-attach"),
+    ):
         ls.attach("count_getpid")
 
 
 def test_unsigned_mode_loader_applies_ctx_overrides() -> None:
-    """lskel.md §6 item 5: a -L loader takes max_entries and the section image from the ctx."""
-    with loader.load(_skel("counter.lskel.h"), max_entries={"counts": 777},
-                     initial_values={"data": struct.pack("<I", 42)}) as ls:
+    """docs/lskel.md §6 item 5: a -L loader takes max_entries and the section image from the ctx."""
+    with loader.load(
+        _skel("counter.lskel.h"),
+        max_entries={"counts": 777},
+        initial_values={"data": struct.pack("<I", 42)},
+    ) as ls:
         assert default_backend().map_info(ls.map_fd("counts")).max_entries == 777
         assert struct.unpack_from("<I", ls.globals(".data"))[0] == 42
 
 
 def test_signed_mode_loader_refuses_ctx_overrides_before_any_syscall() -> None:
-    """lskel.md §6: a -S loader ignores the ctx; the override must not vanish silently."""
+    """docs/lskel.md §6: a -S loader ignores the ctx; the override must not vanish silently."""
     before = _bpf_fds()
-    with pytest.raises(InputError, match="cannot set max_entries of counts for counter: a "
-                       "signed-mode loader"):
+    with pytest.raises(
+        InputError, match="cannot set max_entries of counts for counter: a signed-mode loader"
+    ):
         loader.load(_skel("counter.signed.lskel.h"), unsigned=True, max_entries={"counts": 777})
     assert _bpf_fds() == before
 
@@ -193,8 +212,10 @@ def test_typed_globals_are_live_and_named_like_the_c_skeleton() -> None:
     """skel->bss->target_tgid in C is loaded.bss.target_tgid here, over the same mmap."""
     be = default_backend()
     pid = os.getpid()
-    with loader.load(_skel("counter.lskel.h"),
-                     initial_values={"data": {"sample_every": 42}, "bss": {"target_tgid": pid}}) as ls:
+    with loader.load(
+        _skel("counter.lskel.h"),
+        initial_values={"data": {"sample_every": 42}, "bss": {"target_tgid": pid}},
+    ) as ls:
         assert ls.data.sample_every == 42
         assert ls.bss.as_dict() == {"enter_events": 0, "getpid_calls": 0, "target_tgid": pid}
         ls.attach()
@@ -208,16 +229,20 @@ def test_typed_globals_are_live_and_named_like_the_c_skeleton() -> None:
         assert (ls.bss.enter_events, ls.bss.getpid_calls, ls.bss.target_tgid) == (1, 2, 7)
         assert bytes(ls.globals("bss")[:12]) == struct.pack("<III", 1, 2, 7)  # raw bytes too
         assert ls.section(".bss") is ls.bss
-        with pytest.raises(AttributeError, match=r"section bss has no member 'hits' \(it has: "
-                           r"enter_events, getpid_calls, target_tgid\)"):
+        with pytest.raises(
+            AttributeError,
+            match=r"section bss has no member 'hits' \(it has: "
+            r"enter_events, getpid_calls, target_tgid\)",
+        ):
             ls.bss.hits = 1
         with pytest.raises(AttributeError, match="has no global-data section of that name"):
             ls.rodata  # noqa: B018
 
 
 def test_read_only_sections_refuse_writes_with_a_clear_error() -> None:
-    with loader.load(_skel("sockfilter.lskel.h"),
-                     initial_values={"rodata": {"snap_len": 100, "only_proto": 17}}) as ls:
+    with loader.load(
+        _skel("sockfilter.lskel.h"), initial_values={"rodata": {"snap_len": 100, "only_proto": 17}}
+    ) as ls:
         assert (ls.rodata.snap_len, ls.rodata.only_proto) == (100, 17)
         assert ls.rodata.readonly
         with pytest.raises(InputError) as info:
@@ -256,7 +281,10 @@ def test_bad_override_makes_the_loader_fail_and_leaks_nothing() -> None:
     with pytest.raises(KernelError) as info:
         loader.load(_skel("multi.lskel.h"), max_entries={"events": 1000})
     assert (info.value.errno, info.value.command, info.value.step) == (
-        errno.EINVAL, "loader program", "run")
+        errno.EINVAL,
+        "loader program",
+        "run",
+    )
     assert str(info.value) == (
         "loader program: EINVAL (22): multi: loader run of __loader.prog returned -22 (EINVAL); "
         "it failed at one of its BPF_BTF_LOAD of the program's BTF, BPF_MAP_CREATE of map events"
@@ -285,13 +313,16 @@ def test_converted_signed_loader_loads_unsigned(name: str) -> None:
         info = ls.describe()
         ref = REFERENCE[name]
         assert {p["name"]: p.get("type") for p in info["progs"]} == {
-            p["name"]: p["type"] if p["loaded"] else None for p in ref["progs"]}
+            p["name"]: p["type"] if p["loaded"] else None for p in ref["progs"]
+        }
 
 
 def test_inloader_loader_on_a_kernel_without_excl_is_refused_before_any_syscall(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(probes, "inloader_loaders", lambda: probes.Probe("inloader_loaders", False, "x"))
+    monkeypatch.setattr(
+        probes, "inloader_loaders", lambda: probes.Probe("inloader_loaders", False, "x")
+    )
     with pytest.raises(UnsupportedFeature, match="convert it to the loadtime scheme"):
         loader.Loader(_skel("counter.signed.lskel.h"), unsigned=True)
 
@@ -306,9 +337,11 @@ class _PrimitivesOnly:
     def __getattr__(self, name: str) -> object:
         attr = getattr(self._be, name)
         if callable(attr):
+
             def wrapped(*a: object, **k: object) -> object:
                 self.calls.append(name)
                 return attr(*a, **k)
+
             return wrapped
         return attr
 
@@ -382,8 +415,14 @@ def test_pin_into_bpffs(bpffs: Path) -> None:
         ls.attach()
         pinned = ls.pin(bpffs / "counter")
     names = sorted(Path(p).name for p in pinned)
-    assert names == ["link_count_sys_enter", "map_bss", "map_counts", "map_data",
-                     "prog_count_getpid", "prog_count_sys_enter"]
+    assert names == [
+        "link_count_sys_enter",
+        "map_bss",
+        "map_counts",
+        "map_data",
+        "prog_count_getpid",
+        "prog_count_sys_enter",
+    ]
     assert all(Path(p).exists() for p in pinned)  # they outlive the fds
 
 
@@ -465,20 +504,30 @@ def test_cli_load_pin(bpffs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = bpffs / "sf"
     assert main(["load", str(SKEL / "sockfilter.lskel.h"), "--pin", str(target)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-4:] == [f"pinned 3 objects under {target}", f"  {target}/map_proto_counts",
-                          f"  {target}/map_rodata", f"  {target}/prog_count_proto"]
+    assert lines[-4:] == [
+        f"pinned 3 objects under {target}",
+        f"  {target}/map_proto_counts",
+        f"  {target}/map_rodata",
+        f"  {target}/prog_count_proto",
+    ]
     assert sorted(p.name for p in target.iterdir()) == [
-        "map_proto_counts", "map_rodata", "prog_count_proto"
+        "map_proto_counts",
+        "map_rodata",
+        "prog_count_proto",
     ]
 
 
-def test_cli_load_pin_json_gives_paths_not_fds(bpffs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_load_pin_json_gives_paths_not_fds(
+    bpffs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = bpffs / "sf"
     assert main(["load", str(SKEL / "sockfilter.lskel.h"), "--pin", str(target), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert _no_fds(out)
     assert {m["name"]: m["pinned"] for m in out["maps"]} == {
-        "proto_counts": f"{target}/map_proto_counts", "rodata": f"{target}/map_rodata"}
+        "proto_counts": f"{target}/map_proto_counts",
+        "rodata": f"{target}/map_rodata",
+    }
     assert [p["pinned"] for p in out["progs"]] == [f"{target}/prog_count_proto"]
     assert all(Path(p).exists() for p in out["pinned"])
 
@@ -513,11 +562,28 @@ def test_iter_program_attaches_with_link_create(tmp_path: Path) -> None:
     """Built here with clang and bpftool -L: iter → LINK_CREATE(BPF_TRACE_ITER), then read it."""
     src, obj = tmp_path / "mapids.bpf.c", tmp_path / "mapids.bpf.o"
     src.write_text(ITER_SOURCE)
-    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
-                    "-c", str(src), "-o", str(obj)], check=True)
+    subprocess.run(
+        [
+            "clang",
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-I/usr/include/x86_64-linux-gnu",
+            "-c",
+            str(src),
+            "-o",
+            str(obj),
+        ],
+        check=True,
+    )
     bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
-    header = subprocess.run([bpftool, "gen", "skeleton", "-L", str(obj), "name", "mapids"],
-                            check=True, capture_output=True, text=True).stdout
+    header = subprocess.run(
+        [bpftool, "gen", "skeleton", "-L", str(obj), "name", "mapids"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     skel = skeleton.parse(header, path="mapids.lskel.h")
     assert [p.attach for p in skel.progs] == ["iter"]
     be = default_backend()
@@ -541,8 +607,12 @@ def _percpu_mapped(skel: skeleton.Skeleton) -> skeleton.Skeleton:
     """multi with its per-CPU array wrongly marked mmapable (what a name-guessing loader did)."""
     import dataclasses
 
-    maps = [dataclasses.replace(m, section=".percpu", mmapable=True, mmap_size=4096)
-            if m.name == "cpu_counts" else m for m in skel.maps]
+    maps = [
+        dataclasses.replace(m, section=".percpu", mmapable=True, mmap_size=4096)
+        if m.name == "cpu_counts"
+        else m
+        for m in skel.maps
+    ]
     return dataclasses.replace(skel, maps=tuple(maps))
 
 
@@ -561,7 +631,10 @@ def test_mmap_of_a_per_cpu_array_is_the_kernels_enotsupp_named_by_map_and_step()
 def test_frozen_rodata_is_mapped_read_only_as_the_header_says() -> None:
     skel = _skel("multi.lskel.h")
     assert [(m.name, m.mmapable, m.readonly) for m in skel.maps if m.section] == [
-        ("rodata", True, True), ("bss", True, False), ("data", True, False)]
+        ("rodata", True, True),
+        ("bss", True, False),
+        ("data", True, False),
+    ]
     with loader.load(skel) as ls:
         assert ls.globals("rodata").readonly and not ls.globals("bss").readonly
         assert len(ls.rodata.cfg) == ls.rodata.layout.size
@@ -569,15 +642,17 @@ def test_frozen_rodata_is_mapped_read_only_as_the_header_says() -> None:
             ls.rodata.cfg = bytes(ls.rodata.layout.size)
         assert str(info.value) == (
             "rodata.cfg is read-only: the kernel froze the rodata map at load; set it before "
-            "load with initial_values={'rodata': {'cfg': ...}}")
+            "load with initial_values={'rodata': {'cfg': ...}}"
+        )
 
 
 def test_a_section_the_header_never_maps_says_it_is_not_mmapable() -> None:
     import dataclasses
 
     skel = _skel("multi.lskel.h")
-    maps = tuple(dataclasses.replace(m, mmapable=False) if m.name == "data" else m
-                 for m in skel.maps)
+    maps = tuple(
+        dataclasses.replace(m, mmapable=False) if m.name == "data" else m for m in skel.maps
+    )
     with loader.load(dataclasses.replace(skel, maps=maps)) as ls:
         with pytest.raises(InputError) as info:
             ls.section("data")
@@ -603,7 +678,8 @@ def test_dropped_skeleton_releases_its_fds_and_warns() -> None:
         del ls
         gc.collect()
     assert [(c.category, str(c.message)) for c in caught] == [
-        (ResourceWarning, "unclosed <LoadedSkeleton counter loadtime (3 maps, 2 progs)>")]
+        (ResourceWarning, "unclosed <LoadedSkeleton counter loadtime (3 maps, 2 progs)>")
+    ]
     assert not any(os.path.exists(f"/proc/self/fd/{fd}") for fd in fds)
     assert _bpf_fds() == before
 
@@ -641,18 +717,24 @@ def test_a_static_only_rodata_is_neither_passed_nor_mapped() -> None:
         assert info.value.reason == (
             "section .rodata (map rodata) of skeleton hidden is not mmapable: bpftool did not make "
             "it mmapable (none of its variables is visible to user space), so the header never "
-            "maps it")
+            "maps it"
+        )
         # the kernel pulls the 14-byte Ethernet header: skb->len is the rest (min_len 14)
         be, prog = default_backend(), ls.prog_fd("drop_short")
         assert be.test_run_packet(prog, bytes(14 + 14)) == 14
         assert (be.test_run_packet(prog, bytes(14 + 13)), ls.bss.dropped) == (0, 1)
-    guessed = dataclasses.replace(skel, maps=tuple(
-        dataclasses.replace(m, mmapable=True, mmap_size=4096) if m.name == "rodata" else m
-        for m in skel.maps))
+    guessed = dataclasses.replace(
+        skel,
+        maps=tuple(
+            dataclasses.replace(m, mmapable=True, mmap_size=4096) if m.name == "rodata" else m
+            for m in skel.maps
+        ),
+    )
     with pytest.raises(KernelError) as failed:
         loader.load(guessed)
     assert str(failed.value) == (
-        "mmap: EINVAL (22): hidden: mmap of map rodata failed (4096 bytes, PROT_READ)")
+        "mmap: EINVAL (22): hidden: mmap of map rodata failed (4096 bytes, PROT_READ)"
+    )
 
 
 @pytest.mark.parametrize("name", ["globals.lskel.h", "globals.v71.lskel.h"])
@@ -661,8 +743,13 @@ def test_every_kind_of_global_data_maps_as_its_header_says(name: str) -> None:
     mapped = {m.name: m.readonly for m in skel.maps if m.mmapable}
     # bpftool 7.1's libbpf made the string literals' map mmapable too; 7.8's does not
     strings = {"rodata_str1_1": True} if "v71" in name else {}
-    assert mapped == {"rodata": True, "rodata_limits": True, "data_stats": False, "bss": False,
-                      **strings}
+    assert mapped == {
+        "rodata": True,
+        "rodata_limits": True,
+        "data_stats": False,
+        "bss": False,
+        **strings,
+    }
     be = default_backend()
     with loader.load(skel) as ls:
         assert (ls.rodata.min_len, bytes(ls.rodata.tag)) == (14, b"bpfsign")
@@ -674,7 +761,8 @@ def test_every_kind_of_global_data_maps_as_its_header_says(name: str) -> None:
                 ls.section("rodata_str1_1")
             assert info.value.reason == (
                 "skeleton globals has no global-data section 'rodata_str1_1' "
-                "(it has: rodata, rodata_limits, data_stats, bss)")
+                "(it has: rodata, rodata_limits, data_stats, bss)"
+            )
         prog = ls.prog_fd("size_frames")
         for size in (20, 100, 2000):  # skb->len: the frame after its Ethernet header
             assert be.test_run_packet(prog, bytes(14 + size)) == size
@@ -691,15 +779,22 @@ def test_a_program_the_object_does_not_autoload_has_no_fd_as_in_c() -> None:
     before = _bpf_fds()
     ref = REFERENCE["hidden.lskel.h"]
     assert [(p["name"], p["loaded"]) for p in ref["progs"]] == [
-        ("drop_short", True), ("never_autoloaded", False)]
+        ("drop_short", True),
+        ("never_autoloaded", False),
+    ]
     with loader.load(_skel("hidden.lskel.h")) as ls:
         assert set(ls.progs) == {"drop_short"}
         with pytest.raises(InputError) as info:
             ls.prog_fd("never_autoloaded")
         assert info.value.reason == (
             "program 'never_autoloaded' of skeleton hidden was not loaded: the loader left no fd "
-            "for it (the BPF object does not autoload it)")
-        assert ls.describe()["progs"][1] == {"name": "never_autoloaded", "fd": None,
-                                             "loaded": False, "attach": None}
+            "for it (the BPF object does not autoload it)"
+        )
+        assert ls.describe()["progs"][1] == {
+            "name": "never_autoloaded",
+            "fd": None,
+            "loaded": False,
+            "attach": None,
+        }
     assert _bpf_fds() == before
     assert os.path.exists("/proc/self/fd/0")  # stdin was never "closed" for it

@@ -23,7 +23,9 @@ REFERENCE = json.loads((FIXTURES / "reference.json").read_text())
 UNSIGNED = sorted(
     name for name, ref in REFERENCE.items() if not ref["signed"] and ref["endian"] == "little"
 )
-SIGNED = sorted(name for name, ref in REFERENCE.items() if ref["signed"] and ref["endian"] == "little")
+SIGNED = sorted(
+    name for name, ref in REFERENCE.items() if ref["signed"] and ref["endian"] == "little"
+)
 
 
 def _skel(name: str) -> skeleton.Skeleton:
@@ -36,8 +38,9 @@ def signed_counter() -> skeleton.Skeleton:
         FIXTURES / "keys" / "TEST-ONLY-lskel-signing.key.pem",
         FIXTURES / "keys" / "TEST-ONLY-lskel-signing.cert.pem",
     )
-    text, _ = scheme.sign_skeleton(skeleton.load(FIXTURES / "skel" / "counter.signed.lskel.h"),
-                                   signer, scheme="loadtime")
+    text, _ = scheme.sign_skeleton(
+        skeleton.load(FIXTURES / "skel" / "counter.signed.lskel.h"), signer, scheme="loadtime"
+    )
     return skeleton.parse(text)
 
 
@@ -80,7 +83,9 @@ def test_a_refused_loader_load_names_the_step(signed_counter: skeleton.Skeleton)
     assert model.open_fds == 0
 
 
-def test_the_6_18_nosig_profile_has_no_signature_verification(signed_counter: skeleton.Skeleton) -> None:
+def test_the_6_18_nosig_profile_has_no_signature_verification(
+    signed_counter: skeleton.Skeleton,
+) -> None:
     with pytest.raises(UnsupportedFeature) as info:
         loader.load(signed_counter, backend=_model("6.18-nosig"))
     assert info.value.errno == errno.EOPNOTSUPP
@@ -110,10 +115,15 @@ def test_preflight_is_asked_of_the_backend() -> None:
 
 def test_overrides_a_signed_mode_loader_ignores_are_refused_before_any_command() -> None:
     model = _model()
-    with pytest.raises(InputError, match="cannot set max_entries of counts for counter: a "
-                       "signed-mode loader"):
-        loader.load(_skel("counter.signed.lskel.h"), unsigned=True, max_entries={"counts": 777},
-                    backend=model)
+    with pytest.raises(
+        InputError, match="cannot set max_entries of counts for counter: a signed-mode loader"
+    ):
+        loader.load(
+            _skel("counter.signed.lskel.h"),
+            unsigned=True,
+            max_entries={"counts": 777},
+            backend=model,
+        )
     assert model.open_fds == 0
 
 
@@ -129,18 +139,24 @@ def test_big_endian_loader_is_refused() -> None:
     assert str(info.value) == (
         "big-endian loader (sockfilter) is not supported here: its instructions are for a "
         "big-endian kernel and this one is little-endian (its BPF_PROG_LOAD would fail with "
-        "EINVAL); regenerate the skeleton for this target")
+        "EINVAL); regenerate the skeleton for this target"
+    )
 
 
 def test_loader_request_fields_follow_the_scheme() -> None:
     plain = loader.Loader(_skel("counter.lskel.h"), backend=_model()).request
     assert (plain.fd_array_cnt, plain.hash_request, plain.signature, plain.excl_prog_hash) == (
-        0, False, None, None
+        0,
+        False,
+        None,
+        None,
     )
     skel = _skel("counter.signed.lskel.h")
     dropped = loader.Loader(skel, unsigned=True, backend=_model()).request
     assert (dropped.fd_array_cnt, dropped.hash_request, dropped.excl_prog_hash) == (
-        0, True, skel.excl_hash
+        0,
+        True,
+        skel.excl_hash,
     )
     converted, _ = scheme.convert_to_loadtime(skel)
     signed = skeleton.Skeleton(**{**converted.__dict__, "signature": b"\x30" * 16})
@@ -151,8 +167,14 @@ def test_loader_request_fields_follow_the_scheme() -> None:
 def test_load_lines_name_the_signing_state() -> None:
     from bpfsign.cli.load import load_lines
 
-    info = {"signed": True, "skeleton_signed": True, "scheme": "loadtime", "maps": [],
-            "progs": [], "links": []}
+    info = {
+        "signed": True,
+        "skeleton_signed": True,
+        "scheme": "loadtime",
+        "maps": [],
+        "progs": [],
+        "links": [],
+    }
     assert load_lines(info, "x", "x.h", [], None) == [
         "loaded x from x.h: signed, loadtime scheme",
         "released on exit (use --pin DIR to keep them)",
@@ -168,8 +190,13 @@ def test_load_lines_name_the_signing_state() -> None:
 @pytest.mark.parametrize("n", ["199", "0"])
 def test_bench_load_refuses_fewer_than_200_iterations(n: str) -> None:
     bench = Path(__file__).resolve().parent.parent / "bench" / "bench_load.py"
-    run = subprocess.run([sys.executable, str(bench), "--iterations", n],
-                         capture_output=True, text=True, timeout=60, check=False)
+    run = subprocess.run(
+        [sys.executable, str(bench), "--iterations", n],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 2
     assert run.stderr.splitlines()[-1] == (
         f"bench_load.py: error: --iterations {n}: medians need at least 200 timed loads per "
@@ -193,8 +220,11 @@ def test_the_loader_keyring_and_cli_see_only_the_backend_protocol() -> None:
     import ast
 
     src = Path(__file__).resolve().parent.parent / "src" / "bpfsign"
-    files = [src / "kernel" / "loader.py", src / "kernel" / "keyring.py",
-             *sorted((src / "cli").glob("*.py"))]
+    files = [
+        src / "kernel" / "loader.py",
+        src / "kernel" / "keyring.py",
+        *sorted((src / "cli").glob("*.py")),
+    ]
     for path in files:
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):

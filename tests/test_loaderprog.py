@@ -28,16 +28,21 @@ def test_counter_loader_calls_in_order_with_their_objects() -> None:
     assert [c.fd_slot for c in calls if c.cmd == C.MAP_CREATE] == [0, 4, 8]
     # the sizes gen_loader gives each command (docs/lskel.md §8)
     assert {c.command: c.size for c in calls} == {
-        "BPF_BTF_LOAD": 28, "BPF_MAP_CREATE": 72, "BPF_MAP_UPDATE_ELEM": 32, "BPF_PROG_LOAD": 140,
+        "BPF_BTF_LOAD": 28,
+        "BPF_MAP_CREATE": 72,
+        "BPF_MAP_UPDATE_ELEM": 32,
+        "BPF_PROG_LOAD": 140,
     }
 
 
 def test_v71_loader_decodes_the_same_way() -> None:
     s = skeleton.load(SKEL / "multi.v71.lskel.h")
     names = [c.describe() for c in inner_calls(s.insns, s.data)]
-    assert names[5:8] == ["BPF_MAP_CREATE of map multi.rodata",
-                          "BPF_MAP_UPDATE_ELEM of map multi.rodata",
-                          "BPF_MAP_FREEZE of map multi.rodata"]
+    assert names[5:8] == [
+        "BPF_MAP_CREATE of map multi.rodata",
+        "BPF_MAP_UPDATE_ELEM of map multi.rodata",
+        "BPF_MAP_FREEZE of map multi.rodata",
+    ]
     assert names[-2:] == ["BPF_PROG_LOAD of program on_fork", "BPF_PROG_LOAD of program on_switch"]
 
 
@@ -68,8 +73,10 @@ def test_the_marks_pin_down_the_failing_call() -> None:
 
     assert where(0, []) == ["BPF_BTF_LOAD of the program's BTF", "BPF_MAP_CREATE of map counts"]
     assert where(1, []) == ["BPF_MAP_CREATE of map counter.data"]
-    assert where(2, [3]) == ["BPF_MAP_UPDATE_ELEM of map counter.data",
-                             "BPF_MAP_CREATE of map counter.bss"]
+    assert where(2, [3]) == [
+        "BPF_MAP_UPDATE_ELEM of map counter.data",
+        "BPF_MAP_CREATE of map counter.bss",
+    ]
     assert where(3, [3, 5, 6]) == ["BPF_PROG_LOAD of program count_sys_enter"]
     assert where(3, [3, 5, 6, 7]) == ["BPF_PROG_LOAD of program count_getpid"]
     assert locate_failure(calls, None) == []

@@ -1,4 +1,4 @@
-"""Exclusive maps, freezing and the map hash on the running kernel (kernel.md §7, §8, §13)."""
+"""Exclusive maps, freezing and the map hash on the running kernel (docs/kernel.md §7, §8, §13)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,8 @@ from bpfsign.kernel.syscall import SyscallBackend
 pytestmark = pytest.mark.kernel
 
 # r1 = map (ld_imm64 src_reg=MAP_IDX, imm=0 → fd_array[0]); r0 = 0; exit.
-USES_MAP = bytes.fromhex(
-    "1851000000000000" "0000000000000000" "b700000000000000" "9500000000000000"
-)
-RET0 = bytes.fromhex("b700000000000000" "9500000000000000")
+USES_MAP = bytes.fromhex("18510000000000000000000000000000b7000000000000009500000000000000")
+RET0 = bytes.fromhex("b7000000000000009500000000000000")
 EXCL_LOG = "program's hash doesn't match map's excl_prog_hash"
 
 
@@ -44,12 +42,19 @@ def _array(be: SyscallBackend, fds: list[int], value_size: int = 16, **kw: objec
 
 def _load_syscall(be: SyscallBackend, insns: bytes, map_fd: int, fd_array_cnt: int) -> int:
     return be.prog_load(
-        S.PROG_TYPE_SYSCALL, insns, license=LOADER_LICENSE, name=LOADER_PROG_NAME,
-        flags=S.BPF_F_SLEEPABLE, fd_array=(map_fd,), fd_array_cnt=fd_array_cnt,
+        S.PROG_TYPE_SYSCALL,
+        insns,
+        license=LOADER_LICENSE,
+        name=LOADER_PROG_NAME,
+        flags=S.BPF_F_SLEEPABLE,
+        fd_array=(map_fd,),
+        fd_array_cnt=fd_array_cnt,
     )
 
 
-def test_exclusive_map_accepts_the_program_with_its_hash(be: SyscallBackend, fds: list[int]) -> None:
+def test_exclusive_map_accepts_the_program_with_its_hash(
+    be: SyscallBackend, fds: list[int]
+) -> None:
     fd = _array(be, fds, excl_prog_hash=hashlib.sha256(USES_MAP).digest())
     prog = _load_syscall(be, USES_MAP, fd, 0)
     fds.append(prog)
@@ -75,7 +80,7 @@ def test_excl_hash_of_20_bytes_is_einval(be: SyscallBackend) -> None:
 def test_unsigned_load_with_fd_array_cnt_1_and_exclusive_map_is_eacces(
     be: SyscallBackend, fds: list[int]
 ) -> None:
-    """kernel.md §13 row 11: the count binds the map before an unsigned load has a digest."""
+    """docs/kernel.md §13 row 11: the count binds the map before an unsigned load has a digest."""
     fd = _array(be, fds, excl_prog_hash=hashlib.sha256(RET0).digest())
     be.map_freeze(fd)
     with pytest.raises(KernelError) as info:
@@ -103,7 +108,7 @@ def test_update_after_freeze_is_eperm(be: SyscallBackend, fds: list[int]) -> Non
 
 
 def test_freeze_twice_is_eperm(be: SyscallBackend, fds: list[int]) -> None:
-    """kernel.md row 47 says EBUSY (from source); measured on 6.18.44: EPERM, because a
+    """docs/kernel.md row 47 says EBUSY (from source); measured on 6.18.44: EPERM, because a
     frozen map's syscall-side permissions drop write, and freeze needs write."""
     fd = _array(be, fds)
     be.map_freeze(fd)
@@ -132,7 +137,10 @@ def test_map_hash_is_sha256_of_the_value_padded_to_8(
     padded = value + bytes(-value_size % 8)
     assert info.hash == hashlib.sha256(padded).digest()
     assert (info.type, info.value_size, info.max_entries, info.name) == (
-        S.MAP_TYPE_ARRAY, value_size, 1, "__loader.map"
+        S.MAP_TYPE_ARRAY,
+        value_size,
+        1,
+        "__loader.map",
     )
 
 

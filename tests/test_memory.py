@@ -42,7 +42,9 @@ def measure(*argv: str) -> dict[str, object]:
     """Run ``python -m bpfsign ARGV`` alone; its exit code, peak RSS (bytes), time, output."""
     out = subprocess.run(
         [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "bpfsign", *argv],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     result: dict[str, object] = json.loads(out)
     return result
@@ -70,7 +72,9 @@ def test_signing_a_16_mib_blob_header_stays_within_3x_its_size(tmp_path: Path) -
     assert isinstance(r["rss"], int)
     size = header.stat().st_size
     assert size > 32 * MB
-    assert r["rss"] <= bound(header), f"peak RSS {r['rss'] / MB:.0f} MB for a {size / MB:.0f} MB header"
+    assert r["rss"] <= bound(header), (
+        f"peak RSS {r['rss'] / MB:.0f} MB for a {size / MB:.0f} MB header"
+    )
     signed = skeleton.load(out)
     assert len(signed.data) == data_size and signed.signature is not None
     r = measure("verify", "--trust", str(CERT), str(out))
@@ -146,7 +150,10 @@ def test_inspecting_a_binary_file_says_it_is_not_a_header(tmp_path: Path) -> Non
     utf.write_bytes(b"/* caf\xe9 */ struct bpf_loader_ctx;\n")
     r = measure("inspect", str(utf))
     assert r["rc"] == 2
-    assert r["err"] == f"bpfsign: {utf}: not a text header: invalid UTF-8 at byte offset 6 (binary data?)\n"
+    assert (
+        r["err"]
+        == f"bpfsign: {utf}: not a text header: invalid UTF-8 at byte offset 6 (binary data?)\n"
+    )
 
 
 def test_timing_sanity() -> None:

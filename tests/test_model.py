@@ -1,4 +1,4 @@
-"""bpfsign.kernel.model: every BPF_PROG_LOAD rule of kernel.md §5-§8, §12.8, §13 with its exact
+"""bpfsign.kernel.model: every BPF_PROG_LOAD rule of docs/kernel.md §5-§8, §12.8, §13 with its exact
 errno and log line, and (kernel-marked) agreement with this host's 6.18 kernel."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from bpfsign.kernel.model import KernelModel, program_digest
 from bpfsign.skel import scheme, skeleton
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-INSNS = bytes.fromhex("b700000000000000" "9500000000000000")  # r0 = 0; exit
-USES_MAP0 = bytes.fromhex("1851000000000000" "0000000000000000") + INSNS  # r1 = fd_array[0]
+INSNS = bytes.fromhex("b7000000000000009500000000000000")  # r0 = 0; exit
+USES_MAP0 = bytes.fromhex("18510000000000000000000000000000") + INSNS  # r1 = fd_array[0]
 #: r1 = fd_array[0]; r2 = *(u32 *)(r1 + 32); r0 = 0; exit -- the bpftool <= 7.8 -S prefix read
 READS_OFF32 = USES_MAP0[:16] + bytes.fromhex("6112200000000000") + INSNS
 VALUE = bytes(range(64))
@@ -80,8 +80,14 @@ def attempt(be: Backend, insns: bytes, *, maps: tuple[int, ...] = (), cnt: int =
     """(None, "") when it loads; (errno, log) on KernelError; ("unsupported", errno) otherwise."""
     try:
         fd = be.prog_load(
-            SYSCALL, insns, license=LOADER_LICENSE, name=LOADER_PROG_NAME, flags=0x10,
-            fd_array=maps, fd_array_cnt=cnt, signature=signature,
+            SYSCALL,
+            insns,
+            license=LOADER_LICENSE,
+            name=LOADER_PROG_NAME,
+            flags=0x10,
+            fd_array=maps,
+            fd_array_cnt=cnt,
+            signature=signature,
             keyring_id=keyring_id if signature is not None else 0,
         )
     except KernelError as exc:
@@ -116,7 +122,11 @@ def test_loaded_program_info(model: KernelModel, signers: Any) -> None:
                          signature=sign(INSNS + VALUE, signers), keyring_id=-3)  # fmt: skip
     info = model.prog_info(fd)
     assert (info.type, info.name, info.nr_map_ids, info.tag) == (
-        SYSCALL, LOADER_PROG_NAME, 1, hashlib.sha256(INSNS).digest()[:8])
+        SYSCALL,
+        LOADER_PROG_NAME,
+        1,
+        hashlib.sha256(INSNS).digest()[:8],
+    )
     with pytest.raises(UnsupportedFeature, match="does not run programs"):
         model.test_run(fd, bytearray(8))
     model.close(fd)
@@ -146,7 +156,9 @@ def test_tampered_data(model: KernelModel, signers: Any) -> None:
     evil = bytearray(VALUE)
     evil[17] ^= 1
     assert one_map(model, signers, INSNS + VALUE, value=bytes(evil)) == (
-        errno.EKEYREJECTED, SIG_FAILED.format(129))
+        errno.EKEYREJECTED,
+        SIG_FAILED.format(129),
+    )
 
 
 MAP_STATE: dict[str, tuple[dict[str, Any], bytes | None, int, str]] = {
@@ -181,8 +193,10 @@ def _two(model: KernelModel, signers: Any, payload: bytes, *, order: str = "01",
          m1: dict[str, Any] | None = None, m0: dict[str, Any] | None = None,
          excl1: bytes | None = INSNS, excl0: bytes | None = INSNS) -> tuple[Any, str]:  # fmt: skip
     sig = sign(payload, signers)
-    fds = {"0": meta(model, VALUE, excl0, name="meta0", **(m0 or {})),
-           "1": meta(model, VALUE1, excl1, name="meta1", **(m1 or {}))}
+    fds = {
+        "0": meta(model, VALUE, excl0, name="meta0", **(m0 or {})),
+        "1": meta(model, VALUE1, excl1, name="meta1", **(m1 or {})),
+    }
     maps = tuple(fds[c] for c in order)
     got = attempt(model, INSNS, maps=maps[:2], cnt=cnt, signature=sig)
     for c in set("01") - set(order):
@@ -205,13 +219,21 @@ def test_two_maps_fold_in_fd_array_order(model: KernelModel, signers: Any) -> No
 def test_two_maps_first_failing_map_is_reported(model: KernelModel, signers: Any) -> None:
     payload = INSNS + VALUE + VALUE1
     assert _two(model, signers, payload, excl1=None) == (
-        errno.EPERM, "signed program metadata map 'meta1' must be exclusive")
+        errno.EPERM,
+        "signed program metadata map 'meta1' must be exclusive",
+    )
     assert _two(model, signers, b"any", excl0=None) == (
-        errno.EPERM, "signed program metadata map 'meta0' must be exclusive")
+        errno.EPERM,
+        "signed program metadata map 'meta0' must be exclusive",
+    )
     assert _two(model, signers, payload, m1=dict(frozen=False)) == (
-        errno.EPERM, "signed program metadata map 'meta1' must be frozen")
+        errno.EPERM,
+        "signed program metadata map 'meta1' must be frozen",
+    )
     assert _two(model, signers, payload, m0=dict(frozen=False), excl1=None) == (
-        errno.EPERM, "signed program metadata map 'meta0' must be frozen")
+        errno.EPERM,
+        "signed program metadata map 'meta0' must be frozen",
+    )
     assert _two(model, signers, payload, excl1=b"other") == (errno.EACCES, EXCL)
 
 
@@ -229,7 +251,9 @@ def test_same_map_twice_is_folded_once(model: KernelModel, signers: Any) -> None
 def test_unresolvable_keyring(kid: int, model: KernelModel, signers: Any) -> None:
     """§5, §13 row 2: EINVAL with the keyring log line on 7.3."""
     assert one_map(model, signers, INSNS + VALUE, keyring_id=kid) == (
-        errno.EINVAL, f"cannot resolve signing keyring with keyring_id {kid}")
+        errno.EINVAL,
+        f"cannot resolve signing keyring with keyring_id {kid}",
+    )
 
 
 def test_unresolvable_keyring_comes_before_the_map_checks(model: KernelModel, signers: Any) -> None:
@@ -243,7 +267,9 @@ def test_keyring_without_the_key(kid: Any, signers: Any) -> None:
     model = KernelModel("7.3", store)
     kid = key_serial if kid == "key serial" else kid
     assert one_map(model, signers, INSNS + VALUE, keyring_id=kid) == (
-        errno.ENOKEY, SIG_FAILED.format(126))
+        errno.ENOKEY,
+        SIG_FAILED.format(126),
+    )
 
 
 def test_keyring_serials_and_key_link(signers: Any) -> None:
@@ -259,7 +285,9 @@ def test_keyring_serials_and_key_link(signers: Any) -> None:
 
 def test_wrong_key(model: KernelModel, signers: Any) -> None:
     assert one_map(model, signers, INSNS + VALUE, who="wrong") == (
-        errno.ENOKEY, SIG_FAILED.format(126))
+        errno.ENOKEY,
+        SIG_FAILED.format(126),
+    )
 
 
 # --- §12.8: sizes, malformed signatures ------------------------------------------------------------
@@ -326,23 +354,27 @@ def test_unsigned_rules(profile: str, signers: Any) -> None:
 
 def test_digest_masks_map_fd_immediates() -> None:
     """§7: src_reg 1/2 immediates are zeroed, 5/6 are not."""
-    fd_form = bytes.fromhex("1811000007000000" "0000000000000000") + INSNS
-    assert program_digest(fd_form) == hashlib.sha256(
-        bytes.fromhex("1811000000000000" "0000000000000000") + INSNS).digest()
+    fd_form = bytes.fromhex("18110000070000000000000000000000") + INSNS
+    assert (
+        program_digest(fd_form)
+        == hashlib.sha256(bytes.fromhex("18110000000000000000000000000000") + INSNS).digest()
+    )
     assert program_digest(USES_MAP0) == hashlib.sha256(USES_MAP0).digest()
-    idx1 = bytes.fromhex("1851000001000000" "0000000000000000") + INSNS
+    idx1 = bytes.fromhex("18510000010000000000000000000000") + INSNS
     assert program_digest(idx1) == hashlib.sha256(idx1).digest()
 
 
 def test_direct_map_fd_uses_the_masked_digest(model: KernelModel) -> None:
     m = meta(model, VALUE, None)
-    insns = bytes.fromhex("1811000000000000" "0000000000000000") + INSNS
+    insns = bytes.fromhex("18110000000000000000000000000000") + INSNS
     excl = meta(model, VALUE, insns)
     prog = insns[:4] + excl.to_bytes(4, "little") + insns[8:]
     assert attempt(model, prog, maps=(m, excl)) == (None, "")
 
 
-@pytest.mark.parametrize(("profile", "want"), [("7.3", (errno.EACCES, OFF32)), ("6.18", (None, ""))])
+@pytest.mark.parametrize(
+    ("profile", "want"), [("7.3", (errno.EACCES, OFF32)), ("6.18", (None, ""))]
+)
 def test_offset_32_read_of_struct_bpf_map(profile: str, want: Any, signers: Any) -> None:
     """§8.1, §13 row 50: the -S loader's u32 read at bpf_map+32, refused on 7.3 signed or not."""
     model = KernelModel(profile, _store(signers)[0])
@@ -410,7 +442,9 @@ def _verdict(skel: Any, model: KernelModel, *, unsigned: bool = False) -> tuple[
     return None, ""
 
 
-@pytest.mark.parametrize("name", ["sockfilter.lskel.h", "counter.signed.lskel.h", "multi.v71.lskel.h"])
+@pytest.mark.parametrize(
+    "name", ["sockfilter.lskel.h", "counter.signed.lskel.h", "multi.v71.lskel.h"]
+)
 def test_loader_skeletons(name: str, model: KernelModel, signers: Any) -> None:
     """§6.5 on the fixtures, through bpfsign.kernel.loader with backend=KernelModel."""
     skel = skeleton.load(FIXTURES / "skel" / name)
@@ -505,7 +539,9 @@ def test_model_6_18_agrees_with_this_kernel(case: str, signers: Any) -> None:
     model = KernelModel("6.18-nosig", _store(signers)[0])
     kernel = HOST_CASES[case](SyscallBackend(), signers)
     modelled = HOST_CASES[case](model, signers)
-    assert verdict_line(modelled) == verdict_line(kernel), f"{case}: model {modelled} != kernel {kernel}"
+    assert verdict_line(modelled) == verdict_line(kernel), (
+        f"{case}: model {modelled} != kernel {kernel}"
+    )
     assert model.open_fds == 0
 
 

@@ -156,9 +156,7 @@ def test_token_keys_sign_skeletons_and_blobs_that_verify(
     assert proc.returncode == 0, proc.stderr
 
 
-def test_keygen_pkcs11_certificate(
-    token: Token, generated: dict[str, tuple[str, Path]]
-) -> None:
+def test_keygen_pkcs11_certificate(token: Token, generated: dict[str, tuple[str, Path]]) -> None:
     """The token-signed self-signed certificate carries what the kernel needs, is stored
     in the token beside the key (id = SKID), and the private key never leaves the token."""
     import pkcs11
@@ -170,7 +168,9 @@ def test_keygen_pkcs11_certificate(
             cert = x509.load_der_x509_certificate(cert_der)
             cert.verify_directly_issued_by(cert)
             skid = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-            assert skid.digest == x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+            assert (
+                skid.digest == x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+            )
             bc = cert.extensions.get_extension_for_class(x509.BasicConstraints)
             assert bc.critical and bc.value.ca is False
             ku = cert.extensions.get_extension_for_class(x509.KeyUsage)
@@ -211,9 +211,7 @@ def test_keygen_pkcs11_json_and_existing_label(
 # -- PINs -----------------------------------------------------------------------------
 
 
-def test_pin_sources(
-    token: Token, generated: dict[str, tuple[str, Path]], tmp_path: Path
-) -> None:
+def test_pin_sources(token: Token, generated: dict[str, tuple[str, Path]], tmp_path: Path) -> None:
     blob = tmp_path / "b.bin"
     blob.write_bytes(b"x")
     bare = token.uri("gen-p256", pin=False)
@@ -336,9 +334,7 @@ def test_missing_binding_says_how_to_install(tmp_path: Path, token: Token) -> No
     )  # fmt: skip
 
 
-def test_signer_repr_and_library_use(
-    token: Token, generated: dict[str, tuple[str, Path]]
-) -> None:
+def test_signer_repr_and_library_use(token: Token, generated: dict[str, tuple[str, Path]]) -> None:
     from bpfsign.crypto import cms, pkcs11
     from bpfsign.crypto.signer import Signer
 

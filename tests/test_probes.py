@@ -21,7 +21,10 @@ from bpfsign.kernel import btf, probes
 def _tiny_btf() -> bytes:
     """Hand-built BTF: int u32; struct s { u32 a; u32 b[4]; }; enum e { X = 5 }."""
     strings = b"\0u32\0s\0a\0b\0e\0X\0"
-    off = {name: strings.index(b"\0" + name.encode() + b"\0") + 1 for name in ["u32", "s", "a", "b", "e", "X"]}
+    off = {
+        name: strings.index(b"\0" + name.encode() + b"\0") + 1
+        for name in ["u32", "s", "a", "b", "e", "X"]
+    }
     types = b""
     types += struct.pack("<III", off["u32"], 1 << 24, 4) + struct.pack("<I", 32)  # 1: INT
     types += struct.pack("<III", 0, 3 << 24, 0) + struct.pack("<III", 1, 1, 4)  # 2: ARRAY u32[4]
@@ -54,7 +57,7 @@ def test_vmlinux_bpf_map_layout() -> None:
     assert kernel is not None
     members = kernel.struct_members("bpf_map")
     assert members is not None
-    assert members["sha"] == btf.Member("sha", 0, 32)  # kernel.md §8.1, both kernels
+    assert members["sha"] == btf.Member("sha", 0, 32)  # docs/kernel.md §8.1, both kernels
     assert kernel.enum_values("bpf_prog_type")["BPF_PROG_TYPE_SYSCALL"] == 31  # type: ignore[index]
 
 
@@ -63,8 +66,13 @@ def test_probes_on_this_kernel() -> None:
     probes.clear_cache()
     results = {p.name: p for p in probes.probe_all()}
     assert list(results) == [
-        "bpf", "exclusive_maps", "map_hash", "signed_prog_load", "loadtime_verification",
-        "inloader_loaders", "bpf_lsm",
+        "bpf",
+        "exclusive_maps",
+        "map_hash",
+        "signed_prog_load",
+        "loadtime_verification",
+        "inloader_loaders",
+        "bpf_lsm",
     ]
     assert results["bpf"].supported is True
     assert results["exclusive_maps"].supported is True
@@ -115,12 +123,24 @@ def test_bpf_usable_comes_from_map_create_not_the_uid() -> None:
     """Root without CAP_BPF/CAP_SYS_ADMIN/CAP_PERFMON: euid 0, and still no bpf()."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv")
-    code = ("import json, os; from bpfsign.kernel import probes; p = probes.bpf_usable(); "
-            "print(json.dumps([os.geteuid(), p.supported, p.errno, p.detail]))")
+    code = (
+        "import json, os; from bpfsign.kernel import probes; p = probes.bpf_usable(); "
+        "print(json.dumps([os.geteuid(), p.supported, p.errno, p.detail]))"
+    )
     run = subprocess.run(
-        ["setpriv", "--bounding-set=-bpf,-sys_admin,-perfmon,-net_admin", "--inh-caps=-all",
-         sys.executable, "-c", code],
-        capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
+        [
+            "setpriv",
+            "--bounding-set=-bpf,-sys_admin,-perfmon,-net_admin",
+            "--inh-caps=-all",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
     )
     euid, supported, err, detail = json.loads(run.stdout)
     assert (euid, supported, err) == (0, False, errno.EPERM)
@@ -159,11 +179,17 @@ def test_bpf_lsm_probe_without_securityfs_reads_it_in_a_private_namespace() -> N
         "mounted = any(l.split()[4] == probes.SECURITY_DIR for l in open('/proc/self/mountinfo')); "
         "print(json.dumps([p.supported, p.detail, mounted]))"
     )
-    script = (f"umount {probes.SECURITY_DIR} 2>/dev/null; "
-              f"test -e {probes.LSM_FILE} && exit 9; exec {sys.executable} -c \"$0\"")
+    script = (
+        f"umount {probes.SECURITY_DIR} 2>/dev/null; "
+        f'test -e {probes.LSM_FILE} && exit 9; exec {sys.executable} -c "$0"'
+    )
     run = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, code],
-        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
     )
     assert run.returncode == 0, run.stderr
     supported, detail, still_mounted = json.loads(run.stdout)

@@ -83,7 +83,9 @@ def test_every_unsigned_fixture_is_unsigned_mode(path: Path) -> None:
     assert a.hash_check is None
     if skel.maps:
         assert a.mode == "unsigned"
-        assert {o.map for o in a.overrides if o.field == "max_entries"} == {m.name for m in skel.maps}
+        assert {o.map for o in a.overrides if o.field == "max_entries"} == {
+            m.name for m in skel.maps
+        }
         with_images = {m.name for m in skel.maps if m.initial_value is not None}
         assert with_images <= {o.map for o in a.overrides if o.field == "initial_value"}
 
@@ -175,10 +177,24 @@ def _openssl_verify(tmp_path: Path, payload: bytes, signature: bytes) -> None:
     (tmp_path / "sig.der").write_bytes(signature)
     proc = subprocess.run(
         [
-            "openssl", "cms", "-verify", "-binary", "-inform", "DER",
-            "-in", str(tmp_path / "sig.der"), "-content", str(tmp_path / "payload.bin"),
-            "-certfile", str(CERT), "-CAfile", str(CERT), "-purpose", "any",
-            "-out", "/dev/null",
+            "openssl",
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-in",
+            str(tmp_path / "sig.der"),
+            "-content",
+            str(tmp_path / "payload.bin"),
+            "-certfile",
+            str(CERT),
+            "-CAfile",
+            str(CERT),
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
         ],
         capture_output=True,
         text=True,

@@ -49,8 +49,17 @@ def test_sigkill_during_in_place_signing_never_loses_the_header(tmp_path: Path) 
     original = HEADER.read_bytes()
     trust = bpfsign.TrustStore()
     trust.add_path(CERT)
-    cmd = [sys.executable, "-m", "bpfsign", "sign", "--key", str(key), "--cert", str(CERT),
-           str(header)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bpfsign",
+        "sign",
+        "--key",
+        str(key),
+        "--cert",
+        str(CERT),
+        str(header),
+    ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
 
     durations = []
@@ -67,8 +76,7 @@ def test_sigkill_during_in_place_signing_never_loses_the_header(tmp_path: Path) 
     seen = {"original": 0, "signed": 0}
     for _ in range(KILLS):
         header.write_bytes(original)
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=env)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         time.sleep(rng.uniform(0, typical * 1.1))
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -98,7 +98,9 @@ def test_fixture_matches_independent_reference(path: Path) -> None:
     assert [(p.name, skel.prog_fd_offset(p.index)) for p in skel.progs] == [
         (p["name"], p["ctx_offset"]) for p in e["progs"]
     ]
-    assert [p.attach for p in skel.progs] == [_attach_from_section(p["section"]) for p in e["progs"]]
+    assert [p.attach for p in skel.progs] == [
+        _attach_from_section(p["section"]) for p in e["progs"]
+    ]
     images = {m.name: m for m in skel.maps if m.initial_value is not None}
     assert set(images) == set(e["sections"])
     for name, sec in e["sections"].items():
@@ -112,7 +114,7 @@ def test_fixture_matches_independent_reference(path: Path) -> None:
 
 
 def _attach_from_section(section: str) -> str | None:
-    """What bpftool's __attach code does for a program in this ELF section (lskel.md §1)."""
+    """What bpftool's __attach code does for a program in this ELF section (docs/lskel.md §1)."""
     kind, _, rest = section.partition("/")
     if kind in ("raw_tp", "raw_tracepoint"):
         return f"raw_tp:{rest}"
@@ -125,7 +127,8 @@ def _attach_from_section(section: str) -> str | None:
 
 def test_iter_attach_is_recognised() -> None:
     text = _need(COUNTER_V71).replace(
-        'skel_raw_tracepoint_open("sys_enter", prog_fd)', "skel_link_create(prog_fd, 0, BPF_TRACE_ITER)"
+        'skel_raw_tracepoint_open("sys_enter", prog_fd)',
+        "skel_link_create(prog_fd, 0, BPF_TRACE_ITER)",
     )
     assert skeleton.parse(text).progs[0].attach == "iter"
 
@@ -168,7 +171,9 @@ def test_truncated_inside_a_literal() -> None:
     cut = text[: text.index("opts.insns = (void *)") + 400]
     e = _err(cut)
     opened = _line_of(text, "opts.insns = (void *)")
-    assert e.reason == f"unterminated string literal opened on line {opened} (is the file truncated?)"
+    assert (
+        e.reason == f"unterminated string literal opened on line {opened} (is the file truncated?)"
+    )
     assert e.line == cut.count("\n") + 1
     assert str(e).startswith(f"bad.lskel.h:{e.line}: ")
 
@@ -262,7 +267,10 @@ def test_section_image_size_mismatch() -> None:
     assert m is not None
     bad = text[: m.start(1)] + str(int(m.group(1)) + 1) + text[m.end(1) :]
     e = _err(bad)
-    assert e.reason == f"skel->data image size {int(m.group(1)) + 1} disagrees with its literal ({m.group(1)} bytes)"
+    assert (
+        e.reason
+        == f"skel->data image size {int(m.group(1)) + 1} disagrees with its literal ({m.group(1)} bytes)"
+    )
 
 
 def test_odd_escape_names_its_line() -> None:
@@ -322,7 +330,12 @@ def _lenient_literal(data: bytes) -> str:
     first = "".join(f"\\{b:o}" for b in data[:half])
     simple = {10: "\\n", 9: "\\t", 0x22: '\\"', 0x5C: "\\\\"}
     second = "".join(
-        simple.get(b, chr(b) if 0x20 <= b < 0x7F and chr(b) not in "0123456789abcdefABCDEF" else f"\\x{b:02X}")
+        simple.get(
+            b,
+            chr(b)
+            if 0x20 <= b < 0x7F and chr(b) not in "0123456789abcdefABCDEF"
+            else f"\\x{b:02X}",
+        )
         for b in data[half:]
     )
     return f'"{first}"\n    "{second}"'
@@ -421,9 +434,13 @@ def test_signing_an_old_style_header_touches_only_the_signed_parts() -> None:
         "\topts.keyring_id = skel->keyring_id;",
     ]
     # removing exactly the added lines gives the original back
-    assert signed.replace("\t__s32 keyring_id;\n", "", 1).replace(
-        signed[signed.index("\tstatic const char opts_sig[]") : signed.index("\topts.ctx =")], ""
-    ) == text
+    assert (
+        signed.replace("\t__s32 keyring_id;\n", "", 1).replace(
+            signed[signed.index("\tstatic const char opts_sig[]") : signed.index("\topts.ctx =")],
+            "",
+        )
+        == text
+    )
     # re-signing replaces only the blob literals
     sig2 = b"\x30\x82" + bytes(300)
     again = skeleton.with_signature(signed, sig2, scheme.sha256(skel.insns))
@@ -482,13 +499,16 @@ def test_bpftool_signed_fixture_shape(pair: tuple[Path, Path]) -> None:
 
 # --------------------------------------------- the C compiler's view of our output
 
+
 def _members(text: str, pattern: str) -> str:
     return " ".join(f"X({m})" for m in re.findall(pattern, text))
 
 
 @pytest.mark.parametrize("name", ["counter.v71", "counter.v71.clang-format", "sockfilter.bpfeb"])
 def test_headers_we_sign_compile_and_c_sees_our_blobs(
-    name: str, tmp_path: Path, sid_root: Path  # noqa: F811  (the fixture imported above)
+    name: str,
+    tmp_path: Path,
+    sid_root: Path,  # noqa: F811  (the fixture imported above)
 ) -> None:
     """gcc -Werror against libbpf 1.7's skel_internal.h, then the refprog harness reads opts."""
     src = SKEL_DIR / f"{name}.lskel.h"
@@ -527,7 +547,7 @@ COUNTER_V71_CLANG_FORMAT = SKEL_DIR / "counter.v71.clang-format.lskel.h"
 
 def _kernel_clang_layout(text: str) -> str:
     """Our clang-formatted v71 header in the layout of the kernel's checked-in
-    kernel/bpf/preload/iterators/iterators.lskel-little-endian.h (lskel.md §4).
+    kernel/bpf/preload/iterators/iterators.lskel-little-endian.h (docs/lskel.md §4).
 
     That file's clang-format put ``= (void *)`` and the literal on lines of their
     own under ``opts.data``/``opts.insns`` (4- and 6-space indents), braced every
@@ -542,14 +562,22 @@ def _kernel_clang_layout(text: str) -> str:
         "/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)\n"
         " * THIS FILE IS AUTOGENERATED BY BPFTOOL!*/\n",
     )
-    out = re.sub(r'(?m)^  opts\.(data|insns) = \(void \*\) "\\\n', r'  opts.\1\n    = (void *)\n      "\\\n', out)
+    out = re.sub(
+        r'(?m)^  opts\.(data|insns) = \(void \*\) "\\\n',
+        r'  opts.\1\n    = (void *)\n      "\\\n',
+        out,
+    )
     out = re.sub(
         r'(?m)^(  skel->\w+ = skel_prep_map_data\()\(void \*\) "\\\n((?:.*\\\n)*.*",)\n\s+(\d+, \d+\);)$',
         r'\1\n      (void *)\n        "\\\n\2\n      \3',
         out,
     )
     out = re.sub(r"(?m)^(\s*)if \((.*)\)\n(\s+)(\S.*;)\n", r"\1if (\2) {\n\3\4\n\1}\n", out)
-    out = re.sub(r"(?m)^(static inline int \w+__\w+__attach)\((struct \w+ \*skel)\) \{$", r"\1(\n    \2) {", out)
+    out = re.sub(
+        r"(?m)^(static inline int \w+__\w+__attach)\((struct \w+ \*skel)\) \{$",
+        r"\1(\n    \2) {",
+        out,
+    )
     out = re.sub(r"\n\n(?=  \S)", "\n", out)  # no blank lines inside function bodies
     return out
 
@@ -599,14 +627,28 @@ def _regular_skeleton(tmp_path: Path) -> Path:
         pytest.skip("needs clang and bpftool to generate a regular skeleton")
     obj = tmp_path / "sockfilter.bpf.o"
     subprocess.run(
-        [clang, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
-         str(FIXTURES / "bpf" / "sockfilter.bpf.c"), "-o", str(obj)],
-        check=True, capture_output=True,
+        [
+            clang,
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-I/usr/include/x86_64-linux-gnu",
+            "-c",
+            str(FIXTURES / "bpf" / "sockfilter.bpf.c"),
+            "-o",
+            str(obj),
+        ],
+        check=True,
+        capture_output=True,
     )
     out = tmp_path / "sockfilter.skel.h"
     out.write_bytes(
-        subprocess.run([bpftool, "gen", "skeleton", str(obj), "name", "sockfilter"],
-                       check=True, capture_output=True).stdout
+        subprocess.run(
+            [bpftool, "gen", "skeleton", str(obj), "name", "sockfilter"],
+            check=True,
+            capture_output=True,
+        ).stdout
     )
     return out
 
@@ -628,7 +670,10 @@ def test_a_regular_skeleton_is_named_as_such(tmp_path: Path) -> None:
 def test_binary_files_are_not_headers(tmp_path: Path) -> None:
     cases = {
         "nul.bin": (b"struct bpf_loader_ctx ctx;\0\x01", "NUL byte at offset 26 (binary data?)"),
-        "latin1.h": (b"/* caf\xe9 */ struct bpf_loader_ctx;", "invalid UTF-8 at byte offset 6 (binary data?)"),
+        "latin1.h": (
+            b"/* caf\xe9 */ struct bpf_loader_ctx;",
+            "invalid UTF-8 at byte offset 6 (binary data?)",
+        ),
         "elf.o": (b"\x7fELF\x02\x01\x01\0", "NUL byte at offset 7 (binary data?)"),
     }
     for name, (data, why) in cases.items():
@@ -640,13 +685,29 @@ def test_binary_files_are_not_headers(tmp_path: Path) -> None:
     assert skeleton.sniff("int x;\0") == "not-a-header"
     with pytest.raises(skeleton.NotAHeaderError) as exc2:
         skeleton.parse("struct bpf_loader_ctx;\0", path="t.h")
-    assert exc2.value.reason == "not a light-skeleton header: NUL character at offset 22: binary data, not C text"
+    assert (
+        exc2.value.reason
+        == "not a light-skeleton header: NUL character at offset 22: binary data, not C text"
+    )
 
 
 # ------------------------------------------------------------ C integer literals
 
 
-@pytest.mark.parametrize("spelling", ["3936u", "3936U", "3936UL", "3936ull", "3936LL", "0xf60UL", "0XF60", "07540", "0b111101100000"])
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "3936u",
+        "3936U",
+        "3936UL",
+        "3936ull",
+        "3936LL",
+        "0xf60UL",
+        "0XF60",
+        "07540",
+        "0b111101100000",
+    ],
+)
 def test_c_integer_suffixes_and_bases(spelling: str) -> None:
     text = _need(COUNTER_V71)
     assert "opts.data_sz = 3936;" in text

@@ -1,4 +1,4 @@
-"""The syscall layer: attr layouts against kernel.md §4, and errno → typed errors."""
+"""The syscall layer: attr layouts against docs/kernel.md §4, and errno → typed errors."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from bpfsign.kernel import _sys as S
 from bpfsign.kernel.syscall import SyscallBackend
 
 REPO = Path(__file__).resolve().parent.parent
-RET0 = bytes.fromhex("b700000000000000" "9500000000000000")  # r0 = 0; exit
+RET0 = bytes.fromhex("b7000000000000009500000000000000")  # r0 = 0; exit
 
 
 @pytest.mark.parametrize(
@@ -106,9 +106,12 @@ def test_keyring_id_is_signed() -> None:
 
 
 def test_explain_names_the_fix() -> None:
-    assert "fd_array_cnt = 0" in S.explain(errno.EACCES, "program's hash doesn't match map's excl_prog_hash")
+    assert "fd_array_cnt = 0" in S.explain(
+        errno.EACCES, "program's hash doesn't match map's excl_prog_hash"
+    )
     assert "convert it to the loadtime scheme" in S.explain(
-        errno.EACCES, "cannot access ptr member ops with moff 32 in struct bpf_map with off 32 size 4"
+        errno.EACCES,
+        "cannot access ptr member ops with moff 32 in struct bpf_map with off 32 size 4",
     )
     assert "a key's own serial is not a keyring" in S.explain(errno.ENOKEY, "")
 
@@ -123,7 +126,7 @@ def test_unknown_command_is_a_kernel_error() -> None:
 
 @pytest.mark.kernel
 def test_nonzero_tail_past_the_command_is_einval() -> None:
-    """CHECK_ATTR: bytes after FREEZE's map_fd must be zero (kernel.md §2)."""
+    """CHECK_ATTR: bytes after FREEZE's map_fd must be zero (docs/kernel.md §2)."""
     be = SyscallBackend()
     fd = be.map_create(S.MAP_TYPE_ARRAY, 4, 8, 1, "tail")
     try:
@@ -177,7 +180,7 @@ def test_signed_load_without_verification_is_unsupported() -> None:
 
 @pytest.mark.kernel
 def test_unresolvable_keyring_is_einval_before_the_signature() -> None:
-    """kernel.md §5: the keyring is resolved first; keyring_id 3 never resolves."""
+    """docs/kernel.md §5: the keyring is resolved first; keyring_id 3 never resolves."""
     be = SyscallBackend()
     with pytest.raises(KernelError) as info:
         be.prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, signature=b"\x30" * 16, keyring_id=3)
@@ -190,7 +193,7 @@ def test_signature_larger_than_8192_is_einval() -> None:
     with pytest.raises(KernelError) as info:
         be.prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, signature=bytes(8193), keyring_id=-3)
     assert info.value.errno == errno.EINVAL
-    assert info.value.log == ""  # refused before the verifier runs (kernel.md §6.3)
+    assert info.value.log == ""  # refused before the verifier runs (docs/kernel.md §6.3)
     assert str(info.value) == (
         "BPF_PROG_LOAD: EINVAL (22): the signature is 8193 bytes; the kernel caps signatures "
         "at 8192 bytes (KMALLOC_MAX_CACHE_SIZE): sign with fewer or smaller embedded "
@@ -220,7 +223,11 @@ def _run_as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
         pytest.skip("needs setpriv (util-linux)")
     return subprocess.run(
         ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, *args],
-        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
     )
 
 
@@ -271,8 +278,11 @@ def test_eperm_with_every_capability_points_elsewhere(tmp_path: Path) -> None:
     """Root pinning outside bpffs: EPERM that capabilities cannot fix."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    fd = S.bpf(S.MAP_CREATE, S.MapCreateAttr(map_type=2, key_size=4, value_size=4, max_entries=1),
-               S.SIZE_MAP_CREATE)
+    fd = S.bpf(
+        S.MAP_CREATE,
+        S.MapCreateAttr(map_type=2, key_size=4, value_size=4, max_entries=1),
+        S.SIZE_MAP_CREATE,
+    )
     try:
         path = ctypes.create_string_buffer(str(tmp_path / "pin").encode())
         with pytest.raises(KernelError) as info:
@@ -314,7 +324,14 @@ def test_eintr_and_eagain_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
         S.bpf(S.MAP_FREEZE, S.MapElemAttr(), S.SIZE_FREEZE)
     assert info.value.errno == errno.EAGAIN
     # the one retry loop also serves add_key and keyctl, and bpf_errno for probes
-    script[:] = [(-1, errno.EINTR), (41, 0), (-1, errno.EINTR), (42, 0), (-1, errno.EAGAIN), (43, 0)]
+    script[:] = [
+        (-1, errno.EINTR),
+        (41, 0),
+        (-1, errno.EINTR),
+        (42, 0),
+        (-1, errno.EAGAIN),
+        (43, 0),
+    ]
     assert S.add_key(b"asymmetric", None, b"x", -3) == 41
     assert S.keyctl(S.KEYCTL_GET_KEYRING_ID, -3, 0) == 42
     assert S.bpf_errno(S.MAP_FREEZE, S.MapElemAttr(), S.SIZE_FREEZE) == (43, 0)
@@ -379,7 +396,10 @@ def test_map_of_another_type_with_flags() -> None:
     try:
         info = be.map_info(fd)
         assert (info.type, info.map_flags, info.max_entries, info.name) == (
-            S.MAP_TYPE_HASH, no_prealloc, 4, "h",
+            S.MAP_TYPE_HASH,
+            no_prealloc,
+            4,
+            "h",
         )
     finally:
         be.close(fd)
@@ -387,7 +407,7 @@ def test_map_of_another_type_with_flags() -> None:
 
 @pytest.mark.kernel
 def test_run_packet_gives_the_socket_filter_an_skb_without_its_mac_header() -> None:
-    skb_len = bytes.fromhex("6110000000000000" "9500000000000000")  # r0 = skb->len; exit
+    skb_len = bytes.fromhex("61100000000000009500000000000000")  # r0 = skb->len; exit
     be = SyscallBackend()
     fd = be.prog_load(S.PROG_TYPE_SOCKET_FILTER, skb_len, name="skb_len")
     try:
@@ -425,7 +445,9 @@ def uapi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, int]]
     (tmp / "uapi.c").write_text(UAPI_PROGRAM)
     subprocess.run(["gcc", "-o", str(tmp / "uapi"), str(tmp / "uapi.c")], check=True)
     out = subprocess.run([str(tmp / "uapi")], check=True, capture_output=True, text=True).stdout
-    return {name: (int(off), int(size)) for name, off, size in (ln.split() for ln in out.splitlines())}
+    return {
+        name: (int(off), int(size)) for name, off, size in (ln.split() for ln in out.splitlines())
+    }
 
 
 def _end(uapi: dict[str, tuple[int, int]], name: str) -> int:
@@ -437,14 +459,19 @@ def _end(uapi: dict[str, tuple[int, int]], name: str) -> int:
     ("struct", "prefix", "fields"),
     [
         (S.RawTracepointAttr, "raw_tracepoint.", ["name", "prog_fd"]),
-        (S.LinkCreateAttr, "link_create.",
-         ["prog_fd", "target_fd", "attach_type", "flags", "iter_info", "iter_info_len"]),
+        (
+            S.LinkCreateAttr,
+            "link_create.",
+            ["prog_fd", "target_fd", "attach_type", "flags", "iter_info", "iter_info_len"],
+        ),
         (S.IterCreateAttr, "iter_create.", ["link_fd", "flags"]),
         (S.ObjPinAttr, "", ["pathname", "bpf_fd", "file_flags"]),
     ],
 )
 def test_attach_and_pin_attr_offsets_match_the_uapi(
-    uapi: dict[str, tuple[int, int]], struct: type[ctypes.Structure], prefix: str,
+    uapi: dict[str, tuple[int, int]],
+    struct: type[ctypes.Structure],
+    prefix: str,
     fields: list[str],
 ) -> None:
     for name in fields:
@@ -466,8 +493,12 @@ def test_attach_and_pin_sizes_sent_end_at_the_last_field_used(
     if "path_fd" in uapi:
         assert _end(uapi, "path_fd") == S.SIZE_OBJ_PIN
     assert S.SIZE_OBJ_PIN == S.ObjPinAttr.path_fd.offset + 4 == 20
-    for struct, sent in ((S.RawTracepointAttr, S.SIZE_RAW_TP), (S.LinkCreateAttr, S.SIZE_LINK_CREATE),
-                         (S.IterCreateAttr, S.SIZE_ITER_CREATE), (S.ObjPinAttr, S.SIZE_OBJ_PIN)):
+    for struct, sent in (
+        (S.RawTracepointAttr, S.SIZE_RAW_TP),
+        (S.LinkCreateAttr, S.SIZE_LINK_CREATE),
+        (S.IterCreateAttr, S.SIZE_ITER_CREATE),
+        (S.ObjPinAttr, S.SIZE_OBJ_PIN),
+    ):
         assert ctypes.sizeof(struct) >= sent
 
 
@@ -532,9 +563,14 @@ def test_prepared_prog_load_buffers_are_owned_by_the_prepared_request(
     skel = skeleton.load(REPO / "tests/fixtures/skel/counter.lskel.h")
     backend = SyscallBackend()
     ld = loader.Loader(skel, backend=backend, log_level=1)
-    watch = _Watch(monkeypatch, {
-        "insns": skel.insns, "license": b"Dual BSD/GPL\0", "log_buf": bytes(16),
-    })
+    watch = _Watch(
+        monkeypatch,
+        {
+            "insns": skel.insns,
+            "license": b"Dual BSD/GPL\0",
+            "log_buf": bytes(16),
+        },
+    )
     ld.load().close()
     assert len(watch.owners) == 1
     prepared = backend._prepared[ld.request]
@@ -547,17 +583,26 @@ def test_prepared_prog_load_buffers_are_owned_by_the_prepared_request(
 @pytest.mark.kernel
 def test_prog_load_buffers_are_alive_during_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
     """Backend.prog_load builds its buffers as locals: each one must still be alive in the call."""
-    map_fd = S.bpf(S.MAP_CREATE, S.MapCreateAttr(map_type=2, key_size=4, value_size=4,
-                                                 max_entries=1), S.SIZE_MAP_CREATE)
+    map_fd = S.bpf(
+        S.MAP_CREATE,
+        S.MapCreateAttr(map_type=2, key_size=4, value_size=4, max_entries=1),
+        S.SIZE_MAP_CREATE,
+    )
     sig = b"\x30\x82" + bytes(40)
-    watch = _Watch(monkeypatch, {
-        "insns": RET0, "license": b"GPL\0", "fd_array": map_fd.to_bytes(4, "little"),
-        "signature": sig,
-    })
+    watch = _Watch(
+        monkeypatch,
+        {
+            "insns": RET0,
+            "license": b"GPL\0",
+            "fd_array": map_fd.to_bytes(4, "little"),
+            "signature": sig,
+        },
+    )
     try:
         with pytest.raises((KernelError, UnsupportedFeature)):
-            SyscallBackend().prog_load(S.PROG_TYPE_SOCKET_FILTER, RET0, fd_array=(map_fd,),
-                                       signature=sig, keyring_id=-3)
+            SyscallBackend().prog_load(
+                S.PROG_TYPE_SOCKET_FILTER, RET0, fd_array=(map_fd,), signature=sig, keyring_id=-3
+            )
     finally:
         os.close(map_fd)
     assert watch.owners, "PROG_LOAD never reached the choke point"

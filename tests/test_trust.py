@@ -1,4 +1,4 @@
-"""The user-space keyring model (kernel.md §5, §12.6)."""
+"""The user-space keyring model (docs/kernel.md §5, §12.6)."""
 
 from __future__ import annotations
 

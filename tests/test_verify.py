@@ -1,6 +1,6 @@
 """Offline verification against openssl-made signatures: the kernel's verdicts and errnos.
 
-Every rejection asserts the exact errno and message (kernel.md §13 rows cited)."""
+Every rejection asserts the exact errno and message (docs/kernel.md §13 rows cited)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def reencode(data: bytes, indefinite: Callable[[der.Element, int], bool]) -> byt
     return enc(der.read(data), 0)
 
 
-# --- accepted (kernel.md §13 row 10) -----------------------------------------------
+# --- accepted (docs/kernel.md §13 row 10) -----------------------------------------------
 
 
 def test_bpftool_shape_verifies_and_describes_the_signer() -> None:
@@ -516,4 +516,3 @@ def test_embedded_leaf_issued_by_a_trusted_ca(tmp_path: object) -> None:
     assert rejected(openssl_sign(leaf, PAYLOAD, "-noattr", "-keyid"), store).errno == ENOKEY
     # a tampered payload with the chain still fails on the signature
     assert rejected(embedded, store, payload=b"x").errno == EKEYREJECTED
-

@@ -104,11 +104,11 @@ def _with_attrs() -> bytes:
     return _ATTR_SIG[0]
 
 
-# Positions in the 375-byte bpftool shape (cms.md §1.1) where a mutation still verifies,
+# Positions in the 375-byte bpftool shape (docs/cms.md §1.1) where a mutation still verifies,
 # with the kernel rule that makes it so.  (position, xor) -> explanation.
 _DIGEST_SET_OID = (
     "digestAlgorithms SET entry OID: the kernel only notes it (pkcs7_note_OID) and never "
-    "cross-checks it with the SignerInfo digestAlgorithm (kernel.md §12.2)"
+    "cross-checks it with the SignerInfo digestAlgorithm (docs/kernel.md §12.2)"
 )
 EXPLAINED: dict[tuple[int, int], str] = {
     (
@@ -247,5 +247,3 @@ def test_the_structural_explainer_refuses_what_the_kernel_would_not_ignore(
     sig = cms.sign(b"x", signer)
     assert explain(sig, sig[:-1] + bytes((sig[-1] ^ 1,))) is None  # the signature value
     assert explain(sig, sig + b"\0") is None  # trailing data
-
-

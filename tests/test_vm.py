@@ -58,21 +58,26 @@ def test_console_fatal_markers_and_done_only_after_ready() -> None:
 
 def test_config_check_names_what_is_missing() -> None:
     good = "\n".join(
-        [f"{o}=y" for o in image.REQUIRED_BUILTIN] + [f"{o}=m" for o in image.REQUIRED_BUILTIN_OR_MODULE]
+        [f"{o}=y" for o in image.REQUIRED_BUILTIN]
+        + [f"{o}=m" for o in image.REQUIRED_BUILTIN_OR_MODULE]
     )
     assert image.config_problems(good) == []
-    bad = good.replace("CONFIG_SYSTEM_DATA_VERIFICATION=y", "# CONFIG_SYSTEM_DATA_VERIFICATION is not set")
+    bad = good.replace(
+        "CONFIG_SYSTEM_DATA_VERIFICATION=y", "# CONFIG_SYSTEM_DATA_VERIFICATION is not set"
+    )
     bad = bad.replace("CONFIG_9P_FS=m", "")
     assert image.config_problems(bad) == [
         "CONFIG_SYSTEM_DATA_VERIFICATION=n (need y)",
         "CONFIG_9P_FS=n (need y or m)",
     ]
-    assert image.config_problems(good.replace("CONFIG_DEBUG_INFO_BTF=y", "CONFIG_DEBUG_INFO_BTF=m")) == [
-        "CONFIG_DEBUG_INFO_BTF=m (need y)"
-    ]
+    assert image.config_problems(
+        good.replace("CONFIG_DEBUG_INFO_BTF=y", "CONFIG_DEBUG_INFO_BTF=m")
+    ) == ["CONFIG_DEBUG_INFO_BTF=m (need y)"]
 
 
-def test_mirror_comes_from_the_machines_debian_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mirror_comes_from_the_machines_debian_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("BPFSIGN_VM_MIRROR", raising=False)
     d = tmp_path / "sources.list.d"
     d.mkdir()
@@ -87,7 +92,9 @@ def test_mirror_comes_from_the_machines_debian_source(tmp_path: Path, monkeypatc
     )
     (d / "off.list.disabled").write_text("deb http://elsewhere/debian bookworm main\n")
     assert apt.debian_mirror(tmp_path) == "http://mirror.example/debian"
-    (tmp_path / "sources.list").write_text("# old style\ndeb [arch=amd64] http://old.example/debian/ bookworm main\n")
+    (tmp_path / "sources.list").write_text(
+        "# old style\ndeb [arch=amd64] http://old.example/debian/ bookworm main\n"
+    )
     assert apt.debian_mirror(tmp_path) == "http://old.example/debian"
     monkeypatch.setenv("BPFSIGN_VM_MIRROR", "http://pinned/debian/")
     assert apt.debian_mirror(tmp_path) == "http://pinned/debian"
@@ -110,7 +117,7 @@ def test_abi_order_is_numeric() -> None:
 
 
 def test_guest_script_quotes_arguments(tmp_path: Path) -> None:
-    script = _guest_script(["sh", "-c", "echo \"$1\"; exit 4", "-", "a b'c"], tmp_path, {"X": "y z"})
+    script = _guest_script(["sh", "-c", 'echo "$1"; exit 4', "-", "a b'c"], tmp_path, {"X": "y z"})
     # run it on the host with the same shell the guest uses
     proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
     assert (proc.returncode, proc.stdout) == (4, "a b'c\n")
@@ -147,12 +154,12 @@ def test_initramfs_module_order_and_contents(tmp_path: Path) -> None:
 # --- the guest suite: one boot -------------------------------------------------
 
 
-
-
 def test_guest_suite(request: pytest.FixtureRequest) -> None:
     venv_python = CHECKOUT / ".venv" / "bin" / "python"
     if not venv_python.exists():
-        pytest.fail(f"{venv_python} missing: run scripts/setup.sh (the guest uses the checkout's venv)")
+        pytest.fail(
+            f"{venv_python} missing: run scripts/setup.sh (the guest uses the checkout's venv)"
+        )
     runner = _runner_or_skip()
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capman = request.config.pluginmanager.get_plugin("capturemanager")
@@ -163,7 +170,10 @@ def test_guest_suite(request: pytest.FixtureRequest) -> None:
                 reporter.write_line("  guest| " + line)
 
     # the guest's root is read-only: compile the corpus's C reference loaders here first
-    subprocess.run([sys.executable, str(CHECKOUT / "tests" / "corpus" / "refload.py"), "--build-all"], check=True)
+    subprocess.run(
+        [sys.executable, str(CHECKOUT / "tests" / "corpus" / "refload.py"), "--build-all"],
+        check=True,
+    )
     show(f"booting: {runner.qemu_version}, accel {runner.accel}, kernel {runner.prepare().abi}")
     cmd = [
         "sh", "-c", 'echo "GUEST-UNAME $(uname -r)"; exec "$@"', "-",
@@ -184,7 +194,9 @@ def test_guest_suite(request: pytest.FixtureRequest) -> None:
     uname = re.search(r"^GUEST-UNAME (\S+)$", text, re.M)
     assert uname is not None, text[-2000:]
     assert uname.group(1) == result.release == result.abi
-    summary = [ln for ln in result.output if re.match(r"^=+ .*\b(passed|failed|error|skipped)\b.* =+$", ln)]
+    summary = [
+        ln for ln in result.output if re.match(r"^=+ .*\b(passed|failed|error|skipped)\b.* =+$", ln)
+    ]
     assert summary, f"no pytest summary line in the guest output:\n{text[-3000:]}"
     failed = re.search(r"\b(\d+) (failed|errors?)\b", summary[-1])
     # the exit status made the round trip through GUEST-DONE rc=N ...
@@ -207,26 +219,36 @@ def _fake_runner(tmp_path: Path, script: str) -> Runner:
 
 def test_runner_retries_once_on_early_exit_and_keeps_the_log(tmp_path: Path) -> None:
     count = tmp_path / "count"
-    runner = _fake_runner(tmp_path, f"""
+    runner = _fake_runner(
+        tmp_path,
+        f"""
 case "$1" in --version) echo "QEMU emulator version 0.0 (fake)"; exit 0;; esac
 n=$(cat {count} 2>/dev/null || echo 0); echo $((n+1)) > {count}
 if [ "$n" = 0 ]; then echo "SeaBIOS"; echo "early exit"; exit 1; fi
 printf '\\033[2JGUEST-KERNEL 0.0-test\\r\\nGUEST-READY 1.5\\r\\nhello\\r\\nGUEST-DONE rc=5 2.5\\r\\n'
-""")
+""",
+    )
     lines: list[str] = []
     result = runner.run(["true"], cwd=tmp_path, on_line=lines.append)
     assert (result.rc, result.output, lines, result.attempts) == (5, ["hello"], ["hello"], 2)
-    assert (result.release, result.guest_uptime_ready, result.guest_uptime_done) == ("0.0-test", 1.5, 2.5)
+    assert (result.release, result.guest_uptime_ready, result.guest_uptime_done) == (
+        "0.0-test",
+        1.5,
+        2.5,
+    )
     assert [p.name.endswith(".failed-1.log") for p in result.failed_logs] == [True]
     assert "early exit" in result.failed_logs[0].read_text()
     assert not list((tmp_path / "cache" / "run").iterdir())  # the guest script is removed
 
 
 def test_runner_gives_up_after_the_retry(tmp_path: Path) -> None:
-    runner = _fake_runner(tmp_path, """
+    runner = _fake_runner(
+        tmp_path,
+        """
 case "$1" in --version) echo "QEMU emulator version 0.0 (fake)"; exit 0;; esac
 echo "Kernel panic - not syncing: test"; sleep 30
-""")
+""",
+    )
     with pytest.raises(VmError, match="Kernel panic") as info:
         runner.run(["true"], cwd=tmp_path, timeout=20)
     assert info.value.log is not None and info.value.log.endswith(".failed-2.log")
@@ -238,10 +260,13 @@ def test_runner_without_qemu_is_unavailable() -> None:
 
 
 def test_runner_deadline_kills_qemu_without_retry(tmp_path: Path) -> None:
-    runner = _fake_runner(tmp_path, """
+    runner = _fake_runner(
+        tmp_path,
+        """
 case "$1" in --version) echo "QEMU emulator version 0.0 (fake)"; exit 0;; esac
 echo "booting"; exec sleep 60
-""")
+""",
+    )
     with pytest.raises(VmError, match="deadline of 1 s") as info:
         runner.run(["true"], cwd=tmp_path, timeout=1)
     assert info.value.log is not None and info.value.log.endswith(".failed-1.log")
@@ -249,12 +274,15 @@ echo "booting"; exec sleep 60
 
 def test_runner_retries_a_boot_that_hangs_before_userspace(tmp_path: Path) -> None:
     count = tmp_path / "count"
-    runner = _fake_runner(tmp_path, f"""
+    runner = _fake_runner(
+        tmp_path,
+        f"""
 case "$1" in --version) echo "QEMU emulator version 0.0 (fake)"; exit 0;; esac
 n=$(cat {count} 2>/dev/null || echo 0); echo $((n+1)) > {count}
 if [ "$n" = 0 ]; then echo "Booting from ROM..."; exec sleep 60; fi
 printf 'GUEST-READY 1.0\\nGUEST-DONE rc=0 2.0\\n'
-""")
+""",
+    )
     runner.ready_timeout = 0.5
     result = runner.run(["true"], cwd=tmp_path, timeout=30)
     assert (result.rc, result.attempts, len(result.failed_logs)) == (0, 2, 1)
@@ -267,12 +295,14 @@ NO_BPF_LSM = "lockdown,capability,landlock,yama,apparmor"
 def test_enforce_refuses_without_the_bpf_lsm() -> None:
     """One more boot, with ``lsm=`` lacking bpf: the kernel records the verdict but the BPF LSM
     is off, so ``bpfsign enforce`` refuses in one line naming the boot parameter, exits 1 and
-    creates nothing (kernel.md §11: the ``lsm=`` parameter decides)."""
+    creates nothing (docs/kernel.md §11: the ``lsm=`` parameter decides)."""
     _runner_or_skip()  # the kernel is cached, or a skip (a failure under BPFSIGN_REQUIRE_VM=1)
     runner = Runner(extra_append=f"lsm={NO_BPF_LSM}")
     bpfsign = str(CHECKOUT / ".venv" / "bin" / "bpfsign")
-    script = (f"mount -t bpf bpf /sys/fs/bpf; {bpfsign} enforce --pin /sys/fs/bpf/bpfsign; "
-              "echo rc=$?; ls -A /sys/fs/bpf | wc -l")
+    script = (
+        f"mount -t bpf bpf /sys/fs/bpf; {bpfsign} enforce --pin /sys/fs/bpf/bpfsign; "
+        "echo rc=$?; ls -A /sys/fs/bpf | wc -l"
+    )
     result = runner.run(["sh", "-c", script], cwd=CHECKOUT, timeout=600)
     lines = [ln for ln in result.output if ln.strip()]
     assert lines[-3:] == [

@@ -198,17 +198,27 @@ def _fixture_cert_der() -> bytes:
     ).stdout
 
 
-@pytest.mark.parametrize(("version", "why"), [
-    (5, "not a valid X.509 certificate: 5 is not a valid X509 version"),
-    (-1, "not an X.509 certificate (expected PEM or DER)"),
-])
-def test_sign_cert_loading_refuses_an_out_of_range_version(tmp_path: Path, version: int, why: str) -> None:
+@pytest.mark.parametrize(
+    ("version", "why"),
+    [
+        (5, "not a valid X.509 certificate: 5 is not a valid X509 version"),
+        (-1, "not an X.509 certificate (expected PEM or DER)"),
+    ],
+)
+def test_sign_cert_loading_refuses_an_out_of_range_version(
+    tmp_path: Path, version: int, why: str
+) -> None:
     """The signing path reads --cert with keys.load_certificate: an InputError, no traceback."""
     from bpfsign.crypto import keys
 
     good = _fixture_cert_der()
     at = good.index(bytes.fromhex("a003020102"))
-    bad = good[:at] + bytes.fromhex("a0030201") + version.to_bytes(1, "big", signed=True) + good[at + 5 :]
+    bad = (
+        good[:at]
+        + bytes.fromhex("a0030201")
+        + version.to_bytes(1, "big", signed=True)
+        + good[at + 5 :]
+    )
     path = tmp_path / "bad.der"
     path.write_bytes(bad)
     with pytest.raises(InputError) as exc:

@@ -13,7 +13,9 @@ __version__ = "0.1.0"
 # name -> module that defines it; filled in as layers land.
 _LAZY: dict[str, str] = {
     "Signer": "bpfsign.crypto.signer",
-    **dict.fromkeys(("build_signed_data", "parse_signed_data", "digest_info"), "bpfsign.crypto.cms"),
+    **dict.fromkeys(
+        ("build_signed_data", "parse_signed_data", "digest_info"), "bpfsign.crypto.cms"
+    ),
     **dict.fromkeys(("Certificate", "load_certificates"), "bpfsign.crypto.x509"),
     "TrustStore": "bpfsign.crypto.trust",
     "KernelModel": "bpfsign.kernel.model",
@@ -22,7 +24,10 @@ _LAZY: dict[str, str] = {
     "FileSigner": "bpfsign.crypto.keys",
     "Pkcs11Signer": "bpfsign.crypto.pkcs11",
     **dict.fromkeys(("Skeleton", "MapSpec", "ProgSpec"), "bpfsign.skel.skeleton"),
-    **dict.fromkeys(("Audit", "audit", "convert_to_loadtime", "sign_skeleton", "verify_skeleton"), "bpfsign.skel.scheme"),
+    **dict.fromkeys(
+        ("Audit", "audit", "convert_to_loadtime", "sign_skeleton", "verify_skeleton"),
+        "bpfsign.skel.scheme",
+    ),
 }
 # name -> module exported as a whole (``from bpfsign import scheme, skeleton``)
 _LAZY_MODULES: dict[str, str] = {

@@ -84,14 +84,17 @@ def read_input(
         if not regular and not allow_special:
             raise InputError(
                 f"is {_kind(st.st_mode)}, not a regular file; bpfsign reads a {what} only "
-                "from a regular file", path=shown,
+                "from a regular file",
+                path=shown,
             )
         if check is not None:
             check(st)
         if regular and st.st_size > limit:
             raise TooLargeInput(
                 f"is {st.st_size} bytes, more than the {limit} bytes a {what} may have",
-                path=shown, size=st.st_size, limit=limit,
+                path=shown,
+                size=st.st_size,
+                limit=limit,
             )
         if not regular:
             os.set_blocking(fd, True)
@@ -109,8 +112,10 @@ def read_input(
             total += len(chunk)
             if total > limit:
                 raise TooLargeInput(
-                    f"has more than the {limit} bytes a {what} may have", path=shown,
-                    size=total, limit=limit,
+                    f"has more than the {limit} bytes a {what} may have",
+                    path=shown,
+                    size=total,
+                    limit=limit,
                 )
             want = 1 << 20
         return b"".join(chunks)
@@ -159,12 +164,14 @@ def atomic_write(
         if not stat.S_ISREG(st.st_mode):
             raise InputError(
                 f"is {_kind(st.st_mode)}; bpfsign replaces only regular files "
-                "(write to a regular file's path instead)", path=shown,
+                "(write to a regular file's path instead)",
+                path=shown,
             )
         if st.st_nlink > 1 and not break_hardlinks:
             raise InputError(
                 f"has {st.st_nlink} hard links; replacing it would detach it from the "
-                "others (write to a new file, or allow breaking the links)", path=shown,
+                "others (write to a new file, or allow breaking the links)",
+                path=shown,
             )
     if not directory.is_dir():
         raise InputError(f"cannot write: directory {str(directory)!r} does not exist", path=shown)
@@ -190,7 +197,7 @@ def atomic_write(
             for chunk in chunks:
                 view = memoryview(chunk)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -237,7 +244,8 @@ def remove_stale_temps(target: Path) -> list[Path]:
             warnings.warn(
                 f"removed {stale}, an incomplete write of {target} left by a killed run "
                 f"(pid {m['pid']}); {target} itself was never touched by it",
-                RuntimeWarning, stacklevel=3,
+                RuntimeWarning,
+                stacklevel=3,
             )
     return removed
 

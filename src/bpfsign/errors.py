@@ -63,8 +63,14 @@ class KernelError(Error):
     exit_code = 1
 
     def __init__(
-        self, errno: int, command: str, log: str = "", message: str = "", *,
-        step: str = "", where: str = "",
+        self,
+        errno: int,
+        command: str,
+        log: str = "",
+        message: str = "",
+        *,
+        step: str = "",
+        where: str = "",
     ) -> None:
         self.errno = errno
         self.command = command

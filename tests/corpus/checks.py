@@ -48,10 +48,15 @@ def is_signed(h: Path) -> bool:
 
 def cli(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
     r = subprocess.run(
-        [sys.executable, "-m", "bpfsign", *map(str, args)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "bpfsign", *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if check and r.returncode != 0:
-        raise AssertionError(f"bpfsign {' '.join(map(str, args))}: exit {r.returncode}\n{r.stdout}\n{r.stderr}")
+        raise AssertionError(
+            f"bpfsign {' '.join(map(str, args))}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+        )
     return r
 
 
@@ -70,7 +75,9 @@ def _sign(paths: list[Path], outdir: Path) -> dict[str, Any]:
     try:
         docs = json.loads(r.stdout)
     except json.JSONDecodeError:
-        raise AssertionError(f"bpfsign sign: exit {r.returncode}, no JSON\n{r.stdout}\n{r.stderr}") from None
+        raise AssertionError(
+            f"bpfsign sign: exit {r.returncode}, no JSON\n{r.stdout}\n{r.stderr}"
+        ) from None
     return {Path(d["file"]).name: {**d, "exit": r.returncode, "stderr": r.stderr} for d in docs}
 
 
@@ -115,7 +122,9 @@ def check_inspect(h: Path) -> list[str]:
         bad.append(f"progs {[p['name'] for p in d['progs']]}, header {progs}")
     if d["signed"] is not is_signed(h):
         bad.append(f"signed {d['signed']}")
-    want = {"v72.signed": ("inloader",), "v73.signed": ("loadtime",)}.get(kind(h), ("loadtime", "inloader"))
+    want = {"v72.signed": ("inloader",), "v73.signed": ("loadtime",)}.get(
+        kind(h), ("loadtime", "inloader")
+    )
     if d["scheme"] not in want:
         bad.append(f"scheme {d['scheme']!r}, expected {' or '.join(want)}")
     if d["endian"] != ("big" if "big-endian" in h.name else "little"):
@@ -140,7 +149,11 @@ def check_resign(h: Path) -> list[str]:
     outdir, docs = signed_outputs()
     if docs[h.name]["ok"] is not True:
         return [f"sign failed: {docs[h.name]}"]
-    return [] if (outdir / h.name).read_bytes() == h.read_bytes() else ["re-signed header differs from bpftool's"]
+    return (
+        []
+        if (outdir / h.name).read_bytes() == h.read_bytes()
+        else ["re-signed header differs from bpftool's"]
+    )
 
 
 def check_sign(h: Path) -> list[str]:
@@ -152,7 +165,11 @@ def check_sign(h: Path) -> list[str]:
     if doc["scheme"] != "loadtime":
         return [f"signed under {doc['scheme']}"]
     v = verify(outdir / h.name)
-    return [] if v["exit"] == 0 and v["ok"] is True and v["scheme"] == "loadtime" else [f"does not verify: {v}"]
+    return (
+        []
+        if v["exit"] == 0 and v["ok"] is True and v["scheme"] == "loadtime"
+        else [f"does not verify: {v}"]
+    )
 
 
 def check_conversion(h: Path) -> list[str]:
@@ -166,19 +183,32 @@ def check_conversion(h: Path) -> list[str]:
         return [f"not converted: {doc.get('converted')}"]
     mine = inspect(outdir / h.name)
     theirs = inspect(counterpart(h, "v73.signed"))
-    return [f"{k} differs from {counterpart(h, 'v73.signed').name}" for k in ("insns", "data", "excl_hash", "scheme")
-            if mine[k] != theirs[k]]
+    return [
+        f"{k} differs from {counterpart(h, 'v73.signed').name}"
+        for k in ("insns", "data", "excl_hash", "scheme")
+        if mine[k] != theirs[k]
+    ]
 
 
 def applicable(h: Path) -> dict[str, bool]:
     """Which static checks apply to a header."""
     k = kind(h)
-    return {"inspect": True, "verify": is_signed(h), "re-sign": k == "v73.signed",
-            "sign": not is_signed(h), "conversion": k == "v72.signed"}
+    return {
+        "inspect": True,
+        "verify": is_signed(h),
+        "re-sign": k == "v73.signed",
+        "sign": not is_signed(h),
+        "conversion": k == "v72.signed",
+    }
 
 
-STATIC_CHECKS = {"inspect": check_inspect, "verify": check_verify, "re-sign": check_resign,
-                 "sign": check_sign, "conversion": check_conversion}
+STATIC_CHECKS = {
+    "inspect": check_inspect,
+    "verify": check_verify,
+    "re-sign": check_resign,
+    "sign": check_sign,
+    "conversion": check_conversion,
+}
 
 
 # --- load parity -----------------------------------------------------------------
@@ -191,11 +221,21 @@ def bpfsign_load(h: Path) -> dict[str, Any]:
     try:
         loaded = bpfsign.load_skeleton(h)
     except bpfsign.Error as exc:
-        return {"ok": False, "errno": getattr(exc, "errno", None), "error": type(exc).__name__,
-                "step": getattr(exc, "command", None), "message": str(exc).splitlines()[0]}
+        return {
+            "ok": False,
+            "errno": getattr(exc, "errno", None),
+            "error": type(exc).__name__,
+            "step": getattr(exc, "command", None),
+            "message": str(exc).splitlines()[0],
+        }
     except OSError as exc:  # not a bpfsign.Error: names neither map nor step
-        return {"ok": False, "errno": exc.errno, "error": f"raw {type(exc).__name__}", "step": None,
-                "message": str(exc)}
+        return {
+            "ok": False,
+            "errno": exc.errno,
+            "error": f"raw {type(exc).__name__}",
+            "step": None,
+            "message": str(exc),
+        }
     try:
         return {"ok": True, **loaded.describe()}
     finally:
@@ -212,8 +252,10 @@ def parity(c: dict[str, Any], py: dict[str, Any]) -> list[str]:
         if py["ok"]:
             return [f"C fails ({c['step']}, errno {c['errno']}) but bpfsign loads"]
         if py["errno"] != c["errno"]:
-            return [f"both fail, errno differs: C {c['errno']} ({c['step']}), bpfsign {py['errno']} "
-                    f"({py['error']}: {py['message']})"]
+            return [
+                f"both fail, errno differs: C {c['errno']} ({c['step']}), bpfsign {py['errno']} "
+                f"({py['error']}: {py['message']})"
+            ]
         return []
     if not py["ok"]:
         return [f"C loads but bpfsign fails: {py['error']} errno {py['errno']}: {py['message']}"]
@@ -225,7 +267,9 @@ def parity(c: dict[str, Any], py: dict[str, Any]) -> list[str]:
     for name in sorted(set(cmaps) & set(pmaps)):
         for f in MAP_FIELDS:
             if cmaps[name].get(f) != pmaps[name].get(f):
-                diffs.append(f"map {name}.{f}: C {cmaps[name].get(f)!r}, bpfsign {pmaps[name].get(f)!r}")
+                diffs.append(
+                    f"map {name}.{f}: C {cmaps[name].get(f)!r}, bpfsign {pmaps[name].get(f)!r}"
+                )
     cprogs = {p["name"]: p for p in c["progs"]}
     pprogs = {p["name"]: p for p in py["progs"]}
     if sorted(cprogs) != sorted(pprogs):
@@ -233,7 +277,9 @@ def parity(c: dict[str, Any], py: dict[str, Any]) -> list[str]:
     for name in sorted(set(cprogs) & set(pprogs)):
         for f in PROG_FIELDS:
             if cprogs[name].get(f) != pprogs[name].get(f):
-                diffs.append(f"prog {name}.{f}: C {cprogs[name].get(f)!r}, bpfsign {pprogs[name].get(f)!r}")
+                diffs.append(
+                    f"prog {name}.{f}: C {cprogs[name].get(f)!r}, bpfsign {pprogs[name].get(f)!r}"
+                )
     return diffs
 
 
@@ -282,8 +328,16 @@ def trigger_atomics(h: Path) -> None:
         assert sk.data.sub_noreturn_value == -1
         assert (sk.data.xchg64_value, sk.bss.xchg64_result) == (2, 1)
         assert (sk.data.xchg32_value, sk.bss.xchg32_result) == (2, 1)
-        assert (sk.data.cmpxchg64_value, sk.bss.cmpxchg64_result_fail, sk.bss.cmpxchg64_result_succeed) == (2, 1, 1)
-        assert (sk.data.cmpxchg32_value, sk.bss.cmpxchg32_result_fail, sk.bss.cmpxchg32_result_succeed) == (2, 1, 1)
+        assert (
+            sk.data.cmpxchg64_value,
+            sk.bss.cmpxchg64_result_fail,
+            sk.bss.cmpxchg64_result_succeed,
+        ) == (2, 1, 1)
+        assert (
+            sk.data.cmpxchg32_value,
+            sk.bss.cmpxchg32_result_fail,
+            sk.bss.cmpxchg32_result_succeed,
+        ) == (2, 1, 1)
 
 
 def trigger_fentry_fexit(h: Path) -> None:
@@ -336,16 +390,25 @@ def trigger_iterators(h: Path) -> None:
         progs = read_iterator(links["dump_bpf_prog"])
         map_id = next(m["id"] for m in sk.describe()["maps"] if m["name"] == "rodata")
     assert maps.startswith("  id name             max_entries  cur_entries\n"), maps[:200]
-    assert any(ln.split()[:3] == [str(map_id), "iterator.rodata", "1"] for ln in maps.splitlines()), maps
+    assert any(
+        ln.split()[:3] == [str(map_id), "iterator.rodata", "1"] for ln in maps.splitlines()
+    ), maps
     assert progs.startswith("  id name             attached\n"), progs[:200]
     names = {ln.split()[1] for ln in progs.splitlines()[1:] if len(ln.split()) > 1}
     assert {"dump_bpf_map", "dump_bpf_prog"} <= names, progs
 
 
-TRIGGERS = {"atomics": trigger_atomics, "fentry_test": trigger_fentry_fexit,
-            "fexit_test": trigger_fentry_fexit, "trace_printk": trigger_trace_printk}
-TRIGGER_CASES = [(p, HERE / "skel" / f"{p}.{k}.lskel.h")
-                 for p in TRIGGERS for k in ("v71", "v72", "v73", "v73.signed")]
+TRIGGERS = {
+    "atomics": trigger_atomics,
+    "fentry_test": trigger_fentry_fexit,
+    "fexit_test": trigger_fentry_fexit,
+    "trace_printk": trigger_trace_printk,
+}
+TRIGGER_CASES = [
+    (p, HERE / "skel" / f"{p}.{k}.lskel.h")
+    for p in TRIGGERS
+    for k in ("v71", "v72", "v73", "v73.signed")
+]
 TRIGGERS["iterators"] = trigger_iterators
 TRIGGER_CASES.append(("iterators", HERE / "skel" / "iterators.kernel-little-endian.lskel.h"))
 
@@ -360,19 +423,26 @@ def trust_test_cert_in_session() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--load-all", action="store_true")
     ap.add_argument("--no-build", action="store_true", help="only run prebuilt references (guest)")
-    ap.add_argument("--keyring-cert", action="store_true",
-                    help="first add the TEST-ONLY cert to the session keyring (bpfsign keyring add)")
+    ap.add_argument(
+        "--keyring-cert",
+        action="store_true",
+        help="first add the TEST-ONLY cert to the session keyring (bpfsign keyring add)",
+    )
     ap.add_argument("-o", "--output")
     args = ap.parse_args(argv)
     if not args.load_all:
         ap.error("nothing to do")
     if args.keyring_cert:
         trust_test_cert_in_session()
-    res = {"kernel": os.uname().release,
-           "results": {h.name: load_pair(h, build=not args.no_build) for h in HEADERS}}
+    res = {
+        "kernel": os.uname().release,
+        "results": {h.name: load_pair(h, build=not args.no_build) for h in HEADERS},
+    }
     text = json.dumps(res, indent=1, sort_keys=True) + "\n"
     if args.output:
         Path(args.output).write_text(text)

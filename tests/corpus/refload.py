@@ -86,12 +86,20 @@ def compile_command(header: Path, out: Path) -> list[str]:
     name, maps, progs = members(text)
     v = variant(header)
     return [
-        "gcc", "-O2", "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
-        f"-DREF_HEADER=\"{header.resolve()}\"", f"-DREF_NAME={name}",
+        "gcc",
+        "-O2",
+        "-Wall",
+        "-Wno-unused-function",
+        "-Wno-unused-variable",
+        f'-DREF_HEADER="{header.resolve()}"',
+        f"-DREF_NAME={name}",
         "-DREF_MAPS(X)=" + " ".join(f"X({n})" for n in maps),
         "-DREF_PROGS(X)=" + " ".join(f"X({n})" for n in progs),
         *(["-DREF_SIGNED"] if re.search(r"^\s*__s32 keyring_id;", text, re.M) else []),
-        *include_flags(v), str(SOURCE), "-o", str(out),
+        *include_flags(v),
+        str(SOURCE),
+        "-o",
+        str(out),
     ]
 
 
@@ -100,7 +108,9 @@ def ensure_inputs(v: str) -> None:
     if all(d.is_dir() for d in _needed_dirs(v)):
         return
     if v == "v72":
-        subprocess.run(["bash", str(HERE.parent / "fixtures" / "generate.sh"), "--fetch-only"], check=True)
+        subprocess.run(
+            ["bash", str(HERE.parent / "fixtures" / "generate.sh"), "--fetch-only"], check=True
+        )
     else:
         subprocess.run(["bash", str(HERE / "generate.sh"), "--fetch-only"], check=True)
 
@@ -143,8 +153,12 @@ def run(header: Path, *, build: bool = True) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build-all", action="store_true", help="compile the reference for every header")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--build-all", action="store_true", help="compile the reference for every header"
+    )
     ap.add_argument("--run-all", action="store_true", help="load every header once and print JSON")
     ap.add_argument("-o", "--output", help="write the --run-all JSON here")
     ap.add_argument("headers", nargs="*", help="headers to run (default with --run-all: all)")

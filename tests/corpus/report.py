@@ -28,7 +28,15 @@ import checks  # noqa: E402
 
 DOC = REPO / "docs" / "corpus.md"
 GUEST = HERE / "results" / "guest-load.json"
-COLUMNS = ("inspect", "verify", "re-sign", "sign", "conversion", "host load vs C", "guest load vs C")
+COLUMNS = (
+    "inspect",
+    "verify",
+    "re-sign",
+    "sign",
+    "conversion",
+    "host load vs C",
+    "guest load vs C",
+)
 
 
 def _cell(problems: list[str] | None) -> str:
@@ -60,20 +68,36 @@ def _errno(n: int | None) -> str:
 
 def run_guest(path: Path) -> None:
     subprocess.run([sys.executable, str(HERE / "refload.py"), "--build-all"], check=True)
-    cmd = [sys.executable, "-m", "bpfsign.vm", "run", "--timeout", "1800", "--",
-           sys.executable, str(HERE / "checks.py"), "--load-all", "--no-build", "--keyring-cert"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bpfsign.vm",
+        "run",
+        "--timeout",
+        "1800",
+        "--",
+        sys.executable,
+        str(HERE / "checks.py"),
+        "--load-all",
+        "--no-build",
+        "--keyring-cert",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=REPO)
     out = r.stdout
     start = out.find("{")
     if r.returncode != 0 or start < 0:
-        raise SystemExit(f"guest run failed (exit {r.returncode}):\n{out[-2000:]}\n{r.stderr[-2000:]}")
-    doc = json.loads(out[start:out.rindex("}") + 1])
+        raise SystemExit(
+            f"guest run failed (exit {r.returncode}):\n{out[-2000:]}\n{r.stderr[-2000:]}"
+        )
+    doc = json.loads(out[start : out.rindex("}") + 1])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--guest", type=Path, default=GUEST)
     ap.add_argument("--run-guest", action="store_true")
     ap.add_argument("--no-host-load", action="store_true")
@@ -105,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             if note:
                 notes.append(f"`{h.name}` {where} load: {note}")
         for col, cell in zip(COLUMNS, cells, strict=True):
-            totals[col]["FAIL" if "FAIL" in cell else ("n/a" if cell in ("n/a", "not run") else "ok")] += 1
+            totals[col][
+                "FAIL" if "FAIL" in cell else ("n/a" if cell in ("n/a", "not run") else "ok")
+            ] += 1
         rows.append(f"| `{h.name}` | {checks.kind(h)} | " + " | ".join(cells) + " |")
     host_kernel = os.uname().release if host_load else "not run"
     lines = [
@@ -132,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| check | ok | FAIL | n/a |",
         "| --- | --- | --- | --- |",
-        *(f"| {c} | {totals[c]['ok']} | {totals[c]['FAIL']} | {totals[c]['n/a']} |" for c in COLUMNS),
+        *(
+            f"| {c} | {totals[c]['ok']} | {totals[c]['FAIL']} | {totals[c]['n/a']} |"
+            for c in COLUMNS
+        ),
         "",
         "## Per header",
         "",

@@ -47,10 +47,10 @@ __all__ = [
     "outcome",
 ]
 
-#: r0 = 0; exit -- the 2-insn program of the measurements (kernel.md §0)
-INSNS_RET0 = bytes.fromhex("b700000000000000" "9500000000000000")
+#: r0 = 0; exit -- the 2-insn program of the measurements (docs/kernel.md §0)
+INSNS_RET0 = bytes.fromhex("b7000000000000009500000000000000")
 #: ld_imm64 r1 = map fd_array[0] (BPF_PSEUDO_MAP_IDX); r0 = 0; exit -- uses its map
-INSNS_USES_MAP0 = bytes.fromhex("1851000000000000" "0000000000000000") + INSNS_RET0
+INSNS_USES_MAP0 = bytes.fromhex("18510000000000000000000000000000") + INSNS_RET0
 
 KEY_SPEC_SESSION_KEYRING = S.KEY_SPEC_SESSION_KEYRING
 
@@ -182,7 +182,7 @@ class Kmsg:
                     raise
                 continue
             msg = rec.decode(errors="replace").split(";", 1)[-1].split("\n", 1)[0]
-            if "clocksource: Watchdog remote CPU" not in msg:  # vm.md §9 noise
+            if "clocksource: Watchdog remote CPU" not in msg:  # docs/vm.md §9 noise
                 out.append(msg)
 
     def close(self) -> None:
@@ -232,12 +232,15 @@ def check(
     if isinstance(offline, str) and engine is not None:
         # the rules engine (verify --kernel 7.3, explain) on the same calls: errno and log line
         assert verdict_line(engine) == verdict_line(got), (
-            f"{case}: rules engine {verdict_line(engine)} != kernel {verdict_line(got)}")
+            f"{case}: rules engine {verdict_line(engine)} != kernel {verdict_line(got)}"
+        )
         offline = engine[0]
     off = offline if isinstance(offline, str) else outcome(offline)
     mod = outcome(model[0])
     agreement.append((case, outcome(err), mod, off))
-    assert err == want_errno, f"{case}: kernel gave {outcome(err)}, want {outcome(want_errno)}; log: {log!r}"
+    assert err == want_errno, (
+        f"{case}: kernel gave {outcome(err)}, want {outcome(want_errno)}; log: {log!r}"
+    )
     if want_log is not None:
         if want_log == "":
             assert log == "", f"{case}: expected an empty verifier log, got {log!r}"
@@ -249,4 +252,6 @@ def check(
     if isinstance(offline, str):
         assert offline.startswith("n/a"), offline
     else:
-        assert offline == err, f"{case}: offline verifier {outcome(offline)} != kernel {outcome(err)}"
+        assert offline == err, (
+            f"{case}: offline verifier {outcome(offline)} != kernel {outcome(err)}"
+        )

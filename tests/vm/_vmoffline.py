@@ -78,7 +78,9 @@ def model_backend(gk: Any) -> Any:
                 )
 
         def prog_load(self, *args: Any, keyring_id: int = 0, **kw: Any) -> int:
-            return super().prog_load(*args, keyring_id=self.serials.get(keyring_id, keyring_id), **kw)
+            return super().prog_load(
+                *args, keyring_id=self.serials.get(keyring_id, keyring_id), **kw
+            )
 
         def key_link(self, key: int, keyring: int) -> None:
             super().key_link(self.serials.get(key, key), self.serials.get(keyring, keyring))
@@ -143,5 +145,7 @@ def engine_skeleton(skel: Any, gk: Any, *, unsigned: bool = False) -> tuple[int 
     from bpfsign.kernel import profiles, rules
 
     store, _ = trust_store(gk)
-    v = rules.evaluate(rules.skeleton_load(skel, keyring_id=-3, unsigned=unsigned), profiles.PROFILES["7.3"], store)
+    v = rules.evaluate(
+        rules.skeleton_load(skel, keyring_id=-3, unsigned=unsigned), profiles.PROFILES["7.3"], store
+    )
     return v.errno, v.log

@@ -36,5 +36,7 @@ def openssl_sign(payload: bytes, pair: Any, workdir: Path, name: str, *flags: st
         capture_output=True, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
-        raise RuntimeError(f"openssl cms -sign {' '.join(flags)}: {proc.stderr.decode(errors='replace')}")
+        raise RuntimeError(
+            f"openssl cms -sign {' '.join(flags)}: {proc.stderr.decode(errors='replace')}"
+        )
     return proc.stdout

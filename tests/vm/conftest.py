@@ -38,7 +38,8 @@ def guest_keys(tmp_path_factory: pytest.TempPathFactory) -> GuestKeys:
     # the committed fixture key: bpftool -S headers in tests/fixtures/skel are signed with it
     fixture_keys = Path(__file__).resolve().parents[1] / "fixtures" / "keys"
     signers["fixture"] = keys.FileSigner.from_files(
-        fixture_keys / "TEST-ONLY-lskel-signing.key.pem", fixture_keys / "TEST-ONLY-lskel-signing.cert.pem"
+        fixture_keys / "TEST-ONLY-lskel-signing.key.pem",
+        fixture_keys / "TEST-ONLY-lskel-signing.cert.pem",
     )
     gk = GuestKeys(serial, signers, pairs, workdir=tmp_path_factory.mktemp("pki"))
     for name in IN_KEYRING:

@@ -27,7 +27,9 @@ def _show(got: list[tuple[int | None, str]]) -> str:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_catalogue_case(case: Case, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_catalogue_case(
+    case: Case, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     before = len(os.listdir("/proc/self/fd"))
     kernel = run(default_backend(), case, guest_keys.signers)
     model = run(model_backend(guest_keys), case, guest_keys.signers)

@@ -28,15 +28,25 @@ HEADERS = checks.HEADERS
 @pytest.mark.parametrize("h", HEADERS, ids=[h.name for h in HEADERS])
 def test_guest_load_parity_with_skel_internal(h: Path, guest_keys: object) -> None:
     r = checks.load_pair(h, build=False)
-    print("CORPUS-GUEST", h.name, "C", "ok" if r["c"]["ok"] else f"{r['c']['step']} errno {r['c']['errno']}",
-          "| bpfsign", "ok" if r["bpfsign"]["ok"] else f"{r['bpfsign']['error']} errno {r['bpfsign']['errno']}")
+    print(
+        "CORPUS-GUEST",
+        h.name,
+        "C",
+        "ok" if r["c"]["ok"] else f"{r['c']['step']} errno {r['c']['errno']}",
+        "| bpfsign",
+        "ok" if r["bpfsign"]["ok"] else f"{r['bpfsign']['error']} errno {r['bpfsign']['errno']}",
+    )
     assert r["diffs"] == [], r
 
 
-@pytest.mark.parametrize(("prog", "h"), checks.TRIGGER_CASES, ids=[h.name for _, h in checks.TRIGGER_CASES])
+@pytest.mark.parametrize(
+    ("prog", "h"), checks.TRIGGER_CASES, ids=[h.name for _, h in checks.TRIGGER_CASES]
+)
 def test_guest_trigger(prog: str, h: Path, guest_keys: object) -> None:
     c = refload.run(h, build=False)
     if not c["ok"]:
-        pytest.skip(f"skel_internal.h cannot load {h.name} on this kernel either "
-                    f"({c['step']}, errno {c['errno']}); load parity covers it")
+        pytest.skip(
+            f"skel_internal.h cannot load {h.name} on this kernel either "
+            f"({c['step']}, errno {c['errno']}); load parity covers it"
+        )
     checks.TRIGGERS[prog](h)

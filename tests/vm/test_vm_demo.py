@@ -80,7 +80,9 @@ def test_demo_loads_the_signed_example_skeleton(
     loaded = ctx.extra["load"]
     assert loaded["signed"] is True and loaded["scheme"] == "loadtime"
     assert loaded["keyring"] not in (guest_keys.session_serial, -3)
-    assert [(p["name"], p["type"]) for p in loaded["progs"]] == [("count_proto", 1)]  # SOCKET_FILTER
+    assert [(p["name"], p["type"]) for p in loaded["progs"]] == [
+        ("count_proto", 1)
+    ]  # SOCKET_FILTER
     assert [m["name"] for m in loaded["maps"]] == ["proto_counts", "rodata"]
 
     # The demo's keyring is gone and the session keyring lacks the throwaway cert: ENOKEY,

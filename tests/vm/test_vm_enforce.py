@@ -360,7 +360,9 @@ def test_caller_keyring_is_denied_unless_pinned(
         )
 
 
-def test_audit_mode_admits_and_records_would_deny(guest_keys: GuestKeys, agreement: list[Any]) -> None:
+def test_audit_mode_admits_and_records_would_deny(
+    guest_keys: GuestKeys, agreement: list[Any]
+) -> None:
     from bpfsign.kernel import loader
 
     signed = signed_sockfilter(guest_keys)

@@ -25,10 +25,14 @@ pytestmark = pytest.mark.vm
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HEADER = FIXTURES / "skel" / "sockfilter.lskel.h"  # bpftool 7.8 -L: loads and filters
 UDP_FRAME = (
-    bytes(6) + bytes.fromhex("020000000001") + b"\x08\x00"
-    + bytes.fromhex("45000020000040004011") + bytes(2)
+    bytes(6)
+    + bytes.fromhex("020000000001")
+    + b"\x08\x00"
+    + bytes.fromhex("45000020000040004011")
+    + bytes(2)
     + bytes([10, 0, 0, 1, 10, 0, 0, 2])
-    + bytes.fromhex("04d21611000c0000") + b"ping"
+    + bytes.fromhex("04d21611000c0000")
+    + b"ping"
 )  # fmt: skip  (as in test_vm_skeletons: UDP to port 0x1611, counted under 17)
 
 
@@ -45,7 +49,9 @@ def token(guest_keys: GuestKeys, tmp_path_factory: pytest.TempPathFactory) -> To
         made = pkcs11.generate(tok.uri(label), kind, bits=2048, subject=f"bpfsign vm {label}")  # type: ignore[arg-type]
         # a description of its own: add_key() with another key's description replaces that key
         if label != "vm-outsider":  # its certificate stays out of the keyring
-            keyring.add_certificate(made.cert_der, keyring="session", description=f"bpfsign-pkcs11-{label}")
+            keyring.add_certificate(
+                made.cert_der, keyring="session", description=f"bpfsign-pkcs11-{label}"
+            )
     return tok
 
 

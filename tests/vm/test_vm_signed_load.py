@@ -1,6 +1,6 @@
 """Raw signed-load cases on the 7.x guest, with the 2-insn SYSCALL program.
 
-Each case asserts the exact errno and verifier-log line of kernel.md §6.3,
+Each case asserts the exact errno and verifier-log line of docs/kernel.md §6.3,
 §6.4, §12.8 and §13; runs the same calls against bpfsign's KernelModel("7.3")
 and asserts it gives the same errno and log line; and, for every case about the
 signature, that bpfsign's offline verifier gives the same verdict (it sees
@@ -50,24 +50,28 @@ def _one_map(be: Any, sig: bytes | None, *, value: bytes = VALUE, excl_for: byte
              insns: bytes = INSNS, cnt: int = 1, keyring_id: int = -3, **map_kw: Any) -> tuple[int | None, str]:  # fmt: skip
     """The usual case on ``be``: one metadata map in fd_array[0], the 2-insn program."""
     with opened(metadata_map(value, excl_for, be=be, **map_kw), be=be) as (m,):
-        return attempt(insns, be=be, fd_array=[m], fd_array_cnt=cnt, signature=sig, keyring_id=keyring_id)
+        return attempt(
+            insns, be=be, fd_array=[m], fd_array_cnt=cnt, signature=sig, keyring_id=keyring_id
+        )
 
 
 # --- baseline ------------------------------------------------------------------
 
 
 def test_feature_probes_load_time_kernel(guest_keys: GuestKeys) -> None:
-    """vm.md §7, run first: this guest verifies signatures under the load-time scheme."""
+    """docs/vm.md §7, run first: this guest verifies signatures under the load-time scheme."""
     from bpfsign.kernel import btf
 
     err, _ = attempt(INSNS, signature=bytes(16))  # garbage, keyring -3
-    assert err == errno.EBADMSG, f"{outcome(err)}: EOPNOTSUPP would mean no CONFIG_SYSTEM_DATA_VERIFICATION"
+    assert err == errno.EBADMSG, (
+        f"{outcome(err)}: EOPNOTSUPP would mean no CONFIG_SYSTEM_DATA_VERIFICATION"
+    )
     vmlinux = btf.vmlinux()
     assert vmlinux is not None
     assert vmlinux.enum_values("bpf_sig_verdict") is not None  # the verdict / load-time work
     bpf_map = vmlinux.struct_members("bpf_map")
     assert bpf_map is not None
-    # 7.3.4 layout (kernel.md §8.1): no u32 excl at 32, so bpftool -S loaders must be converted
+    # 7.3.4 layout (docs/kernel.md §8.1): no u32 excl at 32, so bpftool -S loaders must be converted
     assert "excl" not in bpf_map and bpf_map["ops"].offset == 32 and bpf_map["sha"].offset == 0
     sig = signed(INSNS, guest_keys)  # insns only with fd_array_cnt 1: EKEYREJECTED here
     with opened(metadata_map(VALUE, INSNS)) as (m,):
@@ -75,16 +79,20 @@ def test_feature_probes_load_time_kernel(guest_keys: GuestKeys) -> None:
     assert err == errno.EKEYREJECTED
 
 
-
-
-def test_signed_over_insns_and_map_loads(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]], kmsg: CaseKmsg) -> None:
+def test_signed_over_insns_and_map_loads(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]], kmsg: CaseKmsg
+) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     with opened(metadata_map(VALUE, INSNS)) as (m,):
         fd = load(INSNS, fd_array=[m], fd_array_cnt=1, signature=sig)
         be = default_backend()
         try:
             info = be.prog_info(fd)
-            assert (info.type, info.name, info.nr_map_ids) == (S.PROG_TYPE_SYSCALL, "__loader.prog", 1)
+            assert (info.type, info.name, info.nr_map_ids) == (
+                S.PROG_TYPE_SYSCALL,
+                "__loader.prog",
+                1,
+            )
             assert be.test_run(fd, bytearray(8)) == 0  # the model does not run programs
         finally:
             be.close(fd)
@@ -93,7 +101,9 @@ def test_signed_over_insns_and_map_loads(guest_keys: GuestKeys, agreement: list[
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
-def test_session_keyring_serial_loads(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_session_keyring_serial_loads(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     kid = guest_keys.session_serial
     got, model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=kid))
@@ -122,7 +132,9 @@ def test_tampered_data(guest_keys: GuestKeys, agreement: list[tuple[str, str, st
           offline=offline_errno(INSNS + bytes(evil), sig, guest_keys, -3))  # fmt: skip
 
 
-def test_signature_over_insns_only_with_cnt1(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_signature_over_insns_only_with_cnt1(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     sig = signed(INSNS, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, "signature over insns only, cnt 1", got, errno.EKEYREJECTED, SIG_FAILED.format(-129),
@@ -147,7 +159,9 @@ MAP_CASES: dict[str, tuple[dict[str, Any], bytes | None, int, str]] = {
 
 
 @pytest.mark.parametrize("case", list(MAP_CASES))
-def test_metadata_map_state(case: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_metadata_map_state(
+    case: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     kwargs, excl_for, want, log = MAP_CASES[case]
     sig = signed(INSNS + VALUE, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig, excl_for=excl_for, **kwargs))
@@ -159,10 +173,14 @@ def _two_maps(be: Any, sig: bytes, order: str) -> tuple[int | None, str]:
     m1 = metadata_map(VALUE1, INSNS, name="meta1", be=be)
     with opened(m0, m1, be=be):
         fds = {"0": m0, "1": m1}
-        return attempt(INSNS, be=be, fd_array=[fds[c] for c in order], fd_array_cnt=len(order), signature=sig)
+        return attempt(
+            INSNS, be=be, fd_array=[fds[c] for c in order], fd_array_cnt=len(order), signature=sig
+        )
 
 
-def test_two_maps_fold_in_fd_array_order(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_two_maps_fold_in_fd_array_order(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     good = signed(INSNS + VALUE + VALUE1, guest_keys)
     swapped = signed(INSNS + VALUE1 + VALUE, guest_keys)
     ok, ok_model = both(guest_keys, lambda be: _two_maps(be, good, "01"))
@@ -175,7 +193,7 @@ def test_two_maps_fold_in_fd_array_order(guest_keys: GuestKeys, agreement: list[
           offline=offline_errno(payload, swapped, guest_keys, -3))  # fmt: skip
 
 
-#: kernel.md §6.4 rows: (m0 kwargs, m1 kwargs, m1 excl_for, fd_array order, cnt, signed over, errno, log)
+#: docs/kernel.md §6.4 rows: (m0 kwargs, m1 kwargs, m1 excl_for, fd_array order, cnt, signed over, errno, log)
 TWO_MAP_CASES = {
     "two maps, cnt 1 folds only fd_array[0]": ({}, {}, INSNS, "01", 1, "0", None, None),
     "two maps, second not exclusive": ({}, {}, None, "01", 2, "01", errno.EPERM,
@@ -191,7 +209,9 @@ TWO_MAP_CASES = {
 
 
 @pytest.mark.parametrize("case", list(TWO_MAP_CASES))
-def test_two_map_states(case: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_two_map_states(
+    case: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     kw0, kw1, excl1, order, cnt, over, want, log = TWO_MAP_CASES[case]
     values = {"0": VALUE, "1": VALUE1}
     sig = signed(INSNS + b"".join(values[c] for c in over), guest_keys)
@@ -200,7 +220,9 @@ def test_two_map_states(case: str, guest_keys: GuestKeys, agreement: list[tuple[
         fds = {"0": metadata_map(VALUE, INSNS, name="meta0", be=be, **kw0),
                "1": metadata_map(VALUE1, excl1, name="meta1", be=be, **kw1)}  # fmt: skip
         with opened(*fds.values(), be=be):
-            return attempt(INSNS, be=be, fd_array=[fds[c] for c in order], fd_array_cnt=cnt, signature=sig)
+            return attempt(
+                INSNS, be=be, fd_array=[fds[c] for c in order], fd_array_cnt=cnt, signature=sig
+            )
 
     got, model = both(guest_keys, run)
     check(agreement, case, got, want, log, model=model, offline="n/a (map state)")
@@ -221,21 +243,27 @@ def test_unsigned_map_rules(case: str, kw: dict[str, Any], want: int | None, log
     check(agreement, case, got, want, log, model=model, offline="n/a (unsigned)")
 
 
-def test_metadata_map_percpu_array(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_metadata_map_percpu_array(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
-    got, model = both(guest_keys, lambda be: _one_map(be, sig, map_type=6, name="meta"))  # PERCPU_ARRAY
+    got, model = both(
+        guest_keys, lambda be: _one_map(be, sig, map_type=6, name="meta")
+    )  # PERCPU_ARRAY
     check(agreement, "metadata map is a PERCPU_ARRAY", got, errno.EINVAL,
           "signed program metadata map 'meta' must be an array", model=model, offline="n/a (map state)")  # fmt: skip
 
 
 def test_empty_signature(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
-    """A non-NULL signature pointer with signature_size 0 (kernel.md §13 row 53)."""
+    """A non-NULL signature pointer with signature_size 0 (docs/kernel.md §13 row 53)."""
     got, model = both(guest_keys, lambda be: _one_map(be, b""))
     check(agreement, "signature_size 0 (non-NULL pointer)", got, errno.EINVAL, None, model=model,
           offline=offline_errno(INSNS + VALUE, b"", guest_keys, -3))  # fmt: skip
 
 
-def test_same_map_twice_is_folded_once(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_same_map_twice_is_folded_once(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     once = signed(INSNS + VALUE, guest_keys)
     twice = signed(INSNS + VALUE + VALUE, guest_keys)
 
@@ -262,7 +290,9 @@ def test_wrong_key(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, s
 
 
 @pytest.mark.parametrize("which", ["0", "1", "2", "key serial"])
-def test_keyring_without_the_key(which: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_keyring_without_the_key(
+    which: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     kid = guest_keys.key_serials["rsa"] if which == "key serial" else int(which)
     sig = signed(INSNS + VALUE, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=kid))
@@ -270,8 +300,10 @@ def test_keyring_without_the_key(which: str, guest_keys: GuestKeys, agreement: l
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, kid))  # fmt: skip
 
 
-def test_user_keyring_needs_the_key_linked(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
-    """-4 resolves but is empty (ENOKEY); after KEYCTL_LINK of the key it loads (kernel.md §5)."""
+def test_user_keyring_needs_the_key_linked(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
+    """-4 resolves but is empty (ENOKEY); after KEYCTL_LINK of the key it loads (docs/kernel.md §5)."""
     from _vmoffline import offline_errno_with
 
     from bpfsign.kernel import keyring
@@ -290,7 +322,9 @@ def test_user_keyring_needs_the_key_linked(guest_keys: GuestKeys, agreement: lis
 
 
 @pytest.mark.parametrize("kid", [3, -1, 0x3FFFFFF0])
-def test_unresolvable_keyring(kid: int, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_unresolvable_keyring(
+    kid: int, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig, keyring_id=kid))
     check(agreement, f"keyring_id {kid} (unresolvable)", got, errno.EINVAL,
@@ -312,7 +346,9 @@ def _malformed(gk: GuestKeys) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("case", ["garbage signature (16 bytes)", "garbage signature (30 03 02 01 00)",
                                   "truncated signature (10 bytes cut)"])  # fmt: skip
-def test_malformed_signature(case: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_malformed_signature(
+    case: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     sig = _malformed(guest_keys)[case]
     got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, case, got, errno.EBADMSG, SIG_FAILED.format(-74), model=model,
@@ -320,7 +356,9 @@ def test_malformed_signature(case: str, guest_keys: GuestKeys, agreement: list[t
 
 
 @pytest.mark.parametrize("size", [8192, 8193])
-def test_signature_size_limit(size: int, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_signature_size_limit(
+    size: int, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     sig = signed(INSNS + VALUE, guest_keys)
     padded = sig + bytes(size - len(sig))  # trailing zeros after the DER are accepted
     got, model = both(guest_keys, lambda be: _one_map(be, padded))
@@ -329,7 +367,9 @@ def test_signature_size_limit(size: int, guest_keys: GuestKeys, agreement: list[
           model=model, offline=offline_errno(INSNS + VALUE, padded, guest_keys, -3))  # fmt: skip
 
 
-def test_signed_payload_of_16_mib(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_signed_payload_of_16_mib(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     value = bytes(16 * 1024 * 1024 - len(INSNS))  # insns || value = 16,777,216 bytes
     sig = signed(INSNS + value, guest_keys)
     got, model = both(guest_keys, lambda be: _one_map(be, sig, value=value))
@@ -338,9 +378,13 @@ def test_signed_payload_of_16_mib(guest_keys: GuestKeys, agreement: list[tuple[s
           offline=offline_errno(INSNS + value, sig, guest_keys, -3))  # fmt: skip
 
 
-def test_smime_capabilities_attribute(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]], kmsg: CaseKmsg) -> None:
+def test_smime_capabilities_attribute(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]], kmsg: CaseKmsg
+) -> None:
     # openssl's default signed attributes include sMIMECapabilities
-    sig = openssl_sign(INSNS + VALUE, guest_keys.pairs["rsa"], guest_keys.workdir, "rsa", "-keyid", "-nocerts")
+    sig = openssl_sign(
+        INSNS + VALUE, guest_keys.pairs["rsa"], guest_keys.workdir, "rsa", "-keyid", "-nocerts"
+    )
     got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, "sMIMECapabilities attribute (openssl defaults)", got, errno.EKEYREJECTED,
           SIG_FAILED.format(-129), model=model,
@@ -352,7 +396,9 @@ def test_smime_capabilities_attribute(guest_keys: GuestKeys, agreement: list[tup
 # --- fd_array_cnt and the scheme (the offline verifier sees bytes, not fd_array) ----------
 
 
-def test_signed_with_cnt0_while_the_program_uses_its_map(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_signed_with_cnt0_while_the_program_uses_its_map(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     insns = INSNS_USES_MAP0
     sig = signed(insns, guest_keys)  # the 6.18 scheme: insns only, fd_array_cnt 0
     got, model = both(guest_keys, lambda be: _one_map(be, sig, insns=insns, excl_for=insns, cnt=0))
@@ -361,7 +407,9 @@ def test_signed_with_cnt0_while_the_program_uses_its_map(guest_keys: GuestKeys, 
           offline="n/a (scheme)")  # fmt: skip
 
 
-def test_unsigned_with_cnt1(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_unsigned_with_cnt1(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     got, model = both(guest_keys, lambda be: _one_map(be, None))
     check(agreement, "unsigned, cnt 1, exclusive map", got, errno.EACCES,
           "program's hash doesn't match map's excl_prog_hash", model=model,
@@ -371,15 +419,21 @@ def test_unsigned_with_cnt1(guest_keys: GuestKeys, agreement: list[tuple[str, st
 # --- algorithms -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("who", "digest"), [("p256", "sha256"), ("p384", "sha384"), ("rsa", "sha512")])
-def test_algorithm_loads(who: str, digest: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+@pytest.mark.parametrize(
+    ("who", "digest"), [("p256", "sha256"), ("p384", "sha384"), ("rsa", "sha512")]
+)
+def test_algorithm_loads(
+    who: str, digest: str, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     sig = signed(INSNS + VALUE, guest_keys, who, digest=digest)
     got, model = both(guest_keys, lambda be: _one_map(be, sig))
     check(agreement, f"{who} with {digest}", got, None, None, model=model,
           offline=offline_errno(INSNS + VALUE, sig, guest_keys, -3))  # fmt: skip
 
 
-def test_rsa_pss_is_not_supported(guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_rsa_pss_is_not_supported(
+    guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     sig = openssl_sign(INSNS + VALUE, guest_keys.pairs["rsa"], guest_keys.workdir, "rsa",
                        "-noattr", "-nocerts", "-keyid", "-keyopt", "rsa_padding_mode:pss")  # fmt: skip
     got, model = both(guest_keys, lambda be: _one_map(be, sig))

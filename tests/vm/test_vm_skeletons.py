@@ -4,7 +4,7 @@ Positive: every fixture signed under ``loadtime`` (unsigned-mode ``-L``
 loaders as they are, bpftool ``-S`` loaders converted) loads through
 bpfsign's loader, its loader program runs, its programs exist, and the
 sockfilter program filters a packet. Negative: the same loaders with tampered
-bytes or the 6.18 runtime, with the errno and log line of kernel.md §6.5.
+bytes or the 6.18 runtime, with the errno and log line of docs/kernel.md §6.5.
 Every case also runs through bpfsign's KernelModel("7.3"), which must give the
 same verdict (for the positive cases: PROG_LOAD of the loader; the model does
 not run programs, so what the loader then does is checked on the kernel only).
@@ -38,11 +38,17 @@ from bpfsign.kernel.backend import default_backend
 pytestmark = pytest.mark.vm
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-REFERENCE = json.loads((FIXTURES / "reference.json").read_text()) if (FIXTURES / "reference.json").exists() else {}
+REFERENCE = (
+    json.loads((FIXTURES / "reference.json").read_text())
+    if (FIXTURES / "reference.json").exists()
+    else {}
+)
 #: headers whose loader runs on this (little-endian) machine
 SKELS = sorted(
-    p for p in (FIXTURES / "skel").glob("*.lskel.h")
-    if REFERENCE.get(p.name, {}).get("endian", "little" if ".bpfeb." not in p.name else "big") == sys.byteorder
+    p
+    for p in (FIXTURES / "skel").glob("*.lskel.h")
+    if REFERENCE.get(p.name, {}).get("endian", "little" if ".bpfeb." not in p.name else "big")
+    == sys.byteorder
 )
 SIG_FAILED = "signature verification failed: {}"
 CNT0_REFUSED = "signed program must bind maps via a continuous fd_array (fd_array_cnt)"
@@ -118,11 +124,15 @@ IPV6_FRAME = bytes(12) + b"\x86\xdd" + bytes(40)  # not IPv4: the filter returns
 
 
 @pytest.mark.parametrize("path", SKELS, ids=[p.name for p in SKELS])
-def test_signed_fixture_loads_and_runs(path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_signed_fixture_loads_and_runs(
+    path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     from bpfsign.kernel import loader
 
     signed = _signed_loadtime(path, guest_keys)
-    name = f"{path.name} signed by bpfsign (loadtime{', converted' if _is_signed_mode(path) else ''})"
+    name = (
+        f"{path.name} signed by bpfsign (loadtime{', converted' if _is_signed_mode(path) else ''})"
+    )
     loaded = loader.load(signed, keyring_id=-3)
     try:
         progs = dict(loaded.progs)
@@ -171,25 +181,37 @@ def _count_own_getpids(loaded: Any, path: Path, counts_fd: int, calls: int = 7) 
 
 
 #: one header of each kind for the negative cases: -L 7.8, -S 7.8 (converted), -L 7.1
-NEGATIVE = [p for p in SKELS if p.name in ("sockfilter.lskel.h", "counter.signed.lskel.h", "multi.v71.lskel.h")]
+NEGATIVE = [
+    p
+    for p in SKELS
+    if p.name in ("sockfilter.lskel.h", "counter.signed.lskel.h", "multi.v71.lskel.h")
+]
 
 
 @pytest.mark.parametrize("path", NEGATIVE, ids=[p.name for p in NEGATIVE])
-def test_signed_fixture_with_tampered_data(path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_signed_fixture_with_tampered_data(
+    path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     import dataclasses
 
     signed = _signed_loadtime(path, guest_keys)
     evil = bytearray(signed.data)
     evil[len(evil) // 2] ^= 0x40
     tampered = dataclasses.replace(signed, data=bytes(evil))
-    got, model = both(guest_keys, lambda be: _raw_loader_load(tampered, signature=signed.signature, cnt=1, be=be))
-    assert _model_verdict(tampered, guest_keys, keyring_id=-3) == model  # the same through bpfsign.kernel.loader
+    got, model = both(
+        guest_keys, lambda be: _raw_loader_load(tampered, signature=signed.signature, cnt=1, be=be)
+    )
+    assert (
+        _model_verdict(tampered, guest_keys, keyring_id=-3) == model
+    )  # the same through bpfsign.kernel.loader
     check(agreement, f"{path.name}: data byte flipped after signing", got, errno.EKEYREJECTED,
           SIG_FAILED.format(-129), model=model, offline=_offline_skeleton(tampered, guest_keys))  # fmt: skip
 
 
 @pytest.mark.parametrize("path", NEGATIVE, ids=[p.name for p in NEGATIVE])
-def test_loader_signed_with_6_18_runtime_is_refused(path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_loader_signed_with_6_18_runtime_is_refused(
+    path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     """Signed over insns only and loaded with fd_array_cnt 0: the loader uses its map."""
     from _vmsign import bpfsign_sign
 
@@ -204,13 +226,17 @@ SIGNED_MODE = [p for p in SKELS if REFERENCE.get(p.name, {}).get("signed", ".sig
 
 
 @pytest.mark.parametrize("path", SIGNED_MODE, ids=[p.name for p in SIGNED_MODE])
-def test_unconverted_bpftool_signed_header(path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]) -> None:
+def test_unconverted_bpftool_signed_header(
+    path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
+) -> None:
     """bpftool <= 7.8 -S as generated: the kernel refuses it; bpfsign says to convert."""
     from bpfsign.errors import Error
     from bpfsign.kernel import loader
 
     skel = _skel(path)
-    got, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=skel.signature, cnt=0, be=be))
+    got, model = both(
+        guest_keys, lambda be: _raw_loader_load(skel, signature=skel.signature, cnt=0, be=be)
+    )
     # bpfsign.kernel.loader over the model sends the same PROG_LOAD (inloader scheme: cnt 0)
     assert _model_verdict(skel, guest_keys, keyring_id=-3) == model
     from _vmoffline import engine_skeleton
@@ -218,12 +244,18 @@ def test_unconverted_bpftool_signed_header(path: Path, guest_keys: GuestKeys, ag
     assert engine_skeleton(skel, guest_keys) == verdict_line(got)  # verify --kernel 7.3 / explain
     check(agreement, f"{path.name} as generated (bpftool -S), cnt 0", got, errno.EACCES,
           CNT0_REFUSED, model=model, offline=_offline_skeleton(skel, guest_keys))  # fmt: skip
-    unsigned, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=None, cnt=0, be=be))
+    unsigned, model = both(
+        guest_keys, lambda be: _raw_loader_load(skel, signature=None, cnt=0, be=be)
+    )
     assert _model_verdict(skel, guest_keys, unsigned=True) == model
-    assert engine_skeleton(skel, guest_keys, unsigned=True) == verdict_line(unsigned)  # explain --unsigned
+    assert engine_skeleton(skel, guest_keys, unsigned=True) == verdict_line(
+        unsigned
+    )  # explain --unsigned
     check(agreement, f"{path.name} as generated (bpftool -S), signature dropped", unsigned,
           errno.EACCES, OFF32_REFUSED, model=model, offline=_offline_skeleton(skel, guest_keys, unsigned=True))  # fmt: skip
-    got1, model = both(guest_keys, lambda be: _raw_loader_load(skel, signature=skel.signature, cnt=1, be=be))
+    got1, model = both(
+        guest_keys, lambda be: _raw_loader_load(skel, signature=skel.signature, cnt=1, be=be)
+    )
     check(agreement, f"{path.name} as generated (bpftool -S), cnt 1", got1, errno.EKEYREJECTED,
           SIG_FAILED.format(-129), model=model, offline=_offline_loadtime_bytes(skel, guest_keys))  # fmt: skip
     with pytest.raises(Error) as info:

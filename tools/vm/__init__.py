@@ -1,7 +1,7 @@
 """Run commands inside a Debian Linux 7.x guest under qemu (the signed-load oracle).
 
 ``python -m tools.vm run -- CMD…`` boots the kernel, runs CMD in a chroot of
-the host root (read-only over 9p) and exits with CMD's status. See vm.md.
+the host root (read-only over 9p) and exits with CMD's status. See docs/vm.md.
 """
 
 from __future__ import annotations

@@ -19,10 +19,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, text in (("run", "boot the guest and run CMD in it"),
                        ("prepare", "fetch the kernel and build the initramfs only")):  # fmt: skip
         p = sub.add_parser(name, help=text)
-        p.add_argument("--kver", help="kernel ABI to use (default: env KVER, else newest that fits)")
+        p.add_argument(
+            "--kver", help="kernel ABI to use (default: env KVER, else newest that fits)"
+        )
         p.add_argument("--suite", help="Debian suite (default: env SUITE, else trixie-backports)")
         if name == "run":
-            p.add_argument("--accel", choices=("tcg", "kvm"), help="default: env BPFSIGN_VM_ACCEL or tcg")
+            p.add_argument(
+                "--accel", choices=("tcg", "kvm"), help="default: env BPFSIGN_VM_ACCEL or tcg"
+            )
             p.add_argument("--timeout", type=float, help="hard deadline in seconds (default 600)")
             p.add_argument("--append", help="extra kernel parameters, e.g. lsm=...")
             p.add_argument("--cwd", help="directory to run CMD in (default: the current one)")
@@ -42,14 +46,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd = cmd[1:]
         if not cmd:
             parser.error("run needs a command after --")
-        runner = Runner(kver=args.kver, suite=args.suite, accel=args.accel, extra_append=args.append)
+        runner = Runner(
+            kver=args.kver, suite=args.suite, accel=args.accel, extra_append=args.append
+        )
         result = runner.run(cmd, cwd=args.cwd, timeout=args.timeout,
                             on_line=lambda line: print(line, flush=True))  # fmt: skip
     except VmError as exc:
         print(f"bpfsign-vm: {exc}", file=sys.stderr)
         return 3
     print(f"bpfsign-vm: {result.header()}", file=sys.stderr)
-    print(f"bpfsign-vm: {result.timings()}; exit status {result.rc}; log {result.log}", file=sys.stderr)
+    print(
+        f"bpfsign-vm: {result.timings()}; exit status {result.rc}; log {result.log}",
+        file=sys.stderr,
+    )
     return result.rc
 
 

@@ -2,7 +2,7 @@
 
 The machine's apt configuration is never touched: every apt call gets a
 private sources list, lists and archives directory through ``-o`` options
-(vm.md §2). The mirror is the one the machine already uses for Debian.
+(docs/vm.md §2). The mirror is the one the machine already uses for Debian.
 """
 
 from __future__ import annotations
@@ -272,9 +272,10 @@ def run_with_progress(
     stdout and stderr stay as they are. Returns (exit code, stderr).
     """
     read_fd, write_fd = os.pipe()
-    with tempfile.TemporaryFile(mode="w+") as err, os.fdopen(
-        read_fd, encoding="utf-8", errors="replace"
-    ) as status:
+    with (
+        tempfile.TemporaryFile(mode="w+") as err,
+        os.fdopen(read_fd, encoding="utf-8", errors="replace") as status,
+    ):
         try:
             proc = subprocess.Popen(
                 [cmd[0], "-o", f"APT::Status-Fd={write_fd}", *cmd[1:]],

@@ -38,7 +38,7 @@ DEFAULT_SUITE = "trixie-backports"
 #: Re-read the suite's package lists at most this often (seconds).
 UPDATE_INTERVAL = 6 * 3600
 
-#: Options that must be built in (vm.md §3).
+#: Options that must be built in (docs/vm.md §3).
 REQUIRED_BUILTIN = (
     "CONFIG_SYSTEM_DATA_VERIFICATION",
     "CONFIG_BPF_SYSCALL",
@@ -65,7 +65,9 @@ def config_problems(config_text: str) -> list[str]:
         m = re.match(r"^(CONFIG_\w+)=(.*)$", line)
         if m:
             values[m.group(1)] = m.group(2)
-    problems = [f"{o}={values.get(o, 'n')} (need y)" for o in REQUIRED_BUILTIN if values.get(o) != "y"]
+    problems = [
+        f"{o}={values.get(o, 'n')} (need y)" for o in REQUIRED_BUILTIN if values.get(o) != "y"
+    ]
     problems += [
         f"{o}={values.get(o, 'n')} (need y or m)"
         for o in REQUIRED_BUILTIN_OR_MODULE
@@ -227,7 +229,7 @@ class KernelStore:
 # --- initramfs -------------------------------------------------------------
 
 INIT_SCRIPT = r"""#!/bin/sh
-# bpfsign guest init (vm.md 6.2): mount the host root read-only over 9p,
+# bpfsign guest init (docs/vm.md 6.2): mount the host root read-only over 9p,
 # run the script named by bpfsign_script= in a chroot, report on the console.
 export PATH=/bin
 mount -t proc proc /proc
@@ -311,7 +313,9 @@ def _builtin(modules: Path) -> set[str]:
     return {Path(line).name.split(".ko", 1)[0].replace("-", "_") for line in text.split()}
 
 
-def module_closure(modules: Path, wanted: tuple[str, ...] = ROOT_MODULES) -> list[tuple[str, bytes]]:
+def module_closure(
+    modules: Path, wanted: tuple[str, ...] = ROOT_MODULES
+) -> list[tuple[str, bytes]]:
     """(name, decompressed .ko) in load order: dependencies first, builtins skipped."""
     files = _module_files(modules)
     builtin = _builtin(modules)
@@ -327,7 +331,7 @@ def module_closure(modules: Path, wanted: tuple[str, ...] = ROOT_MODULES) -> lis
             raise VmUnavailable(f"module {name} not found under {modules}")
         data = _module_bytes(files[name])
         m = re.search(rb"(?:^|\x00)depends=([^\x00]*)\x00", data)
-        for dep in (m.group(1).decode().split(",") if m else []):
+        for dep in m.group(1).decode().split(",") if m else []:
             if dep:
                 visit(dep)
         order.append((name, data))
@@ -344,7 +348,9 @@ class _Cpio:
         self.buf = io.BytesIO()
         self.ino = 1
 
-    def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+    def _entry(
+        self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)
+    ) -> None:
         fields = [self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name) + 1, 0]
         self.ino += 1
         self.buf.write(b"070701" + b"".join(b"%08X" % f for f in fields))

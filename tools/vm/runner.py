@@ -1,7 +1,7 @@
 """Boot the kernel under qemu, run one command in the guest, read the console.
 
 The guest sees the host root read-only over 9p and runs the command in a
-chroot of it (vm.md §6), so it uses the host's Python and the checkout's
+chroot of it (docs/vm.md §6), so it uses the host's Python and the checkout's
 venv. Results come back only through the serial console: the guest /init
 prints ``GUEST-READY`` and ``GUEST-DONE rc=N``.
 """
@@ -35,7 +35,7 @@ _READY = re.compile(r"GUEST-READY(?: ([\d.]+))?")
 _KERNEL = re.compile(r"GUEST-KERNEL (\S+)")
 #: Console text that means the run is over without a result.
 FATAL_MARKERS = ("KVM internal error", "Kernel panic", "MOUNT-9P-FAILED")
-#: Guest kernel noise that says nothing about the run (vm.md §9).
+#: Guest kernel noise that says nothing about the run (docs/vm.md §9).
 NOISE = ("clocksource: Watchdog remote CPU",)
 
 
@@ -80,7 +80,9 @@ class Console:
         if self.ready_index is None:
             return []
         end = self.done_index if self.done_index is not None else len(self.lines)
-        return [ln for ln in self.lines[self.ready_index + 1 : end] if not any(n in ln for n in NOISE)]
+        return [
+            ln for ln in self.lines[self.ready_index + 1 : end] if not any(n in ln for n in NOISE)
+        ]
 
 
 def parse_console(text: str) -> Console:
@@ -170,13 +172,15 @@ class Runner:
         self.cache = cache or cache_dir()
         self.store = KernelStore(self.cache, suite)
         self.kver = kver
-        accel = (accel or os.environ.get("BPFSIGN_VM_ACCEL") or os.environ.get("ACCEL") or "tcg").lower()
+        accel = (
+            accel or os.environ.get("BPFSIGN_VM_ACCEL") or os.environ.get("ACCEL") or "tcg"
+        ).lower()
         if accel not in ("tcg", "kvm"):
             raise VmError(f"accelerator {accel!r}: use tcg or kvm")
         self.accel = accel
         self.memory_mb = memory_mb or int(os.environ.get("BPFSIGN_VM_MEMORY", "1536"))
-        self.extra_append = extra_append if extra_append is not None else os.environ.get(
-            "BPFSIGN_VM_APPEND", ""
+        self.extra_append = (
+            extra_append if extra_append is not None else os.environ.get("BPFSIGN_VM_APPEND", "")
         )
         #: a normal boot reaches GUEST-READY in 3-15 s under TCG
         self.ready_timeout = float(os.environ.get("BPFSIGN_VM_READY_TIMEOUT", "60"))
@@ -206,7 +210,12 @@ class Runner:
         ]  # fmt: skip
 
     def _boot(
-        self, accel: str, append: str, log: Path, timeout: float, on_line: Callable[[str], None] | None
+        self,
+        accel: str,
+        append: str,
+        log: Path,
+        timeout: float,
+        on_line: Callable[[str], None] | None,
     ) -> tuple[Console, float, float | None]:
         """One qemu run; returns the console, seconds to exit, seconds to GUEST-READY."""
         argv = self._qemu_argv(accel, append)
@@ -229,10 +238,14 @@ class Runner:
                             line = console.lines[-1]
                             if ready_seconds is None and console.ready_index is not None:
                                 ready_seconds = time.monotonic() - t0
-                            if on_line is not None and console.ready_index is not None and (
-                                console.ready_index < len(console.lines) - 1
-                                and console.done_index is None
-                                and not any(n in line for n in NOISE)
+                            if (
+                                on_line is not None
+                                and console.ready_index is not None
+                                and (
+                                    console.ready_index < len(console.lines) - 1
+                                    and console.done_index is None
+                                    and not any(n in line for n in NOISE)
+                                )
                             ):
                                 on_line(line)
                         if exited:
@@ -285,7 +298,9 @@ class Runner:
         atomic_write(script, _guest_script(argv, workdir, guest_env).encode())
         # the guest mounts a tmpfs on /tmp: keep the host's /tmp dirs this run names visible
         named = [Path(a).parent for a in argv if a.startswith("/tmp/") and Path(a).exists()]
-        keep = list(dict.fromkeys(str(p) for p in (workdir, script.parent, *named) if _under_tmp(p)))
+        keep = list(
+            dict.fromkeys(str(p) for p in (workdir, script.parent, *named) if _under_tmp(p))
+        )
         append = "console=ttyS0 quiet panic=-1 rdinit=/init"
         if self.extra_append:
             append += " " + self.extra_append
@@ -307,14 +322,14 @@ class Runner:
                 log.replace(kept)
                 failed.append(kept)
                 if accel == "kvm" and console.ready_index is None:
-                    # vm.md §6.1: a paravirtual /dev/kvm dies early ("KVM internal
+                    # docs/vm.md §6.1: a paravirtual /dev/kvm dies early ("KVM internal
                     # error", or a failed MSR assertion); fall back to TCG
                     _note_fallback(console)
                     accel = "tcg"
                     continue
                 deadline = (console.fatal or "").startswith("deadline")
                 if console.ready_index is None and early_retries == 0 and not deadline:
-                    # the rare exit before userspace (vm.md §9): retry once
+                    # the rare exit before userspace (docs/vm.md §9): retry once
                     early_retries += 1
                     print(f"bpfsign-vm: the guest stopped before userspace "
                           f"({console.fatal or 'qemu exited'}); retrying once, log kept: {kept}",
@@ -353,7 +368,6 @@ def _prune_logs(logs: Path, keep: int = 30) -> None:
     for old in files[keep:]:
         with contextlib.suppress(OSError):
             old.unlink()
-
 
 
 def _note_fallback(console: Console) -> None:

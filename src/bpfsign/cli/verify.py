@@ -251,7 +251,9 @@ def handle(opts: VerifyOptions) -> int:
     return _common.finish(opts, records, code)
 
 
-def _error(path: str, kind: str, kernel: str, exc: Exception, sig_path: str | None) -> dict[str, Any]:
+def _error(
+    path: str, kind: str, kernel: str, exc: Exception, sig_path: str | None
+) -> dict[str, Any]:
     from ..errors import errno_name
 
     err = getattr(exc, "errno", None)

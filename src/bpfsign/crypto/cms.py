@@ -4,7 +4,7 @@ Building is a pure function of a certificate and a raw signature
 (``build_signed_data``), so any ``Signer`` works: a key file, an HSM, a KMS.
 The default output is byte-identical to
 ``openssl cms -sign -binary -noattr -nocerts -keyid -nosmimecap -md sha256 -outform DER``
-(the shape bpftool emits; cms.md §1.1).
+(the shape bpftool emits; docs/cms.md §1.1).
 
 Parsing walks the message in encoded order, the way the kernel's single-pass
 decoder runs ``pkcs7.asn1`` and its actions (``pkcs7_parser.c``), so that
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 else:
     from ._record import NamedTuple
 
-#: PKCS#1 DigestInfo prefixes (with the NULL parameters PKCS#1 requires); cms.md §6.3.
+#: PKCS#1 DigestInfo prefixes (with the NULL parameters PKCS#1 requires); docs/cms.md §6.3.
 _DIGEST_INFO_PREFIX: dict[str, bytes] = {
     "sha224": bytes.fromhex("302d300d06096086480165030402040500041c"),
     "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
@@ -175,7 +175,7 @@ class SignerInfo(NamedTuple):
 
     version: int
     sid: SignerId
-    key_id: bytes  #: the id the kernel searches the keyring for (kernel.md §12.5)
+    key_id: bytes  #: the id the kernel searches the keyring for (docs/kernel.md §12.5)
     digest_algorithm: AlgorithmId
     signed_attrs_raw: bytes | None  #: the [0] element exactly as received
     signed_attrs: tuple[Attribute, ...]
@@ -192,7 +192,7 @@ class SignerInfo(NamedTuple):
     @property
     def signed_attrs_for_hashing(self) -> bytes | None:
         """What the signature covers when attributes are present: the attributes as
-        received, with the [0] tag byte replaced by SET (0x31) (kernel.md §12.3)."""
+        received, with the [0] tag byte replaced by SET (0x31) (docs/kernel.md §12.3)."""
         raw = self.signed_attrs_raw
         return None if raw is None else b"\x31" + raw[1:]
 
@@ -277,7 +277,7 @@ def _algorithm(el: der.Element, what: str) -> AlgorithmId:
         # lib/asn1_decoder.c skips an OPTIONAL element only when dp == datalen, which never
         # holds inside an indefinite-length element: the end-of-contents is taken as the
         # ANY parameters and the SEQUENCE then lacks its own EOC -> EBADMSG.  Matches the
-        # all-indefinite measurement (kernel.md §13 row 54).
+        # all-indefinite measurement (docs/kernel.md §13 row 54).
         raise _bad(
             f"{what} uses an indefinite length, which the kernel's decoder cannot end", el.offset
         )
@@ -319,9 +319,9 @@ def parse_signed_data(sig: bytes, *, kernel_rules: bool = False) -> SignedData:
 
     Undecodable input raises ``VerificationError(EBADMSG)``.  With
     ``kernel_rules`` every rule of ``pkcs7_parse_message`` applies, in the
-    kernel's order, raising with its errno (kernel.md §12.1-12.3).
+    kernel's order, raising with its errno (docs/kernel.md §12.1-12.3).
     """
-    if len(sig) > der.MAX_MESSAGE_SIZE:  # kernel.md §13 row 33
+    if len(sig) > der.MAX_MESSAGE_SIZE:  # docs/kernel.md §13 row 33
         raise VerificationError(
             EMSGSIZE,
             f"PKCS#7 message is {len(sig)} bytes; the kernel's decoder takes at most 65535",
@@ -332,7 +332,7 @@ def parse_signed_data(sig: bytes, *, kernel_rules: bool = False) -> SignedData:
     walk = _Walk(kernel_rules)
     try:
         return _parse(sig, walk)
-    except der.DERError as exc:  # kernel.md §13 rows 6, 7, 54
+    except der.DERError as exc:  # docs/kernel.md §13 rows 6, 7, 54
         raise VerificationError(
             EBADMSG, f"malformed PKCS#7 message: {exc.detail}; {_STRUCTURE_HINT}"
         ) from None
@@ -435,13 +435,13 @@ def _parse(sig: bytes, walk: _Walk) -> SignedData:
     if top.end < len(sig):
         trailing = sig[top.end :]
         kind = "zero bytes" if not trailing.strip(b"\0") else "bytes"
-        # kernel.md §12.1: the decoder stops when the grammar completes (measured on 7.3.4)
+        # docs/kernel.md §12.1: the decoder stops when the grammar completes (measured on 7.3.4)
         walk.warnings.append(
             f"{len(trailing)} trailing {kind} after the PKCS#7 message (the kernel ignores them)"
         )
     outer = top.iter_children()
     ctype = der.expect(next(outer, None) or _missing("contentType", top), der.OID, "contentType")
-    if ctype.content != _oids.SIGNED_DATA:  # kernel.md §13 row 36
+    if ctype.content != _oids.SIGNED_DATA:  # docs/kernel.md §13 row 36
         walk.fail(
             EINVAL,
             f"outer contentType is {_oids.name(ctype.content)}, not signedData: this is not a "
@@ -463,7 +463,7 @@ def _parse(sig: bytes, walk: _Walk) -> SignedData:
         for what, el in (("ContentInfo", top), ("[0]", wrapper), ("SignedData", sd))
         if el.indefinite
     ]
-    if indefinite:  # kernel.md §13 row 10: measured to load on 7.3.4
+    if indefinite:  # docs/kernel.md §13 row 10: measured to load on 7.3.4
         walk.warnings.append(
             f"BER indefinite length on {', '.join(indefinite)} (the kernel accepts this on the "
             "three outer layers; bpfsign emits DER)"
@@ -474,7 +474,7 @@ def _parse(sig: bytes, walk: _Walk) -> SignedData:
         next(fields, None) or _missing("version", sd), der.INTEGER, "SignedData version"
     )
     version = version_el.content[0] if version_el.length == 1 else -1
-    if version not in (1, 3):  # kernel.md §12.2, §13 row 36
+    if version not in (1, 3):  # docs/kernel.md §12.2, §13 row 36
         walk.fail(EINVAL, f"SignedData version {_int_text(version_el)} is not 1 or 3")
 
     algs_el = next(fields, None) or _missing("digestAlgorithms", sd)
@@ -497,7 +497,7 @@ def _parse(sig: bytes, walk: _Walk) -> SignedData:
         if len(encap_kids) > 2:
             raise _bad("extra element in encapContentInfo", encap_kids[2].offset)
         content = econtent.content if econtent.length else None
-    if content_type not in (_oids.DATA, _oids.MS_INDIRECT_DATA):  # kernel.md §13 row 36
+    if content_type not in (_oids.DATA, _oids.MS_INDIRECT_DATA):  # docs/kernel.md §13 row 36
         walk.fail(
             EINVAL,
             f"eContentType is {_oids.name(content_type)}; the kernel accepts only id-data "
@@ -524,7 +524,7 @@ def _parse(sig: bytes, walk: _Walk) -> SignedData:
         if extra is not None:
             raise _bad("extra element after signerInfos", extra.offset)
 
-    # pkcs7_check_authattrs (kernel.md §12.2, §13 row 41)
+    # pkcs7_check_authattrs (docs/kernel.md §12.2, §13 row 41)
     if not signer_infos:
         walk.fail(EINVAL, "the SignedData has no SignerInfo: nothing signs the payload")
     elif len({s.signed_attrs_raw is None for s in signer_infos}) > 1:
@@ -561,7 +561,7 @@ def _int_text(el: der.Element) -> str:
 def _embedded_cert(walk: _Walk, el: der.Element) -> bytes:
     from .x509 import Certificate, CertificateError
 
-    if el.tag != der.SEQUENCE:  # pkcs7_extract_cert: kernel.md §12.2
+    if el.tag != der.SEQUENCE:  # pkcs7_extract_cert: docs/kernel.md §12.2
         raise _bad(f"embedded certificate starts with tag 0x{el.tag:02x}, not SEQUENCE", el.offset)
     raw = el.raw
     try:
@@ -586,7 +586,7 @@ def _signer_info(walk: _Walk, el: der.Element, sd_version: int) -> SignerInfo:
         next(fields, None) or _missing("SignerInfo version", el), der.INTEGER, "SignerInfo version"
     )
     version = version_el.content[0] if version_el.length == 1 else -1
-    if version == 1:  # pkcs7_note_signerinfo_version (kernel.md §12.2)
+    if version == 1:  # pkcs7_note_signerinfo_version (docs/kernel.md §12.2)
         if sd_version != 1:
             walk.fail(EBADMSG, "SignerInfo v1 inside SignedData v3 (version mismatch, row 37)")
         expect_skid = False
@@ -619,7 +619,7 @@ def _signer_info(walk: _Walk, el: der.Element, sd_version: int) -> SignerInfo:
 
     digest = _algorithm(next(fields, None) or _missing("digestAlgorithm", el), "digestAlgorithm")
     if digest.oid not in _oids.DIGESTS and digest.oid not in _oids.MODULE_DIGESTS:
-        # pkcs7_sig_note_digest_algo (kernel.md §12.7, §13 row 34)
+        # pkcs7_sig_note_digest_algo (docs/kernel.md §12.7, §13 row 34)
         walk.fail(
             ENOPKG,
             f"digest algorithm {digest.name} is not one the kernel knows: "
@@ -637,7 +637,7 @@ def _signer_info(walk: _Walk, el: der.Element, sd_version: int) -> SignerInfo:
         item = next(fields, None) or _missing("signatureAlgorithm", el)
 
     sig_alg = _algorithm(item, "signatureAlgorithm")
-    if sig_alg.oid == _oids.RSASSA_PSS:  # kernel.md §12.7: ENOPKG on 7.3.4 (measured)
+    if sig_alg.oid == _oids.RSASSA_PSS:  # docs/kernel.md §12.7: ENOPKG on 7.3.4 (measured)
         walk.fail(
             ENOPKG,
             "signature algorithm RSASSA-PSS is not supported by the kernel (ENOPKG on 7.3.4): "
@@ -701,7 +701,7 @@ _REPEAT = (
 
 
 def _signed_attributes(walk: _Walk, el: der.Element) -> tuple[Attribute, ...]:
-    """Apply pkcs7_sig_note_authenticated_attr to each value, in order (kernel.md §12.3)."""
+    """Apply pkcs7_sig_note_authenticated_attr to each value, in order (docs/kernel.md §12.3)."""
     body = el
     if el.tag == 0xA2:
         inner = el.children()
@@ -721,7 +721,7 @@ def _signed_attributes(walk: _Walk, el: der.Element) -> tuple[Attribute, ...]:
         for value in values:
             _attribute_value(walk, oid, value, seen)
     if el.tag == 0xA0 and not {_oids.CONTENT_TYPE, _oids.MESSAGE_DIGEST} <= seen:
-        # pkcs7_sig_note_set_of_authattrs: kernel.md §13 row 39
+        # pkcs7_sig_note_set_of_authattrs: docs/kernel.md §13 row 39
         missing = [
             n
             for o, n in (
@@ -749,7 +749,7 @@ def _attribute_value(walk: _Walk, oid: bytes, value: der.Element, seen: set[byte
     )
     if not known:
         return  # other attributes are ignored by the kernel
-    if oid in seen:  # kernel.md §13 row 40
+    if oid in seen:  # docs/kernel.md §13 row 40
         walk.fail(EKEYREJECTED, _REPEAT.format(name=_oids.name(oid)))
         return
     seen.add(oid)
@@ -771,7 +771,7 @@ def _attribute_value(walk: _Walk, oid: bytes, value: der.Element, seen: set[byte
         if value.tag != der.OCTET_STRING:  # row 39
             walk.fail(EBADMSG, "messageDigest attribute is not an OCTET STRING")
     elif walk.data_type != _oids.MS_INDIRECT_DATA:
-        if oid == _oids.SMIME_CAPABILITIES:  # kernel.md §13 row 9 (measured on 7.3.4)
+        if oid == _oids.SMIME_CAPABILITIES:  # docs/kernel.md §13 row 9 (measured on 7.3.4)
             walk.fail(
                 EKEYREJECTED,
                 "signed attributes include sMIMECapabilities, which the kernel rejects "

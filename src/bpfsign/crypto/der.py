@@ -1,7 +1,7 @@
 """Strict DER/BER reader and canonical DER writer, for the subset CMS and X.509 need.
 
 The reader applies the kernel's ASN.1 decoder limits (lib/asn1_decoder.c,
-kernel.md §12.1) so that what we accept is what the kernel can decode:
+docs/kernel.md §12.1) so that what we accept is what the kernel can decode:
 
 * tag numbers must fit the low 5 bits (long-form tags: rejected);
 * 1 or 2 length octets (3 or more: rejected); non-minimal lengths accepted;
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 else:
     from ._record import NamedTuple
 
-#: The kernel decoder refuses larger messages with EMSGSIZE (kernel.md §12.1, §13 row 33).
+#: The kernel decoder refuses larger messages with EMSGSIZE (docs/kernel.md §12.1, §13 row 33).
 MAX_MESSAGE_SIZE = 65535
 #: Constructed nesting the kernel's cons stack holds (NR_CONS_STACK).
 MAX_DEPTH = 10
@@ -56,7 +56,7 @@ class DERError(VerificationError, ValueError):
     """The bytes are not a well-formed encoding the kernel's decoder would accept.
 
     A :class:`~bpfsign.VerificationError` with the errno the kernel's ASN.1 decoder
-    gives (EBADMSG, kernel.md §12.1); still a ``ValueError`` for callers that parse
+    gives (EBADMSG, docs/kernel.md §12.1); still a ``ValueError`` for callers that parse
     untrusted bytes generically. ``reason`` is the bare description, ``detail``
     adds where.
     """

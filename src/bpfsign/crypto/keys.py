@@ -33,7 +33,7 @@ from .signer import HashName, KeyType
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 Curve = Literal["P-256", "P-384"]
 
-#: Curves the kernel's ECDSA verifier accepts for BPF signatures (spec cms.md §5).
+#: Curves the kernel's ECDSA verifier accepts for BPF signatures (spec docs/cms.md §5).
 _CURVES: dict[str, type[ec.EllipticCurve]] = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1}
 _CURVE_BY_OID_NAME = {"secp256r1": "P-256", "secp384r1": "P-384"}
 _SELF_SIG_HASH: dict[str, type[hashes.SHA256 | hashes.SHA384]] = {
@@ -191,6 +191,7 @@ def check_key_permissions(path: str | os.PathLike[str], mode: int) -> None:
 
 def _read_key(path: str | os.PathLike[str], check_permissions: bool) -> bytes:
     """Read a key file; with ``check_permissions``, the mode of the very file read (fstat)."""
+
     def check(st: os.stat_result) -> None:
         if check_permissions:
             check_key_permissions(path, st.st_mode)

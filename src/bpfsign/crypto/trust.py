@@ -1,6 +1,6 @@
 """The kernel's keyring model, in user space, for offline verification.
 
-``keyring_id`` resolution follows kernel.md §5:
+``keyring_id`` resolution follows docs/kernel.md §5:
 
 * 0 builtin, 1 secondary (= builtin + secondary), 2 platform (ENOKEY when the
   platform keyring is absent, decided at trust time);
@@ -169,7 +169,7 @@ class TrustStore:
         if not isinstance(cert, Certificate):
             cert = Certificate.from_der(cert)
         if cert.key_type not in ("rsa", "ec") or (cert.key_type == "ec" and cert.curve == "P-521"):
-            # add_key refuses it (ENOPKG, kernel.md §13 row 55)
+            # add_key refuses it (ENOPKG, docs/kernel.md §13 row 55)
             raise InputError(
                 f"certificate {cert.subject_str!r} has a {cert.key_description} key, which the "
                 "kernel's add_key refuses (ENOPKG): issue the certificate for an rsaEncryption "
@@ -231,7 +231,7 @@ class TrustStore:
         return ring
 
     def resolve(self, keyring_id: int) -> ResolvedKeyring:
-        """Map ``keyring_id`` to what the kernel would search (kernel.md §5, §12.6)."""
+        """Map ``keyring_id`` to what the kernel would search (docs/kernel.md §5, §12.6)."""
         # the kernel compares the id as an unsigned 64-bit value against 2
         if keyring_id == BUILTIN:
             return ResolvedKeyring(keyring_id, "builtin", (self.builtin,))
@@ -253,7 +253,7 @@ class TrustStore:
                 f"keyring_id {keyring_id} is a key's serial, not a keyring: pass the keyring "
                 "(-3 for the session keyring), not the serial add_key returned",
             )
-        # kernel.md §5, §13 row 2: lookup_user_key failed
+        # docs/kernel.md §5, §13 row 2: lookup_user_key failed
         raise VerificationError(
             EINVAL, f"cannot resolve signing keyring with keyring_id {keyring_id}"
         )

@@ -6,7 +6,7 @@ payload with a given ``keyring_id``: it returns the signer, or raises
 kernel's: size cap, keyring resolution, PKCS#7 parse (``pkcs7_parse_message``),
 detached data, usage, per-signer digest and attributes (``pkcs7_verify``),
 revocation, trust keyring, trust search and signature (``pkcs7_validate_trust``).
-Rows cited are kernel.md §13.
+Rows cited are docs/kernel.md §13.
 
 Signatures are checked by the system's libcrypto through ``_libcrypto`` when
 it loads, else by pyca (``_libcrypto.backend()``).  Why: start-up cost.  A
@@ -31,9 +31,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~8 ms of
 if TYPE_CHECKING:
     from typing import Any, NamedTuple
 
-#: signature_size cap of BPF_PROG_LOAD: KMALLOC_MAX_CACHE_SIZE on x86-64 (kernel.md §12.8)
+#: signature_size cap of BPF_PROG_LOAD: KMALLOC_MAX_CACHE_SIZE on x86-64 (docs/kernel.md §12.8)
 MAX_SIGNATURE_SIZE = 8192
-#: insns ‖ folded map values must stay below 2^24 bytes (kernel.md §12.8, measured on 7.3.4)
+#: insns ‖ folded map values must stay below 2^24 bytes (docs/kernel.md §12.8, measured on 7.3.4)
 MAX_SIGNED_PAYLOAD = (1 << 24) - 1
 
 
@@ -322,7 +322,7 @@ def _verify_one(
             f"the kernel uses the digest algorithm ({hash_name}) and ignores the mismatch"
         )
     digest = _content_hash(payload, hash_name, hashes)
-    if info.signed_attrs_raw is not None:  # kernel.md §12.3
+    if info.signed_attrs_raw is not None:  # docs/kernel.md §12.3
         attr = info.attribute(_oids.MESSAGE_DIGEST)
         value = attr.values[0].content if attr and attr.values else b""
         if len(value) != len(digest):  # row 39

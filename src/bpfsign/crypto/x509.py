@@ -307,7 +307,9 @@ def _check_name(name: der.Element, what: str) -> None:
     """
     for rdn in name.children():
         if rdn.tag != der.SET:
-            raise CertificateError(f"malformed {what} Name: a RelativeDistinguishedName is not a SET")
+            raise CertificateError(
+                f"malformed {what} Name: a RelativeDistinguishedName is not a SET"
+            )
         for ava in rdn.children():
             parts = ava.children() if ava.tag == der.SEQUENCE else []
             if len(parts) != 2 or parts[0].tag != der.OID:

@@ -3,7 +3,7 @@
 Every syscall bpfsign makes goes through :func:`bpf`, :func:`add_key` or
 :func:`keyctl`, so errno handling (EINTR/EAGAIN retry, errno → typed error,
 the verifier log for PROG_LOAD) lives in one place. Attr layouts are x86-64
-little-endian and sized exactly as libbpf sends them (kernel.md §4): the
+little-endian and sized exactly as libbpf sends them (docs/kernel.md §4): the
 kernel zero-extends shorter attrs and rejects non-zero bytes past a command's
 last field, so the size matters as much as the offsets.
 """
@@ -27,7 +27,7 @@ from .consts import (
     PROG_LOAD,
 )
 
-# x86-64 syscall numbers (kernel.md §2).
+# x86-64 syscall numbers (docs/kernel.md §2).
 NR_BPF: Final = 321
 NR_ADD_KEY: Final = 248
 NR_KEYCTL: Final = 250
@@ -46,13 +46,24 @@ class MapCreateAttr(ctypes.Structure):
 
     _pack_ = 4  # the u64s sit at 8-aligned offsets anyway; pack keeps the size at 92
     _fields_ = [
-        ("map_type", _u32), ("key_size", _u32), ("value_size", _u32), ("max_entries", _u32),
-        ("map_flags", _u32), ("inner_map_fd", _u32), ("numa_node", _u32),
-        ("map_name", ctypes.c_char * OBJ_NAME_LEN), ("map_ifindex", _u32), ("btf_fd", _u32),
-        ("btf_key_type_id", _u32), ("btf_value_type_id", _u32),
-        ("btf_vmlinux_value_type_id", _u32), ("map_extra", _u64),
-        ("value_type_btf_obj_fd", _s32), ("map_token_fd", _s32),
-        ("excl_prog_hash", _u64), ("excl_prog_hash_size", _u32),
+        ("map_type", _u32),
+        ("key_size", _u32),
+        ("value_size", _u32),
+        ("max_entries", _u32),
+        ("map_flags", _u32),
+        ("inner_map_fd", _u32),
+        ("numa_node", _u32),
+        ("map_name", ctypes.c_char * OBJ_NAME_LEN),
+        ("map_ifindex", _u32),
+        ("btf_fd", _u32),
+        ("btf_key_type_id", _u32),
+        ("btf_value_type_id", _u32),
+        ("btf_vmlinux_value_type_id", _u32),
+        ("map_extra", _u64),
+        ("value_type_btf_obj_fd", _s32),
+        ("map_token_fd", _s32),
+        ("excl_prog_hash", _u64),
+        ("excl_prog_hash_size", _u32),
     ]
 
 
@@ -72,12 +83,25 @@ class MapInfo(ctypes.Structure):
     """``struct bpf_map_info``, 104 bytes; ``hash``/``hash_size`` are inputs."""
 
     _fields_ = [
-        ("type", _u32), ("id", _u32), ("key_size", _u32), ("value_size", _u32),
-        ("max_entries", _u32), ("map_flags", _u32), ("name", ctypes.c_char * OBJ_NAME_LEN),
-        ("ifindex", _u32), ("btf_vmlinux_value_type_id", _u32), ("netns_dev", _u64),
-        ("netns_ino", _u64), ("btf_id", _u32), ("btf_key_type_id", _u32),
-        ("btf_value_type_id", _u32), ("btf_vmlinux_id", _u32), ("map_extra", _u64),
-        ("hash", _u64), ("hash_size", _u32), ("_pad", _u32),
+        ("type", _u32),
+        ("id", _u32),
+        ("key_size", _u32),
+        ("value_size", _u32),
+        ("max_entries", _u32),
+        ("map_flags", _u32),
+        ("name", ctypes.c_char * OBJ_NAME_LEN),
+        ("ifindex", _u32),
+        ("btf_vmlinux_value_type_id", _u32),
+        ("netns_dev", _u64),
+        ("netns_ino", _u64),
+        ("btf_id", _u32),
+        ("btf_key_type_id", _u32),
+        ("btf_value_type_id", _u32),
+        ("btf_vmlinux_id", _u32),
+        ("map_extra", _u64),
+        ("hash", _u64),
+        ("hash_size", _u32),
+        ("_pad", _u32),
     ]
 
 
@@ -85,18 +109,44 @@ class ProgInfo(ctypes.Structure):
     """``struct bpf_prog_info``, 232 bytes."""
 
     _fields_ = [
-        ("type", _u32), ("id", _u32), ("tag", _u8 * 8), ("jited_prog_len", _u32),
-        ("xlated_prog_len", _u32), ("jited_prog_insns", _u64), ("xlated_prog_insns", _u64),
-        ("load_time", _u64), ("created_by_uid", _u32), ("nr_map_ids", _u32), ("map_ids", _u64),
-        ("name", ctypes.c_char * OBJ_NAME_LEN), ("ifindex", _u32), ("gpl_compatible", _u32),
-        ("netns_dev", _u64), ("netns_ino", _u64), ("nr_jited_ksyms", _u32),
-        ("nr_jited_func_lens", _u32), ("jited_ksyms", _u64), ("jited_func_lens", _u64),
-        ("btf_id", _u32), ("func_info_rec_size", _u32), ("func_info", _u64),
-        ("nr_func_info", _u32), ("nr_line_info", _u32), ("line_info", _u64),
-        ("jited_line_info", _u64), ("nr_jited_line_info", _u32), ("line_info_rec_size", _u32),
-        ("jited_line_info_rec_size", _u32), ("nr_prog_tags", _u32), ("prog_tags", _u64),
-        ("run_time_ns", _u64), ("run_cnt", _u64), ("recursion_misses", _u64),
-        ("verified_insns", _u32), ("attach_btf_obj_id", _u32), ("attach_btf_id", _u32),
+        ("type", _u32),
+        ("id", _u32),
+        ("tag", _u8 * 8),
+        ("jited_prog_len", _u32),
+        ("xlated_prog_len", _u32),
+        ("jited_prog_insns", _u64),
+        ("xlated_prog_insns", _u64),
+        ("load_time", _u64),
+        ("created_by_uid", _u32),
+        ("nr_map_ids", _u32),
+        ("map_ids", _u64),
+        ("name", ctypes.c_char * OBJ_NAME_LEN),
+        ("ifindex", _u32),
+        ("gpl_compatible", _u32),
+        ("netns_dev", _u64),
+        ("netns_ino", _u64),
+        ("nr_jited_ksyms", _u32),
+        ("nr_jited_func_lens", _u32),
+        ("jited_ksyms", _u64),
+        ("jited_func_lens", _u64),
+        ("btf_id", _u32),
+        ("func_info_rec_size", _u32),
+        ("func_info", _u64),
+        ("nr_func_info", _u32),
+        ("nr_line_info", _u32),
+        ("line_info", _u64),
+        ("jited_line_info", _u64),
+        ("nr_jited_line_info", _u32),
+        ("line_info_rec_size", _u32),
+        ("jited_line_info_rec_size", _u32),
+        ("nr_prog_tags", _u32),
+        ("prog_tags", _u64),
+        ("run_time_ns", _u64),
+        ("run_cnt", _u64),
+        ("recursion_misses", _u64),
+        ("verified_insns", _u32),
+        ("attach_btf_obj_id", _u32),
+        ("attach_btf_id", _u32),
         ("_pad", _u32),
     ]
 
@@ -105,16 +155,37 @@ class ProgLoadAttr(ctypes.Structure):
     """``BPF_PROG_LOAD``, 168 bytes (ends at ``keyring_id``)."""
 
     _fields_ = [
-        ("prog_type", _u32), ("insn_cnt", _u32), ("insns", _u64), ("license", _u64),
-        ("log_level", _u32), ("log_size", _u32), ("log_buf", _u64), ("kern_version", _u32),
-        ("prog_flags", _u32), ("prog_name", ctypes.c_char * OBJ_NAME_LEN),
-        ("prog_ifindex", _u32), ("expected_attach_type", _u32), ("prog_btf_fd", _u32),
-        ("func_info_rec_size", _u32), ("func_info", _u64), ("func_info_cnt", _u32),
-        ("line_info_rec_size", _u32), ("line_info", _u64), ("line_info_cnt", _u32),
-        ("attach_btf_id", _u32), ("attach_prog_fd", _u32), ("core_relo_cnt", _u32),
-        ("fd_array", _u64), ("core_relos", _u64), ("core_relo_rec_size", _u32),
-        ("log_true_size", _u32), ("prog_token_fd", _s32), ("fd_array_cnt", _u32),
-        ("signature", _u64), ("signature_size", _u32), ("keyring_id", _s32),
+        ("prog_type", _u32),
+        ("insn_cnt", _u32),
+        ("insns", _u64),
+        ("license", _u64),
+        ("log_level", _u32),
+        ("log_size", _u32),
+        ("log_buf", _u64),
+        ("kern_version", _u32),
+        ("prog_flags", _u32),
+        ("prog_name", ctypes.c_char * OBJ_NAME_LEN),
+        ("prog_ifindex", _u32),
+        ("expected_attach_type", _u32),
+        ("prog_btf_fd", _u32),
+        ("func_info_rec_size", _u32),
+        ("func_info", _u64),
+        ("func_info_cnt", _u32),
+        ("line_info_rec_size", _u32),
+        ("line_info", _u64),
+        ("line_info_cnt", _u32),
+        ("attach_btf_id", _u32),
+        ("attach_prog_fd", _u32),
+        ("core_relo_cnt", _u32),
+        ("fd_array", _u64),
+        ("core_relos", _u64),
+        ("core_relo_rec_size", _u32),
+        ("log_true_size", _u32),
+        ("prog_token_fd", _s32),
+        ("fd_array_cnt", _u32),
+        ("signature", _u64),
+        ("signature_size", _u32),
+        ("keyring_id", _s32),
     ]
 
 
@@ -123,10 +194,22 @@ class TestRunAttr(ctypes.Structure):
 
     __test__ = False  # not a pytest class
     _fields_ = [
-        ("prog_fd", _u32), ("retval", _u32), ("data_size_in", _u32), ("data_size_out", _u32),
-        ("data_in", _u64), ("data_out", _u64), ("repeat", _u32), ("duration", _u32),
-        ("ctx_size_in", _u32), ("ctx_size_out", _u32), ("ctx_in", _u64), ("ctx_out", _u64),
-        ("flags", _u32), ("cpu", _u32), ("batch_size", _u32), ("_pad", _u32),
+        ("prog_fd", _u32),
+        ("retval", _u32),
+        ("data_size_in", _u32),
+        ("data_size_out", _u32),
+        ("data_in", _u64),
+        ("data_out", _u64),
+        ("repeat", _u32),
+        ("duration", _u32),
+        ("ctx_size_in", _u32),
+        ("ctx_size_out", _u32),
+        ("ctx_in", _u64),
+        ("ctx_out", _u64),
+        ("flags", _u32),
+        ("cpu", _u32),
+        ("batch_size", _u32),
+        ("_pad", _u32),
     ]
 
 
@@ -144,8 +227,13 @@ class LinkCreateAttr(ctypes.Structure):
     """
 
     _fields_ = [
-        ("prog_fd", _u32), ("target_fd", _u32), ("attach_type", _u32), ("flags", _u32),
-        ("iter_info", _u64), ("iter_info_len", _u32), ("_pad", _u32),
+        ("prog_fd", _u32),
+        ("target_fd", _u32),
+        ("attach_type", _u32),
+        ("flags", _u32),
+        ("iter_info", _u64),
+        ("iter_info_len", _u32),
+        ("_pad", _u32),
     ]
 
 
@@ -158,8 +246,13 @@ class IterCreateAttr(ctypes.Structure):
 class ObjPinAttr(ctypes.Structure):
     """``BPF_OBJ_PIN``: path pointer, fd, flags, path_fd."""
 
-    _fields_ = [("pathname", _u64), ("bpf_fd", _u32), ("file_flags", _u32), ("path_fd", _s32),
-                ("_pad", _u32)]
+    _fields_ = [
+        ("pathname", _u64),
+        ("bpf_fd", _u32),
+        ("file_flags", _u32),
+        ("path_fd", _s32),
+        ("_pad", _u32),
+    ]
 
 
 class GetIdAttr(ctypes.Structure):
@@ -168,7 +261,7 @@ class GetIdAttr(ctypes.Structure):
     _fields_ = [("id", _u32), ("next_id", _u32), ("open_flags", _u32)]
 
 
-#: The sizes libbpf sends for each attr (kernel.md §4, lskel.md §10.2).
+#: The sizes libbpf sends for each attr (docs/kernel.md §4, docs/lskel.md §10.2).
 SIZE_MAP_CREATE: Final = 92
 SIZE_MAP_ELEM: Final = 32
 SIZE_FREEZE: Final = 4
@@ -219,8 +312,11 @@ def bpf(cmd: int, attr: ctypes.Structure, size: int) -> int:
     ret, err = _call(NR_BPF, cmd, ctypes.byref(attr), size)
     if err == 0:
         return ret
-    raise KernelError(err, COMMAND_NAMES.get(cmd, f"bpf cmd {cmd}"),
-                      message=eperm_hint(cmd) if err == _errno.EPERM else "")
+    raise KernelError(
+        err,
+        COMMAND_NAMES.get(cmd, f"bpf cmd {cmd}"),
+        message=eperm_hint(cmd) if err == _errno.EPERM else "",
+    )
 
 
 def _effective_caps() -> int | None:
@@ -238,14 +334,22 @@ def eperm_hint(cmd: int | None = None) -> str:
     """Why bpf() says EPERM, as far as this process can tell (the error path only)."""
     caps = _effective_caps()
     if caps is not None and all(caps >> bit & 1 for bit in (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN)):
-        where = ("; the path must be on a bpf filesystem (mount -t bpf bpf DIR)"
-                 if cmd == OBJ_PIN else "")
-        return ("not permitted although this process has CAP_BPF, CAP_PERFMON and "
-                f"CAP_SYS_ADMIN: an LSM or a rule of this command refused it{where}")
+        where = (
+            "; the path must be on a bpf filesystem (mount -t bpf bpf DIR)"
+            if cmd == OBJ_PIN
+            else ""
+        )
+        return (
+            "not permitted although this process has CAP_BPF, CAP_PERFMON and "
+            f"CAP_SYS_ADMIN: an LSM or a rule of this command refused it{where}"
+        )
     have = []
     if caps is not None:
-        for name, bit in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON),
-                          ("CAP_SYS_ADMIN", CAP_SYS_ADMIN)):
+        for name, bit in (
+            ("CAP_BPF", CAP_BPF),
+            ("CAP_PERFMON", CAP_PERFMON),
+            ("CAP_SYS_ADMIN", CAP_SYS_ADMIN),
+        ):
             have.append(name + ("" if caps >> bit & 1 else " missing"))
     try:
         with open(UNPRIVILEGED_BPF_DISABLED) as f:
@@ -292,8 +396,10 @@ def prog_load(attr: ProgLoadAttr) -> int:
         )
     log = ""
     if attr.log_level and attr.log_buf:  # the caller asked for a log: it is in their buffer
-        log = ctypes.string_at(attr.log_buf, attr.log_size).split(b"\0", 1)[0].decode(
-            errors="replace"
+        log = (
+            ctypes.string_at(attr.log_buf, attr.log_size)
+            .split(b"\0", 1)[0]
+            .decode(errors="replace")
         )
     else:
         buf = ctypes.create_string_buffer(LOG_BUF_SIZE)
@@ -305,7 +411,9 @@ def prog_load(attr: ProgLoadAttr) -> int:
                 log = buf.value.decode(errors="replace")
             else:
                 raise KernelError(
-                    err, "BPF_PROG_LOAD", message=(
+                    err,
+                    "BPF_PROG_LOAD",
+                    message=(
                         f"the retry with a verifier log failed with {errno_name(again.errno)} "
                         "instead, so there is no log for this failure"
                     ),
@@ -314,8 +422,9 @@ def prog_load(attr: ProgLoadAttr) -> int:
             return fd
         finally:
             attr.log_level, attr.log_size, attr.log_buf = 0, 0, 0
-    raise KernelError(err, "BPF_PROG_LOAD", log=log,
-                      message=explain(err, log, signature_size=attr.signature_size))
+    raise KernelError(
+        err, "BPF_PROG_LOAD", log=log, message=explain(err, log, signature_size=attr.signature_size)
+    )
 
 
 def explain(err: int, log: str, *, signature_size: int = 0) -> str:
@@ -338,8 +447,12 @@ def add_key(key_type: bytes, description: bytes | None, payload: bytes | None, k
     certificate's subject and key id).
     """
     serial, err = _call(
-        NR_ADD_KEY, ctypes.c_char_p(key_type), ctypes.c_char_p(description),
-        ctypes.c_char_p(payload), ctypes.c_size_t(len(payload or b"")), ctypes.c_long(keyring),
+        NR_ADD_KEY,
+        ctypes.c_char_p(key_type),
+        ctypes.c_char_p(description),
+        ctypes.c_char_p(payload),
+        ctypes.c_size_t(len(payload or b"")),
+        ctypes.c_long(keyring),
     )
     if err == 0:
         return serial
@@ -363,6 +476,3 @@ def keyctl(op: int, *args: int | bytes | ctypes._CData | None, what: str = "") -
     if err == 0:
         return ret
     raise KernelError(err, f"keyctl({KEYCTL_NAMES.get(op, op)})", message=what)
-
-
-

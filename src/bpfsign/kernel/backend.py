@@ -27,8 +27,15 @@ if TYPE_CHECKING:
     from .syscall import SyscallBackend
 
 __all__ = [
-    "FEATURES", "Backend", "LoaderRequest", "LoaderSteps", "MapInfo", "PrimitiveSteps", "ProgInfo",
-    "default_backend", "run_loader",
+    "FEATURES",
+    "Backend",
+    "LoaderRequest",
+    "LoaderSteps",
+    "MapInfo",
+    "PrimitiveSteps",
+    "ProgInfo",
+    "default_backend",
+    "run_loader",
 ]
 
 
@@ -61,7 +68,7 @@ class ProgInfo:
 
 @dataclass(frozen=True, eq=False)
 class LoaderRequest:
-    """What ``bpf_load_and_run`` needs (lskel.md §10.2/§10.3), fixed per skeleton.
+    """What ``bpf_load_and_run`` needs (docs/lskel.md §10.2/§10.3), fixed per skeleton.
 
     Compared by identity, so a backend may cache what it derives from one
     (the syscall backend keeps its attr templates per request).
@@ -101,9 +108,11 @@ class LoaderSteps(Protocol):
     def run(self, prog_fd: int, ctx: bytearray) -> int:
         """Run the loader once on ``ctx`` (fds come back in it); its s32 return value."""
         ...
+
     def read_map(self, map_fd: int) -> bytes:
         """The loader map's value now (after a run: with the run's marks, see loaderprog)."""
         ...
+
     def close(self, fd: int) -> None: ...
 
 
@@ -120,8 +129,15 @@ class Backend(Protocol):
 
     # -- maps
     def map_create(
-        self, map_type: int, key_size: int, value_size: int, max_entries: int,
-        name: str = "", *, flags: int = 0, excl_prog_hash: bytes | None = None,
+        self,
+        map_type: int,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        name: str = "",
+        *,
+        flags: int = 0,
+        excl_prog_hash: bytes | None = None,
     ) -> int: ...
     def map_update(self, fd: int, key: bytes, value: bytes, flags: int = 0) -> None: ...
     def map_lookup(self, fd: int, key: bytes, value_size: int) -> bytes: ...
@@ -130,9 +146,18 @@ class Backend(Protocol):
 
     # -- programs
     def prog_load(
-        self, prog_type: int, insns: bytes, *, license: str = "GPL", name: str = "",
-        flags: int = 0, fd_array: Sequence[int] = (), fd_array_cnt: int = 0,
-        signature: bytes | None = None, keyring_id: int = 0, expected_attach_type: int = 0,
+        self,
+        prog_type: int,
+        insns: bytes,
+        *,
+        license: str = "GPL",
+        name: str = "",
+        flags: int = 0,
+        fd_array: Sequence[int] = (),
+        fd_array_cnt: int = 0,
+        signature: bytes | None = None,
+        keyring_id: int = 0,
+        expected_attach_type: int = 0,
         log_level: int = 0,
     ) -> int: ...
     def prog_info(self, fd: int) -> ProgInfo: ...
@@ -171,7 +196,11 @@ class PrimitiveSteps:
 
     def create_map(self) -> int:
         return self.backend.map_create(
-            C.MAP_TYPE_ARRAY, 4, len(self.req.data), 1, LOADER_MAP_NAME,
+            C.MAP_TYPE_ARRAY,
+            4,
+            len(self.req.data),
+            1,
+            LOADER_MAP_NAME,
             excl_prog_hash=self.req.excl_prog_hash,
         )
 
@@ -187,9 +216,16 @@ class PrimitiveSteps:
     def load_prog(self, map_fd: int) -> int:
         req = self.req
         return self.backend.prog_load(
-            C.PROG_TYPE_SYSCALL, req.insns, license=LOADER_LICENSE, name=LOADER_PROG_NAME,
-            flags=C.BPF_F_SLEEPABLE, fd_array=(map_fd,), fd_array_cnt=req.fd_array_cnt,
-            signature=req.signature, keyring_id=req.keyring_id, log_level=req.log_level,
+            C.PROG_TYPE_SYSCALL,
+            req.insns,
+            license=LOADER_LICENSE,
+            name=LOADER_PROG_NAME,
+            flags=C.BPF_F_SLEEPABLE,
+            fd_array=(map_fd,),
+            fd_array_cnt=req.fd_array_cnt,
+            signature=req.signature,
+            keyring_id=req.keyring_id,
+            log_level=req.log_level,
         )
 
     def run(self, prog_fd: int, ctx: bytearray) -> int:
@@ -271,8 +307,9 @@ def _sequence(
 
 def _at_step(exc: KernelError, who: str, step: str) -> KernelError:
     where = f"{who + ': ' if who else ''}{_STEPS[step]} failed"
-    return KernelError(exc.errno, exc.command, log=exc.log, message=exc.hint, step=step,
-                       where=where)
+    return KernelError(
+        exc.errno, exc.command, log=exc.log, message=exc.hint, step=step, where=where
+    )
 
 
 def _loader_failed(
@@ -304,8 +341,9 @@ def _loader_failed(
             log = buf.value.decode(errors="replace")
             blob = blob2 if blob2 is not None else blob
     calls = loaderprog.locate_failure(loaderprog.inner_calls(req.insns, req.data), blob)
-    text = (f"{req.name + ': ' if req.name else ''}{_STEPS['run']} returned -{err} "
-            f"({errno_name(err)})")
+    text = (
+        f"{req.name + ': ' if req.name else ''}{_STEPS['run']} returned -{err} ({errno_name(err)})"
+    )
     if len(calls) == 1:
         text += f"; it failed at its {calls[0].describe()}"
     elif calls:

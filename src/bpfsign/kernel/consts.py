@@ -56,10 +56,24 @@ MAP_TYPE_ARRAY: Final = 2
 MAP_TYPE_PERCPU_ARRAY: Final = 6
 MAP_TYPE_RINGBUF: Final = 27
 
-MAP_TYPE_NAMES: Final = {1: "hash", 2: "array", 3: "prog_array", 5: "percpu_hash",
-                         6: "percpu_array", 9: "lru_hash", 27: "ringbuf"}
-PROG_TYPE_NAMES: Final = {1: "socket_filter", 2: "kprobe", 5: "tracepoint",
-                          17: "raw_tracepoint", 26: "tracing", 29: "lsm", 31: "syscall"}
+MAP_TYPE_NAMES: Final = {
+    1: "hash",
+    2: "array",
+    3: "prog_array",
+    5: "percpu_hash",
+    6: "percpu_array",
+    9: "lru_hash",
+    27: "ringbuf",
+}
+PROG_TYPE_NAMES: Final = {
+    1: "socket_filter",
+    2: "kprobe",
+    5: "tracepoint",
+    17: "raw_tracepoint",
+    26: "tracing",
+    29: "lsm",
+    31: "syscall",
+}
 
 # Flags.
 BPF_F_SLEEPABLE: Final = 0x10  # prog_flags

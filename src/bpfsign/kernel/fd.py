@@ -65,8 +65,9 @@ class FD:
 
     def __del__(self) -> None:
         if getattr(self, "_raw", -1) >= 0:
-            warnings.warn(f"unclosed fd {self._raw} ({self.what})", ResourceWarning,
-                          stacklevel=1, source=self)
+            warnings.warn(
+                f"unclosed fd {self._raw} ({self.what})", ResourceWarning, stacklevel=1, source=self
+            )
             with contextlib.suppress(OSError):
                 self.close()
 

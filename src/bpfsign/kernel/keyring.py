@@ -1,6 +1,6 @@
 """Kernel keyrings: put a signer's certificate where BPF_PROG_LOAD will look for it.
 
-A signed load names a KEYRING in ``keyring_id`` (kernel.md §5): 0/1/2 for the
+A signed load names a KEYRING in ``keyring_id`` (docs/kernel.md §5): 0/1/2 for the
 system keyrings, -3 for the caller's session keyring, or a keyring's serial.
 The serial ``add_key`` returns is the key's own and gives ENOKEY there.
 
@@ -108,8 +108,12 @@ def resolve_keyring(
 
 
 def add_certificate(
-    cert: bytes, *, keyring: str | int = "session", description: str | None = None,
-    backend: Backend | None = None, path: str | None = None,
+    cert: bytes,
+    *,
+    keyring: str | int = "session",
+    description: str | None = None,
+    backend: Backend | None = None,
+    path: str | None = None,
 ) -> AddedKey:
     """Add a certificate as an ``asymmetric`` key and link it into ``keyring``."""
     be = _backend(backend)
@@ -154,9 +158,7 @@ def join_session_keyring(name: str | None = None, *, backend: Backend | None = N
     return _backend(backend).join_session_keyring(name)
 
 
-def link_key(
-    serial: int, *, keyring: str | int = "session", backend: Backend | None = None
-) -> int:
+def link_key(serial: int, *, keyring: str | int = "session", backend: Backend | None = None) -> int:
     """Link an existing key into ``keyring`` too; returns that keyring's serial.
 
     A signed load searches only the keyring named by ``keyring_id`` (and what is

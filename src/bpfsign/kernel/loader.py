@@ -48,8 +48,14 @@ class LoadedSkeleton:
     """The fds and live globals of one loaded skeleton; ``close()`` releases them all."""
 
     def __init__(
-        self, skel: _skel.Skeleton, backend: Backend, scheme: str, signed: bool,
-        map_fds: list[FD], prog_fds: list[FD], mem: list[tuple[str, mmap.mmap]],
+        self,
+        skel: _skel.Skeleton,
+        backend: Backend,
+        scheme: str,
+        signed: bool,
+        map_fds: list[FD],
+        prog_fds: list[FD],
+        mem: list[tuple[str, mmap.mmap]],
         layouts: Mapping[str, _gd.SectionLayout] | None = None,
     ) -> None:
         self.closed = True  # until fully built: the finalizer has nothing to do
@@ -69,14 +75,20 @@ class LoadedSkeleton:
     @property
     def maps(self) -> dict[str, int]:
         """Map fds by the skeleton's map names (``counts``, ``bss``, ``rodata`` …)."""
-        return {m.name: fd.number for m, fd in zip(self.skeleton.maps, self._map_fds, strict=True)
-                if fd.number >= 0}
+        return {
+            m.name: fd.number
+            for m, fd in zip(self.skeleton.maps, self._map_fds, strict=True)
+            if fd.number >= 0
+        }
 
     @property
     def progs(self) -> dict[str, int]:
         """Program fds by name; a program the object does not autoload has none (as in C)."""
-        return {p.name: fd.number for p, fd in zip(self.skeleton.progs, self._prog_fds, strict=True)
-                if fd.number >= 0}
+        return {
+            p.name: fd.number
+            for p, fd in zip(self.skeleton.progs, self._prog_fds, strict=True)
+            if fd.number >= 0
+        }
 
     @property
     def links(self) -> dict[str, int]:
@@ -104,7 +116,8 @@ class LoadedSkeleton:
                 ) from None
             raise InputError(
                 f"no {what} {name!r} in skeleton {self.skeleton.name} "
-                f"(it has: {', '.join(table) or 'none'})", path=self.skeleton.path,
+                f"(it has: {', '.join(table) or 'none'})",
+                path=self.skeleton.path,
             ) from None
 
     def globals(self, section: str) -> memoryview:
@@ -127,8 +140,11 @@ class LoadedSkeleton:
             spec = next(m for m in self.skeleton.maps if m.name == name)
             layout = self._layouts.get(name) or _gd.section_layout(spec, self.skeleton.name)
             readonly = spec.readonly
-            obj = (layout.struct.from_buffer_copy(mm[: layout.size]) if readonly
-                   else layout.struct.from_buffer(mm))
+            obj = (
+                layout.struct.from_buffer_copy(mm[: layout.size])
+                if readonly
+                else layout.struct.from_buffer(mm)
+            )
             typed = self._typed[name] = _gd.GlobalData(layout, obj, readonly)
         return typed
 
@@ -152,15 +168,20 @@ class LoadedSkeleton:
         spec = next((m for m in self.skeleton.maps if m.section and m.name == want), None)
         if spec is not None:
             if spec.initial_value is not None:  # a per-CPU section (skel_protect_map_data)
-                why = ("it is a per-CPU array, which the kernel cannot mmap, so the header never "
-                       "maps it (its image is the initial value only); read each CPU's value "
-                       f"with a map lookup on map_fd({spec.name!r})")
+                why = (
+                    "it is a per-CPU array, which the kernel cannot mmap, so the header never "
+                    "maps it (its image is the initial value only); read each CPU's value "
+                    f"with a map lookup on map_fd({spec.name!r})"
+                )
             else:
-                why = ("bpftool did not make it mmapable (none of its variables is visible "
-                       "to user space), so the header never maps it")
+                why = (
+                    "bpftool did not make it mmapable (none of its variables is visible "
+                    "to user space), so the header never maps it"
+                )
             raise InputError(
                 f"section {spec.section} (map {spec.name}) of skeleton {self.skeleton.name} "
-                f"is not mmapable: {why}", path=self.skeleton.path,
+                f"is not mmapable: {why}",
+                path=self.skeleton.path,
             )
         have = ", ".join(n for n, *_ in self._mem) or "none"
         raise InputError(
@@ -173,7 +194,7 @@ class LoadedSkeleton:
         """Attach the named programs (default: every one the skeleton can auto-attach).
 
         raw_tp → RAW_TRACEPOINT_OPEN with the name; tp_btf/fentry/fexit/lsm →
-        RAW_TRACEPOINT_OPEN with NULL; iter → LINK_CREATE (lskel.md §1).
+        RAW_TRACEPOINT_OPEN with NULL; iter → LINK_CREATE (docs/lskel.md §1).
         """
         self._check_open()
         progs = {p.name: p for p in self.skeleton.progs}
@@ -190,7 +211,8 @@ class LoadedSkeleton:
             if kind is None:
                 raise InputError(
                     f"program {name!r}: the skeleton does not support auto-attach for it "
-                    "(attach it yourself with its fd)", path=self.skeleton.path,
+                    "(attach it yourself with its fd)",
+                    path=self.skeleton.path,
                 )
             if kind.startswith("raw_tp:"):
                 link = self._backend.raw_tracepoint_open(fd, kind.split(":", 1)[1])
@@ -242,26 +264,45 @@ class LoadedSkeleton:
         for spec, mfd in zip(self.skeleton.maps, self._map_fds, strict=True):
             fd = mfd.raw
             info = self._backend.map_info(fd)
-            maps.append({
-                "name": spec.name, "fd": fd, "id": info.id, "type": info.type,
-                "kernel_name": info.name, "key_size": info.key_size,
-                "value_size": info.value_size, "max_entries": info.max_entries,
-            })
+            maps.append(
+                {
+                    "name": spec.name,
+                    "fd": fd,
+                    "id": info.id,
+                    "type": info.type,
+                    "kernel_name": info.name,
+                    "key_size": info.key_size,
+                    "value_size": info.value_size,
+                    "max_entries": info.max_entries,
+                }
+            )
         progs: list[dict[str, Any]] = []
         for pspec, pfd in zip(self.skeleton.progs, self._prog_fds, strict=True):
             if pfd.closed:  # not autoloaded: no fd, as in C
-                progs.append({"name": pspec.name, "fd": None, "loaded": False,
-                              "attach": pspec.attach})
+                progs.append(
+                    {"name": pspec.name, "fd": None, "loaded": False, "attach": pspec.attach}
+                )
                 continue
             fd = pfd.raw
             pinfo = self._backend.prog_info(fd)
-            progs.append({
-                "name": pspec.name, "fd": fd, "loaded": True, "id": pinfo.id, "type": pinfo.type,
-                "kernel_name": pinfo.name, "tag": pinfo.tag.hex(), "attach": pspec.attach,
-            })
+            progs.append(
+                {
+                    "name": pspec.name,
+                    "fd": fd,
+                    "loaded": True,
+                    "id": pinfo.id,
+                    "type": pinfo.type,
+                    "kernel_name": pinfo.name,
+                    "tag": pinfo.tag.hex(),
+                    "attach": pspec.attach,
+                }
+            )
         return {
-            "skeleton": self.skeleton.name, "scheme": self.scheme, "signed": self.signed,
-            "maps": maps, "progs": progs,
+            "skeleton": self.skeleton.name,
+            "scheme": self.scheme,
+            "signed": self.signed,
+            "maps": maps,
+            "progs": progs,
             "links": [{"prog": n, "fd": fd} for n, fd in self.links.items()],
         }
 
@@ -299,7 +340,9 @@ class LoadedSkeleton:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{len(self._map_fds)} maps, {len(self._prog_fds)} progs"
+        state = (
+            "closed" if self.closed else f"{len(self._map_fds)} maps, {len(self._prog_fds)} progs"
+        )
         return f"<LoadedSkeleton {self.skeleton.name} {self.scheme} ({state})>"
 
 
@@ -307,8 +350,13 @@ class Loader:
     """Everything about loading one skeleton that does not change between loads."""
 
     def __init__(
-        self, skel: _skel.Skeleton, *, keyring_id: int = KEY_SPEC_SESSION_KEYRING,
-        unsigned: bool = False, backend: Backend | None = None, log_level: int = 0,
+        self,
+        skel: _skel.Skeleton,
+        *,
+        keyring_id: int = KEY_SPEC_SESSION_KEYRING,
+        unsigned: bool = False,
+        backend: Backend | None = None,
+        log_level: int = 0,
         check_kernel: bool | None = None,
     ) -> None:
         self.skeleton = skel
@@ -332,11 +380,15 @@ class Loader:
         if check_kernel:
             self._check_kernel()
         self.request = LoaderRequest(
-            insns=skel.insns, data=skel.data, excl_prog_hash=skel.excl_hash,
+            insns=skel.insns,
+            data=skel.data,
+            excl_prog_hash=skel.excl_hash,
             signature=skel.signature if self.signed else None,
             keyring_id=keyring_id if self.signed else 0,
             fd_array_cnt=1 if self.signed and self.scheme == "loadtime" else 0,
-            hash_request=self.scheme == "inloader", log_level=log_level, name=skel.name,
+            hash_request=self.scheme == "inloader",
+            log_level=log_level,
+            name=skel.name,
         )
         # Section images stay in buffers owned by this Loader; their addresses go into
         # the ctx template once (the loader copy_from_user()s value_size bytes from them).
@@ -366,10 +418,12 @@ class Loader:
         nmaps = len(skel.maps)
         self._fds = struct.Struct("<" + "i12x" * nmaps + "i" * len(skel.progs))
         self._nmaps = nmaps
-        self._names = tuple([f"map {m.name}" for m in skel.maps] + [f"prog {p.name}" for p in skel.progs])
+        self._names = tuple(
+            [f"map {m.name}" for m in skel.maps] + [f"prog {p.name}" for p in skel.progs]
+        )
 
     def _check_kernel(self) -> None:
-        """Refuse, before any syscall, what this kernel is known to refuse (kernel.md §14)."""
+        """Refuse, before any syscall, what this kernel is known to refuse (docs/kernel.md §14)."""
         if self.audit.exclusivity_check and self.backend.probe("inloader_loaders") is False:
             raise UnsupportedFeature(
                 f"6.18-style signed loader ({self.skeleton.name})",
@@ -378,8 +432,11 @@ class Loader:
                 "signed or not; convert it to the loadtime scheme",
                 errno=errno.EACCES,  # the kernel's answer, before any syscall
             )
-        if (self.signed and self.scheme == "inloader"
-                and self.backend.probe("loadtime_verification") is True):
+        if (
+            self.signed
+            and self.scheme == "inloader"
+            and self.backend.probe("loadtime_verification") is True
+        ):
             raise UnsupportedFeature(
                 f"6.18-scheme signature ({self.skeleton.name})",
                 "this kernel verifies insns ‖ metadata at load time and refuses insns-only "
@@ -389,7 +446,9 @@ class Loader:
             )
 
     def load(
-        self, *, max_entries: Mapping[str, int] | None = None,
+        self,
+        *,
+        max_entries: Mapping[str, int] | None = None,
         initial_values: InitialValues | None = None,
     ) -> LoadedSkeleton:
         """``<name>__open_and_load()``: returns the loaded skeleton or raises.
@@ -416,12 +475,20 @@ class Loader:
         raw = self._fds.unpack_from(ctx, 24)
         closer = self.backend.close
         # as skel_closenz: a slot the loader left at 0 owns nothing
-        fds = [FD(fd if fd > 0 else -1, what, closer) for fd, what in zip(raw, self._names,
-                                                                         strict=True)]
+        fds = [
+            FD(fd if fd > 0 else -1, what, closer)
+            for fd, what in zip(raw, self._names, strict=True)
+        ]
         mem: list[tuple[str, mmap.mmap]] = []
         loaded = LoadedSkeleton(
-            self.skeleton, self.backend, self.scheme, self.signed,
-            fds[: self._nmaps], fds[self._nmaps :], mem, self.layouts,
+            self.skeleton,
+            self.backend,
+            self.scheme,
+            self.signed,
+            fds[: self._nmaps],
+            fds[self._nmaps :],
+            mem,
+            self.layouts,
         )
         name = ""
         try:
@@ -432,7 +499,9 @@ class Loader:
             loaded.close()
             prot = "PROT_READ" if access == mmap.ACCESS_READ else "PROT_READ | PROT_WRITE"
             raise KernelError(
-                exc.errno or 0, "mmap", step="mmap",
+                exc.errno or 0,
+                "mmap",
+                step="mmap",
                 where=f"{self.skeleton.name}: mmap of map {name} failed ({size} bytes, {prot})",
             ) from None
         except BaseException:
@@ -447,7 +516,8 @@ class Loader:
             if spec is None:
                 raise InputError(
                     f"no map {name!r} in skeleton {self.skeleton.name} "
-                    f"(it has: {', '.join(by_name)})", path=self.skeleton.path,
+                    f"(it has: {', '.join(by_name)})",
+                    path=self.skeleton.path,
                 )
             self._check_honoured(name, "max_entries")
             struct.pack_into("<I", ctx, spec.ctx_offset + 4, n)
@@ -455,9 +525,12 @@ class Loader:
     def _check_honoured(self, name: str, what: str) -> None:
         if (name, what) in self.honoured:
             return
-        why = ("a signed-mode loader (bpftool -S) takes map sizes and initial values from its "
-               "signed data, never from the caller" if self.audit.mode == "signed"
-               else f"this loader program never reads {name}'s {what} from the ctx")
+        why = (
+            "a signed-mode loader (bpftool -S) takes map sizes and initial values from its "
+            "signed data, never from the caller"
+            if self.audit.mode == "signed"
+            else f"this loader program never reads {name}'s {what} from the ctx"
+        )
         raise InputError(
             f"cannot set {what} of {name} for {self.skeleton.name}: {why}; it would be "
             "silently ignored. Change it in the BPF object and regenerate (and re-sign)",
@@ -493,7 +566,8 @@ class Loader:
             have = ", ".join(n for n, *_ in self._sections) or "none"
             raise InputError(
                 f"no global-data section {', '.join(sorted(wanted))} in skeleton "
-                f"{self.skeleton.name} (it has: {have})", path=self.skeleton.path,
+                f"{self.skeleton.name} (it has: {have})",
+                path=self.skeleton.path,
             )
         return keep
 
@@ -504,10 +578,14 @@ def _page_round(n: int) -> int:
 
 
 def load(
-    skel: _skel.Skeleton | str | os.PathLike[str], *,
-    keyring_id: int = KEY_SPEC_SESSION_KEYRING, unsigned: bool = False,
-    max_entries: Mapping[str, int] | None = None, initial_values: InitialValues | None = None,
-    backend: Backend | None = None, log_level: int = 0,
+    skel: _skel.Skeleton | str | os.PathLike[str],
+    *,
+    keyring_id: int = KEY_SPEC_SESSION_KEYRING,
+    unsigned: bool = False,
+    max_entries: Mapping[str, int] | None = None,
+    initial_values: InitialValues | None = None,
+    backend: Backend | None = None,
+    log_level: int = 0,
 ) -> LoadedSkeleton:
     """Load a light skeleton (a parsed one or a ``*.lskel.h`` path) and return it loaded.
 
@@ -516,8 +594,9 @@ def load(
     """
     if not isinstance(skel, _skel.Skeleton):
         skel = _skel.load(skel)
-    loader = Loader(skel, keyring_id=keyring_id, unsigned=unsigned, backend=backend,
-                    log_level=log_level)
+    loader = Loader(
+        skel, keyring_id=keyring_id, unsigned=unsigned, backend=backend, log_level=log_level
+    )
     return loader.load(max_entries=max_entries, initial_values=initial_values)
 
 

@@ -110,8 +110,9 @@ def inner_calls(insns: bytes, data: bytes) -> list[InnerCall]:
             # *(u32 *)(blob + X) = r7 right after a MAP_CREATE: its fd slot
             last = out[-1]
             if last.cmd == C.MAP_CREATE and last.fd_slot is None:
-                out[-1] = InnerCall(last.pc, last.cmd, last.attr, last.size, last.target,
-                                    regs[dst] + _off)
+                out[-1] = InnerCall(
+                    last.pc, last.cmd, last.attr, last.size, last.target, regs[dst] + _off
+                )
         elif op == _CALL and src == 0:
             if imm == FUNC_SYS_BPF and all(r in regs for r in (1, 2, 3)):
                 cmd, attr, size = regs[1], regs[2], regs[3]

@@ -244,8 +244,15 @@ class KernelModel:
 
     # ------------------------------------------------------------------ maps
     def map_create(
-        self, map_type: int, key_size: int, value_size: int, max_entries: int,
-        name: str = "", *, flags: int = 0, excl_prog_hash: bytes | None = None,
+        self,
+        map_type: int,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        name: str = "",
+        *,
+        flags: int = 0,
+        excl_prog_hash: bytes | None = None,
     ) -> int:
         cmd = "BPF_MAP_CREATE"
         if excl_prog_hash is not None and len(excl_prog_hash) != EXCL_HASH_SIZE:
@@ -256,8 +263,14 @@ class KernelModel:
             raise KernelError(errno.EINVAL, cmd)
         fd, ident = self._new_fd()
         self._maps[fd] = _Map(
-            map_type, key_size, value_size, max_entries, flags, name.encode()[:15].decode(
-                errors="replace"), excl_prog_hash, ident,
+            map_type,
+            key_size,
+            value_size,
+            max_entries,
+            flags,
+            name.encode()[:15].decode(errors="replace"),
+            excl_prog_hash,
+            ident,
         )
         return fd
 
@@ -288,7 +301,7 @@ class KernelModel:
     def map_freeze(self, fd: int) -> None:
         m = self._map(fd, "BPF_MAP_FREEZE")
         if m.frozen:
-            # kernel.md row 47 says EBUSY (from source); measured on 6.18.44 (tests/test_maps.py):
+            # docs/kernel.md row 47 says EBUSY (from source); measured on 6.18.44 (tests/test_maps.py):
             # EPERM, since a frozen map's syscall side loses write and freeze needs write
             raise KernelError(errno.EPERM, "BPF_MAP_FREEZE")
         if m.writable_mmaps:  # §8.2 (measured on 7.3.4: EBUSY)
@@ -308,15 +321,30 @@ class KernelModel:
                 b"".join(m.array_value(i).ljust(stride, b"\0") for i in range(m.max_entries))
             ).digest()
         return MapInfo(
-            type=m.map_type, id=m.id, key_size=m.key_size, value_size=m.value_size,
-            max_entries=m.max_entries, map_flags=m.flags, name=m.name, hash=digest,
+            type=m.map_type,
+            id=m.id,
+            key_size=m.key_size,
+            value_size=m.value_size,
+            max_entries=m.max_entries,
+            map_flags=m.flags,
+            name=m.name,
+            hash=digest,
         )
 
     # -------------------------------------------------------------- programs
     def prog_load(
-        self, prog_type: int, insns: bytes, *, license: str = "GPL", name: str = "",
-        flags: int = 0, fd_array: Sequence[int] = (), fd_array_cnt: int = 0,
-        signature: bytes | None = None, keyring_id: int = 0, expected_attach_type: int = 0,
+        self,
+        prog_type: int,
+        insns: bytes,
+        *,
+        license: str = "GPL",
+        name: str = "",
+        flags: int = 0,
+        fd_array: Sequence[int] = (),
+        fd_array_cnt: int = 0,
+        signature: bytes | None = None,
+        keyring_id: int = 0,
+        expected_attach_type: int = 0,
         log_level: int = 0,
     ) -> int:
         """BPF_PROG_LOAD: the rules engine's verdict for this profile (docs/kernel.md §6).
@@ -412,8 +440,13 @@ class KernelModel:
         gpl = p.license in ("GPL", "GPL v2", "GPL and additional rights", "Dual BSD/GPL",
                             "Dual MIT/GPL", "Dual MPL/GPL")  # fmt: skip
         return ProgInfo(
-            type=p.prog_type, id=p.id, tag=p.digest[:8], name=p.name, gpl_compatible=gpl,
-            verified_insns=p.insn_cnt, nr_map_ids=len(p.map_ids),
+            type=p.prog_type,
+            id=p.id,
+            tag=p.digest[:8],
+            name=p.name,
+            gpl_compatible=gpl,
+            verified_insns=p.insn_cnt,
+            nr_map_ids=len(p.map_ids),
         )
 
     def test_run(self, prog_fd: int, ctx: bytearray) -> int:
@@ -435,7 +468,7 @@ class KernelModel:
         return PrimitiveSteps(self, request)
 
     def probe(self, feature: str) -> bool | None:
-        """Answered from the profile (kernel.md §6.1, §6.2, §8.1)."""
+        """Answered from the profile (docs/kernel.md §6.1, §6.2, §8.1)."""
         if feature == "inloader_loaders":
             return self.rules_profile.layout == "6.18"
         if feature == "loadtime_verification":
@@ -467,8 +500,9 @@ class KernelModel:
 
     @staticmethod
     def _not_modelled(command: str) -> UnsupportedFeature:
-        return UnsupportedFeature(f"{command} in the kernel model",
-                                  "the model covers loading, not attaching or pinning")
+        return UnsupportedFeature(
+            f"{command} in the kernel model", "the model covers loading, not attaching or pinning"
+        )
 
     # -------------------------------------------------------------- keyrings
     def add_key(

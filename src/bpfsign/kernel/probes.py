@@ -1,6 +1,6 @@
 """Feature probes: ask the running kernel what it can do, once per process.
 
-Each probe makes the smallest call that tells the answer apart (kernel.md §14)
+Each probe makes the smallest call that tells the answer apart (docs/kernel.md §14)
 and closes what it created. Results are cached; ``bpfsign probe`` prints them.
 """
 
@@ -24,7 +24,7 @@ SECURITY_DIR = "/sys/kernel/security"
 LSM_FILE = SECURITY_DIR + "/lsm"
 
 # r0 = 0; exit
-_RET0 = bytes.fromhex("b700000000000000" "9500000000000000")
+_RET0 = bytes.fromhex("b7000000000000009500000000000000")
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,13 @@ def _close(fd: int) -> None:
 
 
 def _map_create(excl: bytes | None = None, value_size: int = 8) -> tuple[int, int]:
-    attr = S.MapCreateAttr(map_type=S.MAP_TYPE_ARRAY, key_size=4, value_size=value_size,
-                           max_entries=1, map_name=b"bpfsign_probe")
+    attr = S.MapCreateAttr(
+        map_type=S.MAP_TYPE_ARRAY,
+        key_size=4,
+        value_size=value_size,
+        max_entries=1,
+        map_name=b"bpfsign_probe",
+    )
     buf = None
     if excl is not None:
         buf = ctypes.create_string_buffer(excl, len(excl))
@@ -75,8 +80,10 @@ def exclusive_maps() -> Probe:
         _close(fd)
         return Probe("exclusive_maps", True, "BPF_MAP_CREATE accepts excl_prog_hash")
     return Probe(
-        "exclusive_maps", False,
-        f"BPF_MAP_CREATE with excl_prog_hash gave {errno_name(err)}: kernel older than 6.18", err,
+        "exclusive_maps",
+        False,
+        f"BPF_MAP_CREATE with excl_prog_hash gave {errno_name(err)}: kernel older than 6.18",
+        err,
     )
 
 
@@ -110,8 +117,13 @@ def _signed_load(signature: bytes, keyring_id: int, fd_array_cnt: int = 0) -> tu
     lic = ctypes.create_string_buffer(b"GPL")
     sbuf = ctypes.create_string_buffer(signature, len(signature))
     attr = S.ProgLoadAttr(
-        prog_type=S.PROG_TYPE_SOCKET_FILTER, insn_cnt=2, insns=S.addr(ibuf), license=S.addr(lic),
-        signature=S.addr(sbuf), signature_size=len(signature), keyring_id=keyring_id,
+        prog_type=S.PROG_TYPE_SOCKET_FILTER,
+        insn_cnt=2,
+        insns=S.addr(ibuf),
+        license=S.addr(lic),
+        signature=S.addr(sbuf),
+        signature_size=len(signature),
+        keyring_id=keyring_id,
         fd_array_cnt=fd_array_cnt,
     )
     return S.bpf_errno(S.PROG_LOAD, attr, S.SIZE_PROG_LOAD)
@@ -130,9 +142,11 @@ def signed_prog_load() -> Probe:
         return Probe("signed_prog_load", True, "the kernel verifies PKCS#7 signatures", err)
     if err == errno.EOPNOTSUPP:
         return Probe(
-            "signed_prog_load", False,
+            "signed_prog_load",
+            False,
             "kernel lacks CONFIG_SYSTEM_DATA_VERIFICATION: every signed BPF_PROG_LOAD fails "
-            "with EOPNOTSUPP", err,
+            "with EOPNOTSUPP",
+            err,
         )
     if err in (errno.E2BIG, errno.EINVAL) and not exclusive_maps().supported:
         return Probe("signed_prog_load", False, "kernel older than 6.18: no signature fields", err)
@@ -141,7 +155,7 @@ def signed_prog_load() -> Probe:
 
 @cache
 def loadtime_verification() -> Probe:
-    """The load-time scheme: the verdict enum in BTF (absent on 6.18, kernel.md §10)."""
+    """The load-time scheme: the verdict enum in BTF (absent on 6.18, docs/kernel.md §10)."""
     btf = _btf.vmlinux()
     if btf is None:
         return Probe("loadtime_verification", None, f"no {_btf.VMLINUX} to inspect")
@@ -149,12 +163,14 @@ def loadtime_verification() -> Probe:
     signing = signed_prog_load().supported
     if verdict is None:
         return Probe(
-            "loadtime_verification", False,
+            "loadtime_verification",
+            False,
             "BTF has no enum bpf_sig_verdict: a 6.18-scheme kernel (signature over insns only)",
         )
     note = "" if signing else " (but signed loads cannot succeed here)"
     return Probe(
-        "loadtime_verification", True,
+        "loadtime_verification",
+        True,
         "BTF has enum bpf_sig_verdict: the kernel verifies insns ‖ metadata at "
         f"BPF_PROG_LOAD{note}",
     )
@@ -171,10 +187,13 @@ def inloader_loaders() -> Probe:
         return Probe("inloader_loaders", None, "BTF has no struct bpf_map")
     excl = members.get("excl")
     if excl is not None and excl.offset == 32 and excl.size == 4:
-        return Probe("inloader_loaders", True, "struct bpf_map has u32 excl at offset 32 (6.18 layout)")
+        return Probe(
+            "inloader_loaders", True, "struct bpf_map has u32 excl at offset 32 (6.18 layout)"
+        )
     at32 = next((m.name for m in members.values() if m.offset == 32), "nothing")
     return Probe(
-        "inloader_loaders", False,
+        "inloader_loaders",
+        False,
         f"struct bpf_map has no u32 excl at offset 32 ({at32} is there): an unconverted bpftool "
         "<= 7.8 -S loader is refused with EACCES; convert it to the loadtime scheme",
     )
@@ -194,19 +213,25 @@ def _read_lsm_file() -> tuple[str | None, str]:
     unshare = shutil.which("unshare")
     if unshare is None or not os.path.isdir(SECURITY_DIR):
         return None, f"{LSM_FILE} absent (securityfs not mounted) and no unshare(1) to look"
-    script = (f"mount -t securityfs securityfs {SECURITY_DIR} 2>/dev/null || exit 3; "
-              f"exec cat {LSM_FILE}")
+    script = (
+        f"mount -t securityfs securityfs {SECURITY_DIR} 2>/dev/null || exit 3; exec cat {LSM_FILE}"
+    )
     try:
         run = subprocess.run(
             [unshare, "--mount", "--propagation", "private", "sh", "-c", script],
-            capture_output=True, text=True, timeout=10, check=False,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"{LSM_FILE} absent and unshare failed: {exc}"
     if run.returncode != 0:
         why = run.stderr.strip() or f"exit {run.returncode}"
-        return None, (f"{LSM_FILE} absent (securityfs not mounted) and a private mount "
-                      f"namespace could not mount it ({why}; needs root)")
+        return None, (
+            f"{LSM_FILE} absent (securityfs not mounted) and a private mount "
+            f"namespace could not mount it ({why}; needs root)"
+        )
     return run.stdout.strip(), "securityfs mounted in a private mount namespace"
 
 
@@ -221,8 +246,13 @@ def bpf_lsm() -> Probe:
 
 
 PROBES = (
-    bpf_usable, exclusive_maps, map_hash, signed_prog_load, loadtime_verification,
-    inloader_loaders, bpf_lsm,
+    bpf_usable,
+    exclusive_maps,
+    map_hash,
+    signed_prog_load,
+    loadtime_verification,
+    inloader_loaders,
+    bpf_lsm,
 )
 
 

@@ -58,12 +58,23 @@ class SyscallBackend:
 
     # ------------------------------------------------------------------ maps
     def map_create(
-        self, map_type: int, key_size: int, value_size: int, max_entries: int,
-        name: str = "", *, flags: int = 0, excl_prog_hash: bytes | None = None,
+        self,
+        map_type: int,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        name: str = "",
+        *,
+        flags: int = 0,
+        excl_prog_hash: bytes | None = None,
     ) -> int:
         attr = S.MapCreateAttr(
-            map_type=map_type, key_size=key_size, value_size=value_size,
-            max_entries=max_entries, map_flags=flags, map_name=_name16(name),
+            map_type=map_type,
+            key_size=key_size,
+            value_size=value_size,
+            max_entries=max_entries,
+            map_flags=flags,
+            map_name=_name16(name),
         )
         if excl_prog_hash is not None:
             buf = ctypes.create_string_buffer(excl_prog_hash, len(excl_prog_hash))
@@ -95,26 +106,47 @@ class SyscallBackend:
         attr = S.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=S.addr(info))
         S.bpf(S.OBJ_GET_INFO_BY_FD, attr, S.SIZE_INFO)
         return MapInfo(
-            type=info.type, id=info.id, key_size=info.key_size, value_size=info.value_size,
-            max_entries=info.max_entries, map_flags=info.map_flags,
-            name=info.name.decode(errors="replace"), hash=hbuf.raw if want_hash else None,
+            type=info.type,
+            id=info.id,
+            key_size=info.key_size,
+            value_size=info.value_size,
+            max_entries=info.max_entries,
+            map_flags=info.map_flags,
+            name=info.name.decode(errors="replace"),
+            hash=hbuf.raw if want_hash else None,
         )
 
     # -------------------------------------------------------------- programs
     def prog_load(
-        self, prog_type: int, insns: bytes, *, license: str = "GPL", name: str = "",
-        flags: int = 0, fd_array: Sequence[int] = (), fd_array_cnt: int = 0,
-        signature: bytes | None = None, keyring_id: int = 0, expected_attach_type: int = 0,
-        log_level: int = 0, attach_btf_id: int = 0,
+        self,
+        prog_type: int,
+        insns: bytes,
+        *,
+        license: str = "GPL",
+        name: str = "",
+        flags: int = 0,
+        fd_array: Sequence[int] = (),
+        fd_array_cnt: int = 0,
+        signature: bytes | None = None,
+        keyring_id: int = 0,
+        expected_attach_type: int = 0,
+        log_level: int = 0,
+        attach_btf_id: int = 0,
     ) -> int:
         """``BPF_PROG_LOAD``; ``attach_btf_id`` (a vmlinux BTF id) for LSM/tracing programs."""
         ibuf = ctypes.create_string_buffer(insns, len(insns))
         lic = ctypes.create_string_buffer(license.encode())
         attr = S.ProgLoadAttr(
-            prog_type=prog_type, insn_cnt=len(insns) // 8, insns=S.addr(ibuf),
-            license=S.addr(lic), prog_flags=flags, prog_name=_name16(name),
-            expected_attach_type=expected_attach_type, fd_array_cnt=fd_array_cnt,
-            keyring_id=keyring_id, attach_btf_id=attach_btf_id,
+            prog_type=prog_type,
+            insn_cnt=len(insns) // 8,
+            insns=S.addr(ibuf),
+            license=S.addr(lic),
+            prog_flags=flags,
+            prog_name=_name16(name),
+            expected_attach_type=expected_attach_type,
+            fd_array_cnt=fd_array_cnt,
+            keyring_id=keyring_id,
+            attach_btf_id=attach_btf_id,
         )
         fds = (ctypes.c_int32 * max(len(fd_array), 1))(*fd_array)
         if fd_array:
@@ -134,9 +166,13 @@ class SyscallBackend:
         attr = S.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=S.addr(info))
         S.bpf(S.OBJ_GET_INFO_BY_FD, attr, S.SIZE_INFO)
         return ProgInfo(
-            type=info.type, id=info.id, tag=bytes(info.tag),
-            name=info.name.decode(errors="replace"), gpl_compatible=bool(info.gpl_compatible & 1),
-            verified_insns=info.verified_insns, nr_map_ids=info.nr_map_ids,
+            type=info.type,
+            id=info.id,
+            tag=bytes(info.tag),
+            name=info.name.decode(errors="replace"),
+            gpl_compatible=bool(info.gpl_compatible & 1),
+            verified_insns=info.verified_insns,
+            nr_map_ids=info.nr_map_ids,
         )
 
     def test_run(self, prog_fd: int, ctx: bytearray) -> int:
@@ -181,8 +217,9 @@ class SyscallBackend:
     def obj_get(self, path: str, *, flags: int = 0) -> int:
         """``BPF_OBJ_GET``: an fd for the object pinned at ``path`` in bpffs."""
         pbuf = ctypes.create_string_buffer(os.fsencode(path))
-        return S.bpf(S.OBJ_GET, S.ObjPinAttr(pathname=S.addr(pbuf), file_flags=flags),
-                     S.SIZE_OBJ_PIN)
+        return S.bpf(
+            S.OBJ_GET, S.ObjPinAttr(pathname=S.addr(pbuf), file_flags=flags), S.SIZE_OBJ_PIN
+        )
 
     def prog_get_next_id(self, start: int) -> int | None:
         """The id of the first loaded program after ``start``, or None past the last one."""
@@ -210,8 +247,14 @@ class SyscallBackend:
     def key_search(self, keyring: int, key_type: str, description: str) -> int | None:
         """KEYCTL_SEARCH (recursive, no linking); None when nothing matches."""
         try:
-            return S.keyctl(S.KEYCTL_SEARCH, keyring, key_type.encode(), description.encode(), 0,
-                            what=f"search {key_type} {description!r}")
+            return S.keyctl(
+                S.KEYCTL_SEARCH,
+                keyring,
+                key_type.encode(),
+                description.encode(),
+                0,
+                what=f"search {key_type} {description!r}",
+            )
         except KernelError as exc:
             if exc.errno in (errno.ENOKEY, errno.ENOENT, errno.EKEYEXPIRED, errno.EKEYREVOKED):
                 return None
@@ -222,7 +265,8 @@ class SyscallBackend:
 
     def join_session_keyring(self, name: str | None = None) -> int:
         return S.keyctl(
-            S.KEYCTL_JOIN_SESSION_KEYRING, name.encode() if name is not None else None,
+            S.KEYCTL_JOIN_SESSION_KEYRING,
+            name.encode() if name is not None else None,
             what="join a session keyring",
         )
 
@@ -266,7 +310,10 @@ class _Prepared:
         self.hash = ctypes.create_string_buffer(S.HASH_SIZE)
         self.excl = None
         create = S.MapCreateAttr(
-            map_type=S.MAP_TYPE_ARRAY, key_size=4, value_size=len(req.data), max_entries=1,
+            map_type=S.MAP_TYPE_ARRAY,
+            key_size=4,
+            value_size=len(req.data),
+            max_entries=1,
             map_name=LOADER_MAP_NAME.encode(),
         )
         if req.excl_prog_hash is not None:
@@ -277,9 +324,13 @@ class _Prepared:
         self.update = bytes(S.MapElemAttr(key=S.addr(self.key), value=S.addr(self.data)))
         self.sig = None
         load = S.ProgLoadAttr(
-            prog_type=S.PROG_TYPE_SYSCALL, insn_cnt=len(req.insns) // 8, insns=S.addr(self.insns),
-            license=S.addr(self.license), prog_flags=S.BPF_F_SLEEPABLE,
-            prog_name=LOADER_PROG_NAME.encode(), fd_array_cnt=req.fd_array_cnt,
+            prog_type=S.PROG_TYPE_SYSCALL,
+            insn_cnt=len(req.insns) // 8,
+            insns=S.addr(self.insns),
+            license=S.addr(self.license),
+            prog_flags=S.BPF_F_SLEEPABLE,
+            prog_name=LOADER_PROG_NAME.encode(),
+            fd_array_cnt=req.fd_array_cnt,
             keyring_id=req.keyring_id,
         )
         if req.signature is not None:
@@ -289,7 +340,9 @@ class _Prepared:
         if req.log_level:
             self.log = ctypes.create_string_buffer(S.LOG_BUF_SIZE)
             load.log_level, load.log_size, load.log_buf = (
-                req.log_level, S.LOG_BUF_SIZE, S.addr(self.log),
+                req.log_level,
+                S.LOG_BUF_SIZE,
+                S.addr(self.log),
             )
         self.load = bytes(load)
 
@@ -306,8 +359,11 @@ class _Prepared:
 
     def request_hash(self, map_fd: int) -> None:
         info = S.MapInfo(hash=S.addr(self.hash), hash_size=S.HASH_SIZE)
-        S.bpf(S.OBJ_GET_INFO_BY_FD,
-              S.InfoAttr(bpf_fd=map_fd, info_len=104, info=S.addr(info)), S.SIZE_INFO)
+        S.bpf(
+            S.OBJ_GET_INFO_BY_FD,
+            S.InfoAttr(bpf_fd=map_fd, info_len=104, info=S.addr(info)),
+            S.SIZE_INFO,
+        )
 
     def load_prog(self, map_fd: int) -> int:
         fds = ctypes.c_int32(map_fd)

@@ -1,6 +1,6 @@
 """The light-skeleton header parser: C tokens → :class:`~.model.Skeleton`.
 
-A header is C source that carries byte blobs as string literals (lskel.md
+A header is C source that carries byte blobs as string literals (docs/lskel.md
 §3-§4). We read it with a small C tokenizer rather than line regexes, so the
 three generator styles (new ``opts_data[]``, old numeric sizes, and
 clang-formatted old style) parse with the same code. Every blob keeps the
@@ -31,7 +31,9 @@ from .model import (
 # -------------------------------------------------------------------- parser
 
 
-_C_INT = re.compile(r"(0[xX][0-9a-fA-F]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)(?:[uU](?:ll|LL|[lL])?|(?:ll|LL|[lL])[uU]?)?")
+_C_INT = re.compile(
+    r"(0[xX][0-9a-fA-F]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)(?:[uU](?:ll|LL|[lL])?|(?:ll|LL|[lL])[uU]?)?"
+)
 
 
 def _c_int(src: _Source, tok: _Tok, what: str) -> int:
@@ -60,7 +62,11 @@ def _decode_spelled(src: _Source, tok: _Tok, what: str, lenient: bool) -> tuple[
 
 # Markers of a light skeleton (gen_loader's ctx) and of a regular one (an ELF in a blob).
 _LSKEL_MARKERS = ("bpf_loader_ctx",)
-_SKEL_MARKERS = ("bpf_object__open_skeleton", "struct bpf_object_skeleton", "bpf_object__load_skeleton")
+_SKEL_MARKERS = (
+    "bpf_object__open_skeleton",
+    "struct bpf_object_skeleton",
+    "bpf_object__load_skeleton",
+)
 
 
 def sniff(text: str) -> str:
@@ -94,7 +100,9 @@ class _Scan:
     assigns: dict[str, tuple[str, object, int]] = field(default_factory=dict)
     inline: dict[str, _Blob] = field(default_factory=dict)
     numeric: dict[str, tuple[int, Span]] = field(default_factory=dict)
-    preps: dict[str, tuple[bytes, int, int]] = field(default_factory=dict)  # name -> image, mmap, line
+    preps: dict[str, tuple[bytes, int, int]] = field(
+        default_factory=dict
+    )  # name -> image, mmap, line
     finalize: dict[str, tuple[int, bool]] = field(default_factory=dict)  # name -> mmap, readonly
     struct_name: str | None = None
     maps: list[str] = field(default_factory=list)
@@ -190,8 +198,10 @@ class _Parser:
                 nxt = self._finalize(i)
             elif text == "bpf_load_and_run":
                 self.s.load_call = tok.start
-            elif text.endswith("__attach") and self.s.struct_name and text.startswith(
-                self.s.struct_name + "__"
+            elif (
+                text.endswith("__attach")
+                and self.s.struct_name
+                and text.startswith(self.s.struct_name + "__")
             ):
                 nxt = self._attach(i)
             i = nxt if nxt is not None and nxt > i else i + 1
@@ -337,15 +347,23 @@ class _Parser:
         while k < len(self.t) and depth > 0:
             tok = self.t[k]
             if tok.text == "{":
-                if depth == 1 and k >= 2 and self.t[k - 2].text == "struct" and \
-                        self.t[k - 1].text.startswith(name + "__"):
+                if (
+                    depth == 1
+                    and k >= 2
+                    and self.t[k - 2].text == "struct"
+                    and self.t[k - 1].text.startswith(name + "__")
+                ):
                     sec_start = k + 1
                 depth += 1
                 group = []
             elif tok.text == "}":
                 depth -= 1
-                if depth == 1 and sec_start is not None and self._seq(k + 1, "*") is not None \
-                        and self._kind(k + 2, "id"):
+                if (
+                    depth == 1
+                    and sec_start is not None
+                    and self._seq(k + 1, "*") is not None
+                    and self._kind(k + 2, "id")
+                ):
                     self.s.section_structs[self.t[k + 2].text] = (sec_start, k)
                     sec_start = None
                 elif depth == 1 and self._kind(k + 1, "id"):
@@ -396,7 +414,9 @@ class _Parser:
             elif text == "skel_raw_tracepoint_open" and self._seq(k + 1, "(") is not None:
                 if self._kind(k + 2, "str"):
                     arg = self.t[k + 2]
-                    tp = _decode_literal(self.src, arg, "tracepoint name", True).decode(errors="replace")
+                    tp = _decode_literal(self.src, arg, "tracepoint name", True).decode(
+                        errors="replace"
+                    )
                     attach = f"raw_tp:{tp}"
                 else:
                     attach = "tracing"
@@ -440,8 +460,19 @@ def _check_size(src: _Source, scan: _Scan, fld: str, blob: _Blob, name: str) -> 
         raise src.error(f"opts.{fld}_sz uses sizeof({val}), which is not defined", off)
 
 
-_QUALIFIERS = frozenset(("const", "volatile", "static", "extern", "register", "restrict",
-                         "__restrict", "__restrict__", "_Atomic"))
+_QUALIFIERS = frozenset(
+    (
+        "const",
+        "volatile",
+        "static",
+        "extern",
+        "register",
+        "restrict",
+        "__restrict",
+        "__restrict__",
+        "_Atomic",
+    )
+)
 
 
 def _section_fields(src: _Source, scan: _Scan, ident: str) -> tuple[GlobalVar, ...]:
@@ -477,8 +508,13 @@ def _declaration(src: _Source, toks: list[_Tok]) -> GlobalVar:
             depth, j = 0, i + 1
             while j < len(toks):
                 depth += {"(": 1, ")": -1}.get(toks[j].text, 0)
-                if toks[j].text in ("aligned", "__aligned__") and toks[j + 1 : j + 2] and \
-                        toks[j + 1].text == "(" and j + 2 < len(toks) and toks[j + 2].kind == "num":
+                if (
+                    toks[j].text in ("aligned", "__aligned__")
+                    and toks[j + 1 : j + 2]
+                    and toks[j + 1].text == "("
+                    and j + 2 < len(toks)
+                    and toks[j + 2].kind == "num"
+                ):
                     aligned = _c_int(src, toks[j + 2], "aligned()")
                 if depth == 0:
                     break
@@ -491,21 +527,26 @@ def _declaration(src: _Source, toks: list[_Tok]) -> GlobalVar:
         bracket = next((n for n, t in enumerate(rest) if t.text == "["), len(rest))
         names = [t.text for t in rest[:bracket] if t.kind == "id"]
         if "{" not in [t.text for t in rest] and "(" in [t.text for t in rest]:
-            names = [rest[n + 1].text for n, t in enumerate(rest[:-1]) if t.text == "*"
-                     and rest[n + 1].kind == "id"] or names
+            names = [
+                rest[n + 1].text
+                for n, t in enumerate(rest[:-1])
+                if t.text == "*" and rest[n + 1].kind == "id"
+            ] or names
         return GlobalVar(names[-1] if names else "?", "?", False, (), aligned, line)
     bracket = next((n for n, t in enumerate(rest) if t.text == "["), len(rest))
     dims = []
     for n in range(bracket, len(rest)):
         if rest[n].text == "[":
             if n + 2 >= len(rest) or rest[n + 1].kind != "num" or rest[n + 2].text != "]":
-                raise src.error(f"unsupported array size in {' '.join(t.text for t in toks)!r}",
-                                rest[n].start)
+                raise src.error(
+                    f"unsupported array size in {' '.join(t.text for t in toks)!r}", rest[n].start
+                )
             dims.append(_c_int(src, rest[n + 1], "array size"))
     head = rest[:bracket]
     if not head or head[-1].kind != "id":
-        raise src.error(f"cannot read the member declaration {' '.join(t.text for t in toks)!r}",
-                        toks[0].start)
+        raise src.error(
+            f"cannot read the member declaration {' '.join(t.text for t in toks)!r}", toks[0].start
+        )
     name = head[-1].text
     words = [t.text for t in head[:-1] if t.text not in _QUALIFIERS]
     pointer = "*" in words
@@ -528,8 +569,10 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
         if "\x00" in text:
             why = f"NUL character at offset {text.index(chr(0))}: binary data, not C text"
         else:
-            why = ("no 'struct bpf_loader_ctx' anywhere; is this a light skeleton from "
-                   "bpftool gen skeleton -L?")
+            why = (
+                "no 'struct bpf_loader_ctx' anywhere; is this a light skeleton from "
+                "bpftool gen skeleton -L?"
+            )
         raise NotAHeaderError(f"not a light-skeleton header: {why}", path=path)
     src = _Source(text, path)
     scan = _Parser(src, lenient).run()
@@ -551,14 +594,17 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
     insns, insns_named = _resolve(src, scan, "insns", "opts_insn", "loader instructions")
     data, data_named = _resolve(src, scan, "data", "opts_data", "loader data")
     if insns is None:
-        raise src.error("missing blob: no opts.insns (the loader program) in the header", where_load)
+        raise src.error(
+            "missing blob: no opts.insns (the loader program) in the header", where_load
+        )
     if data is None:
         raise src.error("missing blob: no opts.data (the loader data) in the header", where_load)
     _check_size(src, scan, "insns", insns, "opts_insn" if insns_named else "opts.insns")
     _check_size(src, scan, "data", data, "opts_data" if data_named else "opts.data")
     if len(insns.value) % 8 or not insns.value:
         raise src.error(
-            f"opts.insns is {len(insns.value)} bytes, not a non-empty multiple of 8", insns.span.start
+            f"opts.insns is {len(insns.value)} bytes, not a non-empty multiple of 8",
+            insns.span.start,
         )
     if len(data.value) % 8:
         raise src.error(
@@ -591,15 +637,21 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
         prep = scan.preps.get(name)
         fin = scan.finalize.get(name)
         base = name.split("_", 1)[0]
-        internal = prep is not None or fin is not None or name in ("rodata", "data", "bss", "kconfig")
+        internal = (
+            prep is not None or fin is not None or name in ("rodata", "data", "bss", "kconfig")
+        )
         section = None
         if internal:
-            section = "." + name if "_" not in name or base not in ("rodata", "data", "bss") else (
-                "." + base + "." + name.split("_", 1)[1]
+            section = (
+                "." + name
+                if "_" not in name or base not in ("rodata", "data", "bss")
+                else ("." + base + "." + name.split("_", 1)[1])
             )
         # without a finalize call an image the header prepared stays read-only (7.3's
         # skel_protect_map_data for per-CPU sections)
-        readonly = fin[1] if fin is not None else (prep is not None or base in ("rodata", "kconfig"))
+        readonly = (
+            fin[1] if fin is not None else (prep is not None or base in ("rodata", "kconfig"))
+        )
         maps.append(
             MapSpec(
                 name=name,
@@ -629,11 +681,17 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
         values["signature"] = sig.value
     if excl is not None:
         values["excl_hash"] = excl.value
-    strict = {"insns": insns.strict, "data": data.strict,
-              "signature": sig is not None and sig.strict, "excl_hash": excl is not None and excl.strict}
+    strict = {
+        "insns": insns.strict,
+        "data": data.strict,
+        "signature": sig is not None and sig.strict,
+        "excl_hash": excl is not None and excl.strict,
+    }
     noncanonical = tuple(
-        k for k, span in blobs.items()
-        if not strict[k] or not escapes.is_canonical(text, span.start, span.end, values[k], strict=True)
+        k
+        for k, span in blobs.items()
+        if not strict[k]
+        or not escapes.is_canonical(text, span.start, span.end, values[k], strict=True)
     )
     layout = Layout(
         values=values,
@@ -663,5 +721,3 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
         source=text,
         layout=layout,
     )
-
-

@@ -2,7 +2,7 @@
 
 Only the spans of changed blobs (and, when a header is first signed, bpftool
 7.8's signed additions) are edited; every other byte is the source's, so
-parse → write without a change returns the same bytes (lskel.md §3-§4). The
+parse → write without a change returns the same bytes (docs/lskel.md §3-§4). The
 output is produced as pieces (source slices and new literals), so
 :func:`save` streams a big header to disk without building a second copy.
 """
@@ -68,7 +68,9 @@ def edits(
 
     if insns is not None and insns != original["insns"]:
         if len(insns) % 8 or not insns:
-            raise InputError(f"new insns are {len(insns)} bytes, not a multiple of 8", path=skel.path)
+            raise InputError(
+                f"new insns are {len(insns)} bytes, not a multiple of 8", path=skel.path
+            )
         replace_blob("insns", original["insns"], insns)
         num = lay.numeric_sizes.get("insns")
         if num is not None:

@@ -1,4 +1,4 @@
-"""The escape codec of blob literals: C string escapes ⇄ bytes (lskel.md §3).
+"""The escape codec of blob literals: C string escapes ⇄ bytes (docs/lskel.md §3).
 
 bpftool's ``print_hex`` spells every byte ``\\xNN`` (``\\0`` for zero) and
 wraps lines with backslash-newline; that spelling is decoded on a fast path,
@@ -18,8 +18,17 @@ _LENIENT_STEP = re.compile(
     r"""\\\n|\\x([0-9a-fA-F]++)|\\([0-7]{1,3})|\\(['"?\\abfnrtv])|\\(.)|([^\\]++)""", re.S
 )
 _SIMPLE = {
-    "'": 0x27, '"': 0x22, "?": 0x3F, "\\": 0x5C, "a": 7, "b": 8, "f": 12, "n": 10, "r": 13,
-    "t": 9, "v": 11,
+    "'": 0x27,
+    '"': 0x22,
+    "?": 0x3F,
+    "\\": 0x5C,
+    "a": 7,
+    "b": 8,
+    "f": 12,
+    "n": 10,
+    "r": 13,
+    "t": 9,
+    "v": 11,
 }
 _NOT_PRINT_HEX = re.compile(r"\\x00|[A-F]")  # print_hex writes \0 and lower-case hex
 _CHUNK = 1 << 20
@@ -65,7 +74,11 @@ def decode_spelled(
         pos = m.end()
         bad = text[pos]
         if bad == "\\":
-            bad = text[pos : min(pos + 4, end)] if text[pos + 1 : pos + 2] == "x" else text[pos : pos + 2]
+            bad = (
+                text[pos : min(pos + 4, end)]
+                if text[pos + 1 : pos + 2] == "x"
+                else text[pos : pos + 2]
+            )
         raise LiteralError(
             f"odd escape {bad!r} in the {what} literal: bpftool writes only \\0 and \\xNN "
             "(parse with lenient=True to accept general C escapes)",
@@ -126,7 +139,7 @@ def iter_literal(data: bytes) -> Iterator[str]:
 
 
 def render_literal(data: bytes) -> str:
-    """A blob as bpftool's ``print_hex`` writes it, quotes included (lskel.md §3).
+    """A blob as bpftool's ``print_hex`` writes it, quotes included (docs/lskel.md §3).
 
     Each byte adds its width (4 for ``\\xNN``, 2 for ``\\0``) first; when the line would
     pass 78 columns a backslash-newline starts a new one.

@@ -27,19 +27,45 @@ __all__ = ["FieldLayout", "GlobalData", "SectionLayout", "build_image", "section
 _CType = Any  # a ctypes type (mypy has no common base for scalars and arrays)
 
 _FIXED: dict[str, _CType] = {
-    "__u8": ctypes.c_uint8, "__s8": ctypes.c_int8, "__u16": ctypes.c_uint16,
-    "__s16": ctypes.c_int16, "__u32": ctypes.c_uint32, "__s32": ctypes.c_int32,
-    "__u64": ctypes.c_uint64, "__s64": ctypes.c_int64,
-    "u8": ctypes.c_uint8, "s8": ctypes.c_int8, "u16": ctypes.c_uint16, "s16": ctypes.c_int16,
-    "u32": ctypes.c_uint32, "s32": ctypes.c_int32, "u64": ctypes.c_uint64, "s64": ctypes.c_int64,
-    "uint8_t": ctypes.c_uint8, "int8_t": ctypes.c_int8, "uint16_t": ctypes.c_uint16,
-    "int16_t": ctypes.c_int16, "uint32_t": ctypes.c_uint32, "int32_t": ctypes.c_int32,
-    "uint64_t": ctypes.c_uint64, "int64_t": ctypes.c_int64,
-    "__be16": ctypes.c_uint16, "__be32": ctypes.c_uint32, "__be64": ctypes.c_uint64,
-    "__le16": ctypes.c_uint16, "__le32": ctypes.c_uint32, "__le64": ctypes.c_uint64,
-    "bool": ctypes.c_bool, "_Bool": ctypes.c_bool, "float": ctypes.c_float,
-    "double": ctypes.c_double, "pid_t": ctypes.c_int, "uid_t": ctypes.c_uint,
-    "gid_t": ctypes.c_uint, "size_t": ctypes.c_size_t, "ssize_t": ctypes.c_ssize_t,
+    "__u8": ctypes.c_uint8,
+    "__s8": ctypes.c_int8,
+    "__u16": ctypes.c_uint16,
+    "__s16": ctypes.c_int16,
+    "__u32": ctypes.c_uint32,
+    "__s32": ctypes.c_int32,
+    "__u64": ctypes.c_uint64,
+    "__s64": ctypes.c_int64,
+    "u8": ctypes.c_uint8,
+    "s8": ctypes.c_int8,
+    "u16": ctypes.c_uint16,
+    "s16": ctypes.c_int16,
+    "u32": ctypes.c_uint32,
+    "s32": ctypes.c_int32,
+    "u64": ctypes.c_uint64,
+    "s64": ctypes.c_int64,
+    "uint8_t": ctypes.c_uint8,
+    "int8_t": ctypes.c_int8,
+    "uint16_t": ctypes.c_uint16,
+    "int16_t": ctypes.c_int16,
+    "uint32_t": ctypes.c_uint32,
+    "int32_t": ctypes.c_int32,
+    "uint64_t": ctypes.c_uint64,
+    "int64_t": ctypes.c_int64,
+    "__be16": ctypes.c_uint16,
+    "__be32": ctypes.c_uint32,
+    "__be64": ctypes.c_uint64,
+    "__le16": ctypes.c_uint16,
+    "__le32": ctypes.c_uint32,
+    "__le64": ctypes.c_uint64,
+    "bool": ctypes.c_bool,
+    "_Bool": ctypes.c_bool,
+    "float": ctypes.c_float,
+    "double": ctypes.c_double,
+    "pid_t": ctypes.c_int,
+    "uid_t": ctypes.c_uint,
+    "gid_t": ctypes.c_uint,
+    "size_t": ctypes.c_size_t,
+    "ssize_t": ctypes.c_ssize_t,
 }
 _INT_WORDS = frozenset(("signed", "unsigned", "char", "short", "int", "long"))
 
@@ -126,7 +152,9 @@ def section_layout(spec: MapSpec, skeleton: str = "skel") -> SectionLayout:
     image_size = len(spec.initial_value or b"")
     vars_ = list(spec.fields)
     known = [_known(v) for v in vars_]
-    placed: list[tuple[GlobalVar, int, int, _CType | None, int]] = []  # var, off, size, ctype, align
+    placed: list[
+        tuple[GlobalVar, int, int, _CType | None, int]
+    ] = []  # var, off, size, ctype, align
     unplaced: list[str] = []
     off = 0
     i = 0
@@ -234,14 +262,18 @@ class GlobalData:
         out: dict[str, Any] = {}
         for name, f in self._names.items():
             v = getattr(self._obj, name)
-            out[name] = bytes(v) if f.opaque or isinstance(v, bytes) else (
-                list(v) if isinstance(v, ctypes.Array) else v
+            out[name] = (
+                bytes(v)
+                if f.opaque or isinstance(v, bytes)
+                else (list(v) if isinstance(v, ctypes.Array) else v)
             )
         return out
 
     def _unknown(self, name: str) -> str:
-        return (f"section {self._layout.section} has no member {name!r} "
-                f"(it has: {', '.join(self._names) or 'none'})")
+        return (
+            f"section {self._layout.section} has no member {name!r} "
+            f"(it has: {', '.join(self._names) or 'none'})"
+        )
 
     def __repr__(self) -> str:
         return f"<GlobalData {self._layout.section} {self.as_dict()!r}>"

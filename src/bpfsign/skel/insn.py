@@ -28,38 +28,101 @@ MODE_IMM, MODE_ABS, MODE_IND, MODE_MEM, MODE_MEMSX, MODE_ATOMIC = 0x00, 0x20, 0x
 
 # Jump ops (code & 0xf0).
 JA, JEQ, JGT, JGE, JSET, JNE, JSGT, JSGE, CALL, EXIT, JLT, JLE, JSLT, JSLE = (
-    0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0,
+    0x00,
+    0x10,
+    0x20,
+    0x30,
+    0x40,
+    0x50,
+    0x60,
+    0x70,
+    0x80,
+    0x90,
+    0xA0,
+    0xB0,
+    0xC0,
+    0xD0,
 )
 _JMP_OP = {
-    JEQ: "==", JGT: ">", JGE: ">=", JSET: "&", JNE: "!=", JSGT: "s>", JSGE: "s>=",
-    JLT: "<", JLE: "<=", JSLT: "s<", JSLE: "s<=",
+    JEQ: "==",
+    JGT: ">",
+    JGE: ">=",
+    JSET: "&",
+    JNE: "!=",
+    JSGT: "s>",
+    JSGE: "s>=",
+    JLT: "<",
+    JLE: "<=",
+    JSLT: "s<",
+    JSLE: "s<=",
 }
 _ALU_OP = {
-    0x00: "+=", 0x10: "-=", 0x20: "*=", 0x30: "/=", 0x40: "|=", 0x50: "&=", 0x60: "<<=",
-    0x70: ">>=", 0x90: "%=", 0xA0: "^=", 0xB0: "=", 0xC0: "s>>=",
+    0x00: "+=",
+    0x10: "-=",
+    0x20: "*=",
+    0x30: "/=",
+    0x40: "|=",
+    0x50: "&=",
+    0x60: "<<=",
+    0x70: ">>=",
+    0x90: "%=",
+    0xA0: "^=",
+    0xB0: "=",
+    0xC0: "s>>=",
 }
 ALU_NEG, ALU_END, ALU_MOV = 0x80, 0xD0, 0xB0
 OP_LD_IMM64 = LD | 0x18 | MODE_IMM  # 0x18
 
-# ld_imm64 pseudo source registers (kernel.md §2).
-PSEUDO_MAP_FD, PSEUDO_MAP_VALUE, PSEUDO_BTF_ID, PSEUDO_FUNC, PSEUDO_MAP_IDX, PSEUDO_MAP_IDX_VALUE = (
-    1, 2, 3, 4, 5, 6,
+# ld_imm64 pseudo source registers (docs/kernel.md §2).
+(
+    PSEUDO_MAP_FD,
+    PSEUDO_MAP_VALUE,
+    PSEUDO_BTF_ID,
+    PSEUDO_FUNC,
+    PSEUDO_MAP_IDX,
+    PSEUDO_MAP_IDX_VALUE,
+) = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
 )
 PSEUDO_NAMES = {
-    PSEUDO_MAP_FD: "MAP_FD", PSEUDO_MAP_VALUE: "MAP_VALUE", PSEUDO_BTF_ID: "BTF_ID",
-    PSEUDO_FUNC: "FUNC", PSEUDO_MAP_IDX: "MAP_IDX", PSEUDO_MAP_IDX_VALUE: "MAP_IDX_VALUE",
+    PSEUDO_MAP_FD: "MAP_FD",
+    PSEUDO_MAP_VALUE: "MAP_VALUE",
+    PSEUDO_BTF_ID: "BTF_ID",
+    PSEUDO_FUNC: "FUNC",
+    PSEUDO_MAP_IDX: "MAP_IDX",
+    PSEUDO_MAP_IDX_VALUE: "MAP_IDX_VALUE",
 }
 # call src_reg values.
 PSEUDO_CALL, PSEUDO_KFUNC_CALL = 1, 2
 
 #: Helper names for the ids gen_loader loaders use, plus the commonest others.
 HELPERS: dict[int, str] = {
-    1: "map_lookup_elem", 2: "map_update_elem", 3: "map_delete_elem", 4: "probe_read",
-    5: "ktime_get_ns", 6: "trace_printk", 12: "tail_call", 14: "get_current_pid_tgid",
-    16: "get_current_comm", 25: "perf_event_output", 112: "probe_read_user",
-    113: "probe_read_kernel", 114: "probe_read_user_str", 115: "probe_read_kernel_str",
-    130: "ringbuf_output", 131: "ringbuf_reserve", 132: "ringbuf_submit",
-    148: "copy_from_user", 166: "sys_bpf", 167: "btf_find_by_name_kind", 168: "sys_close",
+    1: "map_lookup_elem",
+    2: "map_update_elem",
+    3: "map_delete_elem",
+    4: "probe_read",
+    5: "ktime_get_ns",
+    6: "trace_printk",
+    12: "tail_call",
+    14: "get_current_pid_tgid",
+    16: "get_current_comm",
+    25: "perf_event_output",
+    112: "probe_read_user",
+    113: "probe_read_kernel",
+    114: "probe_read_user_str",
+    115: "probe_read_kernel_str",
+    130: "ringbuf_output",
+    131: "ringbuf_reserve",
+    132: "ringbuf_submit",
+    148: "copy_from_user",
+    166: "sys_bpf",
+    167: "btf_find_by_name_kind",
+    168: "sys_close",
     179: "kallsyms_lookup_name",
 }
 
@@ -228,7 +291,7 @@ def remove_range_ex(
     """``remove_range`` that also says which jumps it fixed.
 
     A jump from outside into the range has nowhere to go and is refused. The
-    one exception (``allow_entry_at_start``, lskel.md §10.7) is a jump to the
+    one exception (``allow_entry_at_start``, docs/lskel.md §10.7) is a jump to the
     range's first slot: it then lands on whatever follows the range.
     """
     slots = decode(insns, endian)
@@ -261,7 +324,11 @@ def remove_range_ex(
                 new_target = new_pc(target)
             new_rel = new_target - new_pc(pc) - 1
             if new_rel != rel:
-                limit = (1 << 31) if (insn.is_gotol or insn.is_pseudo_call or insn.is_ld_imm64) else (1 << 15)
+                limit = (
+                    (1 << 31)
+                    if (insn.is_gotol or insn.is_pseudo_call or insn.is_ld_imm64)
+                    else (1 << 15)
+                )
                 if not -limit <= new_rel < limit:
                     raise InputError(f"insn {pc}: new displacement {new_rel} does not fit")
                 insn = insn.with_rel(new_rel)
@@ -331,7 +398,9 @@ def format_insn(insn: Insn, pc: int, nxt: Insn | None = None) -> str:
         if mode == MODE_MEM:
             return f"{_mem(c & 0x18, insn.dst, insn.off)} = {_reg(insn.src)}"
         if mode == MODE_ATOMIC:
-            return f"lock {_mem(c & 0x18, insn.dst, insn.off)} atomic(0x{insn.imm:x}) {_reg(insn.src)}"
+            return (
+                f"lock {_mem(c & 0x18, insn.dst, insn.off)} atomic(0x{insn.imm:x}) {_reg(insn.src)}"
+            )
     if cls in (JMP, JMP32):
         wide = cls == JMP
         if op == EXIT:

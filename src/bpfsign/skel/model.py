@@ -1,7 +1,7 @@
 """The light-skeleton data model: what a ``*.lskel.h`` header declares.
 
 Plain frozen values. Parsing lives in :mod:`._parse`, writing in :mod:`._write`;
-:mod:`.skeleton` is the façade that ties them together (lskel.md §3-§4).
+:mod:`.skeleton` is the façade that ties them together (docs/lskel.md §3-§4).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class TooLargeError(InputError):
             "one signed load",
             path=path,
         )
-
 
 
 @dataclass(frozen=True)
@@ -177,7 +176,7 @@ CTX_HEADER_SIZE = 24
 MAP_DESC_SIZE = 16
 PROG_DESC_SIZE = 4
 #: The largest insns + data a loader may carry: the kernel caps the loader's data
-#: (and the signed payload) below 16 MiB (kernel.md §4).
+#: (and the signed payload) below 16 MiB (docs/kernel.md §4).
 MAX_PAYLOAD = 16_777_215
 
 

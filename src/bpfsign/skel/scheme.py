@@ -4,10 +4,10 @@
 the kernel checks it at BPF_PROG_LOAD. ``inloader`` (Linux 6.18, bpftool ≤ 7.8
 ``-S``): only the insns are signed, and the loader compares SHA-256(data),
 baked into four ``ld_imm64 r3``, with the frozen map's hash at run time
-(lskel.md §9). Both set ``excl_prog_hash`` = SHA-256(insns).
+(docs/lskel.md §9). Both set ``excl_prog_hash`` = SHA-256(insns).
 
 The audit reads the loader program itself, because what it does with the ctx
-decides what a signature really covers (lskel.md §6 item 5).
+decides what a signature really covers (docs/lskel.md §6 item 5).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ SCHEMES: tuple[Scheme, ...] = ("loadtime", "inloader")
 HASH_DWORDS = 4
 PREFIX_INSNS = 5  # ld_imm64 r1=map; r2 = map->excl (offset 32); r7 = -22; if r2 != 1 goto cleanup
 COMPARE_INSNS = 7  # ld_imm64 r1=map; r2 = map->sha[i]; ld_imm64 r3 = digest[i]; r7 = -22; jne
-CLEANUP_LABEL = 7  # the insn every error check jumps to (lskel.md §8)
+CLEANUP_LABEL = 7  # the insn every error check jumps to (docs/lskel.md §8)
 EXCL_FIELD_OFF = 32  # 6.18's struct bpf_map.excl, read by the prefix
 
-# Helper ids (kernel.md §2).
+# Helper ids (docs/kernel.md §2).
 COPY_FROM_USER = 148
 PROBE_READ_KERNEL = 113
 
@@ -50,7 +50,9 @@ class HashBlock:
     has_prefix: bool
     hash_insns: tuple[int, ...]  # pcs of the four ld_imm64 r3
     baked_hash: bytes  # SHA-256(data) as the generator saw it
-    cleanup_targets: tuple[int, ...]  # where its goto-cleanups land: 7 (bpftool 7.8) or 8 (libbpf 1.7.0)
+    cleanup_targets: tuple[
+        int, ...
+    ]  # where its goto-cleanups land: 7 (bpftool 7.8) or 8 (libbpf 1.7.0)
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ def _is_map_ld(slots: Sequence[_insn.Insn], pc: int, dst: int) -> bool:
 
 
 def find_hash_block(slots: Sequence[_insn.Insn], endian: str) -> HashBlock | None:
-    """Locate and shape-check the in-loader block right after the cleanup (lskel.md §9)."""
+    """Locate and shape-check the in-loader block right after the cleanup (docs/lskel.md §9)."""
     if len(slots) < 8 or slots[6].code != (_insn.JMP | _insn.JA):
         return None
     start = CLEANUP_LABEL + slots[6].off
@@ -181,7 +183,13 @@ def find_hash_block(slots: Sequence[_insn.Insn], endian: str) -> HashBlock | Non
         b = pos + COMPARE_INSNS * i
         if b + COMPARE_INSNS > len(slots) or not _is_map_ld(slots, b, 1):
             return None
-        ld, h_lo, h_hi, mov, jne = slots[b + 2], slots[b + 3], slots[b + 4], slots[b + 5], slots[b + 6]
+        ld, h_lo, h_hi, mov, jne = (
+            slots[b + 2],
+            slots[b + 3],
+            slots[b + 4],
+            slots[b + 5],
+            slots[b + 6],
+        )
         if not (ld.code == 0x79 and ld.dst == 2 and ld.src == 1 and ld.off == 8 * i):
             return None
         if not (h_lo.is_ld_imm64 and h_lo.dst == 3 and h_lo.src == 0):
@@ -269,7 +277,7 @@ def signed_payload(skel: _skel.Skeleton, scheme: Scheme) -> bytes:
 
 
 def convert_to_loadtime(skel: _skel.Skeleton) -> tuple[_skel.Skeleton, Removed]:
-    """Delete the in-loader check (lskel.md §10.7) and recompute the excl hash.
+    """Delete the in-loader check (docs/lskel.md §10.7) and recompute the excl hash.
 
     The result has no signature: the old one covered other bytes.
     """
@@ -279,7 +287,7 @@ def convert_to_loadtime(skel: _skel.Skeleton) -> tuple[_skel.Skeleton, Removed]:
     if block is None:
         raise InputError(
             "no in-loader hash check found after the cleanup block (insn 6's goto target does "
-            "not have the shape of lskel.md §9); refusing to convert",
+            "not have the shape of docs/lskel.md §9); refusing to convert",
             path=skel.path,
         )
     new_insns, removal = _insn.remove_range_ex(
@@ -354,7 +362,7 @@ def sign(
     The model renders into ``skel``'s source text (``.render()``/``.save(path)``),
     so a big header is written without a second copy of it in memory. A loader
     the kernel would refuse to verify (insns + data over
-    :data:`~bpfsign.skel.skeleton.MAX_PAYLOAD`, kernel.md §6.2) raises
+    :data:`~bpfsign.skel.skeleton.MAX_PAYLOAD`, docs/kernel.md §6.2) raises
     :class:`~bpfsign.skel.skeleton.TooLargeError` before anything is signed.
     """
     from ..crypto import cms
@@ -429,9 +437,7 @@ def sign(
 # ------------------------------------------------------------ verification
 
 
-def verify_skeleton(
-    skel: _skel.Skeleton, trust: Any, *, keyring_id: int | None = None
-) -> Verdict:
+def verify_skeleton(skel: _skel.Skeleton, trust: Any, *, keyring_id: int | None = None) -> Verdict:
     """The verdict the kernel would give this header under its scheme.
 
     Raises VerificationError with the kernel's errno. loadtime: the exclusive
@@ -445,6 +451,7 @@ def verify_skeleton(
             "not signed: the header has no opts_sig; sign it with `bpfsign sign`", path=skel.path
         )
     from ..crypto import verify as _verify
+
     a = audit(skel)
     scheme = a.scheme
     kwargs: dict[str, Any] = {} if keyring_id is None else {"keyring_id": keyring_id}

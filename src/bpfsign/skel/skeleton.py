@@ -1,4 +1,4 @@
-"""Light skeletons as files: read, parse, write back (lskel.md §3-§4).
+"""Light skeletons as files: read, parse, write back (docs/lskel.md §3-§4).
 
 The façade over the skeleton modules: the data model (:mod:`.model`), the
 parser (:mod:`._parse`), the escape codec (:mod:`.escapes`) and the writer
@@ -111,9 +111,7 @@ def load(path: str | os.PathLike[str], *, lenient: bool = False) -> Skeleton:
     return parse(read_text(path), path=str(path), lenient=lenient)
 
 
-def save(
-    skel_or_text: Skeleton | str, path: str | os.PathLike[str]
-) -> None:
+def save(skel_or_text: Skeleton | str, path: str | os.PathLike[str]) -> None:
     """Write a skeleton (or header text) to ``path`` atomically and byte-exactly.
 
     Use this, not ``Path.write_text``: that one translates newlines on some
