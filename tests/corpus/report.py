@@ -7,7 +7,7 @@ Static checks (inspect, verify, re-sign, sign, conversion) and the host load par
 column comes from a file of ``python tests/corpus/checks.py --load-all --no-build``
 run inside the 7.3 guest (default tests/corpus/results/guest-load.json); with
 ``--run-guest`` that file is made first (the references are compiled here, then
-the guest is booted with ``python -m bpfsign.vm run``).
+the guest is booted with ``python -m tools.vm run``).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def run_guest(path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "bpfsign.vm",
+        "tools.vm",
         "run",
         "--timeout",
         "1800",
