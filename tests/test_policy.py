@@ -6,6 +6,7 @@ The policy itself runs in the 7.3 guest: tests/vm/test_vm_enforce.py.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import struct
@@ -91,7 +92,10 @@ def test_inputs_for_load_follow_the_keyring_id_table() -> None:
             "caller can make a keyring of it; pin that keyring's serial instead",
         ),
         (lambda: Policy.from_options([0], [0]), "keyring serial 0 is not a positive 32-bit serial"),
-        (lambda: Policy.from_options([0], range(1, 10)), "at most 8 pinned keyring serials, got 9"),
+        (
+            lambda: Policy.from_options([0], range(1, 1026)),
+            "at most 1024 pinned keyring serials, got 1025: put the certificates in fewer keyrings",
+        ),
     ],
 )
 def test_bad_policies_are_input_errors(build, message) -> None:  # type: ignore[no-untyped-def]
@@ -102,11 +106,11 @@ def test_bad_policies_are_input_errors(build, message) -> None:  # type: ignore[
 
 def test_config_round_trips() -> None:
     for types, serials, audit in itertools.product(
-        ([0], [0, 1, 2], []), ((), (5,), tuple(range(100, 108))), (False, True)
+        ([0], [0, 1, 2], []), ((), (5,), tuple(range(100, 1124))), (False, True)
     ):
         p = Policy.from_options(types, serials, audit=audit)
         assert Policy.unpack(p.pack()) == p
-        assert len(p.pack()) == Policy.CONFIG.size == 48
+        assert len(p.pack()) == Policy.CONFIG.size == 16 + 4 * 1024
 
 
 def test_event_decodes() -> None:
@@ -309,3 +313,44 @@ def test_kernel_model_applies_the_same_rule() -> None:
         inputs = inputs_for_load(-3 if signed else None, session)
         if policy is not None:
             assert decide(policy, inputs).admitted == (want is None)
+
+
+def test_kernel_model_judges_between_the_signature_and_the_verifier() -> None:
+    """docs/kernel.md §11: a check after the hook (map references) loses to the policy's
+    EPERM; one before it (fd_array, the signature) keeps its errno. The guest measures the
+    same cases (tests/vm/test_vm_enforce.py)."""
+    from bpfsign.crypto import cms, keys, trust
+    from bpfsign.errors import KernelError
+    from bpfsign.kernel.model import KernelModel
+
+    ret0 = bytes.fromhex("b7000000000000009500000000000000")
+    bad_map_fd = bytes.fromhex("1811000000e703000000000000000000") + ret0
+    store = trust.TrustStore()
+    pair = keys.generate("ec", curve="P-256", subject="bpfsign policy order")
+    signer = keys.FileSigner(pair.key, pair.cert_der)  # never added: ENOKEY
+
+    def load(policy: Policy | None, insns: bytes, fd_array: tuple[int, ...] = (), *,
+             signed: bool = False) -> tuple[int | None, str]:  # fmt: skip
+        model = KernelModel("7.3", store)
+        model.policy = policy
+        try:
+            model.close(
+                model.prog_load(
+                    1,
+                    insns,
+                    fd_array=fd_array,
+                    fd_array_cnt=len(fd_array),
+                    signature=cms.sign(insns, signer) if signed else None,
+                    keyring_id=-3,
+                )
+            )
+        except KernelError as exc:
+            return exc.errno, exc.log
+        return None, ""
+
+    enforce, audit = Policy.from_options([0]), Policy.from_options([0], audit=True)
+    assert load(None, bad_map_fd)[0] == errno.EBADF
+    assert load(audit, bad_map_fd)[0] == errno.EBADF  # admitted, then the binding fails
+    assert load(enforce, bad_map_fd) == (errno.EPERM, "")  # the hook comes first
+    assert load(enforce, ret0, (999,))[0] == errno.EBADF  # fd_array is read before it
+    assert load(enforce, ret0, signed=True)[0] == errno.ENOKEY  # so is the signature

@@ -50,14 +50,20 @@ BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 PIN = "/sys/fs/bpf/bpfsign-test"
 
 
-def raw_load(name: str, prog_type: int = S.PROG_TYPE_SOCKET_FILTER) -> tuple[int, int]:
+def raw_load(
+    name: str,
+    prog_type: int = S.PROG_TYPE_SOCKET_FILTER,
+    insns: bytes = RET0,
+    fd_array: tuple[int, ...] = (),
+) -> tuple[int, int]:
     """One BPF_PROG_LOAD (no log retry): (fd, 0) or (-1, errno)."""
-    ibuf = ctypes.create_string_buffer(RET0, len(RET0))
+    ibuf = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(4096)
+    fds = (ctypes.c_int32 * max(1, len(fd_array)))(*fd_array)
     attr = S.ProgLoadAttr(
         prog_type=prog_type,
-        insn_cnt=2,
+        insn_cnt=len(insns) // 8,
         insns=S.addr(ibuf),
         license=S.addr(lic),
         prog_name=name.encode()[:15],
@@ -65,6 +71,8 @@ def raw_load(name: str, prog_type: int = S.PROG_TYPE_SOCKET_FILTER) -> tuple[int
         log_size=4096,
         log_buf=S.addr(log),
     )
+    if fd_array:
+        attr.fd_array, attr.fd_array_cnt = S.addr(fds), len(fd_array)
     if prog_type == S.PROG_TYPE_SYSCALL:
         attr.prog_flags = S.BPF_F_SLEEPABLE
     fd, err = S.bpf_errno(S.PROG_LOAD, attr, S.SIZE_PROG_LOAD)
@@ -370,6 +378,12 @@ def test_audit_mode_admits_and_records_would_deny(
     with E.install(policy) as inst:
         fd, err = raw_load("aud_unsigned")
         assert err == 0
+        info = S.ProgInfo()
+        S.bpf(
+            S.OBJ_GET_INFO_BY_FD,
+            S.InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=S.addr(info)),
+            S.SIZE_INFO,
+        )
         os.close(fd)
         loader.load(signed, keyring_id=-3).close()
         evs = [e for e in mine(events(inst), "") if e.pid == os.getpid()]
@@ -378,6 +392,8 @@ def test_audit_mode_admits_and_records_would_deny(
             ("aud_unsigned", Decision.WOULD_DENY, Reason.UNSIGNED),
             ("__loader.prog", Decision.WOULD_DENY, Reason.UNTRUSTED_KEYRING),
         }
+        # the event's time is the load's own CLOCK_BOOTTIME stamp (bpf_prog_info.load_time)
+        assert [e.time_ns for e in evs if e.name == "aud_unsigned"] == [info.load_time]
         c = E.read_counters(inst.be, inst.counters)
         assert (c["would_deny"], c["denied"]) == (2, 0)
         record(
@@ -394,6 +410,123 @@ def test_audit_mode_admits_and_records_would_deny(
             model_outcome(guest_keys, policy, signed),
             evs,
         )
+
+
+#: an exit with r0 never set: the verifier refuses it (EACCES, "R0 !read_ok")
+EXIT_ONLY = bytes.fromhex("9500000000000000")
+#: r1 = map by fd 999 (BPF_PSEUDO_MAP_FD; no such fd), r0 = 0, exit: refused while binding maps
+BAD_MAP_FD = bytes.fromhex("1811000000e703000000000000000000") + RET0
+
+
+def test_policy_judges_after_the_signature_and_before_the_verifier(
+    guest_keys: GuestKeys, agreement: list[Any]
+) -> None:
+    """docs/kernel.md §11: the hook sees every load whose signature checks passed, before
+    the verifier and the map references; what fails earlier keeps its own errno and
+    never reaches the policy (no decision recorded). Kernel and model agree on each."""
+    from bpfsign.kernel import loader
+
+    policy = POLICIES["order"] = Policy.from_options([0])
+    model = model_backend(guest_keys)
+
+    def on_model(insns: bytes, fd_array: tuple[int, ...], enforcing: bool) -> int | None:
+        model.policy = policy if enforcing else None
+        try:
+            model.close(
+                model.prog_load(
+                    S.PROG_TYPE_SOCKET_FILTER,
+                    insns,
+                    name="order",
+                    fd_array=fd_array,
+                    fd_array_cnt=len(fd_array),
+                )
+            )
+        except KernelError as exc:
+            return exc.errno
+        finally:
+            model.policy = None
+        return None
+
+    # name, insns, fd_array, errno without a policy, errno under the enforcing policy
+    cases = [
+        ("ord_verifier", EXIT_ONLY, (), errno.EACCES, errno.EPERM),
+        ("ord_bad_map", BAD_MAP_FD, (), errno.EBADF, errno.EPERM),
+        ("ord_fd_array", RET0, (999,), errno.EBADF, errno.EBADF),
+    ]
+    seen = []
+    for name, insns, fd_array, bare, enforced in cases:
+        fd, err = raw_load(name, insns=insns, fd_array=fd_array)
+        assert (fd, err) == (-1, bare), name
+        with E.install(policy) as inst:
+            fd, err = raw_load(name, insns=insns, fd_array=fd_array)
+            evs = mine(events(inst), name)
+            total = E.read_counters(inst.be, inst.counters)["total"]
+        seen.append((name, outcome(bare), outcome(err), len(evs)))
+        assert (fd, err) == (-1, enforced), seen
+        # the hook ran (one DENY recorded) exactly when the policy's EPERM came back
+        assert total == len(evs) == (1 if enforced == errno.EPERM else 0), seen
+        if evs:
+            assert (evs[0].decision, evs[0].reason) == (Decision.DENY, Reason.UNSIGNED)
+        if name != "ord_verifier":  # the model checks map references, not the verifier
+            m_bare = on_model(insns, fd_array, False)
+            assert m_bare == bare, (name, outcome(m_bare))
+        m_enf = on_model(insns, fd_array, True)
+        record(agreement, f"order: {name} ({outcome(bare)} unjudged)", err, m_enf, evs)
+    print("policy order (case, no policy, enforcing, decisions):", seen)
+
+    # a bad signature fails before the hook: its own errno, not EPERM, nothing recorded
+    from bpfsign.skel import scheme, skeleton
+
+    text, _ = scheme.sign_skeleton(
+        skeleton.load(SOCKFILTER), guest_keys.signers["wrong"], scheme="loadtime"
+    )
+    wrong = skeleton.parse(text, path=str(SOCKFILTER))
+    with E.install(policy) as inst:
+        with pytest.raises(KernelError) as e:
+            loader.load(wrong, keyring_id=-3)
+        assert (e.value.errno, e.value.command) == (errno.ENOKEY, "BPF_PROG_LOAD")
+        assert mine(events(inst), "__loader") == []
+        assert E.read_counters(inst.be, inst.counters)["total"] == 0
+        record(
+            agreement,
+            "order: signed by a key not in the keyring",
+            e.value.errno,
+            model_outcome(guest_keys, policy, wrong),
+            [],
+        )
+
+
+def test_a_thousand_pinned_serials(guest_keys: GuestKeys, agreement: list[Any]) -> None:
+    """Pinned serials are a hash map: the 1,024th is found like the first; 1,025 are refused."""
+    from bpfsign.errors import InputError
+    from bpfsign.kernel import loader
+
+    signed = signed_sockfilter(guest_keys)
+    others = [s for s in range(1_000_000, 1_001_100) if s != guest_keys.session_serial]
+    for label, serials in (
+        ("serials: ours is the 1,024th", [*others[:1023], guest_keys.session_serial]),
+        ("serials: 1,024 others", others[:1024]),
+    ):
+        policy = POLICIES[label.split(":")[0]] = Policy.from_options([0], serials)
+        with E.install(policy) as inst:
+            assert E.read_policy(inst.be, inst.config) == policy
+            try:
+                loader.load(signed, keyring_id=-3).close()
+                err = None
+            except KernelError as exc:
+                err = exc.errno
+            evs = [e for e in mine(events(inst), "__loader") if e.pid == os.getpid()]
+        want = None if guest_keys.session_serial in serials else errno.EPERM
+        # a refused load is tried once more for the verifier log: two decisions
+        assert err == want and len(evs) == (1 if want is None else 2), (label, err, evs)
+        reason = Reason.SERIAL if want is None else Reason.UNTRUSTED_KEYRING
+        assert {(e.reason, e.keyring_serial) for e in evs} == {(reason, guest_keys.session_serial)}
+        record(agreement, label, err, model_outcome(guest_keys, policy, signed), evs)
+    with pytest.raises(InputError) as too_many:
+        Policy.from_options([0], others[:1025])
+    assert str(too_many.value) == (
+        "at most 1024 pinned keyring serials, got 1025: put the certificates in fewer keyrings"
+    )
 
 
 def test_thousand_loads_thousand_decisions() -> None:

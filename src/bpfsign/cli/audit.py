@@ -87,7 +87,7 @@ def follow(
             counters,
             limit=count,
             stop=idle,
-            poll_ms=200 if timeout is not None else 500,
+            poll_ms=200 if timeout is not None else audit.POLL_MS,
         ):
             last = time.monotonic()
             if opts.json:

@@ -62,7 +62,7 @@ def register(sub: Any) -> None:
         metavar="SERIAL",
         type=lambda s: int(s, 0),
         action="append",
-        help="also trust this keyring serial (repeatable; up to 8)",
+        help="also trust this keyring serial (repeatable; up to 1024)",
     )
     p.add_argument(
         "--audit",

@@ -3,7 +3,10 @@
 The policy writes one :class:`~bpfsign.kernel.policy.Event` per decision with
 ``bpf_ringbuf_output``; when the buffer is full the program counts the loss
 in its ``dropped`` counter instead, so a reader reports drops rather than
-losing events silently. The reader is the kernel's ring buffer protocol: a
+losing events silently. The policy does not wake the reader for each event
+(a wakeup per BPF_PROG_LOAD costs the load an interrupt and a context
+switch), only when the ring is half full, so the reader polls every
+:data:`POLL_MS` (docs/policy.md §4). The reader is the kernel's ring buffer protocol: a
 consumer page we write, a producer page and the data area (mapped twice in a
 row, so a record that wraps reads contiguously) we only read.
 """
@@ -26,6 +29,8 @@ _DISCARD = 1 << 30
 _HDR = 8
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
+#: how often a reader looks at the ring (the policy wakes it only when half full)
+POLL_MS = 250
 
 
 class RingBuffer:
@@ -107,7 +112,7 @@ def stream(
     events_fd: int,
     counters_fd: int,
     *,
-    poll_ms: int = 500,
+    poll_ms: int = POLL_MS,
     stop: Callable[[], bool] | None = None,
     limit: int | None = None,
 ) -> Iterator[Event | Dropped]:

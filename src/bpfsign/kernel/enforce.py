@@ -135,8 +135,8 @@ def install(
     layout = preflight()
     if pin_dir is not None:
         check_pin_dir(pin_dir)
-    if ring_size < 4096 or ring_size & (ring_size - 1):
-        raise InputError(f"ring buffer size {ring_size}: a power of two, at least 4096")
+    if ring_size < 4096 or ring_size & (ring_size - 1) or ring_size > 1 << 30:
+        raise InputError(f"ring buffer size {ring_size}: a power of two, 4096 to 1 GiB")
     be = be or SyscallBackend()
     fds: list[int] = []
     pinned: list[str] = []
@@ -159,6 +159,19 @@ def install(
         )
         be.map_update(config, _KEY0, policy.pack())
         be.map_freeze(config)
+        serials = keep(
+            be.map_create(
+                S.MAP_TYPE_HASH,
+                Policy.SERIAL_KEY.size,
+                1,
+                max(1, len(policy.serials)),
+                "bpfsign_serials",
+                flags=S.BPF_F_RDONLY_PROG,
+            )
+        )
+        for serial in policy.serials:
+            be.map_update(serials, Policy.SERIAL_KEY.pack(serial), b"\x01")
+        be.map_freeze(serials)
         counters = keep(be.map_create(S.MAP_TYPE_ARRAY, 4, COUNTERS_SIZE, 1, "bpfsign_counts"))
         events = keep(be.map_create(S.MAP_TYPE_RINGBUF, 0, 0, ring_size, "bpfsign_events"))
         iter_prog, iter_link = load_iterator(be, layout)
@@ -166,7 +179,9 @@ def install(
         prog = keep(
             be.prog_load(
                 S.PROG_TYPE_LSM,
-                build_lsm_program(layout, config, counters, events).assemble(),
+                build_lsm_program(
+                    layout, config, counters, events, serials, ring_size=ring_size
+                ).assemble(),
                 license="GPL",
                 name=POLICY_NAME,
                 expected_attach_type=S.BPF_LSM_MAC,

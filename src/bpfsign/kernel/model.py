@@ -36,7 +36,7 @@ import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ..errors import KernelError, UnsupportedFeature
 from . import profiles as _profiles
@@ -108,6 +108,32 @@ class _Prog:
 
 class ProgramsNotRun(UnsupportedFeature):
     """The model got to a BPF_PROG_TEST_RUN: everything before it passed; it runs nothing."""
+
+
+#: The checks the kernel makes after ``security_bpf_prog_load`` (docs/kernel.md §11,
+#: measured on 7.3.4 by tests/vm/test_vm_enforce.py): the map references, the
+#: verifier's reads and a loader's own run. Everything else (the insn count,
+#: ``fd_array``, the signature) comes first, so its errno wins over the policy's EPERM.
+AFTER_HOOK: Final = frozenset(
+    {"bind_after_signature", "bind_by_fd", "bind", "bpf_map_layout", "loader_exclusive",
+     "loader_hash"}
+)  # fmt: skip
+#: A 6.18 kernel checks the signature at entry and calls the hook before bpf_check(),
+#: where fd_array is read (docs/kernel.md §11), so only the entry checks precede it.
+BEFORE_HOOK_INLOADER: Final = frozenset(
+    {"insn_cnt", "signature_size", "signature_empty", "keyring", "verification_support",
+     "signature"}
+)  # fmt: skip
+
+
+def _reaches_hook(verdict: _rules.Verdict, scheme: str) -> bool:
+    """Whether the load gets as far as the LSM hook: it passes, or fails only after it."""
+    if verdict.failed is None:
+        return True
+    rule = verdict.failed.rule.id
+    if scheme == "loadtime":
+        return rule in AFTER_HOOK
+    return rule not in BEFORE_HOOK_INLOADER
 
 
 def _fail(verdict: _rules.Verdict) -> KernelError:
@@ -377,6 +403,10 @@ class KernelModel:
             fd_array_cnt=fd_array_cnt, lookup=lookup, reread=reread, prog_name=name,
         )  # fmt: skip
         verdict = _rules.evaluate(load, self.rules_profile, self.trust)
+        if self.policy is not None and _reaches_hook(verdict, self.rules_profile.scheme):
+            # the hook runs after the signature and before the verifier (docs/kernel.md
+            # §11): a load the policy denies gets EPERM even if a later check would fail
+            self._admit(signature is not None, keyring_id)
         if not verdict.loads:
             assert verdict.failed is not None
             if verdict.failed.rule.id == "verification_support":
@@ -384,11 +414,6 @@ class KernelModel:
                 raise UnsupportedFeature("signed BPF_PROG_LOAD", verdict.hint,
                                          errno=errno.EOPNOTSUPP)  # fmt: skip
             raise _fail(verdict)
-        if self.policy is not None:
-            # the hook sees the final verdict (docs/kernel.md §11); modelled after the whole
-            # evaluation, so a load the policy denies that would also fail a later check
-            # (map binding, the verifier) reports that check's errno, where the kernel says EPERM
-            self._admit(signature is not None, keyring_id)
         used = [r.key for r in verdict.bound if isinstance(r.key, _Map)]
         signed_values: tuple[bytes, ...] = ()
         if signature is not None and self.rules_profile.scheme == "loadtime":

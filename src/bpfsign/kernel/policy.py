@@ -78,7 +78,13 @@ REASON_TEXT = {
     Reason.UNTRUSTED_KEYRING: "verified against an untrusted keyring",
 }
 
-MAX_SERIALS = 8
+#: Pinned keyring serials live in a hash map the program looks up (one lookup,
+#: whatever their number); the cap keeps the frozen config record (which lists
+#: them for ``enforce --status``) at 4 KiB.
+MAX_SERIALS = 1024
+
+#: ``bpf_ringbuf_output``/``bpf_ringbuf_query`` flags (UAPI, stable)
+RB_NO_WAKEUP, RB_FORCE_WAKEUP, RB_AVAIL_DATA = 1, 2, 0
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,8 @@ class Policy:
             )
         if len(self.serials) > MAX_SERIALS:
             raise InputError(
-                f"at most {MAX_SERIALS} pinned keyring serials, got {len(self.serials)}"
+                f"at most {MAX_SERIALS} pinned keyring serials, got {len(self.serials)}: "
+                "put the certificates in fewer keyrings"
             )
         for s in self.serials:
             if not 0 < s < 1 << 31:
@@ -119,8 +126,11 @@ class Policy:
             types.add(KEYRING_ID_TYPES[kid])
         return cls(frozenset(types), tuple(sorted(set(serials))), audit)
 
-    # frozen config map value: flags, type mask, serial count, pad, serials[MAX_SERIALS]
+    # frozen config map value: flags, type mask, serial count, pad, serials[MAX_SERIALS];
+    # the program reads flags and mask, and looks serials up in the frozen serials hash map
     CONFIG = struct.Struct(f"<IIII{MAX_SERIALS}i")
+    #: the serials hash map: key the s32 serial, value one byte (present = pinned)
+    SERIAL_KEY = struct.Struct("<i")
     FLAG_AUDIT = 1
 
     def pack(self) -> bytes:
@@ -300,13 +310,26 @@ def _scalar(acc: FieldAccess) -> list[FieldAccess]:
 
 
 def build_lsm_program(
-    layout: Layout, config_fd: int, counters_fd: int, events_fd: int
+    layout: Layout,
+    config_fd: int,
+    counters_fd: int,
+    events_fd: int,
+    serials_fd: int,
+    *,
+    ring_size: int,
 ) -> ProgramBuilder:
     """The policy as BPF: read, decide (:func:`decide`), count, record, return 0 or -EPERM.
 
-    The event is built on the stack and copied with ``bpf_ringbuf_output``; a
-    failed copy (ring buffer full) counts as ``dropped``, so the stream can
-    say how many it lost.
+    It runs on every BPF_PROG_LOAD of the host, so it does only what the
+    record needs (docs/policy.md §7 has the measurements):
+
+    * the time is the load's own ``aux->load_time``, which ``bpf_prog_load``
+      stamps with CLOCK_BOOTTIME just before it calls the hook (no clock read);
+    * a pinned serial is one lookup in the frozen ``serials`` hash map;
+    * the event is built on the stack and copied with ``bpf_ringbuf_output``
+      without waking the reader (the audit stream polls), unless the ring is
+      half full; a failed copy (ring full) counts as ``dropped``, so the
+      stream can say how many it lost.
     """
     ev = -EVENT_SIZE  # event at fp-64
     b = ProgramBuilder(layout.helpers)
@@ -317,48 +340,42 @@ def build_lsm_program(
     if layout.aux_name.size < 16:
         b.st(8, R10, ev + EV_NAME, 0).st(8, R10, ev + EV_NAME + 8, 0)
     b.ldx(8, R8, R6, 8 * layout.hook_args["prog"], note="prog")
-    b.ldx(8, R1, R6, 8 * layout.hook_args["kernel"], note="kernel (bool)")
-    b.alu("&=", R1, 0xFF).stx(1, R10, ev + EV_KERNEL, R1)
+    b.ldx(8, R7, R6, 8 * layout.hook_args["kernel"], note="kernel (bool)")
+    b.alu("&=", R7, 0xFF).stx(1, R10, ev + EV_KERNEL, R7)
     b.load_field(R1, R8, layout.prog_type).stx(4, R10, ev + EV_TYPE, R1)
     b.load_field(R9, R8, layout.prog_aux)
-    b.load_field(R1, R9, _scalar(layout.verdict)).stx(1, R10, ev + EV_VERDICT, R1)
-    b.load_field(R1, R9, _scalar(layout.keyring_type)).stx(1, R10, ev + EV_KTYPE, R1)
+    b.load_field(R8, R9, _scalar(layout.verdict)).stx(1, R10, ev + EV_VERDICT, R8)
+    b.load_field(R6, R9, _scalar(layout.keyring_type)).stx(1, R10, ev + EV_KTYPE, R6)
     b.load_field(R1, R9, _scalar(layout.keyring_serial)).stx(4, R10, ev + EV_SERIAL, R1)
+    b.load_field(R1, R9, [layout.aux_load_time]).stx(8, R10, ev + EV_TIME, R1)
     b.copy_field(R10, ev + EV_NAME, R9, [layout.aux_name], R1, max_size=16)
-    b.call("ktime_get_boot_ns").stx(8, R10, ev + EV_TIME, R0)
     b.call("get_current_pid_tgid").alu(">>=", R0, 32).stx(4, R10, ev + EV_PID, R0)
     b.call("get_current_uid_gid").stx(4, R10, ev + EV_UID, R0)
     b.mov(R1, R10).alu("+=", R1, ev + EV_COMM).mov(R2, 16).call("get_current_comm")
-    # -- decide
+    # -- decide: r7 kernel, r8 verdict, r6 keyring type
+    b.jmp("!=", R7, 0, "allow_kernel")
+    b.jmp("!=", R8, int(Verdict.VERIFIED), "deny_unsigned")
     b.ld_map_value(R7, config_fd, 0, "config")
-    b.ldx(1, R1, R10, ev + EV_KERNEL).jmp("!=", R1, 0, "allow_kernel")
-    b.ldx(1, R1, R10, ev + EV_VERDICT).jmp("!=", R1, int(Verdict.VERIFIED), "deny_unsigned")
-    b.ldx(1, R1, R10, ev + EV_KTYPE)
     b.ldx(4, R2, R7, 4, note="config.keyring_type_mask")
-    b.mov(R3, 1).alu("<<=", R3, R1).alu("&=", R3, R2).jmp("!=", R3, 0, "allow_keyring")
-    b.jmp("!=", R1, int(KeyringType.USER), "deny_untrusted")
-    b.ldx(4, R1, R10, ev + EV_SERIAL)
-    b.ldx(4, R2, R7, 8, note="config.nserials")
-    for i in range(MAX_SERIALS):
-        b.jmp("<=", R2, i, "deny_untrusted")
-        b.ldx(4, R3, R7, 16 + 4 * i, note=f"config.serials[{i}]")
-        b.jmp("==", R3, R1, "allow_serial", wide=False)
+    b.mov(R3, 1).alu("<<=", R3, R6).alu("&=", R3, R2).jmp("!=", R3, 0, "allow_keyring")
+    b.jmp("!=", R6, int(KeyringType.USER), "deny_untrusted")
+    b.ldx(4, R2, R7, 8, note="config.nserials").jmp("==", R2, 0, "deny_untrusted")
+    b.ld_map_fd(R1, serials_fd, "serials").mov(R2, R10).alu("+=", R2, ev + EV_SERIAL)
+    b.call("map_lookup_elem").jmp("!=", R0, 0, "allow_serial")
     b.ja("deny_untrusted")
-    for label, reason in (
-        ("allow_kernel", Reason.KERNEL),
-        ("allow_keyring", Reason.KEYRING),
-        ("allow_serial", Reason.SERIAL),
+    for label, reason, counter in (
+        ("allow_kernel", Reason.KERNEL, "kernel"),
+        ("allow_keyring", Reason.KEYRING, "allowed"),
+        ("allow_serial", Reason.SERIAL, "allowed"),
     ):
         b.label(label).st(1, R10, ev + EV_REASON, int(reason))
-        if reason == Reason.KERNEL:
-            b.mov(R2, COUNTER["kernel"] * 8).ja("count_allow")
-        else:
-            b.mov(R2, COUNTER["allowed"] * 8).ja("count_allow")
+        b.mov(R2, COUNTER[counter] * 8).ja("count_allow")
     b.label("count_allow").st(1, R10, ev + EV_DECISION, int(Decision.ALLOW)).mov(R9, 0)
     b.ja("count")
     b.label("deny_unsigned").st(1, R10, ev + EV_REASON, int(Reason.UNSIGNED)).ja("deny")
     b.label("deny_untrusted").st(1, R10, ev + EV_REASON, int(Reason.UNTRUSTED_KEYRING))
-    b.label("deny").ldx(4, R1, R7, 0, note="config.flags").alu("&=", R1, Policy.FLAG_AUDIT)
+    b.label("deny").ld_map_value(R7, config_fd, 0, "config")
+    b.ldx(4, R1, R7, 0, note="config.flags").alu("&=", R1, Policy.FLAG_AUDIT)
     b.jmp("!=", R1, 0, "would_deny")
     b.st(1, R10, ev + EV_DECISION, int(Decision.DENY)).mov(R9, DENY_RETURN)
     b.mov(R2, COUNTER["denied"] * 8).ja("count")
@@ -368,11 +385,14 @@ def build_lsm_program(
     b.label("count").ld_map_value(R8, counters_fd, 0, "counters")
     b.mov(R3, R8).alu("+=", R3, R2).mov(R1, 1).atomic_add(8, R3, 0, R1)
     b.atomic_add(8, R8, COUNTER["total"] * 8, R1)
-    b.ld_map_fd(R1, events_fd, "events").mov(R2, R10).alu("+=", R2, ev)
-    b.mov(R3, EVENT_SIZE).mov(R4, 0).call("ringbuf_output")
+    # wake the reader only when the ring is half full; it polls otherwise
+    b.ld_map_fd(R1, events_fd, "events").mov(R2, RB_AVAIL_DATA).call("ringbuf_query")
+    b.mov(R4, RB_NO_WAKEUP).jmp("<", R0, ring_size // 2, "output")
+    b.mov(R4, RB_FORCE_WAKEUP)
+    b.label("output").ld_map_fd(R1, events_fd, "events").mov(R2, R10).alu("+=", R2, ev)
+    b.mov(R3, EVENT_SIZE).call("ringbuf_output")
     b.jmp("s>=", R0, 0, "out")
-    b.ld_map_value(R8, counters_fd, 0, "counters").mov(R1, 1)
-    b.atomic_add(8, R8, COUNTER["dropped"] * 8, R1)
+    b.mov(R1, 1).atomic_add(8, R8, COUNTER["dropped"] * 8, R1)
     b.label("out").mov(R0, R9).exit()
     return b
 
@@ -381,7 +401,7 @@ def build_lsm_program(
 class Event:
     """One decision from the ring buffer, decoded."""
 
-    time_ns: int  # CLOCK_BOOTTIME
+    time_ns: int  # CLOCK_BOOTTIME, the load's aux->load_time
     pid: int
     uid: int
     comm: str
