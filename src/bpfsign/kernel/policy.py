@@ -148,7 +148,9 @@ class Policy:
 
     def describe(self) -> str:
         kinds = ", ".join(t.name.lower() for t in sorted(self.keyring_types)) or "none"
-        pins = ", ".join(str(s) for s in self.serials) or "none"
+        pins = ", ".join(str(s) for s in self.serials[:8]) or "none"
+        if len(self.serials) > 8:
+            pins += f" and {len(self.serials) - 8} more"
         return (
             f"{'audit' if self.audit else 'enforce'}: keyring types {kinds}; pinned serials {pins}"
         )
