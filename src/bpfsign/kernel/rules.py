@@ -439,9 +439,10 @@ class Verdict:
         """The refusal as the VerificationError offline verification raises."""
         assert self.failed is not None
         step = self.failed
-        what = step.log or f"{step.rule.title}: {step.compared}"
-        if self.at_run_time:
-            what = f"{LOADER_FAILED}: {step.compared}"
+        # the kernel's own line first, then what was compared (the line alone rarely says why)
+        what = LOADER_FAILED if self.at_run_time else (step.log or step.rule.title)
+        if step.compared and step.compared not in what:
+            what = f"{what}: {step.compared}"
         err = VerificationError(step.errno or 0, what, log=step.log)
         err.hint = step.hint  # type: ignore[attr-defined]
         err.check = step.rule.id  # type: ignore[attr-defined]
