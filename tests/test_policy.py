@@ -354,3 +354,13 @@ def test_kernel_model_judges_between_the_signature_and_the_verifier() -> None:
     assert load(enforce, bad_map_fd) == (errno.EPERM, "")  # the hook comes first
     assert load(enforce, ret0, (999,))[0] == errno.EBADF  # fd_array is read before it
     assert load(enforce, ret0, signed=True)[0] == errno.ENOKEY  # so is the signature
+
+
+def test_the_hook_place_names_real_rules() -> None:
+    """The model's split of the rules around the hook names rules the engine has."""
+    from bpfsign.kernel import rules
+    from bpfsign.kernel.model import AFTER_HOOK, BEFORE_HOOK_INLOADER
+
+    known = set(rules.RULES)
+    assert AFTER_HOOK.issubset(known) and BEFORE_HOOK_INLOADER.issubset(known)
+    assert "signature" not in AFTER_HOOK and "bind" in AFTER_HOOK
