@@ -1,7 +1,7 @@
 """Install, inspect and remove the admission policy, all or nothing.
 
 Order matters (docs/kernel.md §11): every check first (verdict in BTF, the BPF LSM
-active, a bpf filesystem to pin in), then the maps (the config frozen), the
+active, a bpf filesystem to pin in), then the maps (the config and the serials frozen), the
 status iterator, the policy program, the pins, and only then the LSM link:
 the policy never judges its own load, and a failure anywhere closes every fd
 and removes every pin made so far, so nothing is left half-installed. A
@@ -16,7 +16,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from ..errors import InputError, UnsupportedFeature
+from ..errors import InputError, KernelError, UnsupportedFeature
 from . import _sys as S
 from . import probes
 from .backend import Backend
@@ -285,14 +285,31 @@ def read_policy(be: Backend, config_fd: int) -> Policy:
     return Policy.unpack(be.map_lookup(config_fd, _KEY0, Policy.CONFIG.size))
 
 
-def remove(pin_dir: str) -> list[str]:
-    """Unpin the policy (the link first: that ends enforcement), then the rest."""
+def remove(pin_dir: str, be: SyscallBackend | None = None) -> list[str]:
+    """Unpin the policy (the link first: that ends enforcement), then the rest.
+
+    The last reference to a link released by unlinking its pin is dropped from
+    a kernel work queue, so the policy could still judge a load made right
+    after ``unlink()`` returned (seen under load in the guest). We hold the
+    link through an fd of our own while unlinking and close it last: the last
+    ``close()`` of a link detaches it before it returns, so when this returns
+    the policy is gone.
+    """
     removed = []
-    for name in (PIN_LINK, ITER_PIN, PIN_EVENTS, PIN_COUNTERS, PIN_CONFIG):
-        path = os.path.join(pin_dir, name)
-        if os.path.lexists(path):
-            os.unlink(path)
-            removed.append(name)
+    held = None
+    link_pin = os.path.join(pin_dir, PIN_LINK)
+    if os.path.lexists(link_pin):
+        with contextlib.suppress(KernelError, OSError):
+            held = (be or SyscallBackend()).obj_get(link_pin)
+    try:
+        for name in (PIN_LINK, ITER_PIN, PIN_EVENTS, PIN_COUNTERS, PIN_CONFIG):
+            path = os.path.join(pin_dir, name)
+            if os.path.lexists(path):
+                os.unlink(path)
+                removed.append(name)
+    finally:
+        if held is not None:
+            os.close(held)
     if not removed:
         raise _no_policy(pin_dir)
     with contextlib.suppress(OSError):

@@ -8,7 +8,8 @@ verified loader's children arrive); for user-space loads require VERIFIED
 the caller made. :func:`decide` is that rule as a pure function: the model
 and the tests evaluate it, and :func:`build_lsm_program` compiles the same
 rule to BPF, reading every field through offsets from the running kernel's
-BTF and the allowed keyrings from a frozen config map.
+BTF, the trusted keyring types from a frozen config map and the pinned
+serials from a frozen hash map (docs/policy.md §1-§4).
 """
 
 from __future__ import annotations
