@@ -88,7 +88,7 @@ VERDICT_NAMES = ("UNSIGNED", "VERIFIED")
 KEYRING_NAMES = ("NONE", "BUILTIN", "SECONDARY", "PLATFORM", "USER")
 
 
-def _enum_name(names: tuple[str, ...], v: int) -> str:
+def enum_name(names: tuple[str, ...], v: int) -> str:
     return names[v] if 0 <= v < len(names) else f"unknown ({v})"
 
 
@@ -227,20 +227,33 @@ def read_pinned(path: str) -> bytes:
         os.close(fd)
 
 
-def parse(raw: bytes, source: str = "status iterator") -> list[ProgStatus]:
+def boot_offset() -> float:
+    """Seconds to add to a CLOCK_BOOTTIME reading (``load_time``) to get Unix time."""
+    return time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def bad_magic(magic: int, source: str) -> InputError:
+    return InputError(
+        f"record format {magic:#06x}, expected {MAGIC:#06x}: the iterator "
+        "was pinned by another bpfsign version; reinstall the policy",
+        path=source,
+    )
+
+
+def check_size(raw: bytes, source: str) -> None:
     if len(raw) % RECORD_SIZE:
         raise InputError(
             f"{len(raw)} bytes is not a whole number of {RECORD_SIZE}-byte records", path=source
         )
-    boot_to_unix = time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def parse(raw: bytes, source: str = "status iterator") -> list[ProgStatus]:
+    check_size(raw, source)
+    boot_to_unix = boot_offset()
     out = []
     for pid, ptype, tag, load_time, name, serial, verdict, ktype, magic in RECORD.iter_unpack(raw):
         if magic != MAGIC:
-            raise InputError(
-                f"record format {magic:#06x}, expected {MAGIC:#06x}: the iterator "
-                "was pinned by another bpfsign version; reinstall the policy",
-                path=source,
-            )
+            raise bad_magic(magic, source)
         out.append(
             ProgStatus(
                 id=pid,
@@ -250,8 +263,8 @@ def parse(raw: bytes, source: str = "status iterator") -> list[ProgStatus]:
                 tag=tag.hex(),
                 load_time_ns=load_time,
                 loaded_at=round(boot_to_unix + load_time / 1e9, 3),
-                verdict=_enum_name(VERDICT_NAMES, verdict),
-                keyring_type=_enum_name(KEYRING_NAMES, ktype),
+                verdict=enum_name(VERDICT_NAMES, verdict),
+                keyring_type=enum_name(KEYRING_NAMES, ktype),
                 keyring_serial=serial,
             )
         )
@@ -301,7 +314,7 @@ def _strings_of(blob: bytes | mmap.mmap) -> bytes:
 
 
 def _check_verdict_btf() -> None:
-    """Refuse a kernel that records no verdict, before anything is loaded.
+    """Refuse a kernel that records no verdict.
 
     ``enum bpf_sig_verdict`` exists exactly where ``aux->sig`` does (docs/kernel.md
     §10); a name missing from the BTF string section is missing from the BTF, so
@@ -550,16 +563,39 @@ def _load_or_explain(attr: Any, pin_dir: str | None = None) -> int:
 def load_core_iterator(pin_dir: str | None = None) -> tuple[int, int]:
     """Load and attach the CO-RE status iterator: (prog fd, link fd).
 
-    Refuses a kernel without the verdict first (:func:`_check_verdict_btf`), then
-    loads the local BTF, asks the kernel for the attach point's id, and loads the
-    fixed program with its relocations; every fd but the two returned is closed.
+    Loads the local BTF, asks the kernel for the attach point's id, and loads
+    the fixed program with its relocations; every fd but the two returned is
+    closed. On a kernel without the verdict the relocations of ``aux->sig``
+    find nothing and the load fails: any failure is first checked against the
+    kernel's BTF (:func:`_check_verdict_btf`), so that kernel hears "records no
+    verdict" rather than how the load failed.
     """
+    from ..errors import Error
+    from . import _sys as S
+
+    try:
+        prog = _load_core_prog(pin_dir)
+    except Error:
+        _check_verdict_btf()
+        raise
+    try:
+        link = S.bpf(
+            S.LINK_CREATE,
+            S.LinkCreateAttr(prog_fd=prog, attach_type=S.BPF_TRACE_ITER),
+            S.SIZE_LINK_CREATE,
+        )
+    except BaseException:
+        os.close(prog)
+        raise
+    return prog, link
+
+
+def _load_core_prog(pin_dir: str | None) -> int:
     import ctypes
 
     from . import _sys as S
     from .core_relo import FUNC_INFO, RELO, btf_load, relos
 
-    _check_verdict_btf()
     blob, records, func = _core_btf()
     btf_fd = btf_load(blob)
     try:
@@ -585,42 +621,39 @@ def load_core_iterator(pin_dir: str | None = None) -> tuple[int, int]:
             core_relo_cnt=len(records),
             core_relo_rec_size=RELO.size,
         )
-        prog = _load_or_explain(attr, pin_dir)
+        return _load_or_explain(attr, pin_dir)
     finally:
         os.close(btf_fd)
-    try:
-        link = S.bpf(
-            S.LINK_CREATE,
-            S.LinkCreateAttr(prog_fd=prog, attach_type=S.BPF_TRACE_ITER),
-            S.SIZE_LINK_CREATE,
-        )
-    except BaseException:
-        os.close(prog)
-        raise
-    return prog, link
 
 
-def list_programs(pin_dir: str | None = None) -> list[ProgStatus]:
-    """Every loaded program with its verdict.
+def read_records(pin_dir: str | None = None) -> tuple[bytes, str]:
+    """The iterator's raw records and where they came from (for :func:`parse`).
 
     Reads ``pin_dir/progs`` when a policy pinned its iterator there; otherwise
-    loads a throwaway iterator (:func:`load_core_iterator`; this needs a kernel
-    that records the verdict, else :class:`~bpfsign.errors.UnsupportedFeature`).
+    loads a throwaway iterator (:func:`load_core_iterator`), reads it once and
+    closes it.
     """
     if pin_dir is not None:
         pinned = os.path.join(pin_dir, PIN_NAME)
         if os.path.exists(pinned):
-            return parse(read_pinned(pinned), pinned)
+            return read_pinned(pinned), pinned
     from . import _sys as S
 
     prog, link = load_core_iterator(pin_dir)
     try:
         fd = S.bpf(S.ITER_CREATE, S.IterCreateAttr(link_fd=link), S.SIZE_ITER_CREATE)
         try:
-            raw = _read_all(fd)
+            return _read_all(fd), "status iterator"
         finally:
             os.close(fd)
     finally:
         os.close(link)
         os.close(prog)
-    return parse(raw)
+
+
+def list_programs(pin_dir: str | None = None) -> list[ProgStatus]:
+    """Every loaded program with its verdict (:func:`read_records`, then :func:`parse`).
+
+    A kernel that records no verdict gets :class:`~bpfsign.errors.UnsupportedFeature`.
+    """
+    return parse(*read_records(pin_dir))
