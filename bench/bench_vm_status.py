@@ -119,6 +119,11 @@ def _table(times: dict[str, list[float]], procs: int) -> None:
         f"BENCH medians over {procs} runs: "
         + "; ".join(f"{k} {v * 1000:.0f} ms" for k, v in med.items())
     )
+    for k, v in times.items():
+        q = statistics.quantiles(v, n=4)
+        print(
+            f"BENCH   {k}: min {min(v) * 1000:.0f} p25 {q[0] * 1000:.0f} p75 {q[2] * 1000:.0f} ms"
+        )
     for name in (OWN, PINNED):
         m = med[name]
         net = (m - base) / tool
