@@ -483,7 +483,7 @@ def _core_btf() -> tuple[bytes, list[tuple[int, int, int]], int]:
     return w.blob(), records, func
 
 
-def _find_btf_func(name: str) -> int:
+def _find_btf_func(name: str, pin_dir: str | None = None) -> int:
     """The kernel's BTF id of FUNC ``name``, asked of the kernel itself.
 
     ``bpf_btf_find_by_name_kind`` is a helper of (sleepable) syscall programs: the
@@ -523,7 +523,7 @@ def _find_btf_func(name: str) -> int:
         prog_flags=S.BPF_F_SLEEPABLE,
         prog_name=b"bpfsign_btfid",
     )
-    fd = _load_or_explain(attr)
+    fd = _load_or_explain(attr, pin_dir)
     try:
         run = S.TestRunAttr(prog_fd=fd)
         S.bpf(S.PROG_TEST_RUN, run, S.SIZE_TEST_RUN)
@@ -599,7 +599,7 @@ def _load_core_prog(pin_dir: str | None) -> int:
     blob, records, func = _core_btf()
     btf_fd = btf_load(blob)
     try:
-        attach = _find_btf_func(ITER_TARGET)
+        attach = _find_btf_func(ITER_TARGET, pin_dir)
         ibuf = ctypes.create_string_buffer(CORE_INSNS, len(CORE_INSNS))
         lic = ctypes.create_string_buffer(b"GPL")
         finfo = ctypes.create_string_buffer(FUNC_INFO.pack(0, func), FUNC_INFO.size)
