@@ -9,6 +9,7 @@ its bytes. General C escapes are accepted only when asked (``lenient``).
 from __future__ import annotations
 
 import binascii
+import operator
 import re
 from collections.abc import Iterator
 
@@ -140,6 +141,9 @@ def decode_spelled(
 _ESCAPE = ["\\0"] + [f"\\x{b:02x}" for b in range(1, 256)]
 _WIDTH = 78
 _WRAPPED_WIDTHS = frozenset(range(_WIDTH - 3, _WIDTH + 1))
+_NARROW = bytes(int(n <= _WIDTH - 2) for n in range(256))  # a \\0 would still have fitted
+_IS_ZERO = bytes(int(n == ord("0")) for n in range(256))
+_SECOND_CHAR = operator.itemgetter(1)  # "0" of a line that starts with \\0
 
 
 def iter_literal(data: bytes) -> Iterator[str]:
@@ -204,10 +208,14 @@ def is_canonical(text: str, start: int, end: int, data: bytes, *, strict: bool =
         return False
     # Every line but the last was broken because the next escape would not fit: it is
     # at most _WIDTH wide, and wider than _WIDTH - 4 before a \\xNN (- 2 before a \\0).
-    if not set(map(len, lines)) <= _WRAPPED_WIDTHS:
+    widths = bytes(map(len, lines)) if set(map(len, lines)) <= _WRAPPED_WIDTHS else None
+    if widths is None:
         return False
-    following = [*lines[1:], last] if lines else []
-    return not any(
-        len(line) <= _WIDTH - 2 and after.startswith("\\0")
-        for line, after in zip(lines, following, strict=True)
-    )
+    # A line narrow enough for a \\0 must not be followed by one: compared as big
+    # integers, one byte per line (1 = narrow, 1 = the next line starts with \\0).
+    narrow = int.from_bytes(widths.translate(_NARROW), "big")
+    if not narrow:
+        return True
+    seconds = "".join(map(_SECOND_CHAR, lines[1:])) + (last[1:2] or "x")
+    zero_next = int.from_bytes(seconds.encode("ascii", "replace").translate(_IS_ZERO), "big")
+    return not narrow & zero_next
