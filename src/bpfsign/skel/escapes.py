@@ -202,20 +202,31 @@ def is_canonical(text: str, start: int, end: int, data: bytes, *, strict: bool =
         return False
     if any(text.find(upper, body, stop) >= 0 for upper in "ABCDEF"):  # and lower-case hex
         return False
-    lines = text[body + 2 : stop].split("\\\n")
-    last = lines.pop()
-    if len(last) > _WIDTH or (not last and data):
-        return False
-    # Every line but the last was broken because the next escape would not fit: it is
-    # at most _WIDTH wide, and wider than _WIDTH - 4 before a \\xNN (- 2 before a \\0).
-    widths = bytes(map(len, lines)) if set(map(len, lines)) <= _WRAPPED_WIDTHS else None
-    if widths is None:
+    pos = body + 2
+    while True:  # a slice of whole lines (about a megabyte) at a time
+        cut = text.find("\\\n", pos + _CHUNK, stop) if stop - pos > _CHUNK else -1
+        if cut < 0:
+            lines = text[pos:stop].split("\\\n")
+            last = lines.pop()
+            if len(last) > _WIDTH or (not last and data):
+                return False
+            return _wrapped(lines, last[:2])
+        if not _wrapped(text[pos:cut].split("\\\n"), text[cut + 2 : min(cut + 4, stop)]):
+            return False
+        pos = cut + 2
+
+
+def _wrapped(lines: list[str], after: str) -> bool:
+    """Whether each line was broken because the next escape would not fit: it is at most
+    _WIDTH wide, and wider than _WIDTH - 4 before a \\xNN (- 2 before a \\0). ``after``
+    is how the line after the last one starts."""
+    if not set(map(len, lines)) <= _WRAPPED_WIDTHS:
         return False
     # A line narrow enough for a \\0 must not be followed by one: compared as big
     # integers, one byte per line (1 = narrow, 1 = the next line starts with \\0).
-    narrow = int.from_bytes(widths.translate(_NARROW), "big")
+    narrow = int.from_bytes(bytes(map(len, lines)).translate(_NARROW), "big")
     if not narrow:
         return True
-    seconds = "".join(map(_SECOND_CHAR, lines[1:])) + (last[1:2] or "x")
+    seconds = "".join(map(_SECOND_CHAR, lines[1:])) + (after[1:2] or "x")
     zero_next = int.from_bytes(seconds.encode("ascii", "replace").translate(_IS_ZERO), "big")
     return not narrow & zero_next
