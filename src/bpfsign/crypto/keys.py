@@ -12,14 +12,12 @@ import it.
 from __future__ import annotations
 
 import binascii
-import datetime
 import hashlib
 import os
 import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -367,6 +365,8 @@ def generate(
     public = key.public_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     skid = x509.SubjectKeyIdentifier.from_public_key(public)
+    import datetime
+
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     cert = (
         x509.CertificateBuilder()
@@ -412,6 +412,8 @@ def write_key(path: str | os.PathLike[str], key: PrivateKey) -> None:
 
 def write_cert(path: str | os.PathLike[str], cert_der: bytes) -> None:
     """Write a certificate: DER when the name ends in .der or .cer, else PEM."""
+    from pathlib import Path
+
     if Path(path).suffix.lower() in (".der", ".cer"):
         atomic_write(path, cert_der)
         return

@@ -10,7 +10,6 @@ source span it came from, so the writer can edit only those spans.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from . import escapes
 from . import insn as _insn
@@ -84,40 +83,44 @@ def sniff(text: str) -> str:
     return "not-a-header"
 
 
-@dataclass
 class _Blob:
-    value: bytes
-    span: Span
-    #: one literal of only \\xNN, \\0 and line breaks (a candidate for print_hex's spelling)
-    strict: bool = False
+    """A decoded blob literal and the source span it came from."""
+
+    __slots__ = ("span", "strict", "value")
+
+    def __init__(self, value: bytes, span: Span, strict: bool = False) -> None:
+        self.value = value
+        self.span = span
+        #: one literal of only \\xNN, \\0 and line breaks (a candidate for print_hex's spelling)
+        self.strict = strict
 
 
-@dataclass
 class _Scan:
-    arrays: dict[str, _Blob] = field(default_factory=dict)
-    # opts.<field> = ... : kind "blob" (inline literal), "ref" (array name),
-    # "sizeof" (array name), "num" (int), "keyring", "ctx"
-    assigns: dict[str, tuple[str, object, int]] = field(default_factory=dict)
-    inline: dict[str, _Blob] = field(default_factory=dict)
-    numeric: dict[str, tuple[int, Span]] = field(default_factory=dict)
-    preps: dict[str, tuple[bytes, int, int]] = field(
-        default_factory=dict
-    )  # name -> image, mmap, line
-    finalize: dict[str, tuple[int, bool]] = field(default_factory=dict)  # name -> mmap, readonly
-    struct_name: str | None = None
-    maps: list[str] = field(default_factory=list)
-    progs: list[str] = field(default_factory=list)
-    links: list[str] = field(default_factory=list)
-    links_line_end: int | None = None
-    struct_indent: str = "\t"
-    keyring_field: bool = False
-    attach: dict[str, str | None] = field(default_factory=dict)
-    ctx_assign_line: int | None = None
-    indent: str = "\t"
-    load_call: int | None = None
-    struct_line_indent: str = ""
-    # section ident ("bss", "data_custom") -> token range of its struct members
-    section_structs: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """What one pass over the tokens found (plain attributes: no dataclass to build at import)."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, _Blob] = {}
+        # opts.<field> = ... : kind "blob" (inline literal), "ref" (array name),
+        # "sizeof" (array name), "num" (int), "keyring", "ctx"
+        self.assigns: dict[str, tuple[str, object, int]] = {}
+        self.inline: dict[str, _Blob] = {}
+        self.numeric: dict[str, tuple[int, Span]] = {}
+        self.preps: dict[str, tuple[bytes, int, int]] = {}  # name -> image, mmap, line
+        self.finalize: dict[str, tuple[int, bool]] = {}  # name -> mmap, readonly
+        self.struct_name: str | None = None
+        self.maps: list[str] = []
+        self.progs: list[str] = []
+        self.links: list[str] = []
+        self.links_line_end: int | None = None
+        self.struct_indent = "\t"
+        self.keyring_field = False
+        self.attach: dict[str, str | None] = {}
+        self.ctx_assign_line: int | None = None
+        self.indent = "\t"
+        self.load_call: int | None = None
+        self.struct_line_indent = ""
+        # section ident ("bss", "data_custom") -> token range of its struct members
+        self.section_structs: dict[str, tuple[int, int]] = {}
 
 
 class _Parser:
