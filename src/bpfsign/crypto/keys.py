@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from .._fileio import MAX_SMALL_FILE, atomic_write, read_input
 from ..errors import InputError
+from . import der as der_codec
 from . import x509 as _x509
 from .signer import HashName, KeyType
 
@@ -277,7 +278,15 @@ def load_private_key(
 
 
 def load_certificate(path: str | os.PathLike[str]) -> bytes:
-    """Load one X.509 certificate from a PEM or DER file and return its DER bytes."""
+    """Load one X.509 certificate from a PEM or DER file and return its DER bytes.
+
+    Read with our own parser (bpfsign.crypto.x509: the kernel's view, the same one
+    the SignedData builder and ``verify`` use), which refuses what the kernel's
+    parser refuses, plus an X.509 version pyca does not know. It is laxer than pyca
+    about parts the kernel does not read (an AlgorithmIdentifier's parameters, the
+    OIDs inside a Name, a UTCTime's form); only when it refuses a file is pyca asked,
+    so that the message is the one this function always gave.
+    """
     where = os.fspath(path)
     data = _read(path, "certificate")
     ours = _parse_certificate(data)
@@ -318,9 +327,13 @@ def _parse_certificate(data: bytes) -> _x509.Certificate | None:
         except binascii.Error:
             return None
     try:
-        return _x509.Certificate.from_der(der)
-    except _x509.CertificateError:
+        cert = _x509.Certificate.from_der(der)
+        version = der_codec.read(cert.tbs).children()[0]
+        if version.tag == 0xA0 and version.children()[0].content not in (b"\0", b"\1", b"\2"):
+            return None  # the kernel ignores the version; pyca refuses one it does not know
+    except (_x509.CertificateError, der_codec.DERError, IndexError):
         return None
+    return cert
 
 
 @dataclass(frozen=True)
