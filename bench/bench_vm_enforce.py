@@ -1,28 +1,23 @@
-"""What the admission policy costs a load, and ``bpfsign status`` against bpftool, on Linux 7.x.
+"""What the admission policy costs a load on Linux 7.x.
 
-Run on the host: ``.venv/bin/python bench/bench_vm_enforce.py [--rounds R] [--procs P]``.
-It boots the 7.x guest (tools.vm) once and, inside it, measures:
-
-1. per-load overhead, as in real use: the policy is installed and pinned once
-   and ``bpfsign audit --pin DIR --json`` runs as its reader (started, and
-   caught up, before timing); only the policy's link is created and closed
-   between blocks. BPF_PROG_LOAD of a 2-insn socket filter under the policy
-   in audit mode (the load is admitted and the whole policy runs: reads,
-   decision, counters, ring-buffer record) against no policy, and a signed
-   light skeleton (loader + its maps and programs) under an enforcing policy
-   that pins the signing keyring against no policy. Each round times a block
-   with and a block without (order alternating, warm-up loads discarded);
-   the ratio reported is the median over R rounds of the per-round ratio of
-   block medians, with its quartiles, against the target (1.03x at most).
-   ``--icount`` boots the guest with qemu's instruction counter as its clock
-   (``-icount shift=0``: 1 ns per guest instruction, one vCPU thread), which
-   makes the guest's times a count of guest instructions: deterministic, and
-   immune to the host's load, but blind to what TCG adds (code translation);
-2. with 1,000 programs loaded: ``bpfsign status --json`` against ``bpftool prog
-   show --json`` as whole processes, P runs each interleaved, and with the
-   interpreter's own start-up (``python -c pass``) subtracted from bpfsign's
-   time; status both through a pinned iterator (a policy installed) and with
-   its own throwaway iterator (no policy).
+Run on the host: ``.venv/bin/python bench/bench_vm_enforce.py [--rounds R] [--block B]
+[--icount]``. It boots the 7.x guest (tools.vm) once and, inside it, measures the
+per-load overhead as in real use: the policy is installed and pinned once and
+``bpfsign audit --pin DIR --json`` runs as its reader (started, and caught up,
+before timing); only the policy's link is created and closed between blocks.
+BPF_PROG_LOAD of a 2-insn socket filter under the policy in audit mode (the
+load is admitted and the whole policy runs: reads, decision, counters,
+ring-buffer record) against no policy, and a signed light skeleton (loader +
+its maps and programs) under an enforcing policy that pins the signing keyring
+against no policy. Each round times a block with and a block without (order
+alternating, warm-up loads discarded); the ratio reported is the median over R
+rounds of the per-round ratio of block medians, with its quartiles, against
+the target (1.03x at most; docs/policy.md §7). ``--icount`` boots the guest
+with qemu's instruction counter as its clock (``-icount shift=0``: 1 ns per
+guest instruction, one vCPU thread), which makes the guest's times a count of
+guest instructions: deterministic, and immune to the host's load, but blind to
+what TCG adds (code translation). (``bpfsign status`` against bpftool is
+bench/bench_vm_status.py.)
 
 The guest runs under TCG, so only ratios are reported (docs/vm.md §8).
 """
@@ -41,7 +36,6 @@ from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 RET0 = bytes.fromhex("b7000000000000009500000000000000")
-BPFTOOL = "/usr/sbin/bpftool"
 PIN = "/sys/fs/bpf/bpfsign-bench"
 BPFSIGN = str(CHECKOUT / ".venv" / "bin" / "bpfsign")  # the console script users run
 
@@ -158,13 +152,7 @@ def _report(what: str, rounds: int, block: int, res: tuple[float, float, float])
     )
 
 
-def _proc(argv: list[str]) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
-
-
-def _guest(rounds: int, procs: int, block: int, only_loads: bool) -> int:
+def _guest(rounds: int, block: int) -> int:
     from bpfsign.crypto import keys
     from bpfsign.kernel import enforce as E
     from bpfsign.kernel import loader
@@ -213,63 +201,6 @@ def _guest(rounds: int, procs: int, block: int, only_loads: bool) -> int:
         )
     finally:
         live.close()
-    if only_loads:
-        return 0
-
-    # -- status vs bpftool with 1,000 programs
-    from bpfsign.kernel import _sys as S
-
-    ibuf = ctypes.create_string_buffer(RET0, len(RET0))
-    lic = ctypes.create_string_buffer(b"GPL")
-    fds = []
-    for i in range(1000):
-        attr = S.ProgLoadAttr(
-            prog_type=S.PROG_TYPE_SOCKET_FILTER,
-            insn_cnt=2,
-            insns=S.addr(ibuf),
-            license=S.addr(lic),
-            prog_name=f"many{i}".encode(),
-        )
-        fds.append(S.bpf(S.PROG_LOAD, attr, S.SIZE_PROG_LOAD))
-    py = sys.executable
-    cmds = {
-        "python -c pass": [py, "-c", "pass"],
-        "bpftool prog show --json": [BPFTOOL, "prog", "show", "--json"],
-        "bpfsign status --json (own iterator)": [BPFSIGN, "status", "--json", "--pin", PIN],
-    }
-    times: dict[str, list[float]] = {k: [] for k in cmds}
-    for i in range(procs + 1):
-        for name in list(cmds) if i % 2 == 0 else list(reversed(cmds)):
-            dt = _proc(cmds[name])
-            if i:
-                times[name].append(dt)
-    inst = E.install(Policy.from_options([0], audit=True), PIN)
-    inst.close()
-    pinned = "bpfsign status --json (pinned iterator)"
-    cmds2 = {
-        "python -c pass": cmds["python -c pass"],
-        "bpftool prog show --json": cmds["bpftool prog show --json"],
-        pinned: [BPFSIGN, "status", "--json", "--pin", PIN],
-    }
-    times2: dict[str, list[float]] = {k: [] for k in cmds2}
-    for i in range(procs + 1):
-        for name in list(cmds2) if i % 2 == 0 else list(reversed(cmds2)):
-            dt = _proc(cmds2[name])
-            if i:
-                times2[name].append(dt)
-    E.remove(PIN)
-    for fd in fds:
-        os.close(fd)
-    for table in (times, times2):
-        med = {k: statistics.median(v) for k, v in table.items()}
-        tool, base = med["bpftool prog show --json"], med["python -c pass"]
-        for name, m in med.items():
-            if name.startswith("bpfsign"):
-                print(
-                    f"BENCH 1000 progs, {name} / bpftool: whole process {m / tool:.3f}; "
-                    f"minus interpreter start-up {(m - base) / tool:.3f} "
-                    f"(runs {procs}; start-up / bpftool {base / tool:.3f})"
-                )
     return 0
 
 
@@ -279,10 +210,6 @@ def main() -> int:
         "--rounds", type=int, default=40, help="alternating policy/no-policy rounds (at least 2)"
     )
     parser.add_argument("--block", type=int, default=40, help="socket-filter loads per block")
-    parser.add_argument("--procs", type=int, default=11, help="process runs of each command")
-    parser.add_argument(
-        "--loads-only", action="store_true", help="part 1 only (the per-load overhead)"
-    )
     parser.add_argument(
         "--icount",
         action="store_true",
@@ -293,7 +220,7 @@ def main() -> int:
     if args.rounds < 2:
         parser.error("--rounds: at least 2")
     if args.guest:
-        return _guest(args.rounds, args.procs, args.block, args.loads_only)
+        return _guest(args.rounds, args.block)
     from tools.vm import Runner, VmError
 
     class IcountRunner(Runner):
@@ -320,11 +247,8 @@ def main() -> int:
             "--guest",
             "--rounds",
             str(args.rounds),
-            "--procs",
-            str(args.procs),
             "--block",
             str(args.block),
-            *(["--loads-only"] if args.loads_only else []),
         ],
         cwd=CHECKOUT,
         timeout=3000,

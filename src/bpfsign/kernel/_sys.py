@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-from typing import Final
 
 from ..errors import KernelError, UnsupportedFeature, errno_name
 
@@ -26,6 +25,10 @@ from .consts import (
     OBJ_PIN,
     PROG_LOAD,
 )
+
+TYPE_CHECKING = False  # typing stays out of start-up (status is timed); annotations are strings
+if TYPE_CHECKING:
+    from typing import Final
 
 # x86-64 syscall numbers (docs/kernel.md §2).
 NR_BPF: Final = 321
