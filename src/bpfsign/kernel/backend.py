@@ -36,6 +36,7 @@ __all__ = [
     "ProgInfo",
     "default_backend",
     "run_loader",
+    "sequence",
 ]
 
 
@@ -114,6 +115,13 @@ class LoaderSteps(Protocol):
         ...
 
     def close(self, fd: int) -> None: ...
+
+    def sequence(self, ctx: bytearray, run: bool, where: list[str]) -> tuple[int, bytes | None]:
+        """All the steps in order (:func:`sequence` over these methods, or a faster
+        equivalent): the loader's return value, and the loader map after a failed
+        run. ``where[0]`` names the step under way, for the error.
+        """
+        ...
 
 
 class Backend(Protocol):
@@ -237,6 +245,9 @@ class PrimitiveSteps:
     def close(self, fd: int) -> None:
         self.backend.close(fd)
 
+    def sequence(self, ctx: bytearray, run: bool, where: list[str]) -> tuple[int, bytes | None]:
+        return sequence(self, self.req, ctx, run, where)
+
 
 #: The steps of run_loader, as error messages name them.
 _STEPS = {
@@ -253,29 +264,40 @@ _CTX_LOG_OFFSET = 8
 _LOG_SIZE = 1 << 20
 
 
-def run_loader(backend: Backend, req: LoaderRequest, ctx: bytearray, *, run: bool = True) -> None:
+def run_loader(
+    backend: Backend,
+    req: LoaderRequest,
+    ctx: bytearray,
+    *,
+    run: bool = True,
+    steps: LoaderSteps | None = None,
+) -> None:
     """``bpf_load_and_run``: create, fill and freeze the loader map, (hash), load, run.
 
     ``ctx`` comes back holding the fds the loader created. The loader map and
     program are always closed. Each failure is a KernelError naming its step
     (``KernelError.step``); a loader that fails inside says at which of its
     own calls and with which verifier log, as far as that can be known.
-    ``run=False`` stops after the loader's PROG_LOAD (its verdict only).
+    ``run=False`` stops after the loader's PROG_LOAD (its verdict only). ``steps``:
+    ``backend.loader_steps(req)`` kept by the caller (a loader loading many times).
     """
-    steps = backend.loader_steps(req)
+    if steps is None:
+        steps = backend.loader_steps(req)
     where = ["create"]
     try:
-        retval, blob = _sequence(steps, req, ctx, run, where)
+        retval, blob = steps.sequence(ctx, run, where)
     except KernelError as exc:
         raise _at_step(exc, req.name, where[0]) from None
     if retval < 0:
         _loader_failed(backend, req, ctx, -retval, blob)
 
 
-def _sequence(
+def sequence(
     steps: LoaderSteps, req: LoaderRequest, ctx: bytearray, run: bool, where: list[str]
 ) -> tuple[int, bytes | None]:
-    """The sequence itself: (the loader's return value, the loader map after a failed run)."""
+    """The sequence over ``steps``' methods: (the loader's return value, the loader map
+    after a failed run). As libbpf, the loader map is closed before the loader program.
+    """
     map_fd = prog_fd = -1
     try:
         map_fd = steps.create_map()
@@ -299,10 +321,10 @@ def _sequence(
         except KernelError:
             return retval, None
     finally:
-        if prog_fd >= 0:
-            steps.close(prog_fd)
         if map_fd >= 0:
             steps.close(map_fd)
+        if prog_fd >= 0:
+            steps.close(prog_fd)
 
 
 def _at_step(exc: KernelError, who: str, step: str) -> KernelError:
@@ -329,7 +351,7 @@ def _loader_failed(
     buf = ctypes.create_string_buffer(_LOG_SIZE)
     _CTX_LOG.pack_into(retry, _CTX_LOG_OFFSET, 1, _LOG_SIZE, ctypes.addressof(buf))
     try:
-        again, blob2 = _sequence(backend.loader_steps(req), req, retry, True, ["create"])
+        again, blob2 = backend.loader_steps(req).sequence(retry, True, ["create"])
     except KernelError:  # the first failure is the one reported
         again, blob2 = 0, None
     else:

@@ -321,6 +321,8 @@ class _Prepared:
             create.excl_prog_hash = S.addr(self.excl)
             create.excl_prog_hash_size = len(req.excl_prog_hash)
         self.create = create  # never written by the kernel: shared by every load
+        self.create_ref = ctypes.byref(create)
+        self.hash_request = req.hash_request
         self.update = bytes(S.MapElemAttr(key=S.addr(self.key), value=S.addr(self.data)))
         self.sig = None
         load = S.ProgLoadAttr(
@@ -345,6 +347,64 @@ class _Prepared:
                 S.addr(self.log),
             )
         self.load = bytes(load)
+
+    def sequence(self, ctx: bytearray, run: bool, where: list[str]) -> tuple[int, bytes | None]:
+        """The whole ``bpf_load_and_run`` in one function: the hot path of every load.
+
+        The calls, their order, their attrs and the errors are those of the step
+        methods below (the generic sequence in backend.py), but each bpf() is one
+        ctypes call whose failure alone goes through ``_sys``'s error handling, and
+        nothing is built per load but the attrs the kernel sees fds in. As libbpf,
+        the loader map is closed before the loader program.
+        """
+        bpf, failed = S.raw_bpf, S.bpf_failed
+        byref = ctypes.byref
+        map_fd = prog_fd = -1
+        try:
+            map_fd = bpf(S.MAP_CREATE, self.create_ref, S.SIZE_MAP_CREATE)
+            if map_fd < 0:
+                map_fd = failed(S.MAP_CREATE, self.create, S.SIZE_MAP_CREATE)
+            where[0] = "fill"
+            elem = S.MapElemAttr.from_buffer_copy(self.update)
+            elem.map_fd = map_fd
+            ref = byref(elem)
+            if bpf(S.MAP_UPDATE_ELEM, ref, S.SIZE_MAP_ELEM) < 0:
+                failed(S.MAP_UPDATE_ELEM, elem, S.SIZE_MAP_ELEM)
+            where[0] = "freeze"
+            if bpf(S.MAP_FREEZE, ref, S.SIZE_FREEZE) < 0:  # reads map_fd only
+                failed(S.MAP_FREEZE, elem, S.SIZE_FREEZE)
+            if self.hash_request:
+                where[0] = "hash"
+                self.request_hash(map_fd)
+            where[0] = "load"
+            fds = ctypes.c_int32(map_fd)
+            load = S.ProgLoadAttr.from_buffer_copy(self.load)
+            load.fd_array = ctypes.addressof(fds)
+            prog_fd = bpf(S.PROG_LOAD, byref(load), S.SIZE_PROG_LOAD)
+            if prog_fd < 0:
+                prog_fd = S.prog_load_failed(load)
+            if not run:
+                return 0, None
+            where[0] = "run"
+            cbuf = (ctypes.c_char * len(ctx)).from_buffer(ctx)
+            attr = S.TestRunAttr(
+                prog_fd=prog_fd, ctx_size_in=len(ctx), ctx_in=ctypes.addressof(cbuf)
+            )
+            if bpf(S.PROG_TEST_RUN, byref(attr), S.SIZE_TEST_RUN) < 0:
+                failed(S.PROG_TEST_RUN, attr, S.SIZE_TEST_RUN)
+            del cbuf
+            retval: int = attr.retval
+            if retval < 0x80000000:
+                return retval, None
+            try:  # the loader failed inside: its map holds the marks of how far it got
+                return retval - 0x100000000, self.read_map(map_fd)
+            except KernelError:
+                return retval - 0x100000000, None
+        finally:
+            if map_fd >= 0:
+                os.close(map_fd)
+            if prog_fd >= 0:
+                os.close(prog_fd)
 
     def create_map(self) -> int:
         return S.bpf(S.MAP_CREATE, self.create, S.SIZE_MAP_CREATE)
