@@ -24,7 +24,13 @@ from ..errors import KernelError, errno_name
 from . import consts as C
 
 if TYPE_CHECKING:
+    import ctypes
+
     from .syscall import SyscallBackend
+
+    #: A loader ctx (``struct bpf_loader_ctx`` and what follows): any writable buffer;
+    #: the loader passes a ctypes array, which the syscall backend hands over as is.
+    Ctx = bytearray | ctypes.Array[ctypes.c_char]
 
 __all__ = [
     "FEATURES",
@@ -106,7 +112,7 @@ class LoaderSteps(Protocol):
     def freeze_map(self, map_fd: int) -> None: ...
     def request_hash(self, map_fd: int) -> None: ...
     def load_prog(self, map_fd: int) -> int: ...
-    def run(self, prog_fd: int, ctx: bytearray) -> int:
+    def run(self, prog_fd: int, ctx: Ctx) -> int:
         """Run the loader once on ``ctx`` (fds come back in it); its s32 return value."""
         ...
 
@@ -116,7 +122,7 @@ class LoaderSteps(Protocol):
 
     def close(self, fd: int) -> None: ...
 
-    def sequence(self, ctx: bytearray, run: bool, where: list[str]) -> tuple[int, bytes | None]:
+    def sequence(self, ctx: Ctx, run: bool, where: list[str]) -> tuple[int, bytes | None]:
         """All the steps in order (:func:`sequence` over these methods, or a faster
         equivalent): the loader's return value, and the loader map after a failed
         run. ``where[0]`` names the step under way, for the error.
@@ -236,8 +242,13 @@ class PrimitiveSteps:
             log_level=req.log_level,
         )
 
-    def run(self, prog_fd: int, ctx: bytearray) -> int:
-        return self.backend.test_run(prog_fd, ctx)
+    def run(self, prog_fd: int, ctx: Ctx) -> int:
+        if isinstance(ctx, bytearray):
+            return self.backend.test_run(prog_fd, ctx)
+        buf = bytearray(ctx)  # a backend's test_run takes a bytearray
+        retval = self.backend.test_run(prog_fd, buf)
+        _copy_into(ctx, buf)
+        return retval
 
     def read_map(self, map_fd: int) -> bytes:
         return self.backend.map_lookup(map_fd, bytes(4), len(self.req.data))
@@ -245,7 +256,7 @@ class PrimitiveSteps:
     def close(self, fd: int) -> None:
         self.backend.close(fd)
 
-    def sequence(self, ctx: bytearray, run: bool, where: list[str]) -> tuple[int, bytes | None]:
+    def sequence(self, ctx: Ctx, run: bool, where: list[str]) -> tuple[int, bytes | None]:
         return sequence(self, self.req, ctx, run, where)
 
 
@@ -264,10 +275,15 @@ _CTX_LOG_OFFSET = 8
 _LOG_SIZE = 1 << 20
 
 
+def _copy_into(ctx: Ctx, data: bytearray) -> None:
+    """``ctx[:] = data`` for either kind of ctx."""
+    memoryview(ctx).cast("B")[:] = data
+
+
 def run_loader(
     backend: Backend,
     req: LoaderRequest,
-    ctx: bytearray,
+    ctx: Ctx,
     *,
     run: bool = True,
     steps: LoaderSteps | None = None,
@@ -293,7 +309,7 @@ def run_loader(
 
 
 def sequence(
-    steps: LoaderSteps, req: LoaderRequest, ctx: bytearray, run: bool, where: list[str]
+    steps: LoaderSteps, req: LoaderRequest, ctx: Ctx, run: bool, where: list[str]
 ) -> tuple[int, bytes | None]:
     """The sequence over ``steps``' methods: (the loader's return value, the loader map
     after a failed run). As libbpf, the loader map is closed before the loader program.
@@ -335,7 +351,7 @@ def _at_step(exc: KernelError, who: str, step: str) -> KernelError:
 
 
 def _loader_failed(
-    backend: Backend, req: LoaderRequest, ctx: bytearray, err: int, blob: bytes | None
+    backend: Backend, req: LoaderRequest, ctx: Ctx, err: int, blob: bytes | None
 ) -> None:
     """The loader returned -err: say where inside it stopped, with the verifier log if any.
 
@@ -357,7 +373,7 @@ def _loader_failed(
     else:
         if again >= 0:  # passed this time: keep what it loaded
             _CTX_LOG.pack_into(retry, _CTX_LOG_OFFSET, 0, 0, 0)
-            ctx[:] = retry
+            _copy_into(ctx, retry)
             return
         if -again == err:
             log = buf.value.decode(errors="replace")

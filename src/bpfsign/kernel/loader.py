@@ -374,9 +374,7 @@ class LoadedSkeleton:
 
     def __repr__(self) -> str:
         state = (
-            "closed"
-            if self.closed
-            else f"{self._nmaps} maps, {len(self._fds) - self._nmaps} progs"
+            "closed" if self.closed else f"{self._nmaps} maps, {len(self._fds) - self._nmaps} progs"
         )
         return f"<LoadedSkeleton {self.skeleton.name} {self.scheme} ({state})>"
 
@@ -450,6 +448,7 @@ class Loader:
         #: (map, "max_entries"|"initial_value") pairs the loader program reads from the ctx
         self.honoured = frozenset((o.map, o.field) for o in audit.overrides)
         self._ctx = bytes(ctx)
+        self._ctx_type = ctypes.c_char * skel.ctx_size
         nmaps = len(skel.maps)
         #: the fd slots in the ctx, after its header: per map (fd, max_entries, initial_value)
         self._fd_slots = struct.Struct("<" + "i12x" * nmaps + "i" * len(skel.progs))
@@ -500,7 +499,7 @@ class Loader:
         """
         # The hot path: what C does per load and little else (bench/bench_corpus.py
         # holds it to 1.05x skel_internal.h); Python here costs per bytecode.
-        ctx = bytearray(self._ctx)
+        ctx = self._ctx_type.from_buffer_copy(self._ctx)  # a ctypes array: no wrapping per load
         keep = None
         if max_entries:
             self._set_max_entries(ctx, max_entries)
@@ -515,7 +514,14 @@ class Loader:
         if 0 in fds:  # as skel_closenz: a slot the loader left at 0 owns nothing
             fds = [fd if fd > 0 else -1 for fd in fds]
         loaded = LoadedSkeleton(
-            self.skeleton, self.backend, self.scheme, self.signed, fds, self._nmaps, [], self.layouts
+            self.skeleton,
+            self.backend,
+            self.scheme,
+            self.signed,
+            fds,
+            self._nmaps,
+            [],
+            self.layouts,
         )
         if self._finalize:
             self._map_sections(loaded, fds)
@@ -542,7 +548,7 @@ class Loader:
             loaded.close()
             raise
 
-    def _set_max_entries(self, ctx: bytearray, values: Mapping[str, int]) -> None:
+    def _set_max_entries(self, ctx: ctypes.Array[ctypes.c_char], values: Mapping[str, int]) -> None:
         by_name = {m.name: m for m in self.skeleton.maps}
         for name, n in values.items():
             spec = by_name.get(name)
@@ -571,7 +577,7 @@ class Loader:
         )
 
     def _override_images(
-        self, ctx: bytearray, values: InitialValues
+        self, ctx: ctypes.Array[ctypes.c_char], values: InitialValues
     ) -> list[ctypes.Array[ctypes.c_char]]:
         """Point the ctx at caller-supplied section images (zero-padded to the value size)."""
         wanted = {k.lstrip(".").replace(".", "_"): v for k, v in values.items()}

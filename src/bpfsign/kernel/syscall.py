@@ -234,8 +234,8 @@ class SyscallBackend:
     def prog_get_fd_by_id(self, prog_id: int) -> int:
         return S.bpf(S.PROG_GET_FD_BY_ID, S.GetIdAttr(id=prog_id), S.SIZE_GET_ID)
 
-    def close(self, fd: int) -> None:
-        os.close(fd)
+    #: os.close itself: a LoadedSkeleton closes its fds through it on every load
+    close = staticmethod(os.close)
 
     # -------------------------------------------------------------- keyrings
     def add_key(
@@ -347,53 +347,58 @@ class _Prepared:
                 S.addr(self.log),
             )
         self.load = bytes(load)
+        self._calls: list[_Call] = []  # attrs for sequence(), free for reuse
 
-    def sequence(self, ctx: bytearray, run: bool, where: list[str]) -> tuple[int, bytes | None]:
+    def sequence(self, ctx: Ctx, run: bool, where: list[str]) -> tuple[int, bytes | None]:
         """The whole ``bpf_load_and_run`` in one function: the hot path of every load.
 
         The calls, their order, their attrs and the errors are those of the step
         methods below (the generic sequence in backend.py), but each bpf() is one
         ctypes call whose failure alone goes through ``_sys``'s error handling, and
-        nothing is built per load but the attrs the kernel sees fds in. As libbpf,
-        the loader map is closed before the loader program.
+        the attrs are reused from load to load (a free list, so concurrent loads each
+        get their own): allocating them per load costs more than the rest of the
+        Python side. As libbpf, the loader map is closed before the loader program.
         """
         bpf, failed = S.raw_bpf, S.bpf_failed
-        byref = ctypes.byref
+        calls = self._calls
+        call = calls.pop() if calls else _Call(self)
         map_fd = prog_fd = -1
         try:
             map_fd = bpf(S.MAP_CREATE, self.create_ref, S.SIZE_MAP_CREATE)
             if map_fd < 0:
                 map_fd = failed(S.MAP_CREATE, self.create, S.SIZE_MAP_CREATE)
             where[0] = "fill"
-            elem = S.MapElemAttr.from_buffer_copy(self.update)
+            elem = call.elem
             elem.map_fd = map_fd
-            ref = byref(elem)
-            if bpf(S.MAP_UPDATE_ELEM, ref, S.SIZE_MAP_ELEM) < 0:
+            if bpf(S.MAP_UPDATE_ELEM, call.elem_ref, S.SIZE_MAP_ELEM) < 0:
                 failed(S.MAP_UPDATE_ELEM, elem, S.SIZE_MAP_ELEM)
             where[0] = "freeze"
-            if bpf(S.MAP_FREEZE, ref, S.SIZE_FREEZE) < 0:  # reads map_fd only
+            if bpf(S.MAP_FREEZE, call.elem_ref, S.SIZE_FREEZE) < 0:  # reads map_fd only
                 failed(S.MAP_FREEZE, elem, S.SIZE_FREEZE)
             if self.hash_request:
                 where[0] = "hash"
                 self.request_hash(map_fd)
             where[0] = "load"
-            fds = ctypes.c_int32(map_fd)
-            load = S.ProgLoadAttr.from_buffer_copy(self.load)
-            load.fd_array = ctypes.addressof(fds)
-            prog_fd = bpf(S.PROG_LOAD, byref(load), S.SIZE_PROG_LOAD)
+            call.fd_array.value = map_fd
+            prog_fd = bpf(S.PROG_LOAD, call.load_ref, S.SIZE_PROG_LOAD)
             if prog_fd < 0:
-                prog_fd = S.prog_load_failed(load)
+                prog_fd = S.prog_load_failed(call.load)
             if not run:
+                calls.append(call)
                 return 0, None
             where[0] = "run"
-            cbuf = (ctypes.c_char * len(ctx)).from_buffer(ctx)
-            attr = S.TestRunAttr(
-                prog_fd=prog_fd, ctx_size_in=len(ctx), ctx_in=ctypes.addressof(cbuf)
-            )
-            if bpf(S.PROG_TEST_RUN, byref(attr), S.SIZE_TEST_RUN) < 0:
+            # the loader's ctx is a ctypes array already; a bytearray is wrapped
+            if isinstance(ctx, bytearray):
+                cbuf = (ctypes.c_char * len(ctx)).from_buffer(ctx)
+            else:
+                cbuf = ctx
+            attr = call.run
+            attr.prog_fd, attr.ctx_in, attr.ctx_size_in = prog_fd, ctypes.addressof(cbuf), len(ctx)
+            if bpf(S.PROG_TEST_RUN, call.run_ref, S.SIZE_TEST_RUN) < 0:
                 failed(S.PROG_TEST_RUN, attr, S.SIZE_TEST_RUN)
             del cbuf
             retval: int = attr.retval
+            calls.append(call)  # only after a clean pass: a failure may leave it changed
             if retval < 0x80000000:
                 return retval, None
             try:  # the loader failed inside: its map holds the marks of how far it got
@@ -431,7 +436,7 @@ class _Prepared:
         load.fd_array = S.addr(fds)
         return S.prog_load(load)
 
-    def run(self, prog_fd: int, ctx: bytearray) -> int:
+    def run(self, prog_fd: int, ctx: Ctx) -> int:
         cbuf = (ctypes.c_char * len(ctx)).from_buffer(ctx)
         run = S.TestRunAttr(prog_fd=prog_fd, ctx_size_in=len(ctx), ctx_in=S.addr(cbuf))
         S.bpf(S.PROG_TEST_RUN, run, S.SIZE_TEST_RUN)
@@ -448,6 +453,28 @@ class _Prepared:
     close = staticmethod(os.close)
 
 
+class _Call:
+    """The attrs of one :meth:`_Prepared.sequence` run that carry per-load fds.
+
+    Built from the request's templates; pointers inside point at the
+    :class:`_Prepared`'s buffers (which it keeps alive) or at this object's own.
+    """
+
+    __slots__ = ("elem", "elem_ref", "fd_array", "load", "load_ref", "run", "run_ref")
+
+    def __init__(self, prepared: _Prepared) -> None:
+        self.elem = S.MapElemAttr.from_buffer_copy(prepared.update)
+        self.elem_ref = ctypes.byref(self.elem)
+        self.fd_array = ctypes.c_int32(-1)
+        self.load = S.ProgLoadAttr.from_buffer_copy(prepared.load)
+        self.load.fd_array = ctypes.addressof(self.fd_array)
+        self.load_ref = ctypes.byref(self.load)
+        self.run = S.TestRunAttr()
+        self.run_ref = ctypes.byref(self.run)
+
+
 if TYPE_CHECKING:  # SyscallBackend implements the whole protocol
+    from .backend import Ctx
+
     _conforms: Backend = SyscallBackend()
     _steps: LoaderSteps = _Prepared(LoaderRequest(b"", b"", None, None, 0, 0, False))
