@@ -26,7 +26,7 @@ import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import InputError, KernelError, UnsupportedFeature
 from ..skel import globaldata as _gd
@@ -442,8 +442,13 @@ class Loader:
             size = m.mmap_size or _page_round(length)
             sections.append((m.name, m.index, m.ctx_offset, length, size, m.readonly, m.mmapable))
         self._sections = sections
-        #: (map name, map index, mmap size, read-only): the header's skel_finalize_map_data calls
-        self._finalize = tuple((n, i, size, ro) for n, i, _o, _l, size, ro, mm in sections if mm)
+        #: (map name, map index, mmap size, prot): the header's skel_finalize_map_data calls
+        #: (mmap.mmap given PROT_READ alone exports a read-only buffer, as ACCESS_READ does)
+        self._finalize = tuple(
+            (n, i, size, mmap.PROT_READ if ro else mmap.PROT_READ | mmap.PROT_WRITE)
+            for n, i, _o, _l, size, ro, mm in sections
+            if mm
+        )
         self.layouts = {m.name: _gd.section_layout(m, skel.name) for m in skel.maps if m.section}
         #: (map, "max_entries"|"initial_value") pairs the loader program reads from the ctx
         self.honoured = frozenset((o.map, o.field) for o in audit.overrides)
@@ -513,40 +518,41 @@ class Loader:
         fds = list(self._fd_slots.unpack_from(ctx, 24))
         if 0 in fds:  # as skel_closenz: a slot the loader left at 0 owns nothing
             fds = [fd if fd > 0 else -1 for fd in fds]
-        loaded = LoadedSkeleton(
+        # the header's skel_finalize_map_data calls
+        mem: list[tuple[str, mmap.mmap]] = []
+        try:
+            for name, index, size, prot in self._finalize:
+                mem.append((name, mmap.mmap(fds[index], size, mmap.MAP_SHARED, prot)))
+        except BaseException as exc:
+            self._unwind(fds, mem, exc)
+        return LoadedSkeleton(
             self.skeleton,
             self.backend,
             self.scheme,
             self.signed,
             fds,
             self._nmaps,
-            [],
+            mem,
             self.layouts,
         )
-        if self._finalize:
-            self._map_sections(loaded, fds)
-        return loaded
 
-    def _map_sections(self, loaded: LoadedSkeleton, fds: list[int]) -> None:
-        """The header's ``skel_finalize_map_data`` calls, or close everything and raise."""
-        mem = loaded._mem
-        name, size, access = "", 0, mmap.ACCESS_WRITE
-        try:
-            for name, index, size, ro in self._finalize:
-                access = mmap.ACCESS_READ if ro else mmap.ACCESS_WRITE
-                mem.append((name, mmap.mmap(fds[index], size, access=access)))
-        except OSError as exc:
-            loaded.close()
-            prot = "PROT_READ" if access == mmap.ACCESS_READ else "PROT_READ | PROT_WRITE"
-            raise KernelError(
-                exc.errno or 0,
-                "mmap",
-                step="mmap",
-                where=f"{self.skeleton.name}: mmap of map {name} failed ({size} bytes, {prot})",
-            ) from None
-        except BaseException:
-            loaded.close()
-            raise
+    def _unwind(
+        self, fds: list[int], mem: list[tuple[str, mmap.mmap]], exc: BaseException
+    ) -> NoReturn:
+        """A section mmap failed: release everything loaded so far, and say which map."""
+        LoadedSkeleton(
+            self.skeleton, self.backend, self.scheme, self.signed, fds, self._nmaps, mem
+        ).close()
+        if not isinstance(exc, OSError):
+            raise exc
+        name, _index, size, prot = self._finalize[len(mem)]
+        how = "PROT_READ" if prot == mmap.PROT_READ else "PROT_READ | PROT_WRITE"
+        raise KernelError(
+            exc.errno or 0,
+            "mmap",
+            step="mmap",
+            where=f"{self.skeleton.name}: mmap of map {name} failed ({size} bytes, {how})",
+        ) from None
 
     def _set_max_entries(self, ctx: ctypes.Array[ctypes.c_char], values: Mapping[str, int]) -> None:
         by_name = {m.name: m for m in self.skeleton.maps}

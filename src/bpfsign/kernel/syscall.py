@@ -361,7 +361,10 @@ class _Prepared:
         """
         bpf, failed = S.raw_bpf, S.bpf_failed
         calls = self._calls
-        call = calls.pop() if calls else _Call(self)
+        try:  # (pop, not "if calls": another thread may take the last one in between)
+            call = calls.pop()
+        except IndexError:
+            call = _Call(self)
         map_fd = prog_fd = -1
         try:
             map_fd = bpf(S.MAP_CREATE, self.create_ref, S.SIZE_MAP_CREATE)
