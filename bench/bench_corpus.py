@@ -4,32 +4,17 @@ parse+sign of the largest header against ``bpftool gen skeleton -S``.
 Run (root, on a kernel with a usable bpf(); the sign part needs the corpus cache made
 by ``bash tests/corpus/generate.sh``, for the linked object and the 7.3.4 bpftool):
 
-    .venv/bin/python bench/bench_corpus.py [--pairs 400] [--sign-runs 15] [--only NAME]
+    .venv/bin/python bench/bench_corpus.py [--pairs 600] [--sign-runs 15] [--only NAME]
 
 Load+close: for every corpus header both loaders can load on this kernel, the C
 reference (tests/corpus/refload.c built against the skel_internal.h matching its
-bpftool, as a shared library: ``ref_bench`` runs the header's own ``__open_and_load``
-+ ``__destroy``) and bpfsign (``Loader.load()`` + ``LoadedSkeleton.close()``; the parse
-and plan are done once, outside the timing, as the C compiler does them once) run
-in the same process, one load each, alternating (ABBA), for ``--pairs`` pairs. So
-both see the same fd table, address space, page cache and machine load, nothing
-but the loader differs, and drift cancels pair by pair. A separate process for C
-(the old way) is not like with like: its start-up, fresh address space and exit
-(which frees the batch's last objects) differ, and batches of 50 loads put
-seconds between the samples being compared.
-
-Two clocks per load, each measured around one load on the side itself (C times
-inside refload.c): this thread's CPU time (user + kernel: the loader program and
-the programs it loads run in the caller's context) -- what the loader costs, and
-what other processes on a shared machine cannot inflate -- and the wall clock
-(CLOCK_MONOTONIC), which they can. The deferred frees of closed maps and programs
-(RCU callbacks, workqueues) run in other threads: neither side is charged for them
-on the CPU clock, and both alike on the wall clock.
-
-Reported per header: medians of each side, the ratio of the medians, and the
-quartiles of the per-pair ratios (how stable it is). Target: ratio <= 1.05x per
-header (issue 9), on both clocks; the CPU clock is the one a shared machine
-cannot blur.
+bpftool, as a shared library whose ``ref_bench`` runs the header's own
+``__open_and_load`` + ``__destroy``) and bpfsign (``Loader.load()`` +
+``LoadedSkeleton.close()``; the parse and plan are done once, outside the timing, as
+the C compiler does them once) alternate load by load in this process (bench/_abba.py:
+why in-process, why two clocks). Reported per header: medians of each side, the ratio
+of the medians, and the quartiles of the per-pair ratios. Target: ratio <= 1.05x per
+header (issue 9), on both clocks; the CPU clock is the one a shared machine cannot blur.
 
 Sign: whole processes, interleaved, medians: ``python -m bpfsign sign -o OUT`` of the
 largest header (parse, sign, render, write) against the 7.3.4 bpftool's
@@ -39,15 +24,12 @@ largest header (parse, sign, render, write) against the 7.3.4 bpftool's
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,45 +40,11 @@ sys.path.insert(0, str(REPO / "src"))
 import checks  # noqa: E402
 import refload  # noqa: E402
 
+import _abba  # noqa: E402
 import bpfsign  # noqa: E402
 
-TARGET = 1.05
-WARMUP = 10
 
-
-@dataclass
-class Side:
-    """One side's samples, in µs: wall clock and this thread's CPU time."""
-
-    wall: list[float]
-    cpu: list[float]
-
-
-@dataclass
-class Result:
-    c: Side
-    py: Side
-
-    def ratio(self, clock: str) -> float:
-        return statistics.median(getattr(self.py, clock)) / statistics.median(
-            getattr(self.c, clock)
-        )
-
-    def pair_quartiles(self, clock: str) -> list[float]:
-        pairs = [p / c for p, c in zip(getattr(self.py, clock), getattr(self.c, clock), strict=True)]
-        return statistics.quantiles(pairs, n=4)
-
-
-def c_bench(header: Path) -> ctypes._CFuncPtr:
-    """refload.c's ``ref_bench`` for ``header``, in this process."""
-    lib = ctypes.CDLL(str(refload.binary(header, shared=True)))
-    fn = lib.ref_bench
-    fn.argtypes = [ctypes.c_long, ctypes.POINTER(ctypes.c_longlong)]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-def bench_load(h: Path, pairs: int) -> Result | str:
+def bench_load(h: Path, pairs: int) -> _abba.Result | str:
     c = refload.run(h)
     if not c["ok"]:
         return f"C fails ({c['step']}, errno {c['errno']})"
@@ -106,42 +54,8 @@ def bench_load(h: Path, pairs: int) -> Result | str:
         return f"bpfsign fails ({type(exc).__name__}: {str(exc).splitlines()[0][:60]})"
     skel = first.skeleton
     first.close()
-    ld = bpfsign.Loader(skel)
-    ref = c_bench(h)
-    out = (ctypes.c_longlong * 2)()
-    wall, cpu = time.perf_counter_ns, time.thread_time_ns
-    load = ld.load
-
-    def one_c() -> tuple[int, int]:
-        err = ref(1, out)
-        if err:
-            raise SystemExit(f"{h.name}: the C reference failed to load (errno {err})")
-        return out[0], out[1]
-
-    def one_py() -> tuple[int, int]:
-        t, u = wall(), cpu()
-        load().close()
-        u2 = cpu()
-        return wall() - t, u2 - u
-
-    for _ in range(WARMUP):
-        one_c()
-        one_py()
-    cs: list[tuple[int, int]] = []
-    ps: list[tuple[int, int]] = []
-    gc.collect()
-    for i in range(pairs):
-        if i % 2 == 0:  # ABBA: neither side always runs right after the other
-            cs.append(one_c())
-            ps.append(one_py())
-        else:
-            ps.append(one_py())
-            cs.append(one_c())
-
-    def side(v: list[tuple[int, int]]) -> Side:
-        return Side([w / 1000 for w, _ in v], [u / 1000 for _, u in v])
-
-    return Result(side(cs), side(ps))
+    ref = _abba.c_function(refload.binary(h, shared=True), "ref_bench")
+    return _abba.measure(ref, bpfsign.Loader(skel).load, pairs, what=h.name)
 
 
 def _time(cmd: list[str], out: Path | None = None) -> float:
@@ -233,7 +147,7 @@ def bench_sign(runs: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pairs", type=int, default=400, help="timed C+bpfsign load pairs per header")
+    ap.add_argument("--pairs", type=int, default=600, help="timed C+bpfsign load pairs per header")
     ap.add_argument("--sign-runs", type=int, default=15)
     ap.add_argument("--only", help="substring of the header names to time")
     ap.add_argument("--no-sign", action="store_true")
@@ -249,23 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("needs root (bpf())")
     if args.trust_test_cert:
         checks.trust_test_cert_in_session()
-    with open("/proc/sys/kernel/osrelease") as f:
-        kernel = f.read().strip()
-    with open("/proc/loadavg") as f:
-        loadavg = " ".join(f.read().split()[:3])
-    print(
-        f"corpus load+close, kernel {kernel}, {os.cpu_count()} CPUs, load average {loadavg}\n"
-        f"C (skel_internal.h, in-process) and bpfsign alternate load by load, {args.pairs} pairs "
-        f"per header; medians in µs;\nratio = bpfsign median / C median, [q1 q3] = quartiles of "
-        f"the per-pair ratios; target <= {TARGET}x per header on each clock"
-    )
-    head = (
-        f"{'header':<40} {'C cpu':>8} {'bpfsign':>8} {'ratio':>6} {'[q1':>6} {'q3]':>6}"
-        f" | {'C wall':>8} {'bpfsign':>8} {'ratio':>6} {'[q1':>6} {'q3]':>6}"
-    )
-    print(head)
-    print("-" * len(head))
-    rows: list[tuple[str, Result]] = []
+    width = 40
+    print("corpus " + _abba.header(width, args.pairs, "skel_internal.h, tests/corpus/refload.c"))
+    results: list[_abba.Result] = []
     skipped = []
     for h in refload.headers():
         if args.only and args.only not in h.name:
@@ -274,28 +174,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(r, str):
             skipped.append((h.name, r))
             continue
-        rows.append((h.name, r))
-        cells = []
-        for clock in ("cpu", "wall"):
-            q1, _, q3 = r.pair_quartiles(clock)
-            ratio = r.ratio(clock)
-            cells.append(
-                f"{statistics.median(getattr(r.c, clock)):>8.1f} "
-                f"{statistics.median(getattr(r.py, clock)):>8.1f} {ratio:>6.3f} {q1:>6.3f} {q3:>6.3f}"
-            )
-        flags = [c for c in ("cpu", "wall") if r.ratio(c) > TARGET]
-        flag = f"  > target ({', '.join(flags)})" if flags else ""
-        print(f"{h.name:<40} {cells[0]} | {cells[1]}{flag}", flush=True)
-    for clock in ("cpu", "wall"):
-        ratios = [r.ratio(clock) for _, r in rows]
-        if ratios:
-            print(
-                f"{clock}: timed {len(ratios)} headers: median ratio {statistics.median(ratios):.3f}, "
-                f"worst {max(ratios):.3f}, {sum(x <= TARGET for x in ratios)}/{len(ratios)} "
-                f"within {TARGET}x"
-            )
-    with open("/proc/loadavg") as f:
-        print(f"load average at the end: {' '.join(f.read().split()[:3])}")
+        results.append(r)
+        print(_abba.row(h.name, width, r), flush=True)
+    for line in _abba.summary(results):
+        print(line)
     for name, why in skipped:
         print(f"not timed: {name}: {why}")
     if not args.no_sign:
