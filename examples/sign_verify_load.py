@@ -39,7 +39,7 @@ def main(path: str) -> int:
 
         trust = bpfsign.TrustStore()
         trust.add(pair.cert_der)  # the session keyring (-3), as `bpfsign keyring add` does
-        verdict = scheme.verify_skeleton(skeleton.load(out), trust, keyring_id=-3)
+        verdict = bpfsign.verify_skeleton(skeleton.load(out), trust, kernel="7.3", keyring_id=-3)
         print(
             f"offline: the kernel would load it ({verdict.scheme}, {verdict.payload_size} bytes signed)"
         )

@@ -52,6 +52,13 @@ REJECTED = (
     f"'CN={demo.DEMO_SUBJECT}' (RSA-3072): the payload or the signature was changed after "
     "signing, or it was signed over different bytes"
 )
+SKEL_REJECTED = (  # the kernel's log line, then what it compared
+    "EKEYREJECTED (129): signature verification failed: -129: PKCS#7 over insns ‖ 1 map "
+    "value (5480 bytes): "
+    "signature does not verify with the trusted key "
+    f"'CN={demo.DEMO_SUBJECT}' (RSA-3072): the payload or the signature was changed after "
+    "signing, or it was signed over different bytes"
+)
 #: `bpfsign verify` on a tampered copy: the verdict, then (after a "why" line) the fix
 VERIFY_REJECTED = (
     "kernel 7.3 would refuse it: EKEYREJECTED (129): signature verification failed: -129"
@@ -96,7 +103,7 @@ def test_demo_runs_and_exits_0() -> None:
     )
     assert lines[7] == (
         f"[8/{total}] tamper-skeleton: REJECTED example.loadtime.tampered.lskel.h "
-        f"(example.loadtime.lskel.h with data byte 1984 flipped): {REJECTED}"
+        f"(example.loadtime.lskel.h with data byte 1984 flipped): {SKEL_REJECTED}"
     )
     assert lines[8].startswith(f"[9/{total}] load: ")
     assert lines[-1] == "demo OK: signed, verified offline, and tampered copies rejected"

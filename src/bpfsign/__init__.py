@@ -25,8 +25,10 @@ _LAZY: dict[str, str] = {
     "Pkcs11Signer": "bpfsign.crypto.pkcs11",
     **dict.fromkeys(("Skeleton", "MapSpec", "ProgSpec"), "bpfsign.skel.skeleton"),
     **dict.fromkeys(
-        ("Audit", "audit", "convert_to_loadtime", "sign_skeleton", "verify_skeleton"),
-        "bpfsign.skel.scheme",
+        ("Audit", "audit", "convert_to_loadtime", "sign_skeleton"), "bpfsign.skel.scheme"
+    ),
+    **dict.fromkeys(
+        ("SkeletonVerdict", "check_skeleton", "verify_skeleton"), "bpfsign.kernel.offline"
     ),
 }
 # name -> module exported as a whole (``from bpfsign import scheme, skeleton``)

@@ -216,10 +216,10 @@ def step_sign_skeleton(ctx: DemoContext) -> str:
 
 
 def step_verify_skeleton(ctx: DemoContext) -> str:
-    from ..skel import scheme
+    from ..kernel import offline
 
     signed = ctx.extra["signed_skeleton"]
-    verdict = scheme.verify_skeleton(signed, ctx.trust)
+    verdict = offline.verify_skeleton(signed, ctx.trust)
     return (
         f"OK {SIGNED_SKELETON}: {verdict.scheme} scheme, {verdict.payload_size} bytes signed, "
         f"excl_prog_hash = SHA-256(insns), {_describe_signer(verdict.signer)}"
@@ -227,7 +227,8 @@ def step_verify_skeleton(ctx: DemoContext) -> str:
 
 
 def step_tamper_skeleton(ctx: DemoContext) -> str:
-    from ..skel import scheme, skeleton
+    from ..kernel import offline
+    from ..skel import skeleton
 
     signed = ctx.extra["signed_skeleton"]
     evil = bytearray(signed.data)
@@ -243,7 +244,7 @@ def step_tamper_skeleton(ctx: DemoContext) -> str:
     skeleton.save(text, path)
     tampered = skeleton.load(path)
     try:
-        scheme.verify_skeleton(tampered, ctx.trust)
+        offline.verify_skeleton(tampered, ctx.trust)
     except VerificationError as exc:
         if errno_name(exc.errno) != "EKEYREJECTED":
             raise DemoFailure(f"tampered skeleton gave {exc}, expected EKEYREJECTED") from exc

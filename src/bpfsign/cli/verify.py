@@ -306,28 +306,21 @@ def _verify_skeleton(opts: VerifyOptions, trust: _Trust, path: str, keyring_id: 
                      profile: Any) -> dict[str, Any]:  # fmt: skip
     """One header's verdict on ``profile`` (its signature is inside it). Returns its record."""
     from ..errors import InputError
-    from ..kernel import rules
-    from ..skel import scheme, skeleton
+    from ..kernel import offline
+    from ..skel import skeleton
 
     if opts.sig is not None:
         raise InputError(
             "--sig does not apply to a light skeleton: its signature is inside the header",
             path=path,
         )
-    skel = skeleton.load(path)
-    if skel.signature is None:
-        raise InputError("not signed: the header has no opts_sig; sign it with `bpfsign sign`",
-                         path=path)  # fmt: skip
-    audit = scheme.audit(skel)
-    verdict = rules.evaluate(rules.skeleton_load(skel, keyring_id=keyring_id), profile, trust.get())
-    notes = []
-    if audit.scheme == "loadtime" and audit.mode == "unsigned":
-        notes.append(scheme.override_warning(audit))
-    payload = scheme.signed_payload(skel, audit.scheme)
-    signer = _signer_fields(verdict.signer)
-    return record(path, "skeleton", profile.name, scheme=audit.scheme, payload_bytes=len(payload),
-                  notes=notes, signer=signer, warnings=list(signer["warnings"]) if signer else [],
-                  **_verdict_fields(verdict))  # fmt: skip
+    result = offline.check_skeleton(skeleton.load(path), trust.get(), kernel=profile,
+                                    keyring_id=keyring_id)  # fmt: skip
+    signer = _signer_fields(result.signer)
+    return record(path, "skeleton", profile.name, scheme=result.scheme,
+                  payload_bytes=result.payload_size, notes=list(result.notes), signer=signer,
+                  warnings=list(signer["warnings"]) if signer else [],
+                  **_verdict_fields(result.verdict))  # fmt: skip
 
 
 def _print(rec: dict[str, Any]) -> None:

@@ -7,7 +7,9 @@ baked into four ``ld_imm64 r3``, with the frozen map's hash at run time
 (docs/lskel.md §9). Both set ``excl_prog_hash`` = SHA-256(insns).
 
 The audit reads the loader program itself, because what it does with the ctx
-decides what a signature really covers (docs/lskel.md §6 item 5).
+decides what a signature really covers (docs/lskel.md §6 item 5). Whether a
+kernel accepts a signed header is the kernel's rules, not the scheme's: see
+kernel/offline.py and kernel/rules.py.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ import errno
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..crypto.signer import HashName, Signer
-from ..errors import InputError, VerificationError
+from ..errors import InputError
 from . import insn as _insn
 from . import skeleton as _skel
 
@@ -124,16 +126,6 @@ class SignReport:
     override_maps: tuple[str, ...]
     keyring_id: int | None
     notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The offline verdict: what the kernel would decide (raised as VerificationError if not)."""
-
-    scheme: Scheme
-    signer: Any  # bpfsign.crypto.verify.VerifiedSignature
-    payload_size: int
-    notes: tuple[str, ...]
 
 
 def sha256(data: bytes) -> bytes:
@@ -432,64 +424,3 @@ def sign(
         keyring_id=keyring_id,
     )
     return signed, report
-
-
-# ------------------------------------------------------------ verification
-
-
-def verify_skeleton(skel: _skel.Skeleton, trust: Any, *, keyring_id: int | None = None) -> Verdict:
-    """The verdict the kernel would give this header under its scheme.
-
-    Raises VerificationError with the kernel's errno. loadtime: the exclusive
-    map must carry SHA-256(insns) (EPERM if not exclusive, EACCES if another
-    hash), then the signature must cover insns ‖ data (EKEYREJECTED...).
-    inloader: the signature covers insns; then the loader compares SHA-256(data)
-    with its baked hash, and a mismatch is its run-time -EINVAL.
-    """
-    if skel.signature is None:
-        raise InputError(
-            "not signed: the header has no opts_sig; sign it with `bpfsign sign`", path=skel.path
-        )
-    from ..crypto import verify as _verify
-
-    a = audit(skel)
-    scheme = a.scheme
-    kwargs: dict[str, Any] = {} if keyring_id is None else {"keyring_id": keyring_id}
-    notes: list[str] = []
-    payload = signed_payload(skel, scheme)
-    if scheme == "loadtime":
-        if skel.excl_hash is None:
-            raise VerificationError(
-                errno.EPERM,
-                "signed program metadata map '__loader.map' must be exclusive "
-                "(the header has no opts_excl_hash)",
-            )
-        if not a.excl_hash_matches:
-            raise VerificationError(
-                errno.EACCES,
-                "program's hash doesn't match map's excl_prog_hash (opts_excl_hash "
-                f"{skel.excl_hash.hex()} != SHA-256(insns) {sha256(skel.insns).hex()})",
-            )
-        signer = _verify.verify(payload, skel.signature, trust, **kwargs)
-        if a.mode == "unsigned":
-            notes.append(override_warning(a))
-        return Verdict(scheme, signer, len(payload), tuple(notes))
-    signer = _verify.verify(payload, skel.signature, trust, **kwargs)
-    assert a.hash_check is not None
-    if skel.excl_hash is not None and not a.excl_hash_matches:
-        raise VerificationError(errno.EACCES, "program's hash doesn't match map's excl_prog_hash")
-    if skel.excl_hash is None and a.hash_check.has_prefix:
-        raise VerificationError(
-            errno.EINVAL,
-            "error returned by loader prog: the loader map is not exclusive (no opts_excl_hash), "
-            "so the loader's exclusivity check returns -EINVAL at run time",
-        )
-    if not a.baked_hash_matches:
-        raise VerificationError(
-            errno.EINVAL,
-            "error returned by loader prog: SHA-256(opts_data) "
-            f"{a.data_hash.hex()} != the hash baked into the loader "
-            f"{a.hash_check.baked_hash.hex()} (the loader returns -EINVAL at run time)",
-        )
-    notes.append(INLOADER_REFUSED)
-    return Verdict(scheme, signer, len(payload), tuple(notes))
