@@ -5,6 +5,7 @@ Run (root, on a kernel with a usable bpf(); the sign part needs the corpus cache
 by ``bash tests/corpus/generate.sh``, for the linked object and the 7.3.4 bpftool):
 
     .venv/bin/python bench/bench_corpus.py [--pairs 600] [--sign-runs 15] [--only NAME]
+    .venv/bin/python bench/bench_corpus.py --sign-only [--sign-runs 15]   # no root needed
 
 Load+close: for every corpus header both loaders can load on this kernel, the C
 reference (tests/corpus/refload.c built against the skel_internal.h matching its
@@ -18,7 +19,11 @@ header (issue 9), on both clocks; the CPU clock is the one a shared machine cann
 
 Sign: whole processes, interleaved, medians: ``python -m bpfsign sign -o OUT`` of the
 largest header (parse, sign, render, write) against the 7.3.4 bpftool's
-``gen skeleton -S`` of the same linked object (open, generate the loader, sign, print).
+``gen skeleton -S`` of the same linked object and key (open, generate the loader, sign,
+print), with ``python -c "import bpfsign"`` and an in-process load+sign+save (key loaded
+once) in the same rounds. It needs the linked object and the 7.3.4 bpftool from the
+corpus cache; without them it says what is missing and how to make it
+(``bash tests/corpus/generate.sh --object PROG``).
 """
 
 from __future__ import annotations
@@ -58,17 +63,55 @@ def bench_load(h: Path, pairs: int) -> _abba.Result | str:
     return _abba.measure(ref, bpfsign.Loader(skel).load, pairs, what=h.name)
 
 
-def _time(cmd: list[str], out: Path | None = None) -> float:
+def _time(cmd: list[str], out: Path | None, env: dict[str, str]) -> tuple[float, float]:
+    """Run ``cmd`` once: (wall ms, CPU ms of the process, user + system)."""
     t = time.perf_counter()
-    if out is None:
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    else:
-        with out.open("w") as f:
-            subprocess.run(cmd, check=True, stdout=f)
-    return (time.perf_counter() - t) * 1000
+    with open(os.devnull if out is None else out, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = (time.perf_counter() - t) * 1000
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    return wall, (usage.ru_utime + usage.ru_stime) * 1000
 
 
-def bench_sign(runs: int) -> None:
+def _in_process(header: Path, signer: bpfsign.Signer, out: Path) -> tuple[float, float, float]:
+    """Parse, sign and save ``header`` once in this process: (parse, sign, save) in ms."""
+    from bpfsign import scheme, skeleton
+
+    clock = time.perf_counter
+    t0 = clock()
+    skel = skeleton.load(header)
+    t1 = clock()
+    signed, _ = scheme.sign(skel, signer)
+    t2 = clock()
+    signed.save(out)
+    t3 = clock()
+    return (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000
+
+
+def _missing_sign_inputs(cache: Path, obj: Path, bpftool: Path, libc: Path) -> str | None:
+    """What the sign benchmark lacks in the corpus cache, said plainly (or None)."""
+    if not cache.is_dir():
+        return f"the corpus cache {cache} does not exist"
+    missing = [
+        f"{what} ({p})"
+        for what, p in (
+            ("the linked object bpftool generates the header from", obj),
+            ("the 7.3.4 bpftool", bpftool),
+            ("sid's glibc, which that bpftool needs", libc / "ld-linux-x86-64.so.2"),
+        )
+        if not p.exists()
+    ]
+    return "the corpus cache lacks " + "; ".join(missing) if missing else None
+
+
+def bench_sign(runs: int) -> bool:
+    """``bpfsign sign`` of the largest corpus header against ``bpftool gen skeleton -S``.
+
+    Returns False (after saying why) when the corpus cache lacks what it needs.
+    """
     cache = Path(os.environ.get("BPFSIGN_CORPUS_CACHE", CORPUS / ".cache"))
     fcache = Path(os.environ.get("BPFSIGN_FIXTURE_CACHE", REPO / "tests" / "fixtures" / ".cache"))
     largest = max(
@@ -77,72 +120,85 @@ def bench_sign(runs: int) -> None:
     prog = largest.name.split(".", 1)[0]
     obj = cache / "build" / "obj" / f"{prog}.llinked3.o"
     libc = fcache / "root" / "libc6" / "usr" / "lib" / "x86_64-linux-gnu"
+    tool = cache / "root" / "bpftool" / "usr" / "sbin" / "bpftool"
+    why = _missing_sign_inputs(cache, obj, tool, libc)
+    if why is not None:
+        print(
+            f"\nsign benchmark NOT RUN: {why}.\n"
+            f"  Make what it needs (about 16 MB from the Debian mirror, then one clang build):\n"
+            f"    BPFSIGN_CORPUS_CACHE={cache} BPFSIGN_FIXTURE_CACHE={fcache} "
+            f"bash tests/corpus/generate.sh --object {prog}"
+        )
+        return False
     bpftool = [
         str(libc / "ld-linux-x86-64.so.2"),
         "--library-path",
         f"{libc}:/lib/x86_64-linux-gnu",
-        str(cache / "root" / "bpftool" / "usr" / "sbin" / "bpftool"),
+        str(tool),
     ]
-    if not obj.exists() or not Path(bpftool[-1]).exists():
-        print(
-            f"sign: skipped, {obj} or the 7.3.4 bpftool is missing (run bash tests/corpus/generate.sh)"
-        )
-        return
     keys = REPO / "tests" / "fixtures" / "keys"
     key, cert = keys / "TEST-ONLY-lskel-signing.key.pem", keys / "TEST-ONLY-lskel-signing.cert.pem"
+    # Both sides as installed: Python reads its modules' cached bytecode (a pip install
+    # compiles it; PYTHONDONTWRITEBYTECODE, set in some shells, would recompile every run).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(REPO / "src")
+    signer = bpfsign.FileSigner.from_files(key, cert)
     with tempfile.TemporaryDirectory(prefix="bpfsign-bench-") as tmp:
-        out = Path(tmp) / "out.lskel.h"
-        gen = [
-            *bpftool,
-            "gen",
-            "skeleton",
-            "-S",
-            "-k",
-            str(key),
-            "-i",
-            str(cert),
-            str(obj),
-            "name",
-            f"{prog}_lskel",
-        ]
-        ours = [
-            sys.executable,
-            "-m",
-            "bpfsign",
-            "sign",
-            "--key",
-            str(key),
-            "--cert",
-            str(cert),
-            "-o",
-            str(out),
-            str(largest),
-        ]
+        out, out_ip = Path(tmp) / "out.lskel.h", Path(tmp) / "inproc.lskel.h"
+        ref = Path(tmp) / "bpftool.lskel.h"
+        gen = [*bpftool, "gen", "skeleton", "-S", "-k", str(key), "-i", str(cert), str(obj)]
+        gen += ["name", f"{prog}_lskel"]
+        # the console script, as users run it (``python -m`` adds runpy's imports)
+        script = Path(sys.executable).with_name("bpfsign")
+        entry = [str(script)] if script.exists() else [sys.executable, "-m", "bpfsign"]
+        ours = [*entry, "sign", "--key", str(key), "--cert", str(cert), "-o", str(out)]
+        ours.append(str(largest))
         start = [sys.executable, "-c", "import bpfsign"]
-        bt, st, pt = [], [], []
+        bt, st, pt, ip = [], [], [], []
         for i in range(runs + 2):
-            b = _time(gen, Path(tmp) / "bpftool.lskel.h")
-            s = _time(ours)
-            p = _time(start)
-            if i >= 2:  # warm-up
+            b = _time(gen, ref, env)
+            s = _time(ours, None, env)
+            p = _time(start, None, env)
+            parse_sign_save = _in_process(largest, signer, out_ip)
+            if i >= 2:  # warm-up (and the bytecode cache written)
                 bt.append(b)
                 st.append(s)
                 pt.append(p)
-        same = (
-            out.read_bytes() == largest.read_bytes() == (Path(tmp) / "bpftool.lskel.h").read_bytes()
-        )
-    bm, sm, pm = statistics.median(bt), statistics.median(st), statistics.median(pt)
+                ip.append(parse_sign_save)
+        same = out.read_bytes() == largest.read_bytes() == ref.read_bytes()
+        same_ip = out_ip.read_bytes() == largest.read_bytes()
+
+    def med(xs: list[tuple[float, float]], k: int) -> float:
+        return statistics.median(x[k] for x in xs)
+
+    bm, sm, pm = med(bt, 0), med(st, 0), med(pt, 0)
+    bc, sc, pc = med(bt, 1), med(st, 1), med(pt, 1)
+    parse, sign, save = (statistics.median(x[k] for x in ip) for k in range(3))
+    whole_ip = statistics.median(sum(x) for x in ip)
+    with open("/proc/loadavg") as f:
+        load = " ".join(f.read().split()[:3])
     print(
         f"\nparse+sign of the largest header, {largest.name} ({largest.stat().st_size} bytes), "
-        f"medians of {runs} interleaved process runs:"
+        f"medians of {runs} interleaved runs (load average {load}, {os.cpu_count()} CPUs);"
+        "\nwall ms, and CPU ms (user + system) of the process, which the machine's load "
+        "disturbs less:"
     )
-    print(f"  bpftool 7.3.4 gen skeleton -S (from {obj.name}): {bm:8.1f} ms")
-    print(f"  bpfsign sign -o (parse, sign, render, write):   {sm:8.1f} ms   ratio {sm / bm:.2f}x")
+    print(f"  bpftool 7.3.4 gen skeleton -S (from {obj.name}): {bm:7.1f} wall {bc:7.1f} CPU")
     print(
-        f"  of which Python start-up + import bpfsign:      {pm:8.1f} ms   "
-        f"(without it: {sm - pm:.1f} ms, ratio {(sm - pm) / bm:.2f}x)"
+        f"  bpfsign sign -o, whole process:                 {sm:7.1f} wall {sc:7.1f} CPU   "
+        f"ratio {sm / bm:.2f}x wall, {sc / bc:.2f}x CPU"
     )
-    print(f"  outputs byte-identical (bpfsign, bpftool, committed header): {same}")
+    print(
+        f"    of which Python start-up + import bpfsign:    {pm:7.1f} wall {pc:7.1f} CPU   "
+        f"(without it: ratio {(sm - pm) / bm:.2f}x wall, {(sc - pc) / bc:.2f}x CPU)"
+    )
+    print(
+        f"  in-process load+sign+save (key loaded once):    {whole_ip:7.1f} wall"
+        f"{'':13}ratio {whole_ip / bm:.2f}x wall  (parse {parse:.1f}, sign {sign:.1f}, "
+        f"save {save:.1f})"
+    )
+    print(f"  outputs byte-identical (bpfsign, bpftool, committed header): {same and same_ip}")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sign-runs", type=int, default=15)
     ap.add_argument("--only", help="substring of the header names to time")
     ap.add_argument("--no-sign", action="store_true")
+    ap.add_argument("--sign-only", action="store_true", help="only the sign benchmark (no root)")
     ap.add_argument(
         "--trust-test-cert",
         action="store_true",
@@ -159,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.pairs < 4:
         ap.error("--pairs must be at least 4 (quartiles)")
+    if args.sign_only:
+        return 0 if bench_sign(args.sign_runs) else 1
     if os.geteuid() != 0:
         raise SystemExit("needs root (bpf())")
     if args.trust_test_cert:

@@ -1,19 +1,14 @@
-"""What the admission policy costs a load, and ``bpfsign status`` against bpftool, on Linux 7.x.
+"""What the admission policy costs a load on Linux 7.x.
 
-Run on the host: ``.venv/bin/python bench/bench_vm_enforce.py [--rounds R] [--procs P]``.
-It boots the 7.x guest (tools.vm) once and, inside it, measures:
-
-1. per-load overhead: BPF_PROG_LOAD of a 2-insn socket filter with the policy
-   attached (audit mode, so the load is admitted and the whole policy runs:
-   reads, decision, counters, ring-buffer record) against no policy, and a
-   signed light skeleton (loader + its maps and programs) under an enforcing
-   policy that pins the signing keyring against no policy; blocks of loads
-   alternate between the two states, R rounds;
-2. with 1,000 programs loaded: ``bpfsign status --json`` against ``bpftool prog
-   show --json`` as whole processes, P runs each interleaved, and with the
-   interpreter's own start-up (``python -c pass``) subtracted from bpfsign's
-   time; status both through a pinned iterator (a policy installed) and with
-   its own throwaway iterator (no policy).
+Run on the host: ``.venv/bin/python bench/bench_vm_enforce.py [--rounds R]``.
+It boots the 7.x guest (tools.vm) once and, inside it, measures the per-load
+overhead: BPF_PROG_LOAD of a 2-insn socket filter with the policy attached
+(audit mode, so the load is admitted and the whole policy runs: reads,
+decision, counters, ring-buffer record) against no policy, and a signed light
+skeleton (loader + its maps and programs) under an enforcing policy that pins
+the signing keyring against no policy; blocks of loads alternate between the
+two states, R rounds. (``bpfsign status`` against bpftool is
+bench/bench_vm_status.py.)
 
 The guest runs under TCG, so only ratios are reported (docs/vm.md §8).
 """
@@ -32,9 +27,6 @@ from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 RET0 = bytes.fromhex("b7000000000000009500000000000000")
-BPFTOOL = "/usr/sbin/bpftool"
-PIN = "/sys/fs/bpf/bpfsign-bench"
-BPFSIGN = str(CHECKOUT / ".venv" / "bin" / "bpfsign")  # the console script users run
 
 
 def _load_once() -> float:
@@ -78,13 +70,7 @@ def _alternate(
     return (statistics.median(with_p), statistics.median(without), qa[0] / qb[0], qa[2] / qb[2])
 
 
-def _proc(argv: list[str]) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - t0
-
-
-def _guest(rounds: int, procs: int) -> int:
+def _guest(rounds: int) -> int:
     from bpfsign.crypto import keys
     from bpfsign.kernel import enforce as E
     from bpfsign.kernel import loader
@@ -124,60 +110,6 @@ def _guest(rounds: int, procs: int) -> int:
         f"median ratio {enf[0] / enf[1]:.3f} (p25 {enf[2]:.3f}, p75 {enf[3]:.3f})"
     )
 
-    # -- status vs bpftool with 1,000 programs
-    from bpfsign.kernel import _sys as S
-
-    ibuf = ctypes.create_string_buffer(RET0, len(RET0))
-    lic = ctypes.create_string_buffer(b"GPL")
-    fds = []
-    for i in range(1000):
-        attr = S.ProgLoadAttr(
-            prog_type=S.PROG_TYPE_SOCKET_FILTER,
-            insn_cnt=2,
-            insns=S.addr(ibuf),
-            license=S.addr(lic),
-            prog_name=f"many{i}".encode(),
-        )
-        fds.append(S.bpf(S.PROG_LOAD, attr, S.SIZE_PROG_LOAD))
-    py = sys.executable
-    cmds = {
-        "python -c pass": [py, "-c", "pass"],
-        "bpftool prog show --json": [BPFTOOL, "prog", "show", "--json"],
-        "bpfsign status --json (own iterator)": [BPFSIGN, "status", "--json", "--pin", PIN],
-    }
-    times: dict[str, list[float]] = {k: [] for k in cmds}
-    for i in range(procs + 1):
-        for name in list(cmds) if i % 2 == 0 else list(reversed(cmds)):
-            dt = _proc(cmds[name])
-            if i:
-                times[name].append(dt)
-    inst = E.install(Policy.from_options([0], audit=True), PIN)
-    inst.close()
-    pinned = "bpfsign status --json (pinned iterator)"
-    cmds2 = {
-        "python -c pass": cmds["python -c pass"],
-        "bpftool prog show --json": cmds["bpftool prog show --json"],
-        pinned: [BPFSIGN, "status", "--json", "--pin", PIN],
-    }
-    times2: dict[str, list[float]] = {k: [] for k in cmds2}
-    for i in range(procs + 1):
-        for name in list(cmds2) if i % 2 == 0 else list(reversed(cmds2)):
-            dt = _proc(cmds2[name])
-            if i:
-                times2[name].append(dt)
-    E.remove(PIN)
-    for fd in fds:
-        os.close(fd)
-    for table in (times, times2):
-        med = {k: statistics.median(v) for k, v in table.items()}
-        tool, base = med["bpftool prog show --json"], med["python -c pass"]
-        for name, m in med.items():
-            if name.startswith("bpfsign"):
-                print(
-                    f"BENCH 1000 progs, {name} / bpftool: whole process {m / tool:.3f}; "
-                    f"minus interpreter start-up {(m - base) / tool:.3f} "
-                    f"(runs {procs}; start-up / bpftool {base / tool:.3f})"
-                )
     return 0
 
 
@@ -186,11 +118,10 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=6, help="alternating policy/no-policy rounds (at least 2)"
     )
-    parser.add_argument("--procs", type=int, default=11, help="process runs of each command")
     parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.guest:
-        return _guest(args.rounds, args.procs)
+        return _guest(args.rounds)
     from tools.vm import Runner, VmError
 
     try:
@@ -208,8 +139,6 @@ def main() -> int:
             "--guest",
             "--rounds",
             str(args.rounds),
-            "--procs",
-            str(args.procs),
         ],
         cwd=CHECKOUT,
         timeout=3000,

@@ -416,6 +416,39 @@ def test_key_certificate_mismatch(tmp_path: Path, files: tuple[Path, Path]) -> N
     )
 
 
+def test_damaged_rsa_key_never_yields_a_signature(
+    tmp_path: Path, files: tuple[Path, Path], rsa_pair: keys.KeyPair
+) -> None:
+    # from_files skips OpenSSL's slow RSA consistency check, so sign_digest verifies each
+    # signature against the certificate: a key whose private part is damaged (same n and
+    # e, so it matches the certificate) is refused when it signs, never written out.
+    assert isinstance(rsa_pair.key, rsa.RSAPrivateKey)
+    good = rsa_pair.key.private_numbers()
+    bad = rsa.RSAPrivateNumbers(
+        p=good.p,
+        q=good.q,
+        d=good.d + 2,
+        dmp1=good.dmp1 + 2,
+        dmq1=good.dmq1,
+        iqmp=good.iqmp,
+        public_numbers=good.public_numbers,
+    ).private_key(unsafe_skip_rsa_key_validation=True)
+    path = tmp_path / "damaged.key"
+    keys.write_key(path, bad)
+    with pytest.raises(InputError) as info:
+        keys.load_private_key(path)  # checked by default
+    assert str(info.value) == (
+        f"{path}: not a private key (expected PEM or DER: PKCS#8, PKCS#1 RSA or SEC1 EC)"
+    )
+    signer = keys.FileSigner.from_files(path, files[1])
+    with pytest.raises(InputError) as info:
+        signer.sign_digest(hashlib.sha256(b"msg").digest(), "sha256")
+    assert str(info.value) == (
+        f"{path}: the RSA private key is inconsistent (its signature does not verify "
+        "against its own public key): the key file is damaged"
+    )
+
+
 def test_repr_shows_no_key_material(rsa_pair: keys.KeyPair) -> None:
     signer = keys.FileSigner(rsa_pair.key, rsa_pair.cert_der)
     text = repr(signer)

@@ -281,10 +281,12 @@ def test_hint_by_errno_without_a_log() -> None:
 # --- start-up: the engine on verify's path -----------------------------------------------------
 
 
-def test_verify_start_up_stays_lean(tmp_path: Path, signer: Any) -> None:
+@pytest.mark.parametrize("how", ["python -m", "installed command"])
+def test_verify_start_up_stays_lean(tmp_path: Path, signer: Any, how: str) -> None:
     """``bpfsign verify`` of a plain file goes through the rules engine, which must not
-    bring pyca's x509/serialization, hashlib, dataclasses, typing or argparse with it
-    (``python -X importtime``)."""
+    bring pyca's x509/serialization, hashlib, dataclasses, typing, argparse or re with it
+    (``python -X importtime``), run as ``python -m`` and as the installed command
+    (bin/bpfsign, whose launcher imports nothing before bpfsign)."""
     import os
     import subprocess
 
@@ -293,8 +295,15 @@ def test_verify_start_up_stays_lean(tmp_path: Path, signer: Any) -> None:
     Path(f"{payload}.p7s").write_bytes(cms.sign(payload.read_bytes(), signer))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(tmp_path / "pyc")
+    command = Path(sys.executable).with_name("bpfsign")
+    if how == "installed command":
+        assert (
+            command.read_text().splitlines()[1:]
+            == ((Path(__file__).parents[1] / "bin" / "bpfsign").read_text().splitlines()[1:])
+        ), f"{command} is not bin/bpfsign: reinstall with scripts/setup.sh"
+    start = ["-m", "bpfsign"] if how == "python -m" else [str(command)]
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "bpfsign", "verify", "--trust", str(CERT), str(payload)],
+        [sys.executable, "-X", "importtime", *start, "verify", "--trust", str(CERT), str(payload)],
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -306,7 +315,7 @@ def test_verify_start_up_stays_lean(tmp_path: Path, signer: Any) -> None:
     }
     assert {"bpfsign.kernel.rules", "bpfsign.kernel.profiles", "bpfsign.kernel.keyspec"} <= imported
     heavy = {"cryptography.x509", "cryptography.hazmat.primitives.serialization", "hashlib", "dataclasses",
-             "typing", "argparse", "bpfsign.kernel._sys", "bpfsign.kernel.probes"}  # fmt: skip
+             "typing", "argparse", "re", "bpfsign.kernel._sys", "bpfsign.kernel.probes"}  # fmt: skip
     assert imported.isdisjoint(heavy), sorted(imported & heavy)
 
 

@@ -786,3 +786,41 @@ def test_big_blobs_decode_in_slices() -> None:
     lit = escapes.render_literal(data)
     assert escapes.decode(lit, 1, len(lit) - 1, "data", lenient=False) == data
     assert escapes.is_canonical(lit, 0, len(lit), data)
+
+
+# Pieces that make the vectorised fast paths' corner cases: escapes split by a line
+# break, escaped backslashes and quotes, bare newlines, non-ASCII, and the widening marker.
+_TRICKY = st.sampled_from(
+    [
+        *("\\x41", "\\x0", "\\0", "\\\n", "\\\\", "\\xZZ", "Z", "x", "0", "a", "F", "\\xfF"),
+        *("\\x00", "\n", "\\", "é", "\\01", "\\x4\\\n1", '"', '\\"', "\\x", " ", "'", "/*"),
+        *("*/", "{", "}"),
+    ]
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_TRICKY, max_size=30).map("".join))
+def test_print_hex_fast_path_takes_exactly_the_print_hex_spelling(body: str) -> None:
+    # _decode_print_hex is a vectorised reading of _STRICT_BODY: same bodies, same bytes
+    from bpfsign.skel import escapes
+
+    text = "<" + body + ">"
+    fast = escapes._decode_print_hex(text, 1, len(text) - 1)
+    strict = escapes._STRICT_BODY.fullmatch(text, 1, len(text) - 1) is not None
+    assert (fast is not None) == strict
+    if fast is not None:
+        assert fast == escapes.decode(text, 1, len(text) - 1, "x", lenient=True)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_TRICKY, max_size=30).map("".join))
+def test_tokenizer_skips_literals_exactly_as_its_pattern_reads_them(text: str) -> None:
+    # a literal found by whole-text scans ends where the token pattern's "str" ends it
+    from bpfsign.skel import _tokenize
+
+    for start in [m.start() for m in re.finditer('"', text)]:
+        end = _tokenize._plain_literal_end(text, start)
+        if end is not None:
+            m = _tokenize._TOKEN.match(text, start)
+            assert m is not None and m.lastgroup == "str" and m.end() == end

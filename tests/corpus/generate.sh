@@ -16,9 +16,11 @@
 #   - copies the kernel's checked-in iterators light skeletons unchanged;
 #   - writes PROVENANCE (versions, SHA-256s, commands, what failed and why).
 #
-# Usage: bash tests/corpus/generate.sh [--fetch-only]
+# Usage: bash tests/corpus/generate.sh [--fetch-only | --object PROG]
 #   --fetch-only: only fetch linux-source-7.3 and sid's libbpf headers and put
 #   the headers tests/corpus/refload.py compiles against into the cache (CI).
+#   --object PROG: only build PROG's linked object, $CACHE/build/obj/PROG.llinked3.o,
+#   and the 7.3.4 bpftool (what bench/bench_corpus.py's sign benchmark runs).
 # Needs: clang-19 (apt-get install clang-19), bookworm's bpftool, python3,
 # network access to the Debian mirror on the first run (about 185 MB). Packages
 # are fetched with a private apt configuration (the machine's apt sources are
@@ -375,7 +377,16 @@ main() {
 		fetch_packages linux-source-7.3
 		return
 	fi
-	[[ $# -eq 0 ]] || die "usage: generate.sh [--fetch-only]"
+	if [[ ${1:-} == --object && $# -eq 2 ]]; then
+		require_tools
+		fetch_packages
+		mkdir -p "$BUILD/obj"
+		[[ -s $BUILD/include/vmlinux.h ]] || prepare_includes
+		compile_one "$2" || die "could not build $2: ${FAILED[$2.bpf.o]}"
+		note "built $BUILD/obj/$2.llinked3.o"
+		return
+	fi
+	[[ $# -eq 0 ]] || die "usage: generate.sh [--fetch-only | --object PROG]"
 	require_tools
 	fetch_packages
 	build

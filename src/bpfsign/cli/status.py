@@ -10,7 +10,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-    from ..kernel.status import ProgStatus
 
 DEFAULT_PIN = "/sys/fs/bpf/bpfsign"
 
@@ -65,14 +64,13 @@ def register(sub: Any) -> None:
 def handle(opts: StatusOptions) -> int:
     from ..kernel import status
 
-    rows = status.list_programs(opts.pin)
+    raw, source = status.read_records(opts.pin)
     if opts.json:
         import sys
 
-        # one object per line; the JSON of a row is built without the json module on
-        # the common path (its import is a share of a run timed against bpftool)
-        sys.stdout.write("[\n" + ",\n".join(_json_row(r) for r in rows) + "\n]\n")
+        sys.stdout.write(json_text(raw, source))
         return _common.EXIT_OK
+    rows = status.parse(raw, source)
     import time
 
     head = ("ID", "TYPE", "NAME", "TAG", "LOADED", "VERDICT", "KEYRING", "SERIAL")
@@ -107,12 +105,50 @@ def _json_str(s: str) -> str:
     return json.dumps(s)
 
 
-def _json_row(r: ProgStatus) -> str:
-    """``r.as_dict()`` as JSON with sorted keys (what ``json.dumps(..., sort_keys=True)`` gives)."""
-    return (
-        f'{{"id": {r.id}, "keyring_serial": {r.keyring_serial}, '
-        f'"keyring_type": {_json_str(r.keyring_type)}, "load_time_ns": {r.load_time_ns}, '
-        f'"loaded_at": {float(r.loaded_at)!r}, "name": {_json_str(r.name)}, '
-        f'"tag": {_json_str(r.tag)}, "type": {r.type}, "type_name": {_json_str(r.type_name)}, '
-        f'"verdict": {_json_str(r.verdict)}}}'
-    )
+#: Name bytes that JSON takes as they are (printable ASCII but the quote and backslash).
+_PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+
+
+def json_text(raw: bytes, source: str) -> str:
+    """The records as a JSON array, one object per line, keys sorted.
+
+    What ``json.dumps(row.as_dict(), sort_keys=True)`` gives for each parsed row
+    (tests/test_cli_enforce.py checks), made straight from the records: no
+    :class:`~bpfsign.kernel.status.ProgStatus` objects and no json module on the
+    common path, whose cost is a share of a run timed against ``bpftool prog show``.
+    """
+    from ..kernel import status as ST
+
+    ST.check_size(raw, source)
+    boot = ST.boot_offset()
+    types: dict[int, str] = {}
+    verdicts: dict[int, str] = {}
+    keyrings: dict[int, str] = {}
+    rows = []
+    for pid, ptype, tag, load_time, name, serial, verdict, ktype, magic in ST.RECORD.iter_unpack(
+        raw
+    ):
+        if magic != ST.MAGIC:
+            raise ST.bad_magic(magic, source)
+        t = types.get(ptype)
+        if t is None:
+            t = types[ptype] = (
+                f'"type": {ptype}, "type_name": {_json_str(ST.prog_type_name(ptype))}'
+            )
+        v = verdicts.get(verdict)
+        if v is None:
+            v = verdicts[verdict] = _json_str(ST.enum_name(ST.VERDICT_NAMES, verdict))
+        k = keyrings.get(ktype)
+        if k is None:
+            k = keyrings[ktype] = _json_str(ST.enum_name(ST.KEYRING_NAMES, ktype))
+        raw_name = name.partition(b"\0")[0]
+        if raw_name.translate(None, _PLAIN):
+            n = _json_str(raw_name.decode(errors="replace"))
+        else:
+            n = f'"{raw_name.decode()}"'
+        rows.append(
+            f'{{"id": {pid}, "keyring_serial": {serial}, "keyring_type": {k}, '
+            f'"load_time_ns": {load_time}, "loaded_at": {round(boot + load_time / 1e9, 3)!r}, '
+            f'"name": {n}, "tag": "{tag.hex()}", {t}, "verdict": {v}}}'
+        )
+    return "[\n" + ",\n".join(rows) + "\n]\n"

@@ -3,31 +3,32 @@
 Keys and certificates load from PEM or DER, sniffed the way bpftool (and the
 kernel's sign-file) do it. Generated certificates carry exactly what the kernel
 needs for the bpftool signature shape: a subjectKeyIdentifier, keyUsage
-digitalSignature and basicConstraints CA:FALSE. This module uses
-cryptography.x509 freely: keygen and signing are not the start-up-critical
-verify path, which never imports it.
+digitalSignature and basicConstraints CA:FALSE. Signing reads the certificate
+with our own parser (bpfsign.crypto.x509): importing cryptography.x509 costs
+more than the rest of signing a header, so only keygen and error messages
+import it.
 """
 
 from __future__ import annotations
 
-import datetime
+import binascii
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-from cryptography.x509.oid import NameOID
 
 from .._fileio import MAX_SMALL_FILE, atomic_write, read_input
 from ..errors import InputError
+from . import der as der_codec
+from . import x509 as _x509
 from .signer import HashName, KeyType
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -210,6 +211,7 @@ def load_private_key(
     *,
     password: Passphrase = None,
     check_permissions: bool = False,
+    check_rsa_key: bool = True,
 ) -> PrivateKey:
     """Load an RSA or EC private key from a PEM or DER file (PKCS#8, PKCS#1 or SEC1).
 
@@ -224,7 +226,10 @@ def load_private_key(
     passes the padding check about once in 256 tries, and the garbage it yields
     must not be called "not a private key". ``password`` may be a function; it
     is called only for an encrypted key. ``check_permissions`` refuses a file
-    that its group or others can read (the CLI's default).
+    that its group or others can read (the CLI's default). ``check_rsa_key=False``
+    skips OpenSSL's consistency check of an RSA key (primality tests of p and q:
+    about 0.1-0.2 s for RSA-3072, more than the rest of signing a header); only for
+    a caller that verifies what the key signs, as :class:`FileSigner` does.
     """
     where = os.fspath(path)
     data = _read_key(path, check_permissions)
@@ -236,7 +241,12 @@ def load_private_key(
             "(ENOPKG); use a plain RSA key, e.g. from `bpfsign keygen`",
             path=where,
         )
-    loader = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+    load = serialization.load_pem_private_key if pem else serialization.load_der_private_key
+    skip = not check_rsa_key
+
+    def loader(data: bytes, password: bytes | None) -> object:
+        return load(data, password, unsafe_skip_rsa_key_validation=skip)
+
     if is_encrypted_key(data):
         secret = password() if callable(password) else password
         if secret is None:
@@ -268,9 +278,23 @@ def load_private_key(
 
 
 def load_certificate(path: str | os.PathLike[str]) -> bytes:
-    """Load one X.509 certificate from a PEM or DER file and return its DER bytes."""
+    """Load one X.509 certificate from a PEM or DER file and return its DER bytes.
+
+    Read with our own parser (bpfsign.crypto.x509: the kernel's view, the same one
+    the SignedData builder and ``verify`` use), which refuses what the kernel's
+    parser refuses, plus an X.509 version pyca does not know. It is laxer than pyca
+    about parts the kernel does not read (an AlgorithmIdentifier's parameters, the
+    OIDs inside a Name, a UTCTime's form); only when it refuses a file is pyca asked,
+    so that the message is the one this function always gave.
+    """
     where = os.fspath(path)
     data = _read(path, "certificate")
+    ours = _parse_certificate(data)
+    if ours is not None:
+        return ours.der
+    # Ours refused it: pyca says why, in the words this function always used.
+    from cryptography import x509
+
     try:
         cert = (
             x509.load_der_x509_certificate(data)
@@ -282,6 +306,34 @@ def load_certificate(path: str | os.PathLike[str]) -> bytes:
     except ValueError:
         raise InputError("not an X.509 certificate (expected PEM or DER)", path=where) from None
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+_PEM_CERT = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]*?)-----END CERTIFICATE-----"
+)
+
+
+def _parse_certificate(data: bytes) -> _x509.Certificate | None:
+    """The certificate in ``data`` (DER, or the first PEM CERTIFICATE block) as our own
+    parser reads it, or None when it does not (the caller then asks pyca why)."""
+    if is_der(data):
+        der = data
+    else:
+        m = _PEM_CERT.search(data)
+        if m is None:
+            return None
+        try:
+            der = binascii.a2b_base64(m.group(1), strict_mode=False)
+        except binascii.Error:
+            return None
+    try:
+        cert = _x509.Certificate.from_der(der)
+        version = der_codec.read(cert.tbs).children()[0]
+        if version.tag == 0xA0 and version.children()[0].content not in (b"\0", b"\1", b"\2"):
+            return None  # the kernel ignores the version; pyca refuses one it does not know
+    except (_x509.CertificateError, der_codec.DERError, IndexError):
+        return None
+    return cert
 
 
 @dataclass(frozen=True)
@@ -320,9 +372,14 @@ def generate(
     if not subject:
         raise InputError("the subject common name must not be empty")
 
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     public = key.public_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     skid = x509.SubjectKeyIdentifier.from_public_key(public)
+    import datetime
+
     now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     cert = (
         x509.CertificateBuilder()
@@ -368,6 +425,8 @@ def write_key(path: str | os.PathLike[str], key: PrivateKey) -> None:
 
 def write_cert(path: str | os.PathLike[str], cert_der: bytes) -> None:
     """Write a certificate: DER when the name ends in .der or .cer, else PEM."""
+    from pathlib import Path
+
     if Path(path).suffix.lower() in (".der", ".cer"):
         atomic_write(path, cert_der)
         return
@@ -386,32 +445,47 @@ def _spki(public: object) -> bytes:
     )
 
 
+def _reason(exc: Exception) -> str:
+    return exc.reason if isinstance(exc, InputError) else str(exc)
+
+
 class FileSigner:
     """A ``Signer`` backed by an in-process private key (loaded from a file or generated)."""
 
     def __init__(self, key: PrivateKey, cert_der: bytes, *, key_path: str | None = None) -> None:
         try:
-            cert = x509.load_der_x509_certificate(cert_der)
-        except ValueError:
-            raise InputError("not an X.509 certificate (expected DER)") from None
-        if cert.public_key_algorithm_oid.dotted_string == "1.2.840.113549.1.1.10":
+            cert = _x509.Certificate.from_der(cert_der)
+        except _x509.CertificateError as exc:
+            from cryptography import x509
+
+            try:  # pyca takes it: our reason is the one signing would give next
+                x509.load_der_x509_certificate(cert_der)
+            except ValueError:
+                raise InputError("not an X.509 certificate (expected DER)") from None
+            raise InputError(exc.reason) from None
+        if cert.key_type == "rsa-pss":
             raise InputError(
                 "the certificate holds an RSA-PSS key, which the kernel refuses (ENOPKG); "
                 "use a plain RSA certificate, e.g. from `bpfsign keygen`"
             )
         try:
             cert_public = cert.public_key()
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise InputError(f"unsupported certificate key: {exc}") from None
+        except (ValueError, UnsupportedAlgorithm, _x509.CertificateError) as exc:
+            raise InputError(f"unsupported certificate key: {_reason(exc)}") from None
         if _spki(key.public_key()) != _spki(cert_public):
+            from cryptography import x509  # only to name the subject as RFC 4514 does
+
+            subject = x509.load_der_x509_certificate(cert_der).subject.rfc4514_string()
             raise InputError(
                 "the private key does not match the certificate's public key "
-                f"(certificate subject {cert.subject.rfc4514_string()}); pass the key and "
+                f"(certificate subject {subject}); pass the key and "
                 "the certificate that were made together",
                 path=key_path,
             )
         self._key = key
         self._cert_der = cert_der
+        self._cert_public = cert_public
+        self._key_path = key_path
         self._key_type: KeyType = "rsa" if isinstance(key, rsa.RSAPrivateKey) else "ec"
 
     @classmethod
@@ -423,8 +497,14 @@ class FileSigner:
         password: Passphrase = None,
         check_permissions: bool = False,
     ) -> FileSigner:
-        """Load a key and its certificate, checking that they belong together."""
-        key = load_private_key(key_path, password=password, check_permissions=check_permissions)
+        """Load a key and its certificate, checking that they belong together.
+
+        An RSA key's own consistency check is skipped (see :func:`load_private_key`):
+        :meth:`sign_digest` verifies every signature against the certificate instead.
+        """
+        key = load_private_key(
+            key_path, password=password, check_permissions=check_permissions, check_rsa_key=False
+        )
         cert_der = load_certificate(cert_path)
         try:
             return cls(key, cert_der, key_path=os.fspath(key_path))
@@ -453,7 +533,19 @@ class FileSigner:
             )
         prehashed = Prehashed(algorithm)
         if isinstance(self._key, rsa.RSAPrivateKey):
-            return self._key.sign(digest, padding.PKCS1v15(), prehashed)
+            signature = self._key.sign(digest, padding.PKCS1v15(), prehashed)
+            # The key may not have been checked on load (from_files): a signature that the
+            # certificate's key does not verify is never returned, whatever the key holds.
+            assert isinstance(self._cert_public, rsa.RSAPublicKey)
+            try:
+                self._cert_public.verify(signature, digest, padding.PKCS1v15(), prehashed)
+            except InvalidSignature:
+                raise InputError(
+                    "the RSA private key is inconsistent (its signature does not verify against "
+                    "its own public key): the key file is damaged",
+                    path=self._key_path,
+                ) from None
+            return signature
         return self._key.sign(digest, ec.ECDSA(prehashed))
 
     def __repr__(self) -> str:  # never show key material

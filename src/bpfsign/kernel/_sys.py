@@ -14,7 +14,6 @@ import ctypes
 import errno as _errno
 import functools
 import os
-from typing import Final
 
 from ..errors import KernelError, UnsupportedFeature, errno_name
 
@@ -27,6 +26,10 @@ from .consts import (
     OBJ_PIN,
     PROG_LOAD,
 )
+
+TYPE_CHECKING = False  # typing stays out of start-up (status is timed); annotations are strings
+if TYPE_CHECKING:
+    from typing import Final
 
 # x86-64 syscall numbers (docs/kernel.md §2).
 NR_BPF: Final = 321

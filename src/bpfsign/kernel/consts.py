@@ -7,7 +7,9 @@ UAPI's (``include/uapi/linux/bpf.h``, ``keyctl.h``; docs/kernel.md §3, §5).
 
 from __future__ import annotations
 
-from typing import Final
+TYPE_CHECKING = False  # typing stays out of start-up (status is timed); annotations are strings
+if TYPE_CHECKING:
+    from typing import Final
 
 # bpf commands (docs/kernel.md §3.1).
 MAP_CREATE: Final = 0

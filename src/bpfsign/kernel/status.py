@@ -7,6 +7,13 @@ program with ``bpf_seq_write``. ``bpfsign enforce --pin`` pins such an
 iterator before it attaches the policy (as the kernel's bpf_preload pins its
 iterators), so status keeps working while unsigned loads are refused: reading
 a pinned iterator loads nothing.
+
+Without a pinned iterator, ``status`` loads its own, and leaves the offsets to
+the kernel: the program is fixed, written against a few local types, and the
+kernel relocates its field loads against its own BTF at load time (CO-RE,
+:mod:`.core_relo`), so no Python parses ``/sys/kernel/btf/vmlinux``. The one
+BTF id it needs (the ``bpf_iter_bpf_prog`` attach point) comes from the
+kernel's ``bpf_btf_find_by_name_kind`` in a tiny syscall program.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from ..errors import InputError, KernelError
 
 TYPE_CHECKING = False  # the pinned-iterator path imports nothing it does not run (timed)
 if TYPE_CHECKING:
+    import mmap
     from typing import Any
 
     from ..skel.builder import ProgramBuilder
@@ -80,7 +88,7 @@ VERDICT_NAMES = ("UNSIGNED", "VERIFIED")
 KEYRING_NAMES = ("NONE", "BUILTIN", "SECONDARY", "PLATFORM", "USER")
 
 
-def _enum_name(names: tuple[str, ...], v: int) -> str:
+def enum_name(names: tuple[str, ...], v: int) -> str:
     return names[v] if 0 <= v < len(names) else f"unknown ({v})"
 
 
@@ -219,20 +227,33 @@ def read_pinned(path: str) -> bytes:
         os.close(fd)
 
 
-def parse(raw: bytes, source: str = "status iterator") -> list[ProgStatus]:
+def boot_offset() -> float:
+    """Seconds to add to a CLOCK_BOOTTIME reading (``load_time``) to get Unix time."""
+    return time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def bad_magic(magic: int, source: str) -> InputError:
+    return InputError(
+        f"record format {magic:#06x}, expected {MAGIC:#06x}: the iterator "
+        "was pinned by another bpfsign version; reinstall the policy",
+        path=source,
+    )
+
+
+def check_size(raw: bytes, source: str) -> None:
     if len(raw) % RECORD_SIZE:
         raise InputError(
             f"{len(raw)} bytes is not a whole number of {RECORD_SIZE}-byte records", path=source
         )
-    boot_to_unix = time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def parse(raw: bytes, source: str = "status iterator") -> list[ProgStatus]:
+    check_size(raw, source)
+    boot_to_unix = boot_offset()
     out = []
     for pid, ptype, tag, load_time, name, serial, verdict, ktype, magic in RECORD.iter_unpack(raw):
         if magic != MAGIC:
-            raise InputError(
-                f"record format {magic:#06x}, expected {MAGIC:#06x}: the iterator "
-                "was pinned by another bpfsign version; reinstall the policy",
-                path=source,
-            )
+            raise bad_magic(magic, source)
         out.append(
             ProgStatus(
                 id=pid,
@@ -242,33 +263,288 @@ def parse(raw: bytes, source: str = "status iterator") -> list[ProgStatus]:
                 tag=tag.hex(),
                 load_time_ns=load_time,
                 loaded_at=round(boot_to_unix + load_time / 1e9, 3),
-                verdict=_enum_name(VERDICT_NAMES, verdict),
-                keyring_type=_enum_name(KEYRING_NAMES, ktype),
+                verdict=enum_name(VERDICT_NAMES, verdict),
+                keyring_type=enum_name(KEYRING_NAMES, ktype),
                 keyring_serial=serial,
             )
         )
     return out
 
 
-def list_programs(pin_dir: str | None = None) -> list[ProgStatus]:
-    """Every loaded program with its verdict.
+FEATURE = "reading the BPF signature verdict"  # the policy's words (tests/test_policy.py checks)
+NO_VERDICT = (
+    "this kernel records no verdict (its BTF has no bpf_prog_aux.sig); "
+    "it needs a kernel with load-time BPF signature verification (Linux 7.x)"
+)
+VMLINUX = "/sys/kernel/btf/vmlinux"
+ITER_TARGET = "bpf_iter_bpf_prog"  # the FUNC an iter/bpf_prog program attaches to
+_HELPER_SEQ_WRITE = 127  # UAPI helper ids: stable ABI
+_HELPER_BTF_FIND_BY_NAME_KIND = 167
+_KIND_FUNC = 12
 
-    Reads ``pin_dir/progs`` when a policy pinned its iterator there; otherwise
-    loads a throwaway iterator (this needs a kernel that records the verdict,
-    else :class:`~bpfsign.errors.UnsupportedFeature`).
+
+def _btf_strings(fd: int) -> bytes:
+    """The string section of the BTF open at ``fd``.
+
+    Mapped where the kernel allows it (a bin file in sysfs hands out at most a
+    page per read), else read through.
     """
-    if pin_dir is not None:
-        pinned = os.path.join(pin_dir, PIN_NAME)
-        if os.path.exists(pinned):
-            return parse(read_pinned(pinned), pinned)
-    from .btf import require_vmlinux
-    from .policy import FEATURE, Layout
-    from .syscall import SyscallBackend
+    import mmap
 
-    layout = Layout.from_btf(require_vmlinux(FEATURE))
-    be = SyscallBackend()
     try:
-        prog, link = load_iterator(be, layout)
+        with mmap.mmap(fd, 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ) as m:
+            return _strings_of(m)
+    except (OSError, ValueError):
+        pass
+    chunks = []
+    os.lseek(fd, 0, os.SEEK_SET)
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return _strings_of(b"".join(chunks))
+
+
+def _strings_of(blob: bytes | mmap.mmap) -> bytes:
+    if len(blob) < 24 or blob[:2] != b"\x9f\xeb":
+        raise InputError("not little-endian BTF", path=VMLINUX)
+    hdr_len, _t_off, _t_len, str_off, str_len = struct.unpack_from("<IIIII", blob, 4)
+    start = hdr_len + str_off
+    if start + str_len > len(blob):
+        raise InputError("BTF header points past the end of the blob", path=VMLINUX)
+    return blob[start : start + str_len]
+
+
+def _check_verdict_btf() -> None:
+    """Refuse a kernel that records no verdict.
+
+    ``enum bpf_sig_verdict`` exists exactly where ``aux->sig`` does (docs/kernel.md
+    §10); a name missing from the BTF string section is missing from the BTF, so
+    reading only that section (C-speed search, no type decoding) decides it.
+    """
+    from ..errors import UnsupportedFeature
+
+    try:
+        fd = os.open(VMLINUX, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        raise UnsupportedFeature(
+            FEATURE, f"{VMLINUX} is missing: the kernel was built without CONFIG_DEBUG_INFO_BTF"
+        ) from None
+    try:
+        strs = _btf_strings(fd)
+    finally:
+        os.close(fd)
+    if b"\0bpf_sig_verdict\0" not in strs:
+        raise UnsupportedFeature(FEATURE, NO_VERDICT)
+
+
+#: Local types of the CO-RE iterator: only the members it reads, at the offsets its
+#: instructions use; the kernel matches them to its own types by name (and looks
+#: through anonymous unions: ``bpf_prog.tag``, ``bpf_iter__bpf_prog.prog``).
+#: (struct, [(member, byte offset)]), in :func:`_core_btf`'s type order.
+CORE_OFFSETS = {
+    "bpf_iter__bpf_prog": {"meta": 0, "prog": 8},
+    "bpf_iter_meta": {"seq": 0},
+    "bpf_prog": {"type": 0, "tag": 8, "aux": 16},
+    "bpf_prog_aux": {"id": 0, "load_time": 8, "name": 16, "sig": 32},
+    "sig": {"keyring_serial": 0, "keyring_type": 4, "verdict": 5},  # aux->sig (anonymous)
+}
+#: Each relocated load: (insn index, root struct, CO-RE access string). Checked against the
+#: builder's program by tests/test_status_core.py.
+CORE_RELOS = (
+    (1, "bpf_iter__bpf_prog", "0:1"),  # ctx->prog
+    (9, "bpf_prog", "0:2"),  # prog->aux
+    (10, "bpf_prog_aux", "0:0"),  # aux->id
+    (12, "bpf_prog", "0:0"),  # prog->type
+    (14, "bpf_prog", "0:1"),  # prog->tag
+    (16, "bpf_prog_aux", "0:1"),  # aux->load_time
+    (18, "bpf_prog_aux", "0:2:0"),  # aux->name[0..8]
+    (20, "bpf_prog_aux", "0:2:8"),  # aux->name[8..16]
+    (22, "bpf_prog_aux", "0:3:0"),  # aux->sig.keyring_serial
+    (24, "bpf_prog_aux", "0:3:2"),  # aux->sig.verdict
+    (26, "bpf_prog_aux", "0:3:1"),  # aux->sig.keyring_type
+    (29, "bpf_iter__bpf_prog", "0:0"),  # ctx->meta
+    (30, "bpf_iter_meta", "0:0"),  # meta->seq
+)
+
+
+def build_core_iter_program() -> tuple[ProgramBuilder, list[tuple[int, str, str]]]:
+    """The status iterator for CO-RE: :func:`build_iter_program` at :data:`CORE_OFFSETS`.
+
+    Returns the program and, per relocated load, (insn index, root struct, access
+    string). Its assembly is :data:`CORE_INSNS` (what runs: the builder is not
+    imported on the status path; tests/test_status_core.py checks they agree).
+    """
+    from ..skel.builder import R0, R1, R2, R3, R6, R7, R8, R10, ProgramBuilder
+
+    o = CORE_OFFSETS
+    rec = -RECORD_SIZE
+    b = ProgramBuilder({"seq_write": _HELPER_SEQ_WRITE})
+    relos: list[tuple[int, str, str]] = []
+    n = 0  # every instruction here is one slot
+
+    def emit(count: int = 1, relo: tuple[str, str] | None = None) -> None:
+        nonlocal n
+        if relo is not None:
+            relos.append((n, *relo))
+        n += count
+
+    b.comment("ctx: struct bpf_iter__bpf_prog *").mov(R6, R1)
+    emit()
+    b.ldx(8, R7, R6, o["bpf_iter__bpf_prog"]["prog"], note="ctx->prog (NULL at the end)")
+    emit(relo=("bpf_iter__bpf_prog", "0:1"))
+    b.jmp("==", R7, 0, "out")
+    emit()
+    for off in range(0, RECORD_SIZE, 8):
+        b.st(8, R10, rec + off, 0)
+        emit()
+    aux, sig = o["bpf_prog_aux"], o["bpf_prog_aux"]["sig"]
+    b.ldx(8, R8, R7, o["bpf_prog"]["aux"], note="prog->aux")
+    emit(relo=("bpf_prog", "0:2"))
+    loads = (
+        (4, R8, aux["id"], 0, ("bpf_prog_aux", "0:0"), "aux->id"),
+        (4, R7, o["bpf_prog"]["type"], 4, ("bpf_prog", "0:0"), "prog->type"),
+        (8, R7, o["bpf_prog"]["tag"], 8, ("bpf_prog", "0:1"), "prog->tag"),
+        (8, R8, aux["load_time"], 16, ("bpf_prog_aux", "0:1"), "aux->load_time"),
+        (8, R8, aux["name"], 24, ("bpf_prog_aux", "0:2:0"), "aux->name[0:8]"),
+        (8, R8, aux["name"] + 8, 32, ("bpf_prog_aux", "0:2:8"), "aux->name[8:16]"),
+        (4, R8, sig + o["sig"]["keyring_serial"], 40, ("bpf_prog_aux", "0:3:0"), "keyring_serial"),
+        (1, R8, sig + o["sig"]["verdict"], 44, ("bpf_prog_aux", "0:3:2"), "aux->sig.verdict"),
+        (1, R8, sig + o["sig"]["keyring_type"], 45, ("bpf_prog_aux", "0:3:1"), "keyring_type"),
+    )
+    for size, base, off, rec_off, relo, what in loads:
+        b.ldx(size, R1, base, off, note=what).stx(size, R10, rec + rec_off, R1)
+        emit(relo=relo)
+        emit()
+    b.st(2, R10, rec + 46, MAGIC)
+    emit()
+    b.ldx(8, R1, R6, o["bpf_iter__bpf_prog"]["meta"], note="ctx->meta")
+    emit(relo=("bpf_iter__bpf_prog", "0:0"))
+    b.ldx(8, R1, R1, o["bpf_iter_meta"]["seq"], note="meta->seq")
+    emit(relo=("bpf_iter_meta", "0:0"))
+    b.mov(R2, R10).alu("+=", R2, rec).mov(R3, RECORD_SIZE).call("seq_write")
+    b.label("out").mov(R0, 0).exit()
+    return b, relos
+
+
+#: :func:`build_core_iter_program` assembled (tests/test_status_core.py regenerates it).
+CORE_INSNS = bytes.fromhex(
+    "bf16000000000000796708000000000015072000000000007a0ad0ff00000000"
+    "7a0ad8ff000000007a0ae0ff000000007a0ae8ff000000007a0af0ff00000000"
+    "7a0af8ff0000000079781000000000006181000000000000631ad0ff00000000"
+    "6171000000000000631ad4ff0000000079710800000000007b1ad8ff00000000"
+    "79810800000000007b1ae0ff0000000079811000000000007b1ae8ff00000000"
+    "79811800000000007b1af0ff000000006181200000000000631af8ff00000000"
+    "7181250000000000731afcff000000007181240000000000731afdff00000000"
+    "6a0afefff1b5000079610000000000007911000000000000bfa2000000000000"
+    "07020000d0ffffffb703000030000000850000007f000000b700000000000000"
+    "9500000000000000"
+)
+
+
+def _core_btf() -> tuple[bytes, list[tuple[int, int, int]], int]:
+    """The local BTF: (blob, relocation records (insn, type id, access off), FUNC id)."""
+    from .core_relo import BtfWriter
+
+    w = BtfWriter()
+    u8, u32 = w.int_("u8", 1), w.int_("u32", 4)
+    s32, u64 = w.int_("int", 4, signed=True), w.int_("u64", 8)
+    o = CORE_OFFSETS
+    sig = w.struct("", 8, [("keyring_serial", s32, 0), ("keyring_type", u8, 4), ("verdict", u8, 5)])
+    aux = w.struct(
+        "bpf_prog_aux",
+        40,
+        [
+            ("id", u32, o["bpf_prog_aux"]["id"]),
+            ("load_time", u64, o["bpf_prog_aux"]["load_time"]),
+            ("name", w.array(u8, u32, 16), o["bpf_prog_aux"]["name"]),
+            ("sig", sig, o["bpf_prog_aux"]["sig"]),
+        ],
+    )
+    prog = w.struct(
+        "bpf_prog",
+        24,
+        [
+            ("type", w.enum_fwd("bpf_prog_type"), o["bpf_prog"]["type"]),
+            ("tag", w.array(u8, u32, 8), o["bpf_prog"]["tag"]),
+            ("aux", w.ptr(aux), o["bpf_prog"]["aux"]),
+        ],
+    )
+    meta = w.struct("bpf_iter_meta", 8, [("seq", w.ptr(0), o["bpf_iter_meta"]["seq"])])
+    ctx = w.struct(
+        "bpf_iter__bpf_prog",
+        16,
+        [
+            ("meta", w.ptr(meta), o["bpf_iter__bpf_prog"]["meta"]),
+            ("prog", w.ptr(prog), o["bpf_iter__bpf_prog"]["prog"]),
+        ],
+    )
+    func = w.func(ITER_NAME, w.func_proto(s32, [("ctx", w.ptr(ctx))]))
+    ids = {"bpf_iter__bpf_prog": ctx, "bpf_iter_meta": meta, "bpf_prog": prog, "bpf_prog_aux": aux}
+    records = [(i, ids[root], w.name(access)) for i, root, access in CORE_RELOS]
+    return w.blob(), records, func
+
+
+def _find_btf_func(name: str, pin_dir: str | None = None) -> int:
+    """The kernel's BTF id of FUNC ``name``, asked of the kernel itself.
+
+    ``bpf_btf_find_by_name_kind`` is a helper of (sleepable) syscall programs: the
+    program puts ``name`` on its stack, calls it, and returns the id, which
+    BPF_PROG_TEST_RUN hands back as ``retval``.
+    """
+    import ctypes
+
+    from . import _sys as S
+
+    raw = name.encode() + b"\0"
+    padded = raw + b"\0" * (-len(raw) % 4)
+    base = -len(padded)
+    insns = [
+        struct.pack(
+            "<BBhi", 0x62, 10, base + i, int.from_bytes(padded[i : i + 4], "little", signed=True)
+        )
+        for i in range(0, len(padded), 4)
+    ]  # *(u32 *)(r10 + off) = imm: the name, NUL-terminated
+    insns += [
+        struct.pack("<BBhi", 0xBF, 0x01 | 10 << 4, 0, 0),  # r1 = r10
+        struct.pack("<BBhi", 0x07, 1, 0, base),  # r1 += base
+        struct.pack("<BBhi", 0xB7, 2, 0, len(raw)),  # r2 = size with the NUL
+        struct.pack("<BBhi", 0xB7, 3, 0, _KIND_FUNC),  # r3 = BTF_KIND_FUNC
+        struct.pack("<BBhi", 0xB7, 4, 0, 0),  # r4 = flags
+        struct.pack("<BBhi", 0x85, 0, 0, _HELPER_BTF_FIND_BY_NAME_KIND),
+        struct.pack("<BBhi", 0x95, 0, 0, 0),  # exit: r0 = id, or -errno
+    ]
+    code = b"".join(insns)
+    ibuf = ctypes.create_string_buffer(code, len(code))
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = S.ProgLoadAttr(
+        prog_type=S.PROG_TYPE_SYSCALL,
+        insn_cnt=len(insns),
+        insns=S.addr(ibuf),
+        license=S.addr(lic),
+        prog_flags=S.BPF_F_SLEEPABLE,
+        prog_name=b"bpfsign_btfid",
+    )
+    fd = _load_or_explain(attr, pin_dir)
+    try:
+        run = S.TestRunAttr(prog_fd=fd)
+        S.bpf(S.PROG_TEST_RUN, run, S.SIZE_TEST_RUN)
+    finally:
+        os.close(fd)
+    if not 0 < run.retval < 1 << 31:
+        from ..errors import UnsupportedFeature
+
+        raise UnsupportedFeature(
+            FEATURE,
+            f"the kernel's BTF has no FUNC {name} (lookup returned {run.retval - (1 << 32)})",
+        )
+    return int(run.retval)
+
+
+def _load_or_explain(attr: Any, pin_dir: str | None = None) -> int:
+    """BPF_PROG_LOAD; an EPERM says that an enforcing policy refused our own load."""
+    from . import _sys as S
+
+    try:
+        return S.prog_load(attr)
     except KernelError as exc:
         if exc.errno != 1:  # EPERM
             raise
@@ -282,8 +558,102 @@ def list_programs(pin_dir: str | None = None) -> list[ProgStatus]:
                 + (f" (no {PIN_NAME} under {pin_dir})" if pin_dir else "")
             ),
         ) from None
+
+
+def load_core_iterator(pin_dir: str | None = None) -> tuple[int, int]:
+    """Load and attach the CO-RE status iterator: (prog fd, link fd).
+
+    Loads the local BTF, asks the kernel for the attach point's id, and loads
+    the fixed program with its relocations; every fd but the two returned is
+    closed. On a kernel without the verdict the relocations of ``aux->sig``
+    find nothing and the load fails: any failure is first checked against the
+    kernel's BTF (:func:`_check_verdict_btf`), so that kernel hears "records no
+    verdict" rather than how the load failed.
+    """
+    from ..errors import Error
+    from . import _sys as S
+
     try:
-        return parse(run_iterator(be, link))
+        prog = _load_core_prog(pin_dir)
+    except Error:
+        _check_verdict_btf()
+        raise
+    try:
+        link = S.bpf(
+            S.LINK_CREATE,
+            S.LinkCreateAttr(prog_fd=prog, attach_type=S.BPF_TRACE_ITER),
+            S.SIZE_LINK_CREATE,
+        )
+    except BaseException:
+        os.close(prog)
+        raise
+    return prog, link
+
+
+def _load_core_prog(pin_dir: str | None) -> int:
+    import ctypes
+
+    from . import _sys as S
+    from .core_relo import FUNC_INFO, RELO, btf_load, relos
+
+    blob, records, func = _core_btf()
+    btf_fd = btf_load(blob)
+    try:
+        attach = _find_btf_func(ITER_TARGET, pin_dir)
+        ibuf = ctypes.create_string_buffer(CORE_INSNS, len(CORE_INSNS))
+        lic = ctypes.create_string_buffer(b"GPL")
+        finfo = ctypes.create_string_buffer(FUNC_INFO.pack(0, func), FUNC_INFO.size)
+        rel = relos(records)
+        rbuf = ctypes.create_string_buffer(rel, len(rel))
+        attr = S.ProgLoadAttr(
+            prog_type=S.PROG_TYPE_TRACING,
+            insn_cnt=len(CORE_INSNS) // 8,
+            insns=S.addr(ibuf),
+            license=S.addr(lic),
+            prog_name=ITER_NAME.encode(),
+            expected_attach_type=S.BPF_TRACE_ITER,
+            attach_btf_id=attach,
+            prog_btf_fd=btf_fd,
+            func_info_rec_size=FUNC_INFO.size,
+            func_info=S.addr(finfo),
+            func_info_cnt=1,
+            core_relos=S.addr(rbuf),
+            core_relo_cnt=len(records),
+            core_relo_rec_size=RELO.size,
+        )
+        return _load_or_explain(attr, pin_dir)
     finally:
-        be.close(link)
-        be.close(prog)
+        os.close(btf_fd)
+
+
+def read_records(pin_dir: str | None = None) -> tuple[bytes, str]:
+    """The iterator's raw records and where they came from (for :func:`parse`).
+
+    Reads ``pin_dir/progs`` when a policy pinned its iterator there; otherwise
+    loads a throwaway iterator (:func:`load_core_iterator`), reads it once and
+    closes it.
+    """
+    if pin_dir is not None:
+        pinned = os.path.join(pin_dir, PIN_NAME)
+        if os.path.exists(pinned):
+            return read_pinned(pinned), pinned
+    from . import _sys as S
+
+    prog, link = load_core_iterator(pin_dir)
+    try:
+        fd = S.bpf(S.ITER_CREATE, S.IterCreateAttr(link_fd=link), S.SIZE_ITER_CREATE)
+        try:
+            return _read_all(fd), "status iterator"
+        finally:
+            os.close(fd)
+    finally:
+        os.close(link)
+        os.close(prog)
+
+
+def list_programs(pin_dir: str | None = None) -> list[ProgStatus]:
+    """Every loaded program with its verdict (:func:`read_records`, then :func:`parse`).
+
+    A kernel that records no verdict gets :class:`~bpfsign.errors.UnsupportedFeature`.
+    """
+    return parse(*read_records(pin_dir))

@@ -10,7 +10,6 @@ source span it came from, so the writer can edit only those spans.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from . import escapes
 from . import insn as _insn
@@ -84,40 +83,44 @@ def sniff(text: str) -> str:
     return "not-a-header"
 
 
-@dataclass
 class _Blob:
-    value: bytes
-    span: Span
-    #: one literal of only \\xNN, \\0 and line breaks (a candidate for print_hex's spelling)
-    strict: bool = False
+    """A decoded blob literal and the source span it came from."""
+
+    __slots__ = ("span", "strict", "value")
+
+    def __init__(self, value: bytes, span: Span, strict: bool = False) -> None:
+        self.value = value
+        self.span = span
+        #: one literal of only \\xNN, \\0 and line breaks (a candidate for print_hex's spelling)
+        self.strict = strict
 
 
-@dataclass
 class _Scan:
-    arrays: dict[str, _Blob] = field(default_factory=dict)
-    # opts.<field> = ... : kind "blob" (inline literal), "ref" (array name),
-    # "sizeof" (array name), "num" (int), "keyring", "ctx"
-    assigns: dict[str, tuple[str, object, int]] = field(default_factory=dict)
-    inline: dict[str, _Blob] = field(default_factory=dict)
-    numeric: dict[str, tuple[int, Span]] = field(default_factory=dict)
-    preps: dict[str, tuple[bytes, int, int]] = field(
-        default_factory=dict
-    )  # name -> image, mmap, line
-    finalize: dict[str, tuple[int, bool]] = field(default_factory=dict)  # name -> mmap, readonly
-    struct_name: str | None = None
-    maps: list[str] = field(default_factory=list)
-    progs: list[str] = field(default_factory=list)
-    links: list[str] = field(default_factory=list)
-    links_line_end: int | None = None
-    struct_indent: str = "\t"
-    keyring_field: bool = False
-    attach: dict[str, str | None] = field(default_factory=dict)
-    ctx_assign_line: int | None = None
-    indent: str = "\t"
-    load_call: int | None = None
-    struct_line_indent: str = ""
-    # section ident ("bss", "data_custom") -> token range of its struct members
-    section_structs: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """What one pass over the tokens found (plain attributes: no dataclass to build at import)."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, _Blob] = {}
+        # opts.<field> = ... : kind "blob" (inline literal), "ref" (array name),
+        # "sizeof" (array name), "num" (int), "keyring", "ctx"
+        self.assigns: dict[str, tuple[str, object, int]] = {}
+        self.inline: dict[str, _Blob] = {}
+        self.numeric: dict[str, tuple[int, Span]] = {}
+        self.preps: dict[str, tuple[bytes, int, int]] = {}  # name -> image, mmap, line
+        self.finalize: dict[str, tuple[int, bool]] = {}  # name -> mmap, readonly
+        self.struct_name: str | None = None
+        self.maps: list[str] = []
+        self.progs: list[str] = []
+        self.links: list[str] = []
+        self.links_line_end: int | None = None
+        self.struct_indent = "\t"
+        self.keyring_field = False
+        self.attach: dict[str, str | None] = {}
+        self.ctx_assign_line: int | None = None
+        self.indent = "\t"
+        self.load_call: int | None = None
+        self.struct_line_indent = ""
+        # section ident ("bss", "data_custom") -> token range of its struct members
+        self.section_structs: dict[str, tuple[int, int]] = {}
 
 
 class _Parser:
@@ -558,6 +561,37 @@ def _declaration(src: _Source, toks: list[_Tok]) -> GlobalVar:
 
 def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skeleton:
     """Parse a light-skeleton header. ``lenient`` accepts general C escapes."""
+    _refuse_other_headers(text, path)
+    src = _Source(text, path)
+    scan = _Parser(src, lenient).run()
+    name = _skeleton_struct(src, scan)
+    insns, data, named = _loader_blobs(src, scan)
+    sig, excl = _signature_blobs(src, scan)
+    maps = tuple(_map_spec(src, scan, idx, m) for idx, m in enumerate(scan.maps))
+    progs = tuple(ProgSpec(p, i, scan.attach.get(p)) for i, p in enumerate(scan.progs))
+    return Skeleton(
+        name=name,
+        path=path,
+        style="new" if named else _old_style(src),
+        endian=_insn.detect_endian(insns.value),
+        insns=insns.value,
+        data=data.value,
+        signature=sig.value if sig else None,
+        excl_hash=excl.value if excl else None,
+        has_keyring_field=scan.keyring_field,
+        maps=maps,
+        progs=progs,
+        links=tuple(scan.links),
+        ctx_size=ctx_size(len(maps), len(progs)),
+        source=text,
+        layout=_layout(
+            text, scan, {"insns": insns, "data": data, "signature": sig, "excl_hash": excl}
+        ),
+    )
+
+
+def _refuse_other_headers(text: str, path: str | None) -> None:
+    """A regular skeleton, binary data or C without a loader ctx: say which, before tokenizing."""
     kind = sniff(text)
     if kind == "skel":
         raise RegularSkeletonError(
@@ -574,23 +608,29 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
                 "bpftool gen skeleton -L?"
             )
         raise NotAHeaderError(f"not a light-skeleton header: {why}", path=path)
-    src = _Source(text, path)
-    scan = _Parser(src, lenient).run()
-    where_load = scan.load_call if scan.load_call is not None else max(len(text) - 1, 0)
 
+
+def _skeleton_struct(src: _Source, scan: _Scan) -> str:
+    """The skeleton struct's name, once the whole file is known to be there (braces close)."""
+    end = max(len(src.text) - 1, 0)
     if scan.struct_name is None:
         raise src.error(
             "no skeleton struct (a struct starting with 'struct bpf_loader_ctx ctx;'); "
             "is this a light skeleton from bpftool gen skeleton -L?",
-            max(len(text) - 1, 0),
+            end,
         )
-    depth = src.braces
-    if depth != 0:
+    if src.braces != 0:
         raise src.error(
-            f"unbalanced braces at end of file ({depth} unclosed): the header is truncated",
-            max(len(text) - 1, 0),
+            f"unbalanced braces at end of file ({src.braces} unclosed): the header is truncated",
+            end,
         )
+    return scan.struct_name
 
+
+def _loader_blobs(src: _Source, scan: _Scan) -> tuple[_Blob, _Blob, bool]:
+    """opts.insns and opts.data, checked against their sizes; True if they are named
+    arrays (bpftool 7.x's ``opts_insn``/``opts_data``)."""
+    where_load = scan.load_call if scan.load_call is not None else max(len(src.text) - 1, 0)
     insns, insns_named = _resolve(src, scan, "insns", "opts_insn", "loader instructions")
     data, data_named = _resolve(src, scan, "data", "opts_data", "loader data")
     if insns is None:
@@ -612,6 +652,11 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
             "record to 8)",
             data.span.start,
         )
+    return insns, data, insns_named
+
+
+def _signature_blobs(src: _Source, scan: _Scan) -> tuple[_Blob | None, _Blob | None]:
+    """opts_sig and opts_excl_hash when the header is signed, checked against their sizes."""
     sig, _ = _resolve(src, scan, "signature", "opts_sig", "signature")
     excl, _ = _resolve(src, scan, "excl_prog_hash", "opts_excl_hash", "exclusive-map hash")
     if sig is not None:
@@ -623,77 +668,67 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
                 f"opts_excl_hash is {len(excl.value)} bytes; the kernel accepts only a 32-byte SHA-256",
                 excl.span.start,
             )
+    return sig, excl
 
-    if insns_named:
-        style = "new"
-    else:
-        toks = src.toks
-        ctx_at = next((k for k in range(len(toks)) if toks.text(k) == "bpf_loader_ctx"), None)
-        ls = src.line_start(toks[ctx_at].start) if ctx_at is not None else 0
-        style = "old-clang-format" if text[ls : ls + 1] == " " else "old"
 
-    maps = []
-    for idx, name in enumerate(scan.maps):
-        prep = scan.preps.get(name)
-        fin = scan.finalize.get(name)
-        base = name.split("_", 1)[0]
-        internal = (
-            prep is not None or fin is not None or name in ("rodata", "data", "bss", "kconfig")
-        )
-        section = None
-        if internal:
-            section = (
-                "." + name
-                if "_" not in name or base not in ("rodata", "data", "bss")
-                else ("." + base + "." + name.split("_", 1)[1])
-            )
-        # without a finalize call an image the header prepared stays read-only (7.3's
-        # skel_protect_map_data for per-CPU sections)
-        readonly = (
-            fin[1] if fin is not None else (prep is not None or base in ("rodata", "kconfig"))
-        )
-        maps.append(
-            MapSpec(
-                name=name,
-                index=idx,
-                section=section,
-                initial_value=prep[0] if prep else None,
-                mmap_size=prep[1] if prep else (fin[0] if fin else None),
-                readonly=readonly if internal else False,
-                fields=_section_fields(src, scan, name) if internal else (),
-                mmapable=fin is not None,
-            )
-        )
-    progs = tuple(ProgSpec(p, i, scan.attach.get(p)) for i, p in enumerate(scan.progs))
+def _old_style(src: _Source) -> str:
+    """An old-style header (inline blobs) as bpftool wrote it, or clang-formatted (spaces)."""
+    toks = src.toks
+    ctx_at = next((k for k in range(len(toks)) if toks.text(k) == "bpf_loader_ctx"), None)
+    ls = src.line_start(toks[ctx_at].start) if ctx_at is not None else 0
+    return "old-clang-format" if src.text[ls : ls + 1] == " " else "old"
 
-    blobs = {"insns": insns.span, "data": data.span}
-    if sig is not None:
-        blobs["signature"] = sig.span
-    if excl is not None:
-        blobs["excl_hash"] = excl.span
+
+_SECTION_MAPS = ("rodata", "data", "bss")
+
+
+def _section_name(name: str) -> str:
+    """The ELF section of an internal map: ``rodata`` -> .rodata, ``data_custom`` -> .data.custom."""
+    base, sep, rest = name.partition("_")
+    if not sep or base not in _SECTION_MAPS:
+        return "." + name
+    return "." + base + "." + rest
+
+
+def _map_spec(src: _Source, scan: _Scan, idx: int, name: str) -> MapSpec:
+    """Map ``idx`` of the skeleton struct, with its section image and mmap as the header sets them."""
+    prep = scan.preps.get(name)
+    fin = scan.finalize.get(name)
+    internal = prep is not None or fin is not None or name in (*_SECTION_MAPS, "kconfig")
+    # without a finalize call an image the header prepared stays read-only (7.3's
+    # skel_protect_map_data for per-CPU sections)
+    base = name.split("_", 1)[0]
+    readonly = fin[1] if fin is not None else (prep is not None or base in ("rodata", "kconfig"))
+    return MapSpec(
+        name=name,
+        index=idx,
+        section=_section_name(name) if internal else None,
+        initial_value=prep[0] if prep else None,
+        mmap_size=prep[1] if prep else (fin[0] if fin else None),
+        readonly=readonly if internal else False,
+        fields=_section_fields(src, scan, name) if internal else (),
+        mmapable=fin is not None,
+    )
+
+
+def _layout(text: str, scan: _Scan, found: dict[str, _Blob | None]) -> Layout:
+    """Where each blob and size sits in the text, and which blobs bpftool would spell
+    differently (those the writer must not assume it can reproduce)."""
+    present = {k: b for k, b in found.items() if b is not None}
+    blobs = {k: b.span for k, b in present.items()}
+    values = {k: b.value for k, b in present.items()}
+    noncanonical = tuple(
+        k
+        for k, b in present.items()
+        if not b.strict
+        or not escapes.is_canonical(text, b.span.start, b.span.end, b.value, strict=True)
+    )
     numeric = {
         k.removesuffix("_sz"): span
         for k, (_, span) in scan.numeric.items()
         if k in ("insns_sz", "data_sz")
     }
-    values = {"insns": insns.value, "data": data.value}
-    if sig is not None:
-        values["signature"] = sig.value
-    if excl is not None:
-        values["excl_hash"] = excl.value
-    strict = {
-        "insns": insns.strict,
-        "data": data.strict,
-        "signature": sig is not None and sig.strict,
-        "excl_hash": excl is not None and excl.strict,
-    }
-    noncanonical = tuple(
-        k
-        for k, span in blobs.items()
-        if not strict[k]
-        or not escapes.is_canonical(text, span.start, span.end, values[k], strict=True)
-    )
-    layout = Layout(
+    return Layout(
         values=values,
         noncanonical=noncanonical,
         blobs=blobs,
@@ -703,21 +738,4 @@ def parse(text: str, *, path: str | None = None, lenient: bool = False) -> Skele
         ctx_assign_line=scan.ctx_assign_line,
         indent=scan.indent,
         struct_indent=scan.struct_indent,
-    )
-    return Skeleton(
-        name=scan.struct_name,
-        path=path,
-        style=style,
-        endian=_insn.detect_endian(insns.value),
-        insns=insns.value,
-        data=data.value,
-        signature=sig.value if sig else None,
-        excl_hash=excl.value if excl else None,
-        has_keyring_field=scan.keyring_field,
-        maps=tuple(maps),
-        progs=progs,
-        links=tuple(scan.links),
-        ctx_size=ctx_size(len(maps), len(progs)),
-        source=text,
-        layout=layout,
     )

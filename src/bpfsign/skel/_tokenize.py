@@ -50,6 +50,24 @@ _STR = _KIND_CODE["str"]
 _LINE_BLOCK = 1 << 16
 
 
+def _plain_literal_end(text: str, start: int) -> int | None:
+    """The end of the string literal opening at ``start``, found by whole-text scans, or
+    None when it needs the token pattern (an escaped quote or backslash, a bare newline).
+
+    Without a double backslash and with no backslash before the first quote, every
+    backslash escapes the character after it, so that quote closes the literal, and it
+    has no bare newline when each newline follows a backslash: what ``_TOKEN``'s ``str``
+    would match, without a regex step per escape of a megabyte blob.
+    """
+    close = text.find('"', start + 1)
+    if close < 0 or text[close - 1] == "\\" or text.find("\\\\", start + 1, close) >= 0:
+        return None
+    newlines = text.count("\n", start + 1, close)
+    if newlines and newlines != text.count("\\\n", start + 1, close):
+        return None
+    return close + 1
+
+
 class Tok(NamedTuple):
     kind: str  # "str" | "char" | "id" | "num" | "op"
     #: the token's text; a string literal's is just '"' (read its body through the span)
@@ -105,7 +123,21 @@ class Source:
         kinds, starts, ends = toks.kinds, toks.starts, toks.ends
         codes = _KIND_CODE
         self.braces = 0  # '{' minus '}'
-        for m in _TOKEN.finditer(text):
+        match = _TOKEN.match
+        str_code = codes["str"]
+        pos, size = 0, len(text)
+        while pos < size:
+            if text[pos] == '"':
+                stop = _plain_literal_end(text, pos)
+                if stop is not None:  # a blob: skipped with a few linear scans
+                    kinds.append(str_code)
+                    starts.append(pos)
+                    ends.append(stop)
+                    pos = stop
+                    continue
+            m = match(text, pos)
+            assert m is not None  # the last alternative takes any character
+            pos = m.end()
             kind = m.lastgroup
             if kind == "ws" or kind == "comment":
                 continue
@@ -123,7 +155,7 @@ class Source:
                     self.braces -= 1
             kinds.append(codes[kind])
             starts.append(start)
-            ends.append(m.end())
+            ends.append(pos)
             if len(kinds) > MAX_TOKENS:
                 raise self.error(
                     f"more than {MAX_TOKENS} C tokens outside the blob literals: this is not a "

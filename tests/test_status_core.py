@@ -1,0 +1,183 @@
+"""The status iterator that the kernel relocates (CO-RE), and ``status --json`` made from records.
+
+The program is a constant (``CORE_INSNS``) so that ``bpfsign status`` does not
+import the builder; here it is rebuilt and compared. Its local BTF is read back
+with the project's BTF reader to show that every relocated load's offset is the
+one its access string names in the local types (the kernel checks the same at
+load time). On this 6.18 host the kernel half is what it can do: load the local
+BTF, answer the attach-point lookup, and refuse ``status`` cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from bpfsign.cli import status as CS
+from bpfsign.errors import InputError, UnsupportedFeature
+from bpfsign.kernel import btf as B
+from bpfsign.kernel import core_relo as C
+from bpfsign.kernel import policy
+from bpfsign.kernel import status as ST
+from bpfsign.skel import insn as I
+
+
+def test_the_constant_program_is_the_builders() -> None:
+    b, relos = ST.build_core_iter_program()
+    assert b.assemble() == ST.CORE_INSNS
+    assert tuple(relos) == ST.CORE_RELOS
+    listing = "\n".join(b.disasm())
+    assert "call seq_write#127" in listing and "aux->sig.verdict" in listing
+
+
+def _access_offset(btf: B.Btf, root: int, access: str) -> tuple[int, int]:
+    """(byte offset, end of the struct member holding it) for a CO-RE access string."""
+    idx = [int(x) for x in access.split(":")]
+    assert idx[0] == 0
+    tid, off, end = root, 0, 0
+    for i in idx[1:]:
+        t = btf.resolve(tid)
+        if t.kind == B.KIND_STRUCT:
+            m = btf.members(t.id)[i]
+            off += m.offset
+            tid = m.type_id
+            end = off + btf.size(tid)
+        else:
+            assert t.kind == B.KIND_ARRAY
+            elem = btf._array(t)[0]
+            off += i * btf.size(elem)
+            tid = elem
+    return off, end
+
+
+def test_every_relocated_load_reads_what_its_access_string_names() -> None:
+    blob, records, func = ST._core_btf()
+    btf = B.Btf(blob, "local BTF")
+    assert btf.type(func).kind == B.KIND_FUNC and btf.type(func).name == ST.ITER_NAME
+    insns = I.decode(ST.CORE_INSNS)
+    assert len(records) == len(ST.CORE_RELOS)
+    for (idx, type_id, access_off), (idx2, root, access) in zip(
+        records, ST.CORE_RELOS, strict=True
+    ):
+        assert idx == idx2 and btf.type(type_id).name == root
+        assert btf._name(access_off) == access
+        ins = insns[idx]
+        assert ins.code & 0x07 == I.LDX  # a load, whose offset the kernel patches
+        off, end = _access_offset(btf, type_id, access)
+        assert ins.off == off, (idx, root, access)
+        assert off + {0x18: 8, 0x00: 4, 0x10: 1}[ins.code & 0x18] <= end  # not past the member
+    packed = C.relos(records)
+    assert len(packed) == C.RELO.size * len(records)
+    assert C.RELO.unpack_from(packed, 0) == (8 * records[0][0], records[0][1], records[0][2], 0)
+
+
+def test_the_record_layout_matches_the_stores() -> None:
+    """The stores put id, type, tag, load_time, name, serial, verdict, keyring and magic
+    where RECORD unpacks them (the program writes at fp-48)."""
+    stores = {
+        i.off + ST.RECORD_SIZE: i.code & 0x18
+        for i in I.decode(ST.CORE_INSNS)
+        if i.code & 0x07 in (I.STX, I.ST) and i.dst == 10
+    }
+    sizes = {0x18: 8, 0x00: 4, 0x08: 2, 0x10: 1}
+    want = {0: 4, 4: 4, 8: 8, 16: 8, 24: 8, 32: 8, 40: 4, 44: 1, 45: 1, 46: 2}
+    assert {off: sizes[s] for off, s in stores.items() if off in want} == want
+
+
+def test_status_speaks_the_policys_words() -> None:
+    assert (ST.FEATURE, ST.NO_VERDICT) == (policy.FEATURE, policy.NO_VERDICT)
+
+
+def _records(names: list[bytes]) -> bytes:
+    return b"".join(
+        ST.RECORD.pack(i + 1, 29 + i, bytes(range(i, i + 8)), 10**9 * i + 7, n, -5 + 4242 * i,
+                       i % 3, i % 6, ST.MAGIC)
+        for i, n in enumerate(names)
+    )  # fmt: skip
+
+
+def test_json_text_is_json_dumps_of_each_parsed_row() -> None:
+    names = [b"plain", b'q"uote', b"back\\slash", "ünï".encode(), b"tab\there", b"", b"\xff\xfe"]
+    raw = _records(names)
+    lines = CS.json_text(raw, "records").splitlines()
+    assert lines[0] == "[" and lines[-1] == "]"
+    rows = ST.parse(raw, "records")
+    for line, row in zip(lines[1:-1], rows, strict=True):
+        ours = json.loads(line.rstrip(","))
+        assert abs(ours["loaded_at"] - row.loaded_at) < 1  # read the clock twice
+        want = row.as_dict() | {"loaded_at": ours["loaded_at"]}
+        assert line.rstrip(",") == json.dumps(want, sort_keys=True)
+    assert [r["verdict"] for r in json.loads("".join(lines))][:3] == [
+        "UNSIGNED",
+        "VERIFIED",
+        "unknown (2)",
+    ]
+
+
+def test_json_text_refuses_what_parse_refuses() -> None:
+    raw = _records([b"a"])
+    with pytest.raises(InputError, match="not a whole number of 48-byte records"):
+        CS.json_text(raw[:-1], "/x/progs")
+    bad = raw[:-2] + b"\x01\x00"
+    with pytest.raises(InputError, match="record format 0x0001, expected 0xb5f1") as e:
+        CS.json_text(bad, "/x/progs")
+    assert str(e.value).startswith("/x/progs")
+
+
+def test_status_path_imports_no_builder_btf_or_typing() -> None:
+    """The timed path (docs: bench/bench_vm_status.py) stays small."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bpfsign.cli import status as CS; from bpfsign.kernel import status;"
+        "import bpfsign.kernel._sys, bpfsign.kernel.core_relo;"
+        "print(sorted(m for m in sys.modules if m in ('typing', 'dataclasses', 'json', 'enum',"
+        " 'bpfsign.skel.builder', 'bpfsign.kernel.btf', 'bpfsign.kernel.policy', 'argparse')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# ------------------------------------------------------------------ this kernel
+
+
+def _vmlinux() -> B.Btf:
+    btf = B.vmlinux()
+    if btf is None:
+        pytest.skip(f"no {B.VMLINUX} on this kernel")
+    return btf
+
+
+@pytest.mark.kernel
+def test_local_btf_loads_and_the_kernel_finds_the_attach_point() -> None:
+    blob, _records, _func = ST._core_btf()
+    fd = C.btf_load(blob)
+    os.close(fd)
+    tid = ST._find_btf_func(ST.ITER_TARGET)
+    t = _vmlinux().type(tid)
+    assert (t.kind, t.name) == (B.KIND_FUNC, ST.ITER_TARGET)
+
+
+@pytest.mark.kernel
+def test_an_unknown_attach_point_is_a_clear_refusal() -> None:
+    with pytest.raises(UnsupportedFeature) as e:
+        ST._find_btf_func("bpfsign_no_such_func")
+    assert e.value.why == ("the kernel's BTF has no FUNC bpfsign_no_such_func (lookup returned -2)")
+
+
+@pytest.mark.kernel
+def test_the_verdict_check_reads_only_the_string_section() -> None:
+    btf = _vmlinux()
+    has = btf.enum_values("bpf_sig_verdict") is not None
+    if has:
+        ST._check_verdict_btf()
+    else:
+        with pytest.raises(UnsupportedFeature) as e:
+            ST._check_verdict_btf()
+        assert e.value.why == ST.NO_VERDICT
+        with pytest.raises(UnsupportedFeature) as e2:
+            ST.load_core_iterator()  # the load fails here; the refusal says why
+        assert e2.value.why == ST.NO_VERDICT

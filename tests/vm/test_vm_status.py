@@ -1,0 +1,99 @@
+"""``bpfsign status`` on the real 7.3 kernel: the CO-RE iterator against the BTF-built one.
+
+The iterator ``status`` loads for itself is relocated by the kernel
+(kernel/status.py, kernel/core_relo.py); the one ``enforce --pin`` pins is built
+from offsets read in Python from the kernel's BTF. Both must see the same
+programs with the same fields, and both must match ``bpftool prog show``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from bpfsign.kernel import _sys as S
+from bpfsign.kernel import btf as B
+from bpfsign.kernel import status as ST
+from bpfsign.kernel.policy import Layout
+from bpfsign.kernel.syscall import SyscallBackend
+
+pytestmark = pytest.mark.vm
+
+RET0 = bytes.fromhex("b7000000000000009500000000000000")
+BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
+
+
+def _load(name: str) -> int:
+    ibuf = ctypes.create_string_buffer(RET0, len(RET0))
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = S.ProgLoadAttr(
+        prog_type=S.PROG_TYPE_SOCKET_FILTER,
+        insn_cnt=2,
+        insns=S.addr(ibuf),
+        license=S.addr(lic),
+        prog_name=name.encode(),
+    )
+    return S.bpf(S.PROG_LOAD, attr, S.SIZE_PROG_LOAD)
+
+
+def _fields(rows: list[ST.ProgStatus]) -> dict[int, tuple[object, ...]]:
+    return {
+        r.id: (r.type, r.name, r.tag, r.load_time_ns, r.verdict, r.keyring_type, r.keyring_serial)
+        for r in rows
+        if r.name != ST.ITER_NAME
+    }
+
+
+def test_core_iterator_reads_what_the_btf_built_one_reads() -> None:
+    fds = [_load(f"core_{i}") for i in range(5)]
+    be = SyscallBackend()
+    prog, link = ST.load_iterator(be, Layout.from_btf(B.require_vmlinux(ST.FEATURE)))
+    try:
+        core = ST.list_programs()  # its own, CO-RE iterator
+        built = ST.parse(ST.run_iterator(be, link))
+        assert _fields(core) == _fields(built)
+        mine = [r for r in core if r.name.startswith("core_")]
+        assert len(mine) == 5 and {r.type_name for r in mine} == {"socket_filter"}
+        assert all(len(r.tag) == 16 and r.tag != "0" * 16 for r in mine)
+    finally:
+        be.close(link)
+        be.close(prog)
+        for fd in fds:
+            os.close(fd)
+
+
+def test_cli_status_json_matches_bpftool_and_leaves_nothing() -> None:
+    fds = [_load(f"cli_{i}") for i in range(3)]
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "bpfsign", "status", "--json", "--pin", "/sys/fs/bpf/none"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        rows = json.loads(run.stdout)
+        tool = json.loads(
+            subprocess.run(
+                [BPFTOOL, "prog", "show", "--json"], capture_output=True, text=True
+            ).stdout
+        )
+    finally:
+        for fd in fds:
+            os.close(fd)
+    ours = {r["id"]: (r["type_name"], r["name"]) for r in rows if r["name"] != ST.ITER_NAME}
+    theirs = {
+        p["id"]: (p["type"], p.get("name", ""))
+        for p in tool
+        if p.get("name") not in ("iter", ST.ITER_NAME)  # bpftool's own pid iterator
+    }
+    assert ours == theirs
+    assert sum(1 for r in rows if r["name"].startswith("cli_")) == 3
+    # the iterator (and the attach-point lookup program) went with the process
+    assert not any(p.get("name") in (ST.ITER_NAME, "bpfsign_btfid") for p in tool)
