@@ -4,16 +4,18 @@ parse+sign of the largest header against ``bpftool gen skeleton -S``.
 Run (root, on a kernel with a usable bpf(); the sign part needs the corpus cache made
 by ``bash tests/corpus/generate.sh``, for the linked object and the 7.3.4 bpftool):
 
-    .venv/bin/python bench/bench_corpus.py [--iterations 200] [--batch 50] [--sign-runs 15]
+    .venv/bin/python bench/bench_corpus.py [--pairs 600] [--sign-runs 15] [--only NAME]
     .venv/bin/python bench/bench_corpus.py --sign-only [--sign-runs 15]   # no root needed
 
-Load+close (as bench_load.py): for every corpus header, the C reference
-(tests/corpus/refload.c built against the skel_internal.h matching its bpftool,
-run as ``refload N``: N timed ``__open_and_load`` + ``__destroy`` cycles) and
-bpfsign (``Loader.load()`` + ``LoadedSkeleton.close()``, parse done once, outside the
-timing) alternate in batches, so drift cancels; process start-up is not counted on
-either side. Headers neither side can load on this kernel are listed, not timed.
-Target: bpfsign median <= 1.05x the C median, per header.
+Load+close: for every corpus header both loaders can load on this kernel, the C
+reference (tests/corpus/refload.c built against the skel_internal.h matching its
+bpftool, as a shared library whose ``ref_bench`` runs the header's own
+``__open_and_load`` + ``__destroy``) and bpfsign (``Loader.load()`` +
+``LoadedSkeleton.close()``; the parse and plan are done once, outside the timing, as
+the C compiler does them once) alternate load by load in this process (bench/_abba.py:
+why in-process, why two clocks). Reported per header: medians of each side, the ratio
+of the medians, and the quartiles of the per-pair ratios. Target: ratio <= 1.05x per
+header (issue 9), on both clocks; the CPU clock is the one a shared machine cannot blur.
 
 Sign: whole processes, interleaved, medians: ``python -m bpfsign sign -o OUT`` of the
 largest header (parse, sign, render, write) against the 7.3.4 bpftool's
@@ -27,7 +29,6 @@ corpus cache; without them it says what is missing and how to make it
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
 import subprocess
@@ -44,30 +45,11 @@ sys.path.insert(0, str(REPO / "src"))
 import checks  # noqa: E402
 import refload  # noqa: E402
 
+import _abba  # noqa: E402
 import bpfsign  # noqa: E402
 
-TARGET = 1.05
-WARMUP = 5
 
-
-def c_batch(exe: Path, n: int) -> list[float]:
-    # the harness times inside the process: start-up is not counted
-    r = subprocess.run([str(exe), str(n)], capture_output=True, text=True, check=True)
-    return [int(x) / 1000 for x in r.stdout.split()]
-
-
-def py_batch(ld: bpfsign.Loader, n: int) -> list[float]:
-    out = []
-    clock = time.perf_counter_ns
-    load = ld.load
-    for _ in range(n):
-        t = clock()
-        load().close()
-        out.append((clock() - t) / 1000)
-    return out
-
-
-def bench_load(h: Path, iterations: int, batch: int) -> dict[str, float] | str:
+def bench_load(h: Path, pairs: int) -> _abba.Result | str:
     c = refload.run(h)
     if not c["ok"]:
         return f"C fails ({c['step']}, errno {c['errno']})"
@@ -77,21 +59,8 @@ def bench_load(h: Path, iterations: int, batch: int) -> dict[str, float] | str:
         return f"bpfsign fails ({type(exc).__name__}: {str(exc).splitlines()[0][:60]})"
     skel = first.skeleton
     first.close()
-    ld = bpfsign.Loader(skel)
-    exe = refload.binary(h, build=False)
-    c_batch(exe, WARMUP)
-    py_batch(ld, WARMUP)
-    ct: list[float] = []
-    pt: list[float] = []
-    for r in range(max(1, -(-iterations // batch))):
-        if r % 2 == 0:
-            ct += c_batch(exe, batch)
-            pt += py_batch(ld, batch)
-        else:
-            pt += py_batch(ld, batch)
-            ct += c_batch(exe, batch)
-    cm, pm = statistics.median(ct), statistics.median(pt)
-    return {"n": len(ct), "c_med": cm, "py_med": pm, "ratio": pm / cm}
+    ref = _abba.c_function(refload.binary(h, shared=True), "ref_bench")
+    return _abba.measure(ref, bpfsign.Loader(skel).load, pairs, what=h.name)
 
 
 def _time(cmd: list[str], out: Path | None, env: dict[str, str]) -> tuple[float, float]:
@@ -234,8 +203,7 @@ def bench_sign(runs: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iterations", type=int, default=200, help="timed loads per side and header")
-    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--pairs", type=int, default=600, help="timed C+bpfsign load pairs per header")
     ap.add_argument("--sign-runs", type=int, default=15)
     ap.add_argument("--only", help="substring of the header names to time")
     ap.add_argument("--no-sign", action="store_true")
@@ -246,38 +214,29 @@ def main(argv: list[str] | None = None) -> int:
         help="add the TEST-ONLY cert to a fresh session keyring first (signed loads)",
     )
     args = ap.parse_args(argv)
+    if args.pairs < 4:
+        ap.error("--pairs must be at least 4 (quartiles)")
     if args.sign_only:
         return 0 if bench_sign(args.sign_runs) else 1
     if os.geteuid() != 0:
         raise SystemExit("needs root (bpf())")
     if args.trust_test_cert:
         checks.trust_test_cert_in_session()
-    gc.collect()
-    with open("/proc/sys/kernel/osrelease") as f:
-        kernel = f.read().strip()
-    print(f"corpus load+close, kernel {kernel}, medians in µs, interleaved batches of {args.batch}")
-    head = f"{'header':<44} {'n':>4} {'C med':>9} {'bpfsign':>9} {'ratio':>6}"
-    print(head)
-    print("-" * len(head))
-    ratios = []
+    width = 40
+    print("corpus " + _abba.header(width, args.pairs, "skel_internal.h, tests/corpus/refload.c"))
+    results: list[_abba.Result] = []
     skipped = []
     for h in refload.headers():
         if args.only and args.only not in h.name:
             continue
-        r = bench_load(h, args.iterations, args.batch)
+        r = bench_load(h, args.pairs)
         if isinstance(r, str):
             skipped.append((h.name, r))
             continue
-        ratios.append(r["ratio"])
-        flag = "" if r["ratio"] <= TARGET else "  > target"
-        print(
-            f"{h.name:<44} {r['n']:>4} {r['c_med']:>9.1f} {r['py_med']:>9.1f} {r['ratio']:>6.3f}{flag}"
-        )
-    if ratios:
-        print(
-            f"timed {len(ratios)} headers: median ratio {statistics.median(ratios):.3f}, "
-            f"worst {max(ratios):.3f}, {sum(r <= TARGET for r in ratios)} within {TARGET}x"
-        )
+        results.append(r)
+        print(_abba.row(h.name, width, r), flush=True)
+    for line in _abba.summary(results):
+        print(line)
     for name, why in skipped:
         print(f"not timed: {name}: {why}")
     if not args.no_sign:

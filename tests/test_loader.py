@@ -798,3 +798,66 @@ def test_a_program_the_object_does_not_autoload_has_no_fd_as_in_c() -> None:
         }
     assert _bpf_fds() == before
     assert os.path.exists("/proc/self/fd/0")  # stdin was never "closed" for it
+
+
+# --- the hot path (kernel/syscall.py _Prepared.sequence): errors name the step --------------
+
+
+def test_a_loader_program_the_verifier_refuses_names_the_load_step_with_its_log() -> None:
+    """The fast sequence hands a failed PROG_LOAD to _sys, which retries with a log."""
+    import dataclasses
+
+    skel = _skel("counter.lskel.h")
+    bad = bytes.fromhex("bf50000000000000") + bytes.fromhex("9500000000000000")  # r0 = r5; exit
+    before = _bpf_fds()
+    with pytest.raises(KernelError) as info:
+        loader.Loader(dataclasses.replace(skel, insns=bad), check_kernel=False).load()
+    exc = info.value
+    assert (exc.errno, exc.command, exc.step) == (errno.EACCES, "BPF_PROG_LOAD", "load")
+    assert "R5 !read_ok" in exc.log
+    assert str(exc).startswith(
+        "BPF_PROG_LOAD: EACCES (13): counter: loader program load of __loader.prog failed"
+    ), str(exc)
+    assert _bpf_fds() == before  # the loader map was closed
+
+
+def test_a_loader_map_the_kernel_refuses_names_the_create_step() -> None:
+    import dataclasses
+
+    skel = _skel("counter.lskel.h")
+    before = _bpf_fds()
+    with pytest.raises(KernelError) as info:  # value_size 0: the kernel's EINVAL
+        loader.Loader(dataclasses.replace(skel, data=b""), check_kernel=False).load()
+    exc = info.value
+    assert (exc.errno, exc.command, exc.step) == (errno.EINVAL, "BPF_MAP_CREATE", "create")
+    assert str(exc) == "BPF_MAP_CREATE: EINVAL (22): counter: map create of __loader.map failed"
+    assert _bpf_fds() == before
+
+
+def test_concurrent_loads_of_one_loader_each_get_their_own_attrs() -> None:
+    """The attrs are reused from load to load through a free list: threads never share one."""
+    import threading
+
+    ld = loader.Loader(_skel("counter.lskel.h"))
+    before = _bpf_fds()
+    errors: list[BaseException] = []
+    seen: list[tuple[int, ...]] = []
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                with ld.load() as ls:
+                    ls.data.sample_every = 3
+                    seen.append((*ls.maps.values(), *ls.progs.values()))
+                    assert ls.data.sample_every == 3
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(seen) == 80 and all(len(set(fds)) == len(fds) == 5 for fds in seen)
+    assert _bpf_fds() == before

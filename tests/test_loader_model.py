@@ -188,10 +188,10 @@ def test_load_lines_name_the_signing_state() -> None:
 
 
 @pytest.mark.parametrize("n", ["199", "0"])
-def test_bench_load_refuses_fewer_than_200_iterations(n: str) -> None:
+def test_bench_load_refuses_fewer_than_200_pairs(n: str) -> None:
     bench = Path(__file__).resolve().parent.parent / "bench" / "bench_load.py"
     run = subprocess.run(
-        [sys.executable, str(bench), "--iterations", n],
+        [sys.executable, str(bench), "--pairs", n],
         capture_output=True,
         text=True,
         timeout=60,
@@ -199,7 +199,7 @@ def test_bench_load_refuses_fewer_than_200_iterations(n: str) -> None:
     )
     assert run.returncode == 2
     assert run.stderr.splitlines()[-1] == (
-        f"bench_load.py: error: --iterations {n}: medians need at least 200 timed loads per "
+        f"bench_load.py: error: --pairs {n}: medians need at least 200 timed loads per "
         "side (the issue's floor)"
     )
     assert run.stdout == ""

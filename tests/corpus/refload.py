@@ -81,13 +81,14 @@ def members(text: str) -> tuple[str, list[str], list[str]]:
     return m.group(1), maps, progs
 
 
-def compile_command(header: Path, out: Path) -> list[str]:
+def compile_command(header: Path, out: Path, *, shared: bool = False) -> list[str]:
     text = header.read_text()
     name, maps, progs = members(text)
     v = variant(header)
     return [
         "gcc",
         "-O2",
+        *(["-shared", "-fPIC"] if shared else []),
         "-Wall",
         "-Wno-unused-function",
         "-Wno-unused-variable",
@@ -115,17 +116,21 @@ def ensure_inputs(v: str) -> None:
         subprocess.run(["bash", str(HERE / "generate.sh"), "--fetch-only"], check=True)
 
 
-def binary(header: Path, *, build: bool = True) -> Path:
-    """The compiled reference for ``header`` (compiled now unless cached)."""
+def binary(header: Path, *, build: bool = True, shared: bool = False) -> Path:
+    """The compiled reference for ``header`` (compiled now unless cached).
+
+    ``shared``: the same source as a shared library, whose ``ref_bench(n, ns*)`` a
+    benchmark calls in its own process (see refload.c).
+    """
     v = variant(header)
     key = hashlib.sha256()
     key.update(header.read_bytes())
     key.update(SOURCE.read_bytes())
-    key.update(" ".join(compile_command(header, Path("x"))).encode())
+    key.update(" ".join(compile_command(header, Path("x"), shared=shared)).encode())
     for d in _needed_dirs(v):
         if (d / "skel_internal.h").is_file():
             key.update((d / "skel_internal.h").read_bytes())
-    out = REF_CACHE / f"{header.name}.{key.hexdigest()[:16]}"
+    out = REF_CACHE / f"{header.name}.{key.hexdigest()[:16]}{'.so' if shared else ''}"
     if out.is_file():
         return out
     if not build:
@@ -135,7 +140,9 @@ def binary(header: Path, *, build: bool = True) -> Path:
     ensure_inputs(v)
     REF_CACHE.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    r = subprocess.run(compile_command(header, tmp), capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        compile_command(header, tmp, shared=shared), capture_output=True, text=True, check=False
+    )
     if r.returncode != 0:
         raise RuntimeError(f"refload.c does not compile against {header.name}:\n{r.stderr}")
     tmp.replace(out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import functools
 import os
 
 from ..errors import KernelError, UnsupportedFeature, errno_name
@@ -315,11 +316,35 @@ def bpf(cmd: int, attr: ctypes.Structure, size: int) -> int:
     ret, err = _call(NR_BPF, cmd, ctypes.byref(attr), size)
     if err == 0:
         return ret
-    raise KernelError(
+    raise _bpf_error(cmd, err)
+
+
+def _bpf_error(cmd: int, err: int) -> KernelError:
+    return KernelError(
         err,
         COMMAND_NAMES.get(cmd, f"bpf cmd {cmd}"),
         message=eperm_hint(cmd) if err == _errno.EPERM else "",
     )
+
+
+#: ``bpf(cmd, attr_pointer, size)`` with no wrapper at all: for a hot path that checks
+#: the result itself and hands a failure to :func:`bpf_failed` (or
+#: :func:`prog_load_failed`) right away, before any other call can touch errno.
+raw_bpf = functools.partial(_syscall, NR_BPF)
+
+
+def bpf_failed(cmd: int, attr: ctypes.Structure, size: int) -> int:
+    """After a :data:`raw_bpf` call returned < 0: what :func:`bpf` would have done next.
+
+    Retries on EINTR/EAGAIN (the result, if a retry succeeds), else raises the
+    :class:`KernelError` :func:`bpf` raises.
+    """
+    err = _get_errno()
+    if err in _RETRY:
+        ret, err = _call(NR_BPF, cmd, ctypes.byref(attr), size)
+        if err == 0:
+            return ret
+    raise _bpf_error(cmd, err)
 
 
 def _effective_caps() -> int | None:
@@ -384,10 +409,22 @@ def prog_load(attr: ProgLoadAttr) -> int:
     log changes what the kernel checks) keeps its log out of the error, since
     that log explains another failure.
     """
-    try:
-        return bpf(PROG_LOAD, attr, SIZE_PROG_LOAD)
-    except KernelError as exc:
-        err = exc.errno
+    ret, err = _call(NR_BPF, PROG_LOAD, ctypes.byref(attr), SIZE_PROG_LOAD)
+    if err == 0:
+        return ret
+    return _prog_load_error(attr, err)
+
+
+def prog_load_failed(attr: ProgLoadAttr) -> int:
+    """After a :data:`raw_bpf` ``BPF_PROG_LOAD`` returned < 0: what :func:`prog_load` does next."""
+    err = _get_errno()
+    if err in _RETRY:
+        return prog_load(attr)
+    return _prog_load_error(attr, err)
+
+
+def _prog_load_error(attr: ProgLoadAttr, err: int) -> int:
+    """The failure path of :func:`prog_load` (a retry with a log may still succeed)."""
     signed = attr.signature != 0
     if signed and err == _errno.EOPNOTSUPP:
         raise UnsupportedFeature(

@@ -24,7 +24,13 @@ from ..errors import KernelError, errno_name
 from . import consts as C
 
 if TYPE_CHECKING:
+    import ctypes
+
     from .syscall import SyscallBackend
+
+    #: A loader ctx (``struct bpf_loader_ctx`` and what follows): any writable buffer;
+    #: the loader passes a ctypes array, which the syscall backend hands over as is.
+    Ctx = bytearray | ctypes.Array[ctypes.c_char]
 
 __all__ = [
     "FEATURES",
@@ -36,6 +42,7 @@ __all__ = [
     "ProgInfo",
     "default_backend",
     "run_loader",
+    "sequence",
 ]
 
 
@@ -105,7 +112,7 @@ class LoaderSteps(Protocol):
     def freeze_map(self, map_fd: int) -> None: ...
     def request_hash(self, map_fd: int) -> None: ...
     def load_prog(self, map_fd: int) -> int: ...
-    def run(self, prog_fd: int, ctx: bytearray) -> int:
+    def run(self, prog_fd: int, ctx: Ctx) -> int:
         """Run the loader once on ``ctx`` (fds come back in it); its s32 return value."""
         ...
 
@@ -114,6 +121,13 @@ class LoaderSteps(Protocol):
         ...
 
     def close(self, fd: int) -> None: ...
+
+    def sequence(self, ctx: Ctx, run: bool, where: list[str]) -> tuple[int, bytes | None]:
+        """All the steps in order (:func:`sequence` over these methods, or a faster
+        equivalent): the loader's return value, and the loader map after a failed
+        run. ``where[0]`` names the step under way, for the error.
+        """
+        ...
 
 
 class Backend(Protocol):
@@ -228,14 +242,22 @@ class PrimitiveSteps:
             log_level=req.log_level,
         )
 
-    def run(self, prog_fd: int, ctx: bytearray) -> int:
-        return self.backend.test_run(prog_fd, ctx)
+    def run(self, prog_fd: int, ctx: Ctx) -> int:
+        if isinstance(ctx, bytearray):
+            return self.backend.test_run(prog_fd, ctx)
+        buf = bytearray(ctx)  # a backend's test_run takes a bytearray
+        retval = self.backend.test_run(prog_fd, buf)
+        _copy_into(ctx, buf)
+        return retval
 
     def read_map(self, map_fd: int) -> bytes:
         return self.backend.map_lookup(map_fd, bytes(4), len(self.req.data))
 
     def close(self, fd: int) -> None:
         self.backend.close(fd)
+
+    def sequence(self, ctx: Ctx, run: bool, where: list[str]) -> tuple[int, bytes | None]:
+        return sequence(self, self.req, ctx, run, where)
 
 
 #: The steps of run_loader, as error messages name them.
@@ -253,29 +275,45 @@ _CTX_LOG_OFFSET = 8
 _LOG_SIZE = 1 << 20
 
 
-def run_loader(backend: Backend, req: LoaderRequest, ctx: bytearray, *, run: bool = True) -> None:
+def _copy_into(ctx: Ctx, data: bytearray) -> None:
+    """``ctx[:] = data`` for either kind of ctx."""
+    memoryview(ctx).cast("B")[:] = data
+
+
+def run_loader(
+    backend: Backend,
+    req: LoaderRequest,
+    ctx: Ctx,
+    *,
+    run: bool = True,
+    steps: LoaderSteps | None = None,
+) -> None:
     """``bpf_load_and_run``: create, fill and freeze the loader map, (hash), load, run.
 
     ``ctx`` comes back holding the fds the loader created. The loader map and
     program are always closed. Each failure is a KernelError naming its step
     (``KernelError.step``); a loader that fails inside says at which of its
     own calls and with which verifier log, as far as that can be known.
-    ``run=False`` stops after the loader's PROG_LOAD (its verdict only).
+    ``run=False`` stops after the loader's PROG_LOAD (its verdict only). ``steps``:
+    ``backend.loader_steps(req)`` kept by the caller (a loader loading many times).
     """
-    steps = backend.loader_steps(req)
+    if steps is None:
+        steps = backend.loader_steps(req)
     where = ["create"]
     try:
-        retval, blob = _sequence(steps, req, ctx, run, where)
+        retval, blob = steps.sequence(ctx, run, where)
     except KernelError as exc:
         raise _at_step(exc, req.name, where[0]) from None
     if retval < 0:
         _loader_failed(backend, req, ctx, -retval, blob)
 
 
-def _sequence(
-    steps: LoaderSteps, req: LoaderRequest, ctx: bytearray, run: bool, where: list[str]
+def sequence(
+    steps: LoaderSteps, req: LoaderRequest, ctx: Ctx, run: bool, where: list[str]
 ) -> tuple[int, bytes | None]:
-    """The sequence itself: (the loader's return value, the loader map after a failed run)."""
+    """The sequence over ``steps``' methods: (the loader's return value, the loader map
+    after a failed run). As libbpf, the loader map is closed before the loader program.
+    """
     map_fd = prog_fd = -1
     try:
         map_fd = steps.create_map()
@@ -299,10 +337,10 @@ def _sequence(
         except KernelError:
             return retval, None
     finally:
-        if prog_fd >= 0:
-            steps.close(prog_fd)
         if map_fd >= 0:
             steps.close(map_fd)
+        if prog_fd >= 0:
+            steps.close(prog_fd)
 
 
 def _at_step(exc: KernelError, who: str, step: str) -> KernelError:
@@ -313,7 +351,7 @@ def _at_step(exc: KernelError, who: str, step: str) -> KernelError:
 
 
 def _loader_failed(
-    backend: Backend, req: LoaderRequest, ctx: bytearray, err: int, blob: bytes | None
+    backend: Backend, req: LoaderRequest, ctx: Ctx, err: int, blob: bytes | None
 ) -> None:
     """The loader returned -err: say where inside it stopped, with the verifier log if any.
 
@@ -329,13 +367,13 @@ def _loader_failed(
     buf = ctypes.create_string_buffer(_LOG_SIZE)
     _CTX_LOG.pack_into(retry, _CTX_LOG_OFFSET, 1, _LOG_SIZE, ctypes.addressof(buf))
     try:
-        again, blob2 = _sequence(backend.loader_steps(req), req, retry, True, ["create"])
+        again, blob2 = backend.loader_steps(req).sequence(retry, True, ["create"])
     except KernelError:  # the first failure is the one reported
         again, blob2 = 0, None
     else:
         if again >= 0:  # passed this time: keep what it loaded
             _CTX_LOG.pack_into(retry, _CTX_LOG_OFFSET, 0, 0, 0)
-            ctx[:] = retry
+            _copy_into(ctx, retry)
             return
         if -again == err:
             log = buf.value.decode(errors="replace")

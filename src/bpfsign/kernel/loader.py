@@ -6,7 +6,9 @@ afterwards each map the header finalizes is mmapped exactly as the header's
 ``skel_finalize_map_data`` call says -- PROT_READ for a frozen read-only map,
 and not at all for a map that is not mmapable (per-CPU data) -- so the globals
 are live (docs/lskel.md §5, §10.4). Everything kernel-side goes through a
-:class:`~bpfsign.kernel.backend.Backend`; every fd is a close-once
+:class:`~bpfsign.kernel.backend.Backend`. The loaded skeleton owns its map and
+program fds as the C skeleton struct does (plain numbers, closed once by
+:meth:`LoadedSkeleton.close` or its finalizer); links are close-once
 :class:`~bpfsign.kernel.fd.FD`.
 
 :class:`Loader` does the per-skeleton work once (audit, scheme, templates);
@@ -15,7 +17,6 @@ its :meth:`Loader.load` is the hot path and does only what C does per load.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import mmap
@@ -25,14 +26,14 @@ import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import InputError, KernelError, UnsupportedFeature
 from ..skel import globaldata as _gd
 from ..skel import scheme as _scheme
 from ..skel import skeleton as _skel
 from . import consts as C
-from .backend import Backend, LoaderRequest, default_backend, run_loader
+from .backend import Backend, LoaderRequest, LoaderSteps, default_backend, run_loader
 from .fd import FD
 
 __all__ = ["LoadedSkeleton", "Loader", "load"]
@@ -47,14 +48,29 @@ _BTF_ATTACH = frozenset(("tracing", "tp_btf", "fentry", "fexit", "fmod_ret", "ls
 class LoadedSkeleton:
     """The fds and live globals of one loaded skeleton; ``close()`` releases them all."""
 
+    # slots: one is made and dropped per load, and the benchmark counts microseconds
+    __slots__ = (
+        "_backend",
+        "_fds",
+        "_layouts",
+        "_links",
+        "_mem",
+        "_nmaps",
+        "_typed",
+        "closed",
+        "scheme",
+        "signed",
+        "skeleton",
+    )
+
     def __init__(
         self,
         skel: _skel.Skeleton,
         backend: Backend,
         scheme: str,
         signed: bool,
-        map_fds: list[FD],
-        prog_fds: list[FD],
+        fds: list[int],
+        nmaps: int,
         mem: list[tuple[str, mmap.mmap]],
         layouts: Mapping[str, _gd.SectionLayout] | None = None,
     ) -> None:
@@ -63,8 +79,8 @@ class LoadedSkeleton:
         self.scheme = scheme
         self.signed = signed
         self._backend = backend
-        self._map_fds = map_fds
-        self._prog_fds = prog_fds
+        self._fds = fds  # the maps' fds, then the programs'; -1: none (closed, or not loaded)
+        self._nmaps = nmaps
         self._mem = mem  # (map name, the map's value mmapped)
         self._links: dict[str, FD] = {}
         self._layouts = layouts if layouts is not None else {}
@@ -76,18 +92,18 @@ class LoadedSkeleton:
     def maps(self) -> dict[str, int]:
         """Map fds by the skeleton's map names (``counts``, ``bss``, ``rodata`` …)."""
         return {
-            m.name: fd.number
-            for m, fd in zip(self.skeleton.maps, self._map_fds, strict=True)
-            if fd.number >= 0
+            m.name: fd
+            for m, fd in zip(self.skeleton.maps, self._fds[: self._nmaps], strict=True)
+            if fd >= 0
         }
 
     @property
     def progs(self) -> dict[str, int]:
         """Program fds by name; a program the object does not autoload has none (as in C)."""
         return {
-            p.name: fd.number
-            for p, fd in zip(self.skeleton.progs, self._prog_fds, strict=True)
-            if fd.number >= 0
+            p.name: fd
+            for p, fd in zip(self.skeleton.progs, self._fds[self._nmaps :], strict=True)
+            if fd >= 0
         }
 
     @property
@@ -260,9 +276,11 @@ class LoadedSkeleton:
         ``"loaded": False`` and no fd or kernel fields.
         """
         self._check_open()
-        maps = []
-        for spec, mfd in zip(self.skeleton.maps, self._map_fds, strict=True):
-            fd = mfd.raw
+        maps: list[dict[str, Any]] = []
+        for spec, fd in zip(self.skeleton.maps, self._fds[: self._nmaps], strict=True):
+            if fd < 0:  # the loader created no such map
+                maps.append({"name": spec.name, "fd": None})
+                continue
             info = self._backend.map_info(fd)
             maps.append(
                 {
@@ -277,13 +295,12 @@ class LoadedSkeleton:
                 }
             )
         progs: list[dict[str, Any]] = []
-        for pspec, pfd in zip(self.skeleton.progs, self._prog_fds, strict=True):
-            if pfd.closed:  # not autoloaded: no fd, as in C
+        for pspec, fd in zip(self.skeleton.progs, self._fds[self._nmaps :], strict=True):
+            if fd < 0:  # not autoloaded: no fd, as in C
                 progs.append(
                     {"name": pspec.name, "fd": None, "loaded": False, "attach": pspec.attach}
                 )
                 continue
-            fd = pfd.raw
             pinfo = self._backend.prog_info(fd)
             progs.append(
                 {
@@ -316,20 +333,36 @@ class LoadedSkeleton:
         if self.closed:
             return
         self.closed = True
-        self._typed.clear()  # our own views must not pin the mappings
+        if self._typed:
+            self._typed.clear()  # our own views must not pin the mappings
         for _name, mm in self._mem:
-            # a view still held keeps the mapping (and its map) until it is dropped
-            with contextlib.suppress(BufferError):
+            # (not contextlib.suppress: one object fewer per map, on the hot path)
+            try:  # noqa: SIM105
                 mm.close()
+            except BufferError:
+                pass  # a view still held keeps the mapping (and its map) until it is dropped
         self._mem = []
-        fds = [*self._links.values(), *self._prog_fds, *self._map_fds]
-        self._links.clear()
-        for fd in fds:
-            fd.close()
+        if self._links:
+            links = list(self._links.values())
+            self._links.clear()
+            for link in links:
+                link.close()
+        # as the header's __destroy: programs, then maps ([maps..., progs...] reversed)
+        fds, self._fds = self._fds, []
+        closer = self._backend.close
+        failed: OSError | None = None
+        for fd in reversed(fds):
+            if fd >= 0:
+                try:
+                    closer(fd)
+                except OSError as exc:  # close the others all the same
+                    failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def __del__(self) -> None:
         """Dropped without close(): release everything, and say so, as a file does."""
-        if not self.__dict__.get("closed", True):
+        if not getattr(self, "closed", True):
             warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1, source=self)
             self.close()
 
@@ -341,7 +374,7 @@ class LoadedSkeleton:
 
     def __repr__(self) -> str:
         state = (
-            "closed" if self.closed else f"{len(self._map_fds)} maps, {len(self._prog_fds)} progs"
+            "closed" if self.closed else f"{self._nmaps} maps, {len(self._fds) - self._nmaps} progs"
         )
         return f"<LoadedSkeleton {self.skeleton.name} {self.scheme} ({state})>"
 
@@ -409,18 +442,23 @@ class Loader:
             size = m.mmap_size or _page_round(length)
             sections.append((m.name, m.index, m.ctx_offset, length, size, m.readonly, m.mmapable))
         self._sections = sections
-        #: (map name, map index, mmap size, read-only): the header's skel_finalize_map_data calls
-        self._finalize = tuple((n, i, size, ro) for n, i, _o, _l, size, ro, mm in sections if mm)
+        #: (map name, map index, mmap size, prot): the header's skel_finalize_map_data calls
+        #: (mmap.mmap given PROT_READ alone exports a read-only buffer, as ACCESS_READ does)
+        self._finalize = tuple(
+            (n, i, size, mmap.PROT_READ if ro else mmap.PROT_READ | mmap.PROT_WRITE)
+            for n, i, _o, _l, size, ro, mm in sections
+            if mm
+        )
         self.layouts = {m.name: _gd.section_layout(m, skel.name) for m in skel.maps if m.section}
         #: (map, "max_entries"|"initial_value") pairs the loader program reads from the ctx
         self.honoured = frozenset((o.map, o.field) for o in audit.overrides)
         self._ctx = bytes(ctx)
+        self._ctx_type = ctypes.c_char * skel.ctx_size
         nmaps = len(skel.maps)
-        self._fds = struct.Struct("<" + "i12x" * nmaps + "i" * len(skel.progs))
+        #: the fd slots in the ctx, after its header: per map (fd, max_entries, initial_value)
+        self._fd_slots = struct.Struct("<" + "i12x" * nmaps + "i" * len(skel.progs))
         self._nmaps = nmaps
-        self._names = tuple(
-            [f"map {m.name}" for m in skel.maps] + [f"prog {p.name}" for p in skel.progs]
-        )
+        self._steps: LoaderSteps | None = None  # the backend's, asked for at the first load
 
     def _check_kernel(self) -> None:
         """Refuse, before any syscall, what this kernel is known to refuse (docs/kernel.md §14)."""
@@ -464,52 +502,59 @@ class Loader:
         PROT_READ for read-only maps; per-CPU maps not at all), through Python's mmap so
         that a view can never outlive its mapping.
         """
-        ctx = bytearray(self._ctx)
-        keep: list[ctypes.Array[ctypes.c_char]] = []
+        # The hot path: what C does per load and little else (bench/bench_corpus.py
+        # holds it to 1.05x skel_internal.h); Python here costs per bytecode.
+        ctx = self._ctx_type.from_buffer_copy(self._ctx)  # a ctypes array: no wrapping per load
+        keep = None
         if max_entries:
             self._set_max_entries(ctx, max_entries)
         if initial_values:
             keep = self._override_images(ctx, initial_values)
-        run_loader(self.backend, self.request, ctx)
+        steps = self._steps
+        if steps is None:
+            steps = self._steps = self.backend.loader_steps(self.request)
+        run_loader(self.backend, self.request, ctx, steps=steps)
         del keep
-        raw = self._fds.unpack_from(ctx, 24)
-        closer = self.backend.close
-        # as skel_closenz: a slot the loader left at 0 owns nothing
-        fds = [
-            FD(fd if fd > 0 else -1, what, closer)
-            for fd, what in zip(raw, self._names, strict=True)
-        ]
+        fds = list(self._fd_slots.unpack_from(ctx, 24))
+        if 0 in fds:  # as skel_closenz: a slot the loader left at 0 owns nothing
+            fds = [fd if fd > 0 else -1 for fd in fds]
+        # the header's skel_finalize_map_data calls
         mem: list[tuple[str, mmap.mmap]] = []
-        loaded = LoadedSkeleton(
+        try:
+            for name, index, size, prot in self._finalize:
+                mem.append((name, mmap.mmap(fds[index], size, mmap.MAP_SHARED, prot)))
+        except BaseException as exc:
+            self._unwind(fds, mem, exc)
+        return LoadedSkeleton(
             self.skeleton,
             self.backend,
             self.scheme,
             self.signed,
-            fds[: self._nmaps],
-            fds[self._nmaps :],
+            fds,
+            self._nmaps,
             mem,
             self.layouts,
         )
-        name = ""
-        try:
-            for name, index, size, ro in self._finalize:
-                access = mmap.ACCESS_READ if ro else mmap.ACCESS_WRITE
-                mem.append((name, mmap.mmap(raw[index], size, access=access)))
-        except OSError as exc:
-            loaded.close()
-            prot = "PROT_READ" if access == mmap.ACCESS_READ else "PROT_READ | PROT_WRITE"
-            raise KernelError(
-                exc.errno or 0,
-                "mmap",
-                step="mmap",
-                where=f"{self.skeleton.name}: mmap of map {name} failed ({size} bytes, {prot})",
-            ) from None
-        except BaseException:
-            loaded.close()
-            raise
-        return loaded
 
-    def _set_max_entries(self, ctx: bytearray, values: Mapping[str, int]) -> None:
+    def _unwind(
+        self, fds: list[int], mem: list[tuple[str, mmap.mmap]], exc: BaseException
+    ) -> NoReturn:
+        """A section mmap failed: release everything loaded so far, and say which map."""
+        LoadedSkeleton(
+            self.skeleton, self.backend, self.scheme, self.signed, fds, self._nmaps, mem
+        ).close()
+        if not isinstance(exc, OSError):
+            raise exc
+        name, _index, size, prot = self._finalize[len(mem)]
+        how = "PROT_READ" if prot == mmap.PROT_READ else "PROT_READ | PROT_WRITE"
+        raise KernelError(
+            exc.errno or 0,
+            "mmap",
+            step="mmap",
+            where=f"{self.skeleton.name}: mmap of map {name} failed ({size} bytes, {how})",
+        ) from None
+
+    def _set_max_entries(self, ctx: ctypes.Array[ctypes.c_char], values: Mapping[str, int]) -> None:
         by_name = {m.name: m for m in self.skeleton.maps}
         for name, n in values.items():
             spec = by_name.get(name)
@@ -538,7 +583,7 @@ class Loader:
         )
 
     def _override_images(
-        self, ctx: bytearray, values: InitialValues
+        self, ctx: ctypes.Array[ctypes.c_char], values: InitialValues
     ) -> list[ctypes.Array[ctypes.c_char]]:
         """Point the ctx at caller-supplied section images (zero-padded to the value size)."""
         wanted = {k.lstrip(".").replace(".", "_"): v for k, v in values.items()}

@@ -234,8 +234,8 @@ class SyscallBackend:
     def prog_get_fd_by_id(self, prog_id: int) -> int:
         return S.bpf(S.PROG_GET_FD_BY_ID, S.GetIdAttr(id=prog_id), S.SIZE_GET_ID)
 
-    def close(self, fd: int) -> None:
-        os.close(fd)
+    #: os.close itself: a LoadedSkeleton closes its fds through it on every load
+    close = staticmethod(os.close)
 
     # -------------------------------------------------------------- keyrings
     def add_key(
@@ -321,6 +321,8 @@ class _Prepared:
             create.excl_prog_hash = S.addr(self.excl)
             create.excl_prog_hash_size = len(req.excl_prog_hash)
         self.create = create  # never written by the kernel: shared by every load
+        self.create_ref = ctypes.byref(create)
+        self.hash_request = req.hash_request
         self.update = bytes(S.MapElemAttr(key=S.addr(self.key), value=S.addr(self.data)))
         self.sig = None
         load = S.ProgLoadAttr(
@@ -345,6 +347,72 @@ class _Prepared:
                 S.addr(self.log),
             )
         self.load = bytes(load)
+        self._calls: list[_Call] = []  # attrs for sequence(), free for reuse
+
+    def sequence(self, ctx: Ctx, run: bool, where: list[str]) -> tuple[int, bytes | None]:
+        """The whole ``bpf_load_and_run`` in one function: the hot path of every load.
+
+        The calls, their order, their attrs and the errors are those of the step
+        methods below (the generic sequence in backend.py), but each bpf() is one
+        ctypes call whose failure alone goes through ``_sys``'s error handling, and
+        the attrs are reused from load to load (a free list, so concurrent loads each
+        get their own): allocating them per load costs more than the rest of the
+        Python side. As libbpf, the loader map is closed before the loader program.
+        """
+        bpf, failed = S.raw_bpf, S.bpf_failed
+        calls = self._calls
+        try:  # (pop, not "if calls": another thread may take the last one in between)
+            call = calls.pop()
+        except IndexError:
+            call = _Call(self)
+        map_fd = prog_fd = -1
+        try:
+            map_fd = bpf(S.MAP_CREATE, self.create_ref, S.SIZE_MAP_CREATE)
+            if map_fd < 0:
+                map_fd = failed(S.MAP_CREATE, self.create, S.SIZE_MAP_CREATE)
+            where[0] = "fill"
+            elem = call.elem
+            elem.map_fd = map_fd
+            if bpf(S.MAP_UPDATE_ELEM, call.elem_ref, S.SIZE_MAP_ELEM) < 0:
+                failed(S.MAP_UPDATE_ELEM, elem, S.SIZE_MAP_ELEM)
+            where[0] = "freeze"
+            if bpf(S.MAP_FREEZE, call.elem_ref, S.SIZE_FREEZE) < 0:  # reads map_fd only
+                failed(S.MAP_FREEZE, elem, S.SIZE_FREEZE)
+            if self.hash_request:
+                where[0] = "hash"
+                self.request_hash(map_fd)
+            where[0] = "load"
+            call.fd_array.value = map_fd
+            prog_fd = bpf(S.PROG_LOAD, call.load_ref, S.SIZE_PROG_LOAD)
+            if prog_fd < 0:
+                prog_fd = S.prog_load_failed(call.load)
+            if not run:
+                calls.append(call)
+                return 0, None
+            where[0] = "run"
+            # the loader's ctx is a ctypes array already; a bytearray is wrapped
+            if isinstance(ctx, bytearray):
+                cbuf = (ctypes.c_char * len(ctx)).from_buffer(ctx)
+            else:
+                cbuf = ctx
+            attr = call.run
+            attr.prog_fd, attr.ctx_in, attr.ctx_size_in = prog_fd, ctypes.addressof(cbuf), len(ctx)
+            if bpf(S.PROG_TEST_RUN, call.run_ref, S.SIZE_TEST_RUN) < 0:
+                failed(S.PROG_TEST_RUN, attr, S.SIZE_TEST_RUN)
+            del cbuf
+            retval: int = attr.retval
+            calls.append(call)  # only after a clean pass: a failure may leave it changed
+            if retval < 0x80000000:
+                return retval, None
+            try:  # the loader failed inside: its map holds the marks of how far it got
+                return retval - 0x100000000, self.read_map(map_fd)
+            except KernelError:
+                return retval - 0x100000000, None
+        finally:
+            if map_fd >= 0:
+                os.close(map_fd)
+            if prog_fd >= 0:
+                os.close(prog_fd)
 
     def create_map(self) -> int:
         return S.bpf(S.MAP_CREATE, self.create, S.SIZE_MAP_CREATE)
@@ -371,7 +439,7 @@ class _Prepared:
         load.fd_array = S.addr(fds)
         return S.prog_load(load)
 
-    def run(self, prog_fd: int, ctx: bytearray) -> int:
+    def run(self, prog_fd: int, ctx: Ctx) -> int:
         cbuf = (ctypes.c_char * len(ctx)).from_buffer(ctx)
         run = S.TestRunAttr(prog_fd=prog_fd, ctx_size_in=len(ctx), ctx_in=S.addr(cbuf))
         S.bpf(S.PROG_TEST_RUN, run, S.SIZE_TEST_RUN)
@@ -388,6 +456,28 @@ class _Prepared:
     close = staticmethod(os.close)
 
 
+class _Call:
+    """The attrs of one :meth:`_Prepared.sequence` run that carry per-load fds.
+
+    Built from the request's templates; pointers inside point at the
+    :class:`_Prepared`'s buffers (which it keeps alive) or at this object's own.
+    """
+
+    __slots__ = ("elem", "elem_ref", "fd_array", "load", "load_ref", "run", "run_ref")
+
+    def __init__(self, prepared: _Prepared) -> None:
+        self.elem = S.MapElemAttr.from_buffer_copy(prepared.update)
+        self.elem_ref = ctypes.byref(self.elem)
+        self.fd_array = ctypes.c_int32(-1)
+        self.load = S.ProgLoadAttr.from_buffer_copy(prepared.load)
+        self.load.fd_array = ctypes.addressof(self.fd_array)
+        self.load_ref = ctypes.byref(self.load)
+        self.run = S.TestRunAttr()
+        self.run_ref = ctypes.byref(self.run)
+
+
 if TYPE_CHECKING:  # SyscallBackend implements the whole protocol
+    from .backend import Ctx
+
     _conforms: Backend = SyscallBackend()
     _steps: LoaderSteps = _Prepared(LoaderRequest(b"", b"", None, None, 0, 0, False))
