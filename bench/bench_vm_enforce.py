@@ -221,7 +221,10 @@ def main() -> int:
         parser.error("--rounds: at least 2")
     if args.guest:
         return _guest(args.rounds, args.block)
-    from tools.vm import Runner, VmError
+    from tools.vm import Runner
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_guest.py
+    from _guest import run_in_guest
 
     class IcountRunner(Runner):
         def _qemu_argv(self, accel: str, append: str) -> list[str]:
@@ -229,37 +232,13 @@ def main() -> int:
             i = argv.index("tcg,thread=multi")
             return [*argv[:i], "tcg,thread=single", "-icount", "shift=0,sleep=off", *argv[i + 1 :]]
 
-    try:
-        runner = IcountRunner(accel="tcg") if args.icount else Runner()
-        kernel = runner.prepare()
-    except VmError as exc:
-        print(f"bench_vm_enforce: the VM cannot run here: {exc}", file=sys.stderr)
-        return 2
     clock = "instruction count (-icount shift=0)" if args.icount else "wall time"
-    print(
-        f"# {runner.qemu_version}; accel {runner.accel}; kernel {kernel.abi}; guest clock {clock}"
+    return run_in_guest(
+        __file__,
+        ["--rounds", str(args.rounds), "--block", str(args.block)],
+        make_runner=(lambda: IcountRunner(accel="tcg")) if args.icount else None,
+        note=f"; guest clock {clock}",
     )
-    print("# ratios only: the guest is emulated (TCG), absolute times mean nothing")
-    result = runner.run(
-        [
-            str(CHECKOUT / ".venv" / "bin" / "python"),
-            str(Path(__file__).resolve()),
-            "--guest",
-            "--rounds",
-            str(args.rounds),
-            "--block",
-            str(args.block),
-        ],
-        cwd=CHECKOUT,
-        timeout=3000,
-    )
-    print(f"# {result.timings()}")
-    for line in result.output:
-        if line.startswith("BENCH "):
-            print(line.removeprefix("BENCH "))
-        elif result.rc != 0:
-            print(line)
-    return result.rc
 
 
 if __name__ == "__main__":

@@ -80,31 +80,10 @@ def main() -> int:
     if args.guest:
         return _guest(args.iterations)
 
-    from tools.vm import Runner, VmError
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_guest.py
+    from _guest import run_in_guest
 
-    try:
-        runner = Runner()
-        kernel = runner.prepare()
-    except VmError as exc:
-        print(f"bench_vm_sign: the VM cannot run here: {exc}", file=sys.stderr)
-        return 2
-    print(f"# {runner.qemu_version}; accel {runner.accel}; kernel {kernel.abi}")
-    print("# ratios only: the guest is emulated (TCG), absolute times mean nothing")
-    rc = 0
-    for boot in range(1, args.boots + 1):
-        result = runner.run(
-            [str(CHECKOUT / ".venv" / "bin" / "python"), str(Path(__file__).resolve()),
-             "--guest", "--iterations", str(args.iterations)],
-            cwd=CHECKOUT,
-        )  # fmt: skip
-        print(f"# boot {boot}: {result.timings()}")
-        for line in result.output:
-            if line.startswith("BENCH "):
-                print(line.removeprefix("BENCH "))
-            elif result.rc != 0:
-                print(line)
-        rc = rc or result.rc
-    return rc
+    return run_in_guest(__file__, ["--iterations", str(args.iterations)], boots=args.boots)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ The guest runs under TCG, so only ratios are reported (docs/vm.md §8).
 from __future__ import annotations
 
 import argparse
-import compileall
 import ctypes
 import os
 import statistics
@@ -187,34 +186,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.guest:
         return _guest(args.procs, args.profile)
-    from tools.vm import Runner, VmError
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_guest.py
+    from _guest import run_in_guest
 
-    # the guest sees the checkout read-only: byte-compile now, or every guest run compiles
-    compileall.compile_dir(str(CHECKOUT / "src"), quiet=1)
-    try:
-        runner = Runner()
-        kernel = runner.prepare()
-    except VmError as exc:
-        print(f"bench_vm_status: the VM cannot run here: {exc}", file=sys.stderr)
-        return 2
-    print(f"# {runner.qemu_version}; accel {runner.accel}; kernel {kernel.abi}")
-    print("# ratios only: the guest is emulated (TCG), absolute times mean nothing")
-    print(f"# host load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (1, 5 min)")
-    argv = [
-        str(CHECKOUT / ".venv" / "bin" / "python"),
-        str(Path(__file__).resolve()),
-        "--guest",
-        "--procs",
-        str(args.procs),
-    ]
-    result = runner.run(argv + (["--profile"] if args.profile else []), cwd=CHECKOUT, timeout=3000)
-    print(f"# {result.timings()}")
-    for line in result.output:
-        if line.startswith("BENCH "):
-            print(line.removeprefix("BENCH "))
-        elif result.rc != 0:
-            print(line)
-    return result.rc
+    args_ = ["--procs", str(args.procs), *(["--profile"] if args.profile else [])]
+    return run_in_guest(__file__, args_)
 
 
 if __name__ == "__main__":
