@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(CHECKOUT))  # tools.vm (a test harness in the repo, not installed)
 RET0 = bytes.fromhex("b7000000000000009500000000000000")
 PIN = "/sys/fs/bpf/bpfsign-bench"
 BPFSIGN = str(CHECKOUT / ".venv" / "bin" / "bpfsign")  # the console script users run
