@@ -11,10 +11,8 @@ import it.
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import os
-import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -308,26 +306,11 @@ def load_certificate(path: str | os.PathLike[str]) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-_PEM_CERT = re.compile(
-    rb"-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]*?)-----END CERTIFICATE-----"
-)
-
-
 def _parse_certificate(data: bytes) -> _x509.Certificate | None:
-    """The certificate in ``data`` (DER, or the first PEM CERTIFICATE block) as our own
-    parser reads it, or None when it does not (the caller then asks pyca why)."""
-    if is_der(data):
-        der = data
-    else:
-        m = _PEM_CERT.search(data)
-        if m is None:
-            return None
-        try:
-            der = binascii.a2b_base64(m.group(1), strict_mode=False)
-        except binascii.Error:
-            return None
+    """The (first) certificate in ``data`` as our own parser reads it, or None when it
+    does not (the caller then asks pyca why)."""
     try:
-        cert = _x509.Certificate.from_der(der)
+        cert = _x509.certificates_from_bytes(data)[0]
         version = der_codec.read(cert.tbs).children()[0]
         if version.tag == 0xA0 and version.children()[0].content not in (b"\0", b"\1", b"\2"):
             return None  # the kernel ignores the version; pyca refuses one it does not know
