@@ -15,7 +15,6 @@ for the model and the engine on the host.
 
 from __future__ import annotations
 
-import ctypes
 import errno as E
 import hashlib
 import mmap
@@ -467,19 +466,9 @@ _BTF_BLOB = (
 )
 
 
-class _BtfAttr(ctypes.Structure):
-    _fields_ = [("btf", ctypes.c_uint64), ("btf_log_buf", ctypes.c_uint64), ("btf_size", ctypes.c_uint32),
-                ("btf_log_size", ctypes.c_uint32), ("btf_log_level", ctypes.c_uint32)]  # fmt: skip
-
-
 def btf_load(be: Any) -> int:
-    """A one-type BTF object: through the model, or BPF_BTF_LOAD on the kernel (_sys.bpf)."""
-    if hasattr(be, "btf_load"):
-        return int(be.btf_load(_BTF_BLOB))
-    from bpfsign.kernel import _sys as S
-
-    buf = ctypes.create_string_buffer(_BTF_BLOB, len(_BTF_BLOB))
-    return S.bpf(18, _BtfAttr(btf=S.addr(buf), btf_size=len(_BTF_BLOB)), 20)
+    """A one-type BTF object: BPF_BTF_LOAD on the kernel, or through the model."""
+    return int(be.btf_load(_BTF_BLOB))
 
 
 def _excl(spec: Map, insns: bytes) -> bytes | None:

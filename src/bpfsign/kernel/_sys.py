@@ -259,6 +259,13 @@ class ObjPinAttr(ctypes.Structure):
     ]
 
 
+class BtfLoadAttr(ctypes.Structure):
+    """``BPF_BTF_LOAD`` up to ``btf_log_level`` (the kernel zero-fills the rest)."""
+
+    _fields_ = [("btf", _u64), ("btf_log_buf", _u64), ("btf_size", _u32), ("btf_log_size", _u32),
+                ("btf_log_level", _u32)]  # fmt: skip
+
+
 class GetIdAttr(ctypes.Structure):
     """``BPF_PROG_GET_NEXT_ID`` / ``BPF_PROG_GET_FD_BY_ID``: id in, next id out, open flags."""
 
@@ -276,6 +283,7 @@ SIZE_RAW_TP: Final = 16
 SIZE_LINK_CREATE: Final = 16
 SIZE_OBJ_PIN: Final = 20
 SIZE_GET_ID: Final = 12
+SIZE_BTF_LOAD: Final = 28
 SIZE_ITER_CREATE: Final = 8
 
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -91,26 +91,10 @@ class BtfWriter:
         return HDR.pack(MAGIC, 1, 0, HDR.size, 0, len(types), len(types), len(strs)) + types + strs
 
 
-class BtfLoadAttr(ctypes.Structure):
-    """``BPF_BTF_LOAD`` up to ``btf_log_level`` (28 bytes; the kernel zero-fills the rest)."""
-
-    _fields_ = [
-        ("btf", ctypes.c_uint64),
-        ("btf_log_buf", ctypes.c_uint64),
-        ("btf_size", ctypes.c_uint32),
-        ("btf_log_size", ctypes.c_uint32),
-        ("btf_log_level", ctypes.c_uint32),
-    ]
-
-
-SIZE_BTF_LOAD = 28
-
-
 def btf_load(blob: bytes) -> int:
     """Load a BTF blob into the kernel: its fd (the caller closes it)."""
     buf = ctypes.create_string_buffer(blob, len(blob))
-    attr = BtfLoadAttr(btf=S.addr(buf), btf_size=len(blob))
-    return S.bpf(S.BTF_LOAD, attr, SIZE_BTF_LOAD)
+    return S.bpf(S.BTF_LOAD, S.BtfLoadAttr(btf=S.addr(buf), btf_size=len(blob)), S.SIZE_BTF_LOAD)
 
 
 def relos(records: list[tuple[int, int, int]]) -> bytes:

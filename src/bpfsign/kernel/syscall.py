@@ -98,6 +98,12 @@ class SyscallBackend:
     def map_freeze(self, fd: int) -> None:
         S.bpf(S.MAP_FREEZE, S.MapElemAttr(map_fd=fd), S.SIZE_FREEZE)
 
+    def btf_load(self, data: bytes) -> int:
+        """``BPF_BTF_LOAD``: the new BTF object's fd."""
+        from .core_relo import btf_load
+
+        return btf_load(data)
+
     def map_info(self, fd: int, *, want_hash: bool = False) -> MapInfo:
         info = S.MapInfo()
         hbuf = ctypes.create_string_buffer(S.HASH_SIZE)
