@@ -81,6 +81,10 @@ def test_a_kernel_without_signature_support(trust: TrustStore, loadtime_text: st
     with pytest.raises(VerificationError) as exc:
         offline.verify_skeleton(skeleton.parse(loadtime_text), trust, kernel="6.18-nosig")
     assert exc.value.errno == errno.EOPNOTSUPP
+    assert exc.value.reason == (
+        "signature support: a signed load on a kernel without CONFIG_SYSTEM_DATA_VERIFICATION"
+    )
+    assert (exc.value.log, exc.value.check) == ("", "verification_support")  # type: ignore[attr-defined]
 
 
 def test_bad_arguments_are_input_errors(trust: TrustStore) -> None:

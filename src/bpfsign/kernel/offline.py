@@ -75,7 +75,8 @@ def check_skeleton(skel: Skeleton, trust: TrustStore, *, kernel: str | Profile =
 
     profile = _profiles.get(kernel) if isinstance(kernel, str) else kernel
     audit = _scheme.audit(skel)
-    verdict = _rules.evaluate(_rules.skeleton_load(skel, keyring_id=keyring_id), profile, trust)
+    load = _rules.skeleton_load(skel, keyring_id=keyring_id, audit=audit)
+    verdict = _rules.evaluate(load, profile, trust)
     notes: tuple[str, ...] = ()
     if audit.scheme == "loadtime" and audit.mode == "unsigned":
         notes = (_scheme.override_warning(audit),)

@@ -114,16 +114,20 @@ class Load:
         self.prog_name = prog_name
 
 
-def skeleton_load(skel: Any, *, keyring_id: int = -3, unsigned: bool = False) -> Load:
+def skeleton_load(
+    skel: Any, *, keyring_id: int = -3, unsigned: bool = False, audit: Any = None
+) -> Load:
     """The loader's BPF_PROG_LOAD as ``skel_internal.h`` issues it (docs/lskel.md §10.2).
 
     An exclusive, frozen one-entry ``__loader.map`` holding the data in
     ``fd_array[0]``; ``fd_array_cnt`` 1 for a signed load-time loader, else 0;
-    a 6.18-style loader asks for the map hash and runs its own checks.
+    a 6.18-style loader asks for the map hash and runs its own checks. ``audit``:
+    the header's loader audit, when the caller has it already (it decodes every insn).
     """
-    from ..skel import scheme
+    if audit is None:
+        from ..skel import scheme
 
-    audit = scheme.audit(skel)
+        audit = scheme.audit(skel)
     signed = skel.signature is not None and not unsigned
     block = audit.hash_check
     meta = MapRef(-1, name="__loader.map", value=skel.data, excl_prog_hash=skel.excl_hash)
