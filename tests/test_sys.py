@@ -16,6 +16,7 @@ import pytest
 
 from bpfsign.errors import KernelError, UnsupportedFeature
 from bpfsign.kernel import _sys as S
+from bpfsign.kernel import syscall as syscall_module
 from bpfsign.kernel.syscall import SyscallBackend
 
 REPO = Path(__file__).resolve().parent.parent
@@ -529,8 +530,8 @@ class _Watch:
         self.expect = expect
         self.owners: list[dict[str, object | None]] = []
         monkeypatch.setattr(S, "_syscall", self)
-        # the loader's hot path calls the choke point through raw_bpf, bound at import
-        monkeypatch.setattr(S, "raw_bpf", functools.partial(self, S.NR_BPF))
+        # the loader's hot path calls the choke point through _sys.raw_bpf(), bound at import
+        monkeypatch.setattr(syscall_module, "_RAW_BPF", functools.partial(self, S.NR_BPF))
 
     def __call__(self, nr: int, cmd: int, ref: object, size: int) -> int:
         if nr == S.NR_BPF and cmd == S.PROG_LOAD:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-import functools
 import os
 
 from ..errors import KernelError, UnsupportedFeature, errno_name
@@ -29,6 +28,7 @@ from .consts import (
 
 TYPE_CHECKING = False  # typing stays out of start-up (status is timed); annotations are strings
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Final
 
 # x86-64 syscall numbers (docs/kernel.md §2).
@@ -335,14 +335,21 @@ def _bpf_error(cmd: int, err: int) -> KernelError:
     )
 
 
-#: ``bpf(cmd, attr_pointer, size)`` with no wrapper at all: for a hot path that checks
-#: the result itself and hands a failure to :func:`bpf_failed` (or
-#: :func:`prog_load_failed`) right away, before any other call can touch errno.
-raw_bpf = functools.partial(_syscall, NR_BPF)
+def raw_bpf() -> Callable[[int, object, int], int]:
+    """``bpf(cmd, attr_pointer, size)`` with no wrapper at all, for a hot path.
+
+    The caller checks the result itself and hands a failure to :func:`bpf_failed`
+    (or :func:`prog_load_failed`) right away, before any other call can touch
+    errno. Made on request: functools stays out of the imports of ``status``,
+    which is timed against bpftool and never needs it.
+    """
+    import functools
+
+    return functools.partial(_syscall, NR_BPF)
 
 
 def bpf_failed(cmd: int, attr: ctypes.Structure, size: int) -> int:
-    """After a :data:`raw_bpf` call returned < 0: what :func:`bpf` would have done next.
+    """After a :func:`raw_bpf` call returned < 0: what :func:`bpf` would have done next.
 
     Retries on EINTR/EAGAIN (the result, if a retry succeeds), else raises the
     :class:`KernelError` :func:`bpf` raises.
@@ -424,7 +431,7 @@ def prog_load(attr: ProgLoadAttr) -> int:
 
 
 def prog_load_failed(attr: ProgLoadAttr) -> int:
-    """After a :data:`raw_bpf` ``BPF_PROG_LOAD`` returned < 0: what :func:`prog_load` does next."""
+    """After a :func:`raw_bpf` ``BPF_PROG_LOAD`` returned < 0: what :func:`prog_load` does next."""
     err = _get_errno()
     if err in _RETRY:
         return prog_load(attr)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 RECORD = struct.Struct("<II8sQ16siBBH")
 RECORD_SIZE = RECORD.size  # 48
 MAGIC = 0xB5F1  # format 1 of the record; a pinned iterator of another format is refused
+MAGIC_OFFSET = RECORD_SIZE - 2
 ITER_NAME = "bpfsign_status"
 PIN_NAME = "progs"
 

@@ -23,6 +23,9 @@ from .backend import (
     ProgInfo,
 )
 
+#: the hot path's bpf(): the choke point's syscall with no Python wrapper (_sys.raw_bpf)
+_RAW_BPF = S.raw_bpf()
+
 
 def _name16(name: str) -> bytes:
     raw = name.encode()
@@ -365,7 +368,7 @@ class _Prepared:
         get their own): allocating them per load costs more than the rest of the
         Python side. As libbpf, the loader map is closed before the loader program.
         """
-        bpf, failed = S.raw_bpf, S.bpf_failed
+        bpf, failed = _RAW_BPF, S.bpf_failed
         calls = self._calls
         try:  # (pop, not "if calls": another thread may take the last one in between)
             call = calls.pop()
