@@ -33,10 +33,19 @@ from ..skel import globaldata as _gd
 from ..skel import scheme as _scheme
 from ..skel import skeleton as _skel
 from . import consts as C
-from .backend import Backend, LoaderRequest, LoaderSteps, default_backend, run_loader
+from .backend import (
+    Backend,
+    LoaderRequest,
+    LoaderSteps,
+    at_step,
+    default_backend,
+    loader_failed,
+)
 from .fd import FD
 
 __all__ = ["LoadedSkeleton", "Loader", "load"]
+
+_mmap, _MAP_SHARED = mmap.mmap, mmap.MAP_SHARED
 
 #: per section: raw image bytes, or member name -> value (``{"sample_every": 42}``)
 InitialValues = Mapping[str, "bytes | Mapping[str, Any]"]
@@ -48,44 +57,41 @@ _BTF_ATTACH = frozenset(("tracing", "tp_btf", "fentry", "fexit", "fmod_ret", "ls
 class LoadedSkeleton:
     """The fds and live globals of one loaded skeleton; ``close()`` releases them all."""
 
-    # slots: one is made and dropped per load, and the benchmark counts microseconds
-    __slots__ = (
-        "_backend",
-        "_fds",
-        "_layouts",
-        "_links",
-        "_mem",
-        "_nmaps",
-        "_typed",
-        "closed",
-        "scheme",
-        "signed",
-        "skeleton",
-    )
+    # slots, and what does not change between loads read through the Loader: one is
+    # made and dropped per load, and the benchmark counts microseconds
+    __slots__ = ("_fds", "_links", "_loader", "_mem", "_typed", "closed")
 
     def __init__(
-        self,
-        skel: _skel.Skeleton,
-        backend: Backend,
-        scheme: str,
-        signed: bool,
-        fds: list[int],
-        nmaps: int,
-        mem: list[tuple[str, mmap.mmap]],
-        layouts: Mapping[str, _gd.SectionLayout] | None = None,
+        self, loader: Loader, fds: tuple[int, ...], mem: list[mmap.mmap] | tuple[()]
     ) -> None:
-        self.closed = True  # until fully built: the finalizer has nothing to do
-        self.skeleton = skel
-        self.scheme = scheme
-        self.signed = signed
-        self._backend = backend
+        self._loader = loader
         self._fds = fds  # the maps' fds, then the programs'; -1: none (closed, or not loaded)
-        self._nmaps = nmaps
-        self._mem = mem  # (map name, the map's value mmapped)
-        self._links: dict[str, FD] = {}
-        self._layouts = layouts if layouts is not None else {}
-        self._typed: dict[str, _gd.GlobalData] = {}
-        self.closed = False
+        self._mem = mem  # the mmapped maps, in the order of loader.sections_mapped
+        self._links: dict[str, FD] | None = None  # made by the first attach
+        self._typed: dict[str, _gd.GlobalData] | None = None  # made by the first section()
+        self.closed = False  # last: until here the finalizer has nothing to do
+
+    @property
+    def skeleton(self) -> _skel.Skeleton:
+        return self._loader.skeleton
+
+    @property
+    def scheme(self) -> str:
+        """``loadtime`` or ``inloader``: which signing scheme the skeleton's loader uses."""
+        return self._loader.scheme
+
+    @property
+    def signed(self) -> bool:
+        """Whether it was loaded signed (the signature passed in BPF_PROG_LOAD)."""
+        return self._loader.signed
+
+    @property
+    def _backend(self) -> Backend:
+        return self._loader.backend
+
+    @property
+    def _nmaps(self) -> int:
+        return self._loader.nmaps
 
     # ------------------------------------------------------------- lookup
     @property
@@ -108,7 +114,7 @@ class LoadedSkeleton:
 
     @property
     def links(self) -> dict[str, int]:
-        return {name: fd.number for name, fd in self._links.items()}
+        return {name: fd.number for name, fd in (self._links or {}).items()}
 
     def map_fd(self, name: str) -> int:
         self._check_open()
@@ -151,10 +157,12 @@ class LoadedSkeleton:
         ``.rodata``) is its value, and refuses writes with :class:`InputError`.
         """
         name, mm = self._section_mem(section)
+        if self._typed is None:
+            self._typed = {}
         typed = self._typed.get(name)
         if typed is None:
             spec = next(m for m in self.skeleton.maps if m.name == name)
-            layout = self._layouts.get(name) or _gd.section_layout(spec, self.skeleton.name)
+            layout = self._loader.layouts[name]
             readonly = spec.readonly
             obj = (
                 layout.struct.from_buffer_copy(mm[: layout.size])
@@ -178,7 +186,7 @@ class LoadedSkeleton:
     def _section_mem(self, section: str) -> tuple[str, mmap.mmap]:
         self._check_open()
         want = section.lstrip(".").replace(".", "_")
-        for name, mm in self._mem:
+        for name, mm in zip(self._loader.sections_mapped, self._mem, strict=True):
             if name == want:
                 return name, mm
         spec = next((m for m in self.skeleton.maps if m.section and m.name == want), None)
@@ -199,7 +207,7 @@ class LoadedSkeleton:
                 f"is not mmapable: {why}",
                 path=self.skeleton.path,
             )
-        have = ", ".join(n for n, *_ in self._mem) or "none"
+        have = ", ".join(self._loader.sections_mapped[: len(self._mem)]) or "none"
         raise InputError(
             f"skeleton {self.skeleton.name} has no global-data section {section!r} (it has: {have})",
             path=self.skeleton.path,
@@ -216,6 +224,8 @@ class LoadedSkeleton:
         progs = {p.name: p for p in self.skeleton.progs}
         loaded = self.progs
         chosen = names or tuple(n for n, p in progs.items() if p.attach is not None and n in loaded)
+        if self._links is None:
+            self._links = {}
         for name in chosen:
             if name in self._links:
                 continue
@@ -242,8 +252,9 @@ class LoadedSkeleton:
         return self.links
 
     def detach(self) -> None:
-        for name in list(self._links):
-            self._links.pop(name).close()
+        links = self._links or {}
+        for name in list(links):
+            links.pop(name).close()
 
     # ---------------------------------------------------------------- pin
     def pin(self, directory: str | os.PathLike[str]) -> list[str]:
@@ -335,21 +346,21 @@ class LoadedSkeleton:
         self.closed = True
         if self._typed:
             self._typed.clear()  # our own views must not pin the mappings
-        for _name, mm in self._mem:
+        for mm in self._mem:
             # (not contextlib.suppress: one object fewer per map, on the hot path)
             try:  # noqa: SIM105
                 mm.close()
             except BufferError:
                 pass  # a view still held keeps the mapping (and its map) until it is dropped
-        self._mem = []
+        self._mem = ()
         if self._links:
             links = list(self._links.values())
             self._links.clear()
             for link in links:
                 link.close()
         # as the header's __destroy: programs, then maps ([maps..., progs...] reversed)
-        fds, self._fds = self._fds, []
-        closer = self._backend.close
+        fds, self._fds = self._fds, ()
+        closer = self._loader.backend.close
         failed: OSError | None = None
         for fd in reversed(fds):
             if fd >= 0:
@@ -442,13 +453,15 @@ class Loader:
             size = m.mmap_size or _page_round(length)
             sections.append((m.name, m.index, m.ctx_offset, length, size, m.readonly, m.mmapable))
         self._sections = sections
-        #: (map name, map index, mmap size, prot): the header's skel_finalize_map_data calls
+        #: (map index, mmap size, prot): the header's skel_finalize_map_data calls
         #: (mmap.mmap given PROT_READ alone exports a read-only buffer, as ACCESS_READ does)
+        mapped = [s for s in sections if s[6]]
         self._finalize = tuple(
-            (n, i, size, mmap.PROT_READ if ro else mmap.PROT_READ | mmap.PROT_WRITE)
-            for n, i, _o, _l, size, ro, mm in sections
-            if mm
+            (i, size, mmap.PROT_READ if ro else mmap.PROT_READ | mmap.PROT_WRITE)
+            for _n, i, _o, _l, size, ro, _m in mapped
         )
+        #: the names of the maps mmapped at each load, in that order
+        self.sections_mapped = tuple(n for n, *_ in mapped)
         self.layouts = {m.name: _gd.section_layout(m, skel.name) for m in skel.maps if m.section}
         #: (map, "max_entries"|"initial_value") pairs the loader program reads from the ctx
         self.honoured = frozenset((o.map, o.field) for o in audit.overrides)
@@ -457,7 +470,7 @@ class Loader:
         nmaps = len(skel.maps)
         #: the fd slots in the ctx, after its header: per map (fd, max_entries, initial_value)
         self._fd_slots = struct.Struct("<" + "i12x" * nmaps + "i" * len(skel.progs))
-        self._nmaps = nmaps
+        self.nmaps = nmaps
         self._steps: LoaderSteps | None = None  # the backend's, asked for at the first load
 
     def _check_kernel(self) -> None:
@@ -513,39 +526,34 @@ class Loader:
         steps = self._steps
         if steps is None:
             steps = self._steps = self.backend.loader_steps(self.request)
-        run_loader(self.backend, self.request, ctx, steps=steps)
-        del keep
-        fds = list(self._fd_slots.unpack_from(ctx, 24))
-        if 0 in fds:  # as skel_closenz: a slot the loader left at 0 owns nothing
-            fds = [fd if fd > 0 else -1 for fd in fds]
-        # the header's skel_finalize_map_data calls
-        mem: list[tuple[str, mmap.mmap]] = []
+        # run_loader(), inlined: one call frame fewer per load
+        where = ["create"]
         try:
-            for name, index, size, prot in self._finalize:
-                mem.append((name, mmap.mmap(fds[index], size, mmap.MAP_SHARED, prot)))
+            retval, blob = steps.sequence(ctx, True, where)
+        except KernelError as exc:
+            raise at_step(exc, self.request.name, where[0]) from None
+        if retval < 0:
+            loader_failed(self.backend, self.request, ctx, -retval, blob)
+        del keep
+        fds: tuple[int, ...] = self._fd_slots.unpack_from(ctx, 24)
+        if 0 in fds:  # as skel_closenz: a slot the loader left at 0 owns nothing
+            fds = tuple(fd if fd > 0 else -1 for fd in fds)
+        # the header's skel_finalize_map_data calls
+        mem: list[mmap.mmap] = []
+        try:
+            for index, size, prot in self._finalize:
+                mem.append(_mmap(fds[index], size, _MAP_SHARED, prot))
         except BaseException as exc:
             self._unwind(fds, mem, exc)
-        return LoadedSkeleton(
-            self.skeleton,
-            self.backend,
-            self.scheme,
-            self.signed,
-            fds,
-            self._nmaps,
-            mem,
-            self.layouts,
-        )
+        return LoadedSkeleton(self, fds, mem)
 
-    def _unwind(
-        self, fds: list[int], mem: list[tuple[str, mmap.mmap]], exc: BaseException
-    ) -> NoReturn:
+    def _unwind(self, fds: tuple[int, ...], mem: list[mmap.mmap], exc: BaseException) -> NoReturn:
         """A section mmap failed: release everything loaded so far, and say which map."""
-        LoadedSkeleton(
-            self.skeleton, self.backend, self.scheme, self.signed, fds, self._nmaps, mem
-        ).close()
+        LoadedSkeleton(self, fds, mem).close()
         if not isinstance(exc, OSError):
             raise exc
-        name, _index, size, prot = self._finalize[len(mem)]
+        name = self.sections_mapped[len(mem)]
+        _index, size, prot = self._finalize[len(mem)]
         how = "PROT_READ" if prot == mmap.PROT_READ else "PROT_READ | PROT_WRITE"
         raise KernelError(
             exc.errno or 0,

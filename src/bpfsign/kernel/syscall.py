@@ -25,6 +25,13 @@ from .backend import (
 
 #: the hot path's bpf(): the choke point's syscall with no Python wrapper (_sys.raw_bpf)
 _RAW_BPF = S.raw_bpf()
+# and what it reads per load, as module globals (one lookup each, not two)
+_MAP_CREATE, _MAP_UPDATE_ELEM, _MAP_FREEZE = S.MAP_CREATE, S.MAP_UPDATE_ELEM, S.MAP_FREEZE
+_PROG_LOAD, _PROG_TEST_RUN = S.PROG_LOAD, S.PROG_TEST_RUN
+_SIZE_MAP_CREATE, _SIZE_MAP_ELEM, _SIZE_FREEZE = S.SIZE_MAP_CREATE, S.SIZE_MAP_ELEM, S.SIZE_FREEZE
+_SIZE_PROG_LOAD, _SIZE_TEST_RUN = S.SIZE_PROG_LOAD, S.SIZE_TEST_RUN
+_c_char, _addressof = ctypes.c_char, ctypes.addressof
+_bpf_failed = S.bpf_failed
 
 
 def _name16(name: str) -> bytes:
@@ -368,51 +375,50 @@ class _Prepared:
         get their own): allocating them per load costs more than the rest of the
         Python side. As libbpf, the loader map is closed before the loader program.
         """
-        bpf, failed = _RAW_BPF, S.bpf_failed
+        bpf = _RAW_BPF
         calls = self._calls
         try:  # (pop, not "if calls": another thread may take the last one in between)
             call = calls.pop()
         except IndexError:
             call = _Call(self)
+        # where[0] is written only on the way to a failure: each store costs on every load
         map_fd = prog_fd = -1
         try:
-            map_fd = bpf(S.MAP_CREATE, self.create_ref, S.SIZE_MAP_CREATE)
+            map_fd = bpf(_MAP_CREATE, self.create_ref, _SIZE_MAP_CREATE)
             if map_fd < 0:
-                map_fd = failed(S.MAP_CREATE, self.create, S.SIZE_MAP_CREATE)
-            where[0] = "fill"
+                map_fd = _bpf_failed(_MAP_CREATE, self.create, _SIZE_MAP_CREATE)
             elem = call.elem
             elem.map_fd = map_fd
-            if bpf(S.MAP_UPDATE_ELEM, call.elem_ref, S.SIZE_MAP_ELEM) < 0:
-                failed(S.MAP_UPDATE_ELEM, elem, S.SIZE_MAP_ELEM)
-            where[0] = "freeze"
-            if bpf(S.MAP_FREEZE, call.elem_ref, S.SIZE_FREEZE) < 0:  # reads map_fd only
-                failed(S.MAP_FREEZE, elem, S.SIZE_FREEZE)
+            if bpf(_MAP_UPDATE_ELEM, call.elem_ref, _SIZE_MAP_ELEM) < 0:
+                where[0] = "fill"
+                _bpf_failed(_MAP_UPDATE_ELEM, elem, _SIZE_MAP_ELEM)
+            if bpf(_MAP_FREEZE, call.elem_ref, _SIZE_FREEZE) < 0:  # reads map_fd only
+                where[0] = "freeze"
+                _bpf_failed(_MAP_FREEZE, elem, _SIZE_FREEZE)
             if self.hash_request:
                 where[0] = "hash"
                 self.request_hash(map_fd)
-            where[0] = "load"
             call.fd_array.value = map_fd
-            prog_fd = bpf(S.PROG_LOAD, call.load_ref, S.SIZE_PROG_LOAD)
+            prog_fd = bpf(_PROG_LOAD, call.load_ref, _SIZE_PROG_LOAD)
             if prog_fd < 0:
+                where[0] = "load"
                 prog_fd = S.prog_load_failed(call.load)
             if not run:
                 calls.append(call)
                 return 0, None
-            where[0] = "run"
             # the loader's ctx is a ctypes array already; a bytearray is wrapped
-            if isinstance(ctx, bytearray):
-                cbuf = (ctypes.c_char * len(ctx)).from_buffer(ctx)
-            else:
-                cbuf = ctx
+            cbuf = (_c_char * len(ctx)).from_buffer(ctx) if isinstance(ctx, bytearray) else ctx
             attr = call.run
-            attr.prog_fd, attr.ctx_in, attr.ctx_size_in = prog_fd, ctypes.addressof(cbuf), len(ctx)
-            if bpf(S.PROG_TEST_RUN, call.run_ref, S.SIZE_TEST_RUN) < 0:
-                failed(S.PROG_TEST_RUN, attr, S.SIZE_TEST_RUN)
+            attr.prog_fd, attr.ctx_in, attr.ctx_size_in = prog_fd, _addressof(cbuf), len(ctx)
+            if bpf(_PROG_TEST_RUN, call.run_ref, _SIZE_TEST_RUN) < 0:
+                where[0] = "run"
+                _bpf_failed(_PROG_TEST_RUN, attr, _SIZE_TEST_RUN)
             del cbuf
             retval: int = attr.retval
             calls.append(call)  # only after a clean pass: a failure may leave it changed
             if retval < 0x80000000:
                 return retval, None
+            where[0] = "run"
             try:  # the loader failed inside: its map holds the marks of how far it got
                 return retval - 0x100000000, self.read_map(map_fd)
             except KernelError:
