@@ -17,6 +17,7 @@ import pytest
 
 from bpfsign.cli import status as CS
 from bpfsign.errors import InputError, UnsupportedFeature
+from bpfsign.kernel import _sys as S
 from bpfsign.kernel import btf as B
 from bpfsign.kernel import core_relo as C
 from bpfsign.kernel import policy
@@ -50,6 +51,15 @@ def _access_offset(btf: B.Btf, root: int, access: str) -> tuple[int, int]:
             off += i * btf.size(elem)
             tid = elem
     return off, end
+
+
+def test_the_load_time_constants_are_the_built_btf_relocations_and_func_info() -> None:
+    """CORE_BTF, CORE_RELO_RECORDS and CORE_FUNC_INFO are what the writer builds now."""
+    blob, records, func = ST._core_btf()
+    assert blob == ST.CORE_BTF
+    assert C.relos(records) == ST.CORE_RELO_RECORDS
+    assert len(ST.CORE_RELO_RECORDS) == C.RELO.size * len(ST.CORE_RELOS)
+    assert C.FUNC_INFO.pack(0, func) == ST.CORE_FUNC_INFO
 
 
 def test_every_relocated_load_reads_what_its_access_string_names() -> None:
@@ -121,6 +131,42 @@ def test_json_text_is_json_dumps_of_each_parsed_row() -> None:
     ]
 
 
+def test_json_text_common_case_is_the_general_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain names and named values take the one-comprehension path; its text is exactly
+    the general path's, and any record it cannot name sends the whole array there."""
+    monkeypatch.setattr(ST, "boot_offset", lambda: 1733350000.123456)
+    plain = [b"many0", b"bpf.iter_x", b"", b"A" * 15, b"z" * 16]
+    raw = b"".join(
+        ST.RECORD.pack(i + 1, i % len(ST.PROG_TYPES), bytes(range(i, i + 8)), 10**12 * i + 7, n,
+                       i * 4242 - 3, i % 2, i % len(ST.KEYRING_NAMES), ST.MAGIC)
+        for i, n in enumerate(plain)
+    )  # fmt: skip
+    general = "[\n" + ",\n".join(CS._json_rows(raw, ST.boot_offset())) + "\n]\n"
+    assert CS.json_text(raw, "records") == general
+    assert json.loads(general)[4]["name"] == "z" * 16  # a name with no NUL at all
+    for field, index, named in (
+        ("type_name", 1, "type 200"),
+        ("verdict", 6, "unknown (200)"),
+        ("keyring_type", 7, "unknown (200)"),
+    ):
+        rec = list(ST.RECORD.unpack(raw[: ST.RECORD_SIZE]))
+        rec[index] = 200  # a value no table names
+        odd = ST.RECORD.pack(*rec) + raw[ST.RECORD_SIZE :]
+        text = CS.json_text(odd, "records")
+        assert text == "[\n" + ",\n".join(CS._json_rows(odd, ST.boot_offset())) + "\n]\n"
+        assert json.loads(text)[0][field] == named
+    embedded = raw.replace(b"many0", b"ma\0y0")  # a NUL inside: cut there, as parse() does
+    assert json.loads(CS.json_text(embedded, "records"))[0]["name"] == "ma"
+
+
+def test_the_names_json_takes_as_they_are() -> None:
+    """The fast path writes the tables' names between quotes without escaping them."""
+    for name in (*ST.PROG_TYPES, *ST.VERDICT_NAMES, *ST.KEYRING_NAMES):
+        assert json.dumps(name) == f'"{name}"'
+    raw = _records([b"a", b"bb\0\0x", b"c" * 16])
+    assert ST.names_of(raw) == tuple(r[4] for r in ST.RECORD.iter_unpack(raw))
+
+
 def test_json_text_refuses_what_parse_refuses() -> None:
     raw = _records([b"a"])
     with pytest.raises(InputError, match="not a whole number of 48-byte records"):
@@ -138,9 +184,10 @@ def test_status_path_imports_no_builder_btf_or_typing() -> None:
 
     code = (
         "import sys; from bpfsign.cli import status as CS; from bpfsign.kernel import status;"
-        "import bpfsign.kernel._sys, bpfsign.kernel.core_relo;"
+        "import bpfsign.kernel._sys;"
         "print(sorted(m for m in sys.modules if m in ('typing', 'dataclasses', 'json', 'enum',"
-        " 'bpfsign.skel.builder', 'bpfsign.kernel.btf', 'bpfsign.kernel.policy', 'argparse')))"
+        " 'bpfsign.skel.builder', 'bpfsign.kernel.btf', 'bpfsign.kernel.policy', 'argparse',"
+        " 'bpfsign.kernel.core_relo', 'functools')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -158,8 +205,7 @@ def _vmlinux() -> B.Btf:
 
 @pytest.mark.kernel
 def test_local_btf_loads_and_the_kernel_finds_the_attach_point() -> None:
-    blob, _records, _func = ST._core_btf()
-    fd = C.btf_load(blob)
+    fd = S.btf_load(ST.CORE_BTF)
     os.close(fd)
     tid = ST._find_btf_func(ST.ITER_TARGET)
     t = _vmlinux().type(tid)

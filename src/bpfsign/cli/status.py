@@ -109,16 +109,22 @@ def _json_str(s: str) -> str:
 _PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
 
 
+#: ... and the NUL that pads a name (the kernel's names are letters, digits, '_' and '.')
+_PLAIN_OR_NUL = _PLAIN + b"\0"
+
+
 def json_text(raw: bytes, source: str) -> str:
     """The records as a JSON array, one object per line, keys sorted.
 
     The values of ``json.dumps(row.as_dict(), sort_keys=True)`` for each parsed row
     (tests/test_status_core.py checks), made straight from the records: no
-    :class:`~bpfsign.kernel.status.ProgStatus` objects and no json module on the
-    common path, whose cost is a share of a run timed against ``bpftool prog show``.
-    ``loaded_at`` is written with its three decimals (``1733360000.120``), not as
-    ``repr`` of the rounded float would (``…0.12``): the same number, a third of
-    the row's cost.
+    :class:`~bpfsign.kernel.status.ProgStatus` objects and no json module. It is a
+    share of a run timed against ``bpftool prog show`` (bench/bench_vm_status.py),
+    so the common case -- every name plain, every type, verdict and keyring one
+    that has a name -- is one comprehension with no call per record but the
+    field conversions; anything else takes :func:`_json_rows`. ``loaded_at``
+    keeps its three decimals (``1733360000.120``): the number ``round(…, 3)``
+    gives, written as ``:.3f`` writes it.
     """
     from ..kernel import status as ST
 
@@ -130,8 +136,29 @@ def json_text(raw: bytes, source: str) -> str:
     ):
         ST.parse(raw, source)  # raises, naming the first record's wrong format
     boot = ST.boot_offset()
-    # keys sorted: the type and verdict fields close every object, so one string per pair
-    tails: dict[tuple[int, int], str] = {}
+    rows = None
+    if not b"".join(ST.names_of(raw)).translate(None, _PLAIN_OR_NUL):
+        types, verdicts, keyrings, nul = ST.PROG_TYPES, ST.VERDICT_NAMES, ST.KEYRING_NAMES, b"\0"
+        try:  # (the names in these tables need no escaping: tests/test_status_core.py)
+            rows = [
+                f'{{"id": {pid}, "keyring_serial": {serial}, "keyring_type": "{keyrings[kt]}", '
+                f'"load_time_ns": {t}, "loaded_at": {boot + t / 1e9:.3f}, '
+                f'"name": "{name.partition(nul)[0].decode()}", "tag": "{tag.hex()}", '
+                f'"type": {pt}, "type_name": "{types[pt]}", "verdict": "{verdicts[v]}"}}'
+                for pid, pt, tag, t, name, serial, v, kt, _ in ST.RECORD.iter_unpack(raw)
+            ]
+        except IndexError:  # a type, verdict or keyring value with no name
+            rows = None
+    if rows is None:
+        rows = _json_rows(raw, boot)
+    return "[\n" + ",\n".join(rows) + "\n]\n"
+
+
+def _json_rows(raw: bytes, boot: float) -> list[str]:
+    """:func:`json_text`'s rows for any records: names escaped, unnamed values named."""
+    from ..kernel import status as ST
+
+    tails: dict[tuple[int, int], str] = {}  # the type and verdict fields close each object
     keyrings: dict[int, str] = {}
     rows = []
     for pid, ptype, tag, load_time, name, serial, verdict, ktype, _ in ST.RECORD.iter_unpack(raw):
@@ -154,4 +181,4 @@ def json_text(raw: bytes, source: str) -> str:
             f'"load_time_ns": {load_time}, "loaded_at": {boot + load_time / 1e9:.3f}, '
             f'"name": {n}, "tag": "{tag.hex()}", {tail}'
         )
-    return "[\n" + ",\n".join(rows) + "\n]\n"
+    return rows

@@ -19,6 +19,7 @@ from ..errors import KernelError, UnsupportedFeature, errno_name
 # The public numbers live in consts; _sys re-exports them for its own callers.
 from .consts import *  # noqa: F403  (re-exported for _sys's callers)
 from .consts import (
+    BTF_LOAD,
     COMMAND_NAMES,
     KEYCTL_NAMES,
     OBJ_NAME_LEN,
@@ -346,6 +347,12 @@ def raw_bpf() -> Callable[[int, object, int], int]:
     import functools
 
     return functools.partial(_syscall, NR_BPF)
+
+
+def btf_load(blob: bytes) -> int:
+    """BPF_BTF_LOAD of a BTF blob: its fd (the caller closes it)."""
+    buf = ctypes.create_string_buffer(blob, len(blob))
+    return bpf(BTF_LOAD, BtfLoadAttr(btf=addr(buf), btf_size=len(blob)), SIZE_BTF_LOAD)
 
 
 def bpf_failed(cmd: int, attr: ctypes.Structure, size: int) -> int:

@@ -19,10 +19,7 @@ FUNC_PROTO and FUNC. The encoding is the kernel's BTF (``include/uapi/linux/btf.
 
 from __future__ import annotations
 
-import ctypes
 import struct
-
-from . import _sys as S
 
 MAGIC = 0xEB9F
 HDR = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type_off/len, str_off/len
@@ -89,12 +86,6 @@ class BtfWriter:
         types = b"".join(self._types)
         strs = bytes(self._strs)
         return HDR.pack(MAGIC, 1, 0, HDR.size, 0, len(types), len(types), len(strs)) + types + strs
-
-
-def btf_load(blob: bytes) -> int:
-    """Load a BTF blob into the kernel: its fd (the caller closes it)."""
-    buf = ctypes.create_string_buffer(blob, len(blob))
-    return S.bpf(S.BTF_LOAD, S.BtfLoadAttr(btf=S.addr(buf), btf_size=len(blob)), S.SIZE_BTF_LOAD)
 
 
 def relos(records: list[tuple[int, int, int]]) -> bytes:

@@ -38,6 +38,7 @@ RECORD = struct.Struct("<II8sQ16siBBH")
 RECORD_SIZE = RECORD.size  # 48
 MAGIC = 0xB5F1  # format 1 of the record; a pinned iterator of another format is refused
 MAGIC_OFFSET = RECORD_SIZE - 2
+NAME_OFFSET = 24  # name[16] follows id, type, tag[8] and load_time
 ITER_NAME = "bpfsign_status"
 PIN_NAME = "progs"
 
@@ -241,6 +242,12 @@ def bad_magic(magic: int, source: str) -> InputError:
     )
 
 
+def names_of(raw: bytes) -> tuple[bytes, ...]:
+    """Every record's name field (16 bytes, NUL-padded), in one unpack."""
+    skip = f"{NAME_OFFSET}x16s{RECORD_SIZE - NAME_OFFSET - 16}x"
+    return struct.unpack("<" + skip * (len(raw) // RECORD_SIZE), raw)
+
+
 def check_size(raw: bytes, source: str) -> None:
     if len(raw) % RECORD_SIZE:
         raise InputError(
@@ -440,9 +447,52 @@ CORE_INSNS = bytes.fromhex(
     "9500000000000000"
 )
 
+#: :func:`_core_btf`'s blob: the local BTF (tests/test_status_core.py regenerates it).
+CORE_BTF = bytes.fromhex(
+    "9feb01001800000000000000b0010000b0010000e70000000100000000000001"
+    "0100000008000000040000000000000104000000200000000800000000000001"
+    "04000000200000010c0000000000000108000000400000000000000003000004"
+    "080000001000000003000000000000001f00000001000000200000002c000000"
+    "0100000028000000000000000000000300000000010000000200000010000000"
+    "4a00000004000004280000003400000002000000000000003700000004000000"
+    "4000000041000000060000008000000046000000050000000001000057000000"
+    "0000000604000000000000000000000300000000010000000200000008000000"
+    "0000000000000002070000007200000003000004180000006500000008000000"
+    "000000006a00000009000000400000006e0000000a0000008000000000000000"
+    "00000002000000007f00000001000004080000007b0000000c00000000000000"
+    "00000000000000020d00000000000000000000020b0000009700000002000004"
+    "100000008d0000000e00000000000000920000000f0000004000000000000000"
+    "0000000210000000000000000100000d03000000aa00000011000000ae000000"
+    "0100000c120000000075380075333200696e7400753634006b657972696e675f"
+    "73657269616c006b657972696e675f747970650076657264696374006964006c"
+    "6f61645f74696d65006e616d6500736967006270665f70726f675f6175780062"
+    "70665f70726f675f7479706500747970650074616700617578006270665f7072"
+    "6f6700736571006270665f697465725f6d657461006d6574610070726f670062"
+    "70665f697465725f5f6270665f70726f6700637478006270667369676e5f7374"
+    "6174757300303a3100303a3200303a3000303a323a3000303a323a3800303a33"
+    "3a3000303a333a3200303a333a3100"
+)
+#: its ``bpf_core_relo`` records, one per load in CORE_RELOS, packed (core_relo.relos).
+CORE_RELO_RECORDS = bytes.fromhex(
+    "0800000010000000bd00000000000000480000000b000000c100000000000000"
+    "5000000007000000c500000000000000600000000b000000c500000000000000"
+    "700000000b000000bd000000000000008000000007000000bd00000000000000"
+    "9000000007000000c900000000000000a000000007000000cf00000000000000"
+    "b000000007000000d500000000000000c000000007000000db00000000000000"
+    "d000000007000000e100000000000000e800000010000000c500000000000000"
+    "f00000000d000000c500000000000000"
+)
+#: the program's one ``bpf_func_info`` (insn 0, the local FUNC's id).
+CORE_FUNC_INFO = bytes.fromhex("0000000013000000")
+
 
 def _core_btf() -> tuple[bytes, list[tuple[int, int, int]], int]:
-    """The local BTF: (blob, relocation records (insn, type id, access off), FUNC id)."""
+    """The local BTF: (blob, relocation records (insn, type id, access off), FUNC id).
+
+    Built with :class:`~bpfsign.kernel.core_relo.BtfWriter`; a load uses its output
+    as the constants above (CORE_BTF …), which tests/test_status_core.py checks
+    against it, so that ``bpfsign status`` does not build it on every run.
+    """
     from .core_relo import BtfWriter
 
     w = BtfWriter()
@@ -595,17 +645,14 @@ def _load_core_prog(pin_dir: str | None) -> int:
     import ctypes
 
     from . import _sys as S
-    from .core_relo import FUNC_INFO, RELO, btf_load, relos
 
-    blob, records, func = _core_btf()
-    btf_fd = btf_load(blob)
+    btf_fd = S.btf_load(CORE_BTF)
     try:
         attach = _find_btf_func(ITER_TARGET, pin_dir)
         ibuf = ctypes.create_string_buffer(CORE_INSNS, len(CORE_INSNS))
         lic = ctypes.create_string_buffer(b"GPL")
-        finfo = ctypes.create_string_buffer(FUNC_INFO.pack(0, func), FUNC_INFO.size)
-        rel = relos(records)
-        rbuf = ctypes.create_string_buffer(rel, len(rel))
+        finfo = ctypes.create_string_buffer(CORE_FUNC_INFO, len(CORE_FUNC_INFO))
+        rbuf = ctypes.create_string_buffer(CORE_RELO_RECORDS, len(CORE_RELO_RECORDS))
         attr = S.ProgLoadAttr(
             prog_type=S.PROG_TYPE_TRACING,
             insn_cnt=len(CORE_INSNS) // 8,
@@ -615,12 +662,12 @@ def _load_core_prog(pin_dir: str | None) -> int:
             expected_attach_type=S.BPF_TRACE_ITER,
             attach_btf_id=attach,
             prog_btf_fd=btf_fd,
-            func_info_rec_size=FUNC_INFO.size,
+            func_info_rec_size=len(CORE_FUNC_INFO),
             func_info=S.addr(finfo),
             func_info_cnt=1,
             core_relos=S.addr(rbuf),
-            core_relo_cnt=len(records),
-            core_relo_rec_size=RELO.size,
+            core_relo_cnt=len(CORE_RELOS),
+            core_relo_rec_size=len(CORE_RELO_RECORDS) // len(CORE_RELOS),
         )
         return _load_or_explain(attr, pin_dir)
     finally:

@@ -110,9 +110,7 @@ class SyscallBackend:
 
     def btf_load(self, data: bytes) -> int:
         """``BPF_BTF_LOAD``: the new BTF object's fd."""
-        from .core_relo import btf_load
-
-        return btf_load(data)
+        return S.btf_load(data)
 
     def map_info(self, fd: int, *, want_hash: bool = False) -> MapInfo:
         info = S.MapInfo()
