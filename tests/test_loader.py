@@ -861,3 +861,42 @@ def test_concurrent_loads_of_one_loader_each_get_their_own_attrs() -> None:
     assert errors == []
     assert len(seen) == 80 and all(len(set(fds)) == len(fds) == 5 for fds in seen)
     assert _bpf_fds() == before
+
+
+@pytest.mark.parametrize("name", SIGNED)
+def test_up_front_refusals_name_the_check_the_kernel_would_fail(name: str) -> None:
+    """A bpftool -S (6.18-scheme) header on a load-time kernel is refused before any
+    syscall, with the errno and log line of the check the kernel fails -- the one the
+    kernel model reaches when it is let through (here the 7.3 profile answers the probes)."""
+    from bpfsign.crypto import trust
+    from bpfsign.kernel.model import KernelModel
+
+    skel = _skel(name)
+    store = trust.TrustStore()  # the signer trusted, so the model gets past the signature
+    store.add_path(str(FIXTURES / "keys" / "TEST-ONLY-lskel-signing.cert.pem"), "session")
+    model = KernelModel("7.3", store)
+    convert = "convert it to the loadtime scheme, which signs the loader and its data together"
+    cases: tuple[tuple[dict[str, bool], str], ...] = (
+        (
+            {},
+            f"6.18-scheme signature ({skel.name}) is not supported here: even when its signature "
+            "verifies, this kernel refuses it with EACCES 'signed program must bind maps via a continuous fd_array "
+            "(fd_array_cnt)': a 6.18-style (in-loader) signed loader on a load-time kernel: its "
+            f"signature does not cover the maps it uses; {convert}",
+        ),
+        (
+            {"unsigned": True},
+            f"6.18-style signed loader ({skel.name}) is not supported here: this kernel's verifier "
+            "refuses it with EACCES 'cannot access ptr member ops with moff 32 in struct bpf_map with "
+            "off 32 size 4': the loader reads struct bpf_map at a 6.18-only offset (bpftool <= "
+            f"7.8 -S exclusivity check); {convert}",
+        ),
+    )
+    for kwargs, text in cases:
+        with pytest.raises(UnsupportedFeature) as up_front:
+            loader.Loader(skel, backend=model, check_kernel=True, **kwargs)
+        assert (up_front.value.errno, str(up_front.value)) == (errno.EACCES, text)
+        with pytest.raises(KernelError) as judged:
+            loader.Loader(skel, backend=model, check_kernel=False, **kwargs).load()
+        assert judged.value.errno == errno.EACCES
+        assert f"'{judged.value.log.strip().splitlines()[-1]}'" in text

@@ -230,7 +230,7 @@ def test_unconverted_bpftool_signed_header(
     path: Path, guest_keys: GuestKeys, agreement: list[tuple[str, str, str, str]]
 ) -> None:
     """bpftool <= 7.8 -S as generated: the kernel refuses it; bpfsign says to convert."""
-    from bpfsign.errors import Error
+    from bpfsign.errors import UnsupportedFeature
     from bpfsign.kernel import loader
 
     skel = _skel(path)
@@ -258,9 +258,24 @@ def test_unconverted_bpftool_signed_header(
     )
     check(agreement, f"{path.name} as generated (bpftool -S), cnt 1", got1, errno.EKEYREJECTED,
           SIG_FAILED.format(-129), model=model, offline=_offline_loadtime_bytes(skel, guest_keys))  # fmt: skip
-    with pytest.raises(Error) as info:
+    # bpfsign refuses both before any syscall, with the kernel's errno and log line above
+    convert = "convert it to the loadtime scheme, which signs the loader and its data together"
+    with pytest.raises(UnsupportedFeature) as info:
         loader.load(skel, keyring_id=-3)
-    assert "convert" in str(info.value).lower(), str(info.value)
+    assert (info.value.errno, str(info.value)) == (
+        errno.EACCES,
+        f"6.18-scheme signature ({skel.name}) is not supported here: even when its signature "
+        f"verifies, this kernel refuses it with EACCES '{CNT0_REFUSED}': a 6.18-style (in-loader) signed loader on a load-time "
+        f"kernel: its signature does not cover the maps it uses; {convert}",
+    )
+    with pytest.raises(UnsupportedFeature) as info:
+        loader.load(skel, unsigned=True)
+    assert (info.value.errno, str(info.value)) == (
+        errno.EACCES,
+        f"6.18-style signed loader ({skel.name}) is not supported here: this kernel's verifier "
+        f"refuses it with EACCES '{OFF32_REFUSED}': the loader reads struct bpf_map at a 6.18-only offset "
+        f"(bpftool <= 7.8 -S exclusivity check); {convert}",
+    )
 
 
 @pytest.mark.parametrize("path", SIGNED_MODE, ids=[p.name for p in SIGNED_MODE])

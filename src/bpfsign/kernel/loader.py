@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..errors import InputError, KernelError, UnsupportedFeature
+from ..errors import InputError, KernelError, UnsupportedFeature, errno_name
 from ..skel import globaldata as _gd
 from ..skel import scheme as _scheme
 from ..skel import skeleton as _skel
@@ -42,6 +42,7 @@ from .backend import (
     loader_failed,
 )
 from .fd import FD
+from .rulebook import RULES, Rule
 
 __all__ = ["LoadedSkeleton", "Loader", "load"]
 
@@ -474,26 +475,28 @@ class Loader:
         self._steps: LoaderSteps | None = None  # the backend's, asked for at the first load
 
     def _check_kernel(self) -> None:
-        """Refuse, before any syscall, what this kernel is known to refuse (docs/kernel.md §14)."""
-        if self.audit.exclusivity_check and self.backend.probe("inloader_loaders") is False:
-            raise UnsupportedFeature(
-                f"6.18-style signed loader ({self.skeleton.name})",
-                "its in-loader exclusivity check reads u32 struct bpf_map.excl at offset 32, "
-                "which this kernel's BTF does not have, so the verifier refuses it with EACCES "
-                "signed or not; convert it to the loadtime scheme",
-                errno=errno.EACCES,  # the kernel's answer, before any syscall
-            )
+        """Refuse, before any syscall, what this kernel is known to refuse (docs/kernel.md §14).
+
+        In the kernel's order and words: the rulebook's errno, log line and fix for
+        the check the load would fail (a signed 6.18-scheme loader fails at the
+        signature's map binding before the verifier reads its struct bpf_map).
+        """
+        name = self.skeleton.name
         if (
             self.signed
             and self.scheme == "inloader"
             and self.backend.probe("loadtime_verification") is True
         ):
-            raise UnsupportedFeature(
-                f"6.18-scheme signature ({self.skeleton.name})",
-                "this kernel verifies insns ‖ metadata at load time and refuses insns-only "
-                "signatures of loaders that use their map (EACCES 'signed program must bind maps "
-                "via a continuous fd_array'); convert it to the loadtime scheme",
-                errno=errno.EACCES,  # the kernel's answer, before any syscall
+            _refuse(
+                RULES["bind_after_signature"],
+                f"6.18-scheme signature ({name})",
+                "even when its signature verifies, this kernel refuses it",
+            )
+        if self.audit.exclusivity_check and self.backend.probe("inloader_loaders") is False:
+            _refuse(
+                RULES["bpf_map_layout"],
+                f"6.18-style signed loader ({name})",
+                "this kernel's verifier refuses it",
             )
 
     def load(
@@ -628,6 +631,13 @@ class Loader:
 def _page_round(n: int) -> int:
     page = os.sysconf("SC_PAGE_SIZE")
     return max(page, (n + page - 1) // page * page)
+
+
+def _refuse(rule: Rule, what: str, who: str) -> NoReturn:
+    """``what`` cannot load on this kernel: the check it fails, as the kernel reports it."""
+    raise UnsupportedFeature(
+        what, f"{who} with {errno_name(rule.errno)} '{rule.log}': {rule.hint}", errno=rule.errno
+    )
 
 
 def load(
