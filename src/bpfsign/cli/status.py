@@ -136,21 +136,23 @@ def json_text(raw: bytes, source: str) -> str:
     ):
         ST.parse(raw, source)  # raises, naming the first record's wrong format
     boot = ST.boot_offset()
-    rows = None
-    if not b"".join(ST.names_of(raw)).translate(None, _PLAIN_OR_NUL):
-        types, verdicts, keyrings, nul = ST.PROG_TYPES, ST.VERDICT_NAMES, ST.KEYRING_NAMES, b"\0"
-        try:  # (the names in these tables need no escaping: tests/test_status_core.py)
-            rows = [
-                f'{{"id": {pid}, "keyring_serial": {serial}, "keyring_type": "{keyrings[kt]}", '
-                f'"load_time_ns": {t}, "loaded_at": {boot + t / 1e9:.3f}, '
-                f'"name": "{name.partition(nul)[0].decode()}", "tag": "{tag.hex()}", '
-                f'"type": {pt}, "type_name": "{types[pt]}", "verdict": "{verdicts[v]}"}}'
-                for pid, pt, tag, t, name, serial, v, kt, _ in ST.RECORD.iter_unpack(raw)
-            ]
-        except IndexError:  # a type, verdict or keyring value with no name
-            rows = None
-    if rows is None:
+    if b"".join(ST.names_of(raw)).translate(None, _PLAIN_OR_NUL):  # a name to escape
+        return _array(_json_rows(raw, boot))
+    types, verdicts, keyrings, nul = ST.PROG_TYPES, ST.VERDICT_NAMES, ST.KEYRING_NAMES, b"\0"
+    try:  # (the names in these tables need no escaping: tests/test_status_core.py)
+        rows = [
+            f'{{"id": {pid}, "keyring_serial": {serial}, "keyring_type": "{keyrings[kt]}", '
+            f'"load_time_ns": {t}, "loaded_at": {boot + t / 1e9:.3f}, '
+            f'"name": "{name.partition(nul)[0].decode()}", "tag": "{tag.hex()}", '
+            f'"type": {pt}, "type_name": "{types[pt]}", "verdict": "{verdicts[v]}"}}'
+            for pid, pt, tag, t, name, serial, v, kt, _ in ST.RECORD.iter_unpack(raw)
+        ]
+    except IndexError:  # a type, verdict or keyring value with no name
         rows = _json_rows(raw, boot)
+    return _array(rows)
+
+
+def _array(rows: list[str]) -> str:
     return "[\n" + ",\n".join(rows) + "\n]\n"
 
 

@@ -304,9 +304,9 @@ def run_loader(
     try:
         retval, blob = steps.sequence(ctx, run, where)
     except KernelError as exc:
-        raise at_step(exc, req.name, where[0]) from None
+        raise _at_step(exc, req.name, where[0]) from None
     if retval < 0:
-        loader_failed(backend, req, ctx, -retval, blob)
+        _loader_failed(backend, req, ctx, -retval, blob)
 
 
 def sequence(
@@ -344,14 +344,14 @@ def sequence(
             steps.close(prog_fd)
 
 
-def at_step(exc: KernelError, who: str, step: str) -> KernelError:
+def _at_step(exc: KernelError, who: str, step: str) -> KernelError:
     where = f"{who + ': ' if who else ''}{_STEPS[step]} failed"
     return KernelError(
         exc.errno, exc.command, log=exc.log, message=exc.hint, step=step, where=where
     )
 
 
-def loader_failed(
+def _loader_failed(
     backend: Backend, req: LoaderRequest, ctx: Ctx, err: int, blob: bytes | None
 ) -> None:
     """The loader returned -err: say where inside it stopped, with the verifier log if any.

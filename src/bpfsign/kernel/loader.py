@@ -33,14 +33,7 @@ from ..skel import globaldata as _gd
 from ..skel import scheme as _scheme
 from ..skel import skeleton as _skel
 from . import consts as C
-from .backend import (
-    Backend,
-    LoaderRequest,
-    LoaderSteps,
-    at_step,
-    default_backend,
-    loader_failed,
-)
+from .backend import Backend, LoaderRequest, LoaderSteps, default_backend, run_loader
 from .fd import FD
 from .rulebook import RULES, Rule
 
@@ -529,14 +522,7 @@ class Loader:
         steps = self._steps
         if steps is None:
             steps = self._steps = self.backend.loader_steps(self.request)
-        # run_loader(), inlined: one call frame fewer per load
-        where = ["create"]
-        try:
-            retval, blob = steps.sequence(ctx, True, where)
-        except KernelError as exc:
-            raise at_step(exc, self.request.name, where[0]) from None
-        if retval < 0:
-            loader_failed(self.backend, self.request, ctx, -retval, blob)
+        run_loader(self.backend, self.request, ctx, steps=steps)
         del keep
         fds: tuple[int, ...] = self._fd_slots.unpack_from(ctx, 24)
         if 0 in fds:  # as skel_closenz: a slot the loader left at 0 owns nothing

@@ -416,7 +416,6 @@ class _Prepared:
             calls.append(call)  # only after a clean pass: a failure may leave it changed
             if retval < 0x80000000:
                 return retval, None
-            where[0] = "run"
             try:  # the loader failed inside: its map holds the marks of how far it got
                 return retval - 0x100000000, self.read_map(map_fd)
             except KernelError:
