@@ -15,8 +15,7 @@ import os
 
 import pytest
 
-from bpfsign.cli import status as CS
-from bpfsign.errors import InputError, UnsupportedFeature
+from bpfsign.errors import Error, InputError, UnsupportedFeature
 from bpfsign.kernel import _sys as S
 from bpfsign.kernel import btf as B
 from bpfsign.kernel import core_relo as C
@@ -31,6 +30,100 @@ def test_the_constant_program_is_the_builders() -> None:
     assert tuple(relos) == ST.CORE_RELOS
     listing = "\n".join(b.disasm())
     assert "call seq_write#127" in listing and "aux->sig.verdict" in listing
+
+
+def test_the_constant_json_program_is_the_builders_and_shares_the_btf() -> None:
+    b, relos = ST.build_core_json_program()
+    assert b.assemble() == ST.CORE_JSON_INSNS
+    assert tuple(relos) == ST.CORE_JSON_RELOS
+    blob, records, func = ST._core_btf(ST.CORE_JSON_RELOS)
+    assert blob == ST.CORE_BTF and C.FUNC_INFO.pack(0, func) == ST.CORE_FUNC_INFO
+    assert C.relos(records) == ST.CORE_JSON_RELO_RECORDS
+    listing = "\n".join(b.disasm())
+    assert "call seq_printf#126" in listing and "map[idx:0][0]+0" in listing
+    assert "r1 = be64 r1" in listing
+
+
+def _slot(rodata: bytes, base: int, width: int, index: int) -> str:
+    return rodata[base + index * width : base + (index + 1) * width].split(b"\0")[0].decode()
+
+
+def _printed_by_the_kernel(raw: bytes, boot_ns: int) -> bytes:
+    """What the JSON iterator prints for these records, step by step as its program
+    does it: names and formats taken from its constants map, printf as the kernel's
+    (``%llu`` is Python's ``%lu``)."""
+    ro = ST.json_rodata(boot_ns)
+    out = []
+    for pid, pt, tag, t, name, serial, v, kt, _ in ST.RECORD.iter_unpack(raw):
+        x = (boot_ns + t) % (1 << 64)
+        named = pt < ST.JSON_TYPES
+        fmt = _slot(ro, ST.JSON_FMT if named else ST.JSON_FMT_UNNAMED, 256, 0)
+        out.append(
+            fmt.replace("ll", "l")
+            % (
+                pid,
+                serial,
+                _slot(ro, ST.JSON_KEYRING_NAMES, 16, kt),
+                t,
+                x // 10**9,
+                x // 10**6 % 1000,
+                name.split(b"\0")[0].decode(),
+                int.from_bytes(tag, "big"),
+                pt,
+                _slot(ro, ST.JSON_TYPE_NAMES, 32, pt) if named else pt,
+                _slot(ro, ST.JSON_VERDICT_NAMES, 16, v),
+            )
+        )
+    return "".join(out).encode()
+
+
+def test_the_json_iterators_rows_are_the_records_json() -> None:
+    """Row for row, the kernel's format over its constants gives :func:`records_json`'s
+    text: every type (named, unnamed, past the table), verdict and keyring value."""
+    boot = 1_733_350_000_123_456_789
+    recs = [
+        (i + 1, t, bytes(range(i % 200, i % 200 + 8)), 10**9 * i + 999_999 * (i % 7), f"p{i}.x_{t}",
+         -(2**31) + i * 99_991, i % 256, (i * 7) % 256)
+        for i, t in enumerate([*range(ST.JSON_TYPES + 3), 2**32 - 1, 4096] * 4)
+    ]  # fmt: skip
+    raw = b"".join(
+        ST.RECORD.pack(pid, t, tag, lt, n.encode(), ser, v, k, ST.MAGIC)
+        for pid, t, tag, lt, n, ser, v, k in recs
+    )
+    printed = _printed_by_the_kernel(raw, boot)
+    assert ST.json_array(printed) == ST.records_json(raw, "records", boot)
+    rows = json.loads(ST.json_array(printed))
+    assert [r["type_name"] for r in rows[:2]] == ["unspec", "socket_filter"]
+    assert rows[ST.JSON_TYPES + 3]["type_name"] == "type 4294967295"
+    assert rows[1]["loaded_at"] == 1733350001.124  # .123456789 + 1.000999999 s, cut to ms
+
+
+def test_the_json_constants_fit_their_slots() -> None:
+    ro = ST.json_rodata(5)
+    assert len(ro) == ST.JSON_RODATA_SIZE and ro[:8] == (5).to_bytes(8, "little")
+    for base, width, count in (
+        (ST.JSON_FMT, 256, 2),
+        (ST.JSON_TYPE_NAMES, 32, ST.JSON_TYPES),
+        (ST.JSON_VERDICT_NAMES, 16, 256),
+        (ST.JSON_KEYRING_NAMES, 16, 256),
+    ):
+        for i in range(count):
+            assert b"\0" in ro[base + i * width : base + (i + 1) * width]  # NUL-terminated
+    assert _slot(ro, ST.JSON_FMT, 256, 0) == ST.JSON_ROW
+    assert ST.JSON_ROW.count("%") == ST.JSON_ARGS == ST.JSON_ROW_UNNAMED.count("%")
+    assert _slot(ro, ST.JSON_VERDICT_NAMES, 16, 1) == "VERIFIED"
+    assert _slot(ro, ST.JSON_KEYRING_NAMES, 16, 255) == "unknown (255)"
+    assert ST.json_rodata(-1)[:8] == b"\xff" * 8  # a clock before boot wraps as u64 does
+
+
+def test_json_array_refuses_rows_the_kernel_did_not_print() -> None:
+    for text in (b"", b'{"id": 1},\n{"id": 2'):
+        with pytest.raises(Error) as e:
+            ST.json_array(text)
+        assert type(e.value) is Error and str(e.value) == (
+            f"status iterator: printed {len(text)} bytes, not whole JSON rows "
+            "(the kernel's bpf_seq_printf refused them)"
+        )
 
 
 def _access_offset(btf: B.Btf, root: int, access: str) -> tuple[int, int]:
@@ -111,7 +204,7 @@ def _records(names: list[bytes]) -> bytes:
 def test_json_text_is_json_dumps_of_each_parsed_row() -> None:
     names = [b"plain", b'q"uote', b"back\\slash", "ünï".encode(), b"tab\there", b"", b"\xff\xfe"]
     raw = _records(names)
-    lines = CS.json_text(raw, "records").splitlines()
+    lines = ST.records_json(raw, "records").splitlines()
     assert lines[0] == "[" and lines[-1] == "]"
     rows = ST.parse(raw, "records")
     for line, row in zip(lines[1:-1], rows, strict=True):
@@ -134,15 +227,15 @@ def test_json_text_is_json_dumps_of_each_parsed_row() -> None:
 def test_json_text_common_case_is_the_general_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plain names and named values take the one-comprehension path; its text is exactly
     the general path's, and any record it cannot name sends the whole array there."""
-    monkeypatch.setattr(ST, "boot_offset", lambda: 1733350000.123456)
+    monkeypatch.setattr(ST, "boot_offset_ns", lambda: 1733350000_123456789)
     plain = [b"many0", b"bpf.iter_x", b"", b"A" * 15, b"z" * 16]
     raw = b"".join(
         ST.RECORD.pack(i + 1, i % len(ST.PROG_TYPES), bytes(range(i, i + 8)), 10**12 * i + 7, n,
                        i * 4242 - 3, i % 2, i % len(ST.KEYRING_NAMES), ST.MAGIC)
         for i, n in enumerate(plain)
     )  # fmt: skip
-    general = "[\n" + ",\n".join(CS._json_rows(raw, ST.boot_offset())) + "\n]\n"
-    assert CS.json_text(raw, "records") == general
+    general = "[\n" + ",\n".join(ST._json_rows(raw, ST.boot_offset_ns())) + "\n]\n"
+    assert ST.records_json(raw, "records") == general
     assert json.loads(general)[4]["name"] == "z" * 16  # a name with no NUL at all
     for field, index, named in (
         ("type_name", 1, "type 200"),
@@ -152,11 +245,11 @@ def test_json_text_common_case_is_the_general_rows(monkeypatch: pytest.MonkeyPat
         rec = list(ST.RECORD.unpack(raw[: ST.RECORD_SIZE]))
         rec[index] = 200  # a value no table names
         odd = ST.RECORD.pack(*rec) + raw[ST.RECORD_SIZE :]
-        text = CS.json_text(odd, "records")
-        assert text == "[\n" + ",\n".join(CS._json_rows(odd, ST.boot_offset())) + "\n]\n"
+        text = ST.records_json(odd, "records")
+        assert text == "[\n" + ",\n".join(ST._json_rows(odd, ST.boot_offset_ns())) + "\n]\n"
         assert json.loads(text)[0][field] == named
     embedded = raw.replace(b"many0", b"ma\0y0")  # a NUL inside: cut there, as parse() does
-    assert json.loads(CS.json_text(embedded, "records"))[0]["name"] == "ma"
+    assert json.loads(ST.records_json(embedded, "records"))[0]["name"] == "ma"
 
 
 def test_the_names_json_takes_as_they_are() -> None:
@@ -170,10 +263,10 @@ def test_the_names_json_takes_as_they_are() -> None:
 def test_json_text_refuses_what_parse_refuses() -> None:
     raw = _records([b"a"])
     with pytest.raises(InputError, match="not a whole number of 48-byte records"):
-        CS.json_text(raw[:-1], "/x/progs")
+        ST.records_json(raw[:-1], "/x/progs")
     bad = raw[:-2] + b"\x01\x00"
     with pytest.raises(InputError, match="record format 0x0001, expected 0xb5f1") as e:
-        CS.json_text(bad, "/x/progs")
+        ST.records_json(bad, "/x/progs")
     assert str(e.value).startswith("/x/progs")
 
 

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,48 @@ def test_cli_status_json_matches_bpftool_and_leaves_nothing() -> None:
     assert sum(1 for r in rows if r["name"].startswith("cli_")) == 3
     # the iterator (and the attach-point lookup program) went with the process
     assert not any(p.get("name") in (ST.ITER_NAME, "bpfsign_btfid") for p in tool)
+
+
+def test_the_kernels_json_rows_are_the_records_json(guest_keys: Any) -> None:
+    """``status --json``'s own iterator prints, row for row, what ``records_json`` makes of
+    the record iterator's output: here a signed loader held open (VERIFIED against the
+    caller's keyring), the programs it created (UNSIGNED) and plain loads."""
+    from test_vm_enforce import HoldLoader, signed_sockfilter
+
+    from bpfsign.kernel import loader
+
+    signed = signed_sockfilter(guest_keys)
+    hold = HoldLoader()
+    be = SyscallBackend()
+    fds = [_load(f"json_{i}") for i in range(3)]
+    boot = ST.boot_offset_ns()
+    try:
+        loaded = loader.load(signed, keyring_id=-3, backend=hold)
+        rprog, rlink = ST.load_core_iterator()
+        jprog, jlink = ST.load_core_iterator(as_json=True, boot_ns=boot)
+        try:
+            records = ST.run_iterator(be, rlink)
+            printed = ST.run_iterator(be, jlink)
+            loader_id = hold.prog_info(hold.held[0]).id
+            made = {hold.prog_info(fd).id for fd in dict(loaded.progs).values()}
+        finally:
+            for fd in (jlink, jprog, rlink, rprog):
+                os.close(fd)
+            loaded.close()
+    finally:
+        hold.release()
+        for fd in fds:
+            os.close(fd)
+    text = ST.json_array(printed)
+    assert text == ST.records_json(records, "records", boot)
+    rows = {r["id"]: r for r in json.loads(text)}
+    ld = rows[loader_id]
+    assert (ld["name"], ld["verdict"], ld["keyring_type"], ld["keyring_serial"]) == (
+        "__loader.prog",
+        "VERIFIED",
+        "USER",
+        guest_keys.session_serial,
+    )
+    assert made and all(rows[i]["verdict"] == "UNSIGNED" for i in made)
+    assert sum(r["name"].startswith("json_") for r in rows.values()) == 3
+    assert sum(r["name"] == ST.ITER_NAME for r in rows.values()) == 2  # both iterators

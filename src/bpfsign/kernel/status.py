@@ -229,9 +229,13 @@ def read_pinned(path: str) -> bytes:
         os.close(fd)
 
 
-def boot_offset() -> float:
-    """Seconds to add to a CLOCK_BOOTTIME reading (``load_time``) to get Unix time."""
-    return time.clock_gettime(time.CLOCK_REALTIME) - time.clock_gettime(time.CLOCK_BOOTTIME)
+def boot_offset_ns() -> int:
+    """Nanoseconds to add to a CLOCK_BOOTTIME reading (``load_time``) to get Unix time.
+
+    ``loaded_at`` is that sum cut to whole milliseconds, in seconds (the JSON
+    iterator does the same sum and cut in BPF: no floating point there).
+    """
+    return time.clock_gettime_ns(time.CLOCK_REALTIME) - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
 def bad_magic(magic: int, source: str) -> InputError:
@@ -257,7 +261,7 @@ def check_size(raw: bytes, source: str) -> None:
 
 def parse(raw: bytes, source: str = "status iterator") -> list[ProgStatus]:
     check_size(raw, source)
-    boot_to_unix = boot_offset()
+    boot_ns = boot_offset_ns()
     out = []
     for pid, ptype, tag, load_time, name, serial, verdict, ktype, magic in RECORD.iter_unpack(raw):
         if magic != MAGIC:
@@ -270,7 +274,7 @@ def parse(raw: bytes, source: str = "status iterator") -> list[ProgStatus]:
                 name=name.split(b"\0", 1)[0].decode(errors="replace"),
                 tag=tag.hex(),
                 load_time_ns=load_time,
-                loaded_at=round(boot_to_unix + load_time / 1e9, 3),
+                loaded_at=(boot_ns + load_time) // 1_000_000 / 1000,
                 verdict=enum_name(VERDICT_NAMES, verdict),
                 keyring_type=enum_name(KEYRING_NAMES, ktype),
                 keyring_serial=serial,
@@ -486,8 +490,166 @@ CORE_RELO_RECORDS = bytes.fromhex(
 CORE_FUNC_INFO = bytes.fromhex("0000000013000000")
 
 
-def _core_btf() -> tuple[bytes, list[tuple[int, int, int]], int]:
+# ------------------------------------------------------------ the JSON iterator
+#: ``status --json`` with no pinned iterator: the kernel writes the JSON itself, one
+#: ``bpf_seq_printf`` per program, so a run is one read and no Python per program.
+#: Each row is :func:`json_rows`'s text for the same record (tests check both ways).
+JSON_ROW = (
+    '{"id": %u, "keyring_serial": %d, "keyring_type": "%s", "load_time_ns": %llu, '
+    '"loaded_at": %llu.%03llu, "name": "%s", "tag": "%016llx", "type": %u, '
+    '"type_name": "%s", "verdict": "%s"},\n'
+)
+#: ... for a type beyond the name table: ``"type N"``, as :func:`prog_type_name` says
+JSON_ROW_UNNAMED = JSON_ROW.replace('"type_name": "%s"', '"type_name": "type %u"')
+JSON_ARGS = 11  # the row's arguments, u64 each, on the stack (bpf_seq_printf takes <= 12)
+JSON_TYPES = 64  # program types named from the table; enum bpf_prog_type has 33 in 7.3
+_HELPER_SEQ_PRINTF = 126
+#: The read-only map the program reads its constants from, one value:
+#: [0] the Unix time of boot in ns | the two row formats | names of types, verdicts
+#: and keyrings in fixed slots, indexed by value (every u8 verdict and keyring value
+#: has a slot, so an unknown one prints ``unknown (N)`` as :func:`enum_name` does).
+_FMT_SLOT, _TYPE_SLOT, _ENUM_SLOT = 256, 32, 16
+JSON_BOOT = 0
+JSON_FMT = 8
+JSON_FMT_UNNAMED = JSON_FMT + _FMT_SLOT
+JSON_TYPE_NAMES = JSON_FMT_UNNAMED + _FMT_SLOT
+JSON_VERDICT_NAMES = JSON_TYPE_NAMES + JSON_TYPES * _TYPE_SLOT
+JSON_KEYRING_NAMES = JSON_VERDICT_NAMES + 256 * _ENUM_SLOT
+JSON_RODATA_SIZE = JSON_KEYRING_NAMES + 256 * _ENUM_SLOT
+
+
+def json_rodata(boot_ns: int) -> bytes:
+    """The JSON iterator's constants (its map value), with this boot's Unix time in ns."""
+
+    def slots(names: list[str], width: int) -> bytes:
+        return b"".join(n.encode().ljust(width, b"\0") for n in names)
+
+    return b"".join(
+        (
+            (boot_ns % (1 << 64)).to_bytes(8, "little"),
+            slots([JSON_ROW, JSON_ROW_UNNAMED], _FMT_SLOT),
+            slots([prog_type_name(t) for t in range(JSON_TYPES)], _TYPE_SLOT),
+            slots([enum_name(VERDICT_NAMES, v) for v in range(256)], _ENUM_SLOT),
+            slots([enum_name(KEYRING_NAMES, v) for v in range(256)], _ENUM_SLOT),
+        )
+    )
+
+
+def build_core_json_program() -> tuple[ProgramBuilder, list[tuple[int, str, str]]]:
+    """``SEC("iter/bpf_prog")`` printing :data:`JSON_ROW` per program, for CO-RE.
+
+    Reads what :func:`build_core_iter_program` reads, at :data:`CORE_OFFSETS`
+    (the same local BTF), and prints it with its constants map as
+    ``fd_array[0]``. Returns the program and its relocations (insn index, root
+    struct, access string); its assembly is :data:`CORE_JSON_INSNS`.
+    """
+    from ..skel.builder import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, ProgramBuilder
+
+    o = CORE_OFFSETS
+    aux, sig = o["bpf_prog_aux"], o["bpf_prog_aux"]["sig"] + 0
+    b = ProgramBuilder({"seq_printf": _HELPER_SEQ_PRINTF})
+    relos: list[tuple[int, str, str]] = []
+    args = -8 * JSON_ARGS
+
+    def arg(k: int) -> int:
+        return args + 8 * k
+
+    def relo(root: str, access: str) -> ProgramBuilder:
+        relos.append((b.pc, root, access))
+        return b
+
+    b.comment("ctx: struct bpf_iter__bpf_prog *").mov(R6, R1)
+    relo("bpf_iter__bpf_prog", "0:1").ldx(8, R7, R6, o["bpf_iter__bpf_prog"]["prog"], "ctx->prog")
+    b.jmp("==", R7, 0, "out")
+    relo("bpf_prog", "0:2").ldx(8, R8, R7, o["bpf_prog"]["aux"], note="prog->aux")
+    b.ld_map_idx_value(R9, 0, name="constants")
+    relo("bpf_prog_aux", "0:0").ldx(4, R1, R8, aux["id"], note="aux->id")
+    b.stx(8, R10, arg(0), R1)
+    relo("bpf_prog_aux", "0:3:0").ldx(4, R1, R8, sig + o["sig"]["keyring_serial"], "keyring_serial")
+    b.stx(8, R10, arg(1), R1)
+    relo("bpf_prog_aux", "0:3:1").ldx(1, R1, R8, sig + o["sig"]["keyring_type"], "keyring_type")
+    b.alu("<<=", R1, 4).mov(R2, R9).alu("+=", R2, JSON_KEYRING_NAMES).alu("+=", R2, R1)
+    b.stx(8, R10, arg(2), R2)
+    relo("bpf_prog_aux", "0:1").ldx(8, R1, R8, aux["load_time"], note="aux->load_time")
+    b.stx(8, R10, arg(3), R1)
+    b.ldx(8, R2, R9, JSON_BOOT, note="boot time, Unix ns").alu("+=", R1, R2)
+    b.mov(R2, R1).alu("/=", R2, 10**9).stx(8, R10, arg(4), R2)
+    b.alu("/=", R1, 10**6).alu("%=", R1, 1000).stx(8, R10, arg(5), R1)
+    b.mov(R1, R8)
+    relo("bpf_prog_aux", "0:2").alu("+=", R1, aux["name"]).stx(8, R10, arg(6), R1)
+    relo("bpf_prog", "0:1").ldx(8, R1, R7, o["bpf_prog"]["tag"], note="prog->tag")
+    b.to_be(R1, 64).stx(8, R10, arg(7), R1)
+    relo("bpf_prog", "0:0").ldx(4, R1, R7, o["bpf_prog"]["type"], note="prog->type")
+    b.stx(8, R10, arg(8), R1).stx(8, R10, arg(9), R1)
+    b.mov(R2, R9).alu("+=", R2, JSON_FMT_UNNAMED)
+    b.jmp(">=", R1, JSON_TYPES, "verdict")
+    b.alu("<<=", R1, 5).mov(R3, R9).alu("+=", R3, JSON_TYPE_NAMES).alu("+=", R3, R1)
+    b.stx(8, R10, arg(9), R3)
+    b.mov(R2, R9).alu("+=", R2, JSON_FMT)
+    b.label("verdict")
+    relo("bpf_prog_aux", "0:3:2").ldx(1, R1, R8, sig + o["sig"]["verdict"], "aux->sig.verdict")
+    b.alu("<<=", R1, 4).mov(R3, R9).alu("+=", R3, JSON_VERDICT_NAMES).alu("+=", R3, R1)
+    b.stx(8, R10, arg(10), R3)
+    relo("bpf_iter__bpf_prog", "0:0").ldx(8, R1, R6, o["bpf_iter__bpf_prog"]["meta"], "ctx->meta")
+    relo("bpf_iter_meta", "0:0").ldx(8, R1, R1, o["bpf_iter_meta"]["seq"], note="meta->seq")
+    b.mov(R3, _FMT_SLOT).mov(R4, R10).alu("+=", R4, args).mov(R5, 8 * JSON_ARGS)
+    b.call("seq_printf")
+    b.label("out").mov(R0, 0).exit()
+    return b, relos
+
+
+#: Each relocated instruction of the JSON iterator: (insn index, root struct, access string).
+#: Checked against the builder's program by tests/test_status_core.py.
+CORE_JSON_RELOS = (
+    (1, "bpf_iter__bpf_prog", "0:1"),
+    (3, "bpf_prog", "0:2"),
+    (6, "bpf_prog_aux", "0:0"),
+    (8, "bpf_prog_aux", "0:3:0"),
+    (10, "bpf_prog_aux", "0:3:1"),
+    (16, "bpf_prog_aux", "0:1"),
+    (27, "bpf_prog_aux", "0:2"),
+    (29, "bpf_prog", "0:1"),
+    (32, "bpf_prog", "0:0"),
+    (45, "bpf_prog_aux", "0:3:2"),
+    (51, "bpf_iter__bpf_prog", "0:0"),
+    (52, "bpf_iter_meta", "0:0"),
+)
+#: :func:`build_core_json_program` assembled (tests/test_status_core.py regenerates it).
+CORE_JSON_INSNS = bytes.fromhex(
+    "bf16000000000000796708000000000015073700000000007978100000000000"
+    "1869000000000000000000000000000061810000000000007b1aa8ff00000000"
+    "61812000000000007b1ab0ff0000000071812400000000006701000004000000"
+    "bf9200000000000007020000081a00000f120000000000007b2ab8ff00000000"
+    "79810800000000007b1ac0ff0000000079920000000000000f21000000000000"
+    "bf120000000000003702000000ca9a3b7b2ac8ff000000003701000040420f00"
+    "97010000e80300007b1ad0ff00000000bf810000000000000701000010000000"
+    "7b1ad8ff000000007971080000000000dc010000400000007b1ae0ff00000000"
+    "61710000000000007b1ae8ff000000007b1af0ff00000000bf92000000000000"
+    "070200000801000035010700400000006701000005000000bf93000000000000"
+    "07030000080200000f130000000000007b3af0ff00000000bf92000000000000"
+    "070200000800000071812500000000006701000004000000bf93000000000000"
+    "07030000080a00000f130000000000007b3af8ff000000007961000000000000"
+    "7911000000000000b703000000010000bfa400000000000007040000a8ffffff"
+    "b705000058000000850000007e000000b7000000000000009500000000000000"
+)
+#: its ``bpf_core_relo`` records against :data:`CORE_BTF`, packed.
+CORE_JSON_RELO_RECORDS = bytes.fromhex(
+    "0800000010000000bd00000000000000180000000b000000c100000000000000"
+    "3000000007000000c5000000000000004000000007000000d500000000000000"
+    "5000000007000000e1000000000000008000000007000000bd00000000000000"
+    "d800000007000000c100000000000000e80000000b000000bd00000000000000"
+    "000100000b000000c5000000000000006801000007000000db00000000000000"
+    "9801000010000000c500000000000000a00100000d000000c500000000000000"
+)
+
+
+def _core_btf(
+    relocations: tuple[tuple[int, str, str], ...] = CORE_RELOS,
+) -> tuple[bytes, list[tuple[int, int, int]], int]:
     """The local BTF: (blob, relocation records (insn, type id, access off), FUNC id).
+
+    Both iterators share the blob (the JSON one's access strings are among the
+    record one's); ``relocations`` picks whose records come back.
 
     Built with :class:`~bpfsign.kernel.core_relo.BtfWriter`; a load uses its output
     as the constants above (CORE_BTF …), which tests/test_status_core.py checks
@@ -530,7 +692,9 @@ def _core_btf() -> tuple[bytes, list[tuple[int, int, int]], int]:
     )
     func = w.func(ITER_NAME, w.func_proto(s32, [("ctx", w.ptr(ctx))]))
     ids = {"bpf_iter__bpf_prog": ctx, "bpf_iter_meta": meta, "bpf_prog": prog, "bpf_prog_aux": aux}
-    records = [(i, ids[root], w.name(access)) for i, root, access in CORE_RELOS]
+    for _, _, access in CORE_RELOS:  # the strings in one order, whichever records are asked
+        w.name(access)
+    records = [(i, ids[root], w.name(access)) for i, root, access in relocations]
     return w.blob(), records, func
 
 
@@ -611,10 +775,14 @@ def _load_or_explain(attr: Any, pin_dir: str | None = None) -> int:
         ) from None
 
 
-def load_core_iterator(pin_dir: str | None = None) -> tuple[int, int]:
+def load_core_iterator(
+    pin_dir: str | None = None, *, as_json: bool = False, boot_ns: int | None = None
+) -> tuple[int, int]:
     """Load and attach the CO-RE status iterator: (prog fd, link fd).
 
-    Loads the local BTF, asks the kernel for the attach point's id, and loads
+    The record iterator, or with ``as_json`` the one that prints JSON rows
+    (:func:`build_core_json_program`, its constants map made here, with ``boot_ns``
+    or else :func:`boot_offset_ns` now). Loads the local BTF, asks the kernel for the attach point's id, and loads
     the fixed program with its relocations; every fd but the two returned is
     closed. On a kernel without the verdict the relocations of ``aux->sig``
     find nothing and the load fails: any failure is first checked against the
@@ -625,7 +793,7 @@ def load_core_iterator(pin_dir: str | None = None) -> tuple[int, int]:
     from . import _sys as S
 
     try:
-        prog = _load_core_prog(pin_dir)
+        prog = _load_core_prog(pin_dir, as_json=as_json, boot_ns=boot_ns)
     except Error:
         _check_verdict_btf()
         raise
@@ -641,21 +809,26 @@ def load_core_iterator(pin_dir: str | None = None) -> tuple[int, int]:
     return prog, link
 
 
-def _load_core_prog(pin_dir: str | None) -> int:
+def _load_core_prog(pin_dir: str | None, *, as_json: bool, boot_ns: int | None) -> int:
     import ctypes
 
     from . import _sys as S
 
+    if as_json:
+        insns, relos, count = CORE_JSON_INSNS, CORE_JSON_RELO_RECORDS, len(CORE_JSON_RELOS)
+    else:
+        insns, relos, count = CORE_INSNS, CORE_RELO_RECORDS, len(CORE_RELOS)
     btf_fd = S.btf_load(CORE_BTF)
+    consts = -1
     try:
         attach = _find_btf_func(ITER_TARGET, pin_dir)
-        ibuf = ctypes.create_string_buffer(CORE_INSNS, len(CORE_INSNS))
+        ibuf = ctypes.create_string_buffer(insns, len(insns))
         lic = ctypes.create_string_buffer(b"GPL")
         finfo = ctypes.create_string_buffer(CORE_FUNC_INFO, len(CORE_FUNC_INFO))
-        rbuf = ctypes.create_string_buffer(CORE_RELO_RECORDS, len(CORE_RELO_RECORDS))
+        rbuf = ctypes.create_string_buffer(relos, len(relos))
         attr = S.ProgLoadAttr(
             prog_type=S.PROG_TYPE_TRACING,
-            insn_cnt=len(CORE_INSNS) // 8,
+            insn_cnt=len(insns) // 8,
             insns=S.addr(ibuf),
             license=S.addr(lic),
             prog_name=ITER_NAME.encode(),
@@ -666,12 +839,64 @@ def _load_core_prog(pin_dir: str | None) -> int:
             func_info=S.addr(finfo),
             func_info_cnt=1,
             core_relos=S.addr(rbuf),
-            core_relo_cnt=len(CORE_RELOS),
-            core_relo_rec_size=len(CORE_RELO_RECORDS) // len(CORE_RELOS),
+            core_relo_cnt=count,
+            core_relo_rec_size=len(relos) // count,
         )
+        if as_json:
+            consts = _constants_map(json_rodata(boot_offset_ns() if boot_ns is None else boot_ns))
+            fds = (ctypes.c_int32 * 1)(consts)
+            attr.fd_array = S.addr(fds)
         return _load_or_explain(attr, pin_dir)
     finally:
+        if consts >= 0:
+            os.close(consts)  # the program holds the map
         os.close(btf_fd)
+
+
+def _constants_map(value: bytes) -> int:
+    """A frozen one-value array map holding ``value``, read-only to programs: its fd."""
+    import ctypes
+
+    from . import _sys as S
+
+    fd = S.bpf(
+        S.MAP_CREATE,
+        S.MapCreateAttr(
+            map_type=S.MAP_TYPE_ARRAY,
+            key_size=4,
+            value_size=len(value),
+            max_entries=1,
+            map_flags=S.BPF_F_RDONLY_PROG,
+            map_name=ITER_NAME.encode(),
+        ),
+        S.SIZE_MAP_CREATE,
+    )
+    try:
+        key = ctypes.c_uint32(0)
+        vbuf = ctypes.create_string_buffer(value, len(value))
+        elem = S.MapElemAttr(map_fd=fd, key=S.addr(key), value=S.addr(vbuf))
+        S.bpf(S.MAP_UPDATE_ELEM, elem, S.SIZE_MAP_ELEM)
+        S.bpf(S.MAP_FREEZE, S.MapElemAttr(map_fd=fd), S.SIZE_FREEZE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _run_own_iterator(pin_dir: str | None, *, as_json: bool = False) -> bytes:
+    """Load an iterator of our own, read it once, close everything: its output."""
+    from . import _sys as S
+
+    prog, link = load_core_iterator(pin_dir, as_json=as_json)
+    try:
+        fd = S.bpf(S.ITER_CREATE, S.IterCreateAttr(link_fd=link), S.SIZE_ITER_CREATE)
+        try:
+            return _read_all(fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(link)
+        os.close(prog)
 
 
 def read_records(pin_dir: str | None = None) -> tuple[bytes, str]:
@@ -685,18 +910,123 @@ def read_records(pin_dir: str | None = None) -> tuple[bytes, str]:
         pinned = os.path.join(pin_dir, PIN_NAME)
         if os.path.exists(pinned):
             return read_pinned(pinned), pinned
-    from . import _sys as S
+    return _run_own_iterator(pin_dir), "status iterator"
 
-    prog, link = load_core_iterator(pin_dir)
-    try:
-        fd = S.bpf(S.ITER_CREATE, S.IterCreateAttr(link_fd=link), S.SIZE_ITER_CREATE)
-        try:
-            return _read_all(fd), "status iterator"
-        finally:
-            os.close(fd)
-    finally:
-        os.close(link)
-        os.close(prog)
+
+def json_listing(pin_dir: str | None = None) -> str:
+    """Every loaded program as a JSON array, one object per line (``status --json``).
+
+    From the pinned iterator's records (:func:`records_json`) when a policy
+    pinned one under ``pin_dir``; otherwise the kernel writes the rows itself
+    (:func:`build_core_json_program`), and this only brackets them.
+    """
+    if pin_dir is not None:
+        pinned = os.path.join(pin_dir, PIN_NAME)
+        if os.path.exists(pinned):
+            return records_json(read_pinned(pinned), pinned)
+    return json_array(_run_own_iterator(pin_dir, as_json=True))
+
+
+def json_array(text: bytes, source: str = "status iterator") -> str:
+    """The JSON iterator's rows (each ending ``,\\n``) as :func:`records_json`'s array.
+
+    The listing always holds the iterator itself, so no rows, or a cut row,
+    means the kernel refused to print them: an error, never an empty list.
+    """
+    if not text.endswith(b"},\n"):
+        from ..errors import Error
+
+        raise Error(
+            f"{source}: printed {len(text)} bytes, not whole JSON rows "
+            "(the kernel's bpf_seq_printf refused them)"
+        )
+    return "[\n" + text[:-2].decode(errors="replace") + "\n]\n"
+
+
+# ------------------------------------------------------------- JSON from records
+def _json_str(s: str) -> str:
+    if s.isascii() and s.isprintable() and '"' not in s and "\\" not in s:
+        return f'"{s}"'
+    import json
+
+    return json.dumps(s)
+
+
+#: Name bytes that JSON takes as they are (printable ASCII but the quote and backslash).
+_PLAIN = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
+
+
+#: ... and the NUL that pads a name (the kernel's names are letters, digits, '_' and '.')
+_PLAIN_OR_NUL = _PLAIN + b"\0"
+
+
+def records_json(raw: bytes, source: str, boot_ns: int | None = None) -> str:
+    """The records as a JSON array, one object per line, keys sorted.
+
+    The values of ``json.dumps(row.as_dict(), sort_keys=True)`` for each parsed row
+    (tests/test_status_core.py checks), and the text the JSON iterator prints for
+    the same program. Made straight from the records: no :class:`ProgStatus`
+    objects and no json module. The common case -- every name plain, every
+    type, verdict and keyring one that has a name -- is one comprehension with no
+    call per record but the field conversions; anything else takes
+    :func:`_json_rows`. ``loaded_at`` keeps its three decimals
+    (``1733360000.120``), as the iterator prints them.
+    """
+    check_size(raw, source)
+    count = len(raw) // RECORD_SIZE
+    magic = MAGIC.to_bytes(2, "little")
+    if raw[MAGIC_OFFSET::RECORD_SIZE] != magic[:1] * count or (
+        raw[MAGIC_OFFSET + 1 :: RECORD_SIZE] != magic[1:] * count
+    ):
+        parse(raw, source)  # raises, naming the first record's wrong format
+    boot = boot_offset_ns() if boot_ns is None else boot_ns
+    if b"".join(names_of(raw)).translate(None, _PLAIN_OR_NUL):  # a name to escape
+        return _array(_json_rows(raw, boot))
+    types, verdicts, keyrings, nul = PROG_TYPES, VERDICT_NAMES, KEYRING_NAMES, b"\0"
+    try:  # (the names in these tables need no escaping: tests/test_status_core.py)
+        rows = [
+            f'{{"id": {pid}, "keyring_serial": {serial}, "keyring_type": "{keyrings[kt]}", '
+            f'"load_time_ns": {t}, "loaded_at": {(boot + t) // 1000000 / 1000:.3f}, '
+            f'"name": "{name.partition(nul)[0].decode()}", "tag": "{tag.hex()}", '
+            f'"type": {pt}, "type_name": "{types[pt]}", "verdict": "{verdicts[v]}"}}'
+            for pid, pt, tag, t, name, serial, v, kt, _ in RECORD.iter_unpack(raw)
+        ]
+    except IndexError:  # a type, verdict or keyring value with no name
+        rows = _json_rows(raw, boot)
+    return _array(rows)
+
+
+def _array(rows: list[str]) -> str:
+    return "[\n" + ",\n".join(rows) + "\n]\n"
+
+
+def _json_rows(raw: bytes, boot_ns: int) -> list[str]:
+    """:func:`records_json`'s rows for any records: names escaped, unnamed values named."""
+    tails: dict[tuple[int, int], str] = {}  # the type and verdict fields close each object
+    keyrings: dict[int, str] = {}
+    rows = []
+    for pid, ptype, tag, load_time, name, serial, verdict, ktype, _ in RECORD.iter_unpack(raw):
+        tail = tails.get((ptype, verdict))
+        if tail is None:
+            tail = tails[ptype, verdict] = (
+                f'"type": {ptype}, "type_name": {_json_str(prog_type_name(ptype))}, '
+                f'"verdict": {_json_str(enum_name(VERDICT_NAMES, verdict))}}}'
+            )
+        k = keyrings.get(ktype)
+        if k is None:
+            k = keyrings[ktype] = _json_str(enum_name(KEYRING_NAMES, ktype))
+        raw_name = name.partition(b"\0")[0]
+        if raw_name.translate(None, _PLAIN):
+            n = _json_str(raw_name.decode(errors="replace"))
+        else:
+            n = f'"{raw_name.decode()}"'
+        rows.append(
+            f'{{"id": {pid}, "keyring_serial": {serial}, "keyring_type": {k}, '
+            f'"load_time_ns": {load_time}, '
+            f'"loaded_at": {(boot_ns + load_time) // 1000000 / 1000:.3f}, '
+            f'"name": {n}, "tag": "{tag.hex()}", {tail}'
+        )
+    return rows
 
 
 def list_programs(pin_dir: str | None = None) -> list[ProgStatus]:

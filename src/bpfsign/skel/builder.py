@@ -200,6 +200,27 @@ class ProgramBuilder:
             dst, fd | offset << 32, src=I.PSEUDO_MAP_VALUE, note=f"&{name or 'map'}.value+{offset}"
         )
 
+    def ld_map_idx_value(
+        self, dst: Reg, index: int, offset: int = 0, name: str = ""
+    ) -> ProgramBuilder:
+        """``dst = &fd_array[index].value[0] + offset`` (BPF_PSEUDO_MAP_IDX_VALUE).
+
+        The map is named by its place in the load's ``fd_array``, not by an fd, so a
+        program that reads constants from a map can itself be a constant.
+        """
+        return self.ld_imm64(
+            dst,
+            index | offset << 32,
+            src=I.PSEUDO_MAP_IDX_VALUE,
+            note=f"&{name or f'fd_array[{index}]'}.value+{offset}",
+        )
+
+    def to_be(self, dst: Reg, bits: int) -> ProgramBuilder:
+        """``dst = htobe{bits}(dst)``: byte order for printing a byte array as one number."""
+        if bits not in (16, 32, 64):
+            raise InputError(f"program builder: cannot byte-swap {bits} bits")
+        return self._emit(I.Insn(I.ALU | I.ALU_END | _BPF_X, self._reg(dst), 0, 0, bits))
+
     # --------------------------------------------------------------- memory
     def ldx(self, size: int, dst: Reg, src: Reg, off: int, note: str = "") -> ProgramBuilder:
         """``dst = *(u{size*8} *)(src + off)`` (zero-extended)."""
@@ -364,6 +385,12 @@ class ProgramBuilder:
         return self.mov(R0, value).exit()
 
     # ------------------------------------------------------------- assembly
+    @property
+    def pc(self) -> int:
+        """The slot the next instruction takes (an ld_imm64 takes two): where a
+        relocation record or ``func_info`` points."""
+        return sum(2 if isinstance(item, tuple) else 1 for item in self._items)
+
     def _layout(self) -> list[int]:
         """Slot index of each item (and one past the end)."""
         pcs, pc = [], 0
