@@ -8,8 +8,6 @@ kernel zero-extends shorter attrs and rejects non-zero bytes past a command's
 last field, so the size matters as much as the offsets.
 """
 
-from __future__ import annotations
-
 import ctypes
 import errno as _errno
 import os
@@ -27,20 +25,20 @@ from .consts import (
     PROG_LOAD,
 )
 
-TYPE_CHECKING = False  # typing stays out of start-up (status is timed); annotations are strings
+TYPE_CHECKING = False  # typing stays out of start-up (status is timed): its names are quoted
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Final
 
 # x86-64 syscall numbers (docs/kernel.md §2).
-NR_BPF: Final = 321
-NR_ADD_KEY: Final = 248
-NR_KEYCTL: Final = 250
+NR_BPF: "Final" = 321
+NR_ADD_KEY: "Final" = 248
+NR_KEYCTL: "Final" = 250
 
-LOG_BUF_SIZE: Final = 1 << 20
-CAP_SYS_ADMIN: Final = 21
-CAP_PERFMON: Final = 38
-CAP_BPF: Final = 39
+LOG_BUF_SIZE: "Final" = 1 << 20
+CAP_SYS_ADMIN: "Final" = 21
+CAP_PERFMON: "Final" = 38
+CAP_BPF: "Final" = 39
 UNPRIVILEGED_BPF_DISABLED = "/proc/sys/kernel/unprivileged_bpf_disabled"
 
 _u8, _u32, _s32, _u64 = ctypes.c_uint8, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
@@ -274,18 +272,18 @@ class GetIdAttr(ctypes.Structure):
 
 
 #: The sizes libbpf sends for each attr (docs/kernel.md §4, docs/lskel.md §10.2).
-SIZE_MAP_CREATE: Final = 92
-SIZE_MAP_ELEM: Final = 32
-SIZE_FREEZE: Final = 4
-SIZE_INFO: Final = 16
-SIZE_PROG_LOAD: Final = 168
-SIZE_TEST_RUN: Final = 80
-SIZE_RAW_TP: Final = 16
-SIZE_LINK_CREATE: Final = 16
-SIZE_OBJ_PIN: Final = 20
-SIZE_GET_ID: Final = 12
-SIZE_BTF_LOAD: Final = 28
-SIZE_ITER_CREATE: Final = 8
+SIZE_MAP_CREATE: "Final" = 92
+SIZE_MAP_ELEM: "Final" = 32
+SIZE_FREEZE: "Final" = 4
+SIZE_INFO: "Final" = 16
+SIZE_PROG_LOAD: "Final" = 168
+SIZE_TEST_RUN: "Final" = 80
+SIZE_RAW_TP: "Final" = 16
+SIZE_LINK_CREATE: "Final" = 16
+SIZE_OBJ_PIN: "Final" = 20
+SIZE_GET_ID: "Final" = 12
+SIZE_BTF_LOAD: "Final" = 28
+SIZE_ITER_CREATE: "Final" = 8
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -295,7 +293,7 @@ _RETRY = frozenset((_errno.EINTR, _errno.EAGAIN))
 _MAX_RETRIES = 5
 
 
-def addr(obj: ctypes._CData) -> int:
+def addr(obj: "ctypes._CData") -> int:
     """The address of a ctypes object, for a u64 pointer field."""
     return ctypes.addressof(obj)
 
@@ -336,7 +334,7 @@ def _bpf_error(cmd: int, err: int) -> KernelError:
     )
 
 
-def raw_bpf() -> Callable[[int, object, int], int]:
+def raw_bpf() -> "Callable[[int, object, int], int]":
     """``bpf(cmd, attr_pointer, size)`` with no wrapper at all, for a hot path.
 
     The caller checks the result itself and hands a failure to :func:`bpf_failed`
@@ -522,7 +520,7 @@ def add_key(key_type: bytes, description: bytes | None, payload: bytes | None, k
     raise KernelError(err, "add_key", message=f"{what} into keyring {keyring}")
 
 
-def keyctl(op: int, *args: int | bytes | ctypes._CData | None, what: str = "") -> int:
+def keyctl(op: int, *args: "int | bytes | ctypes._CData | None", what: str = "") -> int:
     """``keyctl(op, ...)``; integer args are passed as longs, bytes as char pointers."""
     conv: list[object] = []
     for a in args:
