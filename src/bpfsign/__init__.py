@@ -4,8 +4,6 @@ The public API is re-exported here lazily, so that ``import bpfsign`` (and the
 CLI start-up) stays cheap: a name is imported from its module on first use.
 """
 
-from __future__ import annotations
-
 from .errors import Error, InputError, KernelError, UnsupportedFeature, VerificationError
 
 __version__ = "0.1.0"
@@ -54,7 +52,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     import importlib
 
     whole = _LAZY_MODULES.get(name)

@@ -4,8 +4,6 @@ Every error maps to a CLI exit code: 2 for bad input, 1 for a rejection or a
 kernel refusal.
 """
 
-from __future__ import annotations
-
 import errno as _errno
 
 #: Kernel-internal ENOTSUPP: reaches user space, but Python's errno has no name for it.

@@ -9,8 +9,6 @@ Handlers import the library lazily so that start-up stays fast (``bpfsign
 verify`` is benchmarked against ``openssl cms -verify``).
 """
 
-from __future__ import annotations
-
 import sys
 
 from . import _common
@@ -37,7 +35,7 @@ COMMANDS = (
 )
 
 
-def _commands_for(argv: Sequence[str]) -> tuple[str, ...]:
+def _commands_for(argv: "Sequence[str]") -> tuple[str, ...]:
     """The one command named in ``argv``, or all of them (help, errors).
 
     A run of one command builds only that command's parser: argparse set-up is a
@@ -51,7 +49,7 @@ def _commands_for(argv: Sequence[str]) -> tuple[str, ...]:
     return COMMANDS
 
 
-def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
+def build_parser(commands: "Sequence[str]" = COMMANDS) -> "argparse.ArgumentParser":
     import argparse
     import importlib
 
@@ -67,7 +65,7 @@ def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: "Sequence[str] | None" = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv and argv[0] == "verify":

@@ -1,7 +1,5 @@
 """Shared CLI plumbing: exit codes, one-line errors, --json output, per-file records."""
 
-from __future__ import annotations
-
 import sys
 
 from ..errors import Error, InputError
@@ -68,18 +66,20 @@ def cli_text(message: str) -> str:
     return message
 
 
-def add_json(parser: argparse.ArgumentParser) -> None:
+def add_json(parser: "argparse.ArgumentParser") -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def set_command(
-    parser: argparse.ArgumentParser, options: Callable[..., Opts], handler: Callable[[Opts], int]
+    parser: "argparse.ArgumentParser",
+    options: "Callable[..., Opts]",
+    handler: "Callable[[Opts], int]",
 ) -> None:
     """Make ``handler`` run with ``options`` built from this (sub)parser's arguments."""
     parser.set_defaults(**{COMMAND_DEST: (options, handler)})
 
 
-def dispatch(ns: argparse.Namespace) -> int:
+def dispatch(ns: "argparse.Namespace") -> int:
     """Build the parsed command's options once and run its handler."""
     from ._options import from_namespace
 
@@ -87,7 +87,7 @@ def dispatch(ns: argparse.Namespace) -> int:
     return run(handler, from_namespace(options, ns))
 
 
-def emit(opts: JsonOption, obj: Any, text: str) -> None:
+def emit(opts: "JsonOption", obj: "Any", text: str) -> None:
     """Print ``obj`` as JSON under --json, else the human ``text``."""
     if opts.json:
         import json
@@ -98,7 +98,7 @@ def emit(opts: JsonOption, obj: Any, text: str) -> None:
         print(text)
 
 
-def run(handler: Callable[[Opts], int], opts: Opts) -> int:
+def run(handler: "Callable[[Opts], int]", opts: "Opts") -> int:
     """Run a handler; turn library errors into one line and an exit code."""
     try:
         return handler(opts)
@@ -120,7 +120,7 @@ def run(handler: Callable[[Opts], int], opts: Opts) -> int:
         return 130
 
 
-def _report(opts: JsonOption, exc: Error) -> None:
+def _report(opts: "JsonOption", exc: Error) -> None:
     if opts.json:
         obj: dict[str, Any] = {
             "ok": False,
@@ -167,7 +167,7 @@ def worst(a: int, b: int) -> int:
     return max(a, b)
 
 
-def error_record(path: str, kind: str, exc: Error) -> dict[str, Any]:
+def error_record(path: str, kind: str, exc: Error) -> "dict[str, Any]":
     """One FILE's failure as a --json record."""
     record: dict[str, Any] = {
         "file": path,
@@ -187,7 +187,7 @@ def error_record(path: str, kind: str, exc: Error) -> dict[str, Any]:
     return record
 
 
-def finish(opts: JsonOption, records: list[dict[str, Any]], code: int) -> int:
+def finish(opts: "JsonOption", records: "list[dict[str, Any]]", code: int) -> int:
     """Under --json, the whole run is ONE document: the list of per-file records."""
     if opts.json:
         emit(opts, records, "")

@@ -10,8 +10,6 @@ At run time it is built here rather than by :mod:`dataclasses`, whose import
 ``openssl cms -verify`` run) would land on ``bpfsign verify``'s start-up path.
 """
 
-from __future__ import annotations
-
 TYPE_CHECKING = False  # typing stays out of start-up; mypy reads this as usual
 if TYPE_CHECKING:
     import argparse
@@ -30,13 +28,13 @@ FIELDS = "__options_fields__"
 
 
 @dataclass_transform(frozen_default=True, kw_only_default=True)
-def options(cls: type[T]) -> type[T]:
+def options(cls: "type[T]") -> "type[T]":
     """Give ``cls`` a keyword-only ``__init__``, value equality and a read-only instance."""
     names: tuple[str, ...] = tuple(cls.__annotations__)  # own fields only (3.10+)
     defaults = {name: cls.__dict__[name] for name in names if name in cls.__dict__}
     qualname = cls.__qualname__
 
-    def __init__(self: Any, **values: Any) -> None:
+    def __init__(self: "Any", **values: "Any") -> None:
         unknown = sorted(set(values).difference(names))
         missing = [n for n in names if n not in values and n not in defaults]
         if unknown or missing:
@@ -44,22 +42,22 @@ def options(cls: type[T]) -> type[T]:
         for name in names:
             object.__setattr__(self, name, values[name] if name in values else defaults[name])
 
-    def __setattr__(self: Any, name: str, value: Any) -> None:
+    def __setattr__(self: "Any", name: str, value: "Any") -> None:
         raise AttributeError(f"{qualname} is frozen: cannot set {name}")
 
-    def __delattr__(self: Any, name: str) -> None:
+    def __delattr__(self: "Any", name: str) -> None:
         raise AttributeError(f"{qualname} is frozen: cannot delete {name}")
 
-    def _values(self: Any) -> tuple[Any, ...]:
+    def _values(self: "Any") -> "tuple[Any, ...]":
         return tuple(getattr(self, name) for name in names)
 
-    def __eq__(self: Any, other: object) -> bool:
+    def __eq__(self: "Any", other: object) -> bool:
         return type(other) is type(self) and _values(self) == _values(other)
 
-    def __hash__(self: Any) -> int:
+    def __hash__(self: "Any") -> int:
         return hash(_values(self))
 
-    def __repr__(self: Any) -> str:
+    def __repr__(self: "Any") -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
         return f"{qualname}({inner})"
 
@@ -75,7 +73,7 @@ def fields(cls: object) -> tuple[str, ...]:
     return names
 
 
-def from_namespace(cls: Callable[..., T], ns: argparse.Namespace) -> T:
+def from_namespace(cls: "Callable[..., T]", ns: "argparse.Namespace") -> "T":
     """``cls`` from parsed arguments: each field is the ``dest`` of the same name.
 
     Lists (``nargs``, ``action="append"``) become tuples, so the record is

@@ -7,5 +7,5 @@ implementations (:mod:`~bpfsign.kernel.syscall` over the one ctypes choke point
 feature probes, BTF, kernel keyrings, the light-skeleton loader and what its
 loader program does inside (:mod:`~bpfsign.kernel.loaderprog`). It may import
 :mod:`bpfsign.skel`, :mod:`bpfsign.crypto` and the top-level helpers, never
-:mod:`bpfsign.cli`; its private modules (``_sys``) are its own.
+:mod:`bpfsign.cli`; its private modules (``_sys``, ``_sysattrs``) are its own.
 """

@@ -8,8 +8,6 @@ kernel zero-extends shorter attrs and rejects non-zero bytes past a command's
 last field, so the size matters as much as the offsets.
 """
 
-from __future__ import annotations
-
 import ctypes
 import errno as _errno
 import os
@@ -27,133 +25,23 @@ from .consts import (
     PROG_LOAD,
 )
 
-TYPE_CHECKING = False  # typing stays out of start-up (status is timed); annotations are strings
+TYPE_CHECKING = False  # typing stays out of start-up (status is timed): its names are quoted
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Final
 
 # x86-64 syscall numbers (docs/kernel.md §2).
-NR_BPF: Final = 321
-NR_ADD_KEY: Final = 248
-NR_KEYCTL: Final = 250
+NR_BPF: "Final" = 321
+NR_ADD_KEY: "Final" = 248
+NR_KEYCTL: "Final" = 250
 
-LOG_BUF_SIZE: Final = 1 << 20
-CAP_SYS_ADMIN: Final = 21
-CAP_PERFMON: Final = 38
-CAP_BPF: Final = 39
+LOG_BUF_SIZE: "Final" = 1 << 20
+CAP_SYS_ADMIN: "Final" = 21
+CAP_PERFMON: "Final" = 38
+CAP_BPF: "Final" = 39
 UNPRIVILEGED_BPF_DISABLED = "/proc/sys/kernel/unprivileged_bpf_disabled"
 
-_u8, _u32, _s32, _u64 = ctypes.c_uint8, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
-
-
-class MapCreateAttr(ctypes.Structure):
-    """``BPF_MAP_CREATE``, 92 bytes (ends at ``excl_prog_hash_size``)."""
-
-    _pack_ = 4  # the u64s sit at 8-aligned offsets anyway; pack keeps the size at 92
-    _fields_ = [
-        ("map_type", _u32),
-        ("key_size", _u32),
-        ("value_size", _u32),
-        ("max_entries", _u32),
-        ("map_flags", _u32),
-        ("inner_map_fd", _u32),
-        ("numa_node", _u32),
-        ("map_name", ctypes.c_char * OBJ_NAME_LEN),
-        ("map_ifindex", _u32),
-        ("btf_fd", _u32),
-        ("btf_key_type_id", _u32),
-        ("btf_value_type_id", _u32),
-        ("btf_vmlinux_value_type_id", _u32),
-        ("map_extra", _u64),
-        ("value_type_btf_obj_fd", _s32),
-        ("map_token_fd", _s32),
-        ("excl_prog_hash", _u64),
-        ("excl_prog_hash_size", _u32),
-    ]
-
-
-class MapElemAttr(ctypes.Structure):
-    """``BPF_MAP_*_ELEM`` (32 bytes) and, with size 4, ``BPF_MAP_FREEZE``."""
-
-    _fields_ = [("map_fd", _u32), ("_pad", _u32), ("key", _u64), ("value", _u64), ("flags", _u64)]
-
-
-class InfoAttr(ctypes.Structure):
-    """``BPF_OBJ_GET_INFO_BY_FD``, 16 bytes."""
-
-    _fields_ = [("bpf_fd", _u32), ("info_len", _u32), ("info", _u64)]
-
-
-class MapInfo(ctypes.Structure):
-    """``struct bpf_map_info``, 104 bytes; ``hash``/``hash_size`` are inputs."""
-
-    _fields_ = [
-        ("type", _u32),
-        ("id", _u32),
-        ("key_size", _u32),
-        ("value_size", _u32),
-        ("max_entries", _u32),
-        ("map_flags", _u32),
-        ("name", ctypes.c_char * OBJ_NAME_LEN),
-        ("ifindex", _u32),
-        ("btf_vmlinux_value_type_id", _u32),
-        ("netns_dev", _u64),
-        ("netns_ino", _u64),
-        ("btf_id", _u32),
-        ("btf_key_type_id", _u32),
-        ("btf_value_type_id", _u32),
-        ("btf_vmlinux_id", _u32),
-        ("map_extra", _u64),
-        ("hash", _u64),
-        ("hash_size", _u32),
-        ("_pad", _u32),
-    ]
-
-
-class ProgInfo(ctypes.Structure):
-    """``struct bpf_prog_info``, 232 bytes."""
-
-    _fields_ = [
-        ("type", _u32),
-        ("id", _u32),
-        ("tag", _u8 * 8),
-        ("jited_prog_len", _u32),
-        ("xlated_prog_len", _u32),
-        ("jited_prog_insns", _u64),
-        ("xlated_prog_insns", _u64),
-        ("load_time", _u64),
-        ("created_by_uid", _u32),
-        ("nr_map_ids", _u32),
-        ("map_ids", _u64),
-        ("name", ctypes.c_char * OBJ_NAME_LEN),
-        ("ifindex", _u32),
-        ("gpl_compatible", _u32),
-        ("netns_dev", _u64),
-        ("netns_ino", _u64),
-        ("nr_jited_ksyms", _u32),
-        ("nr_jited_func_lens", _u32),
-        ("jited_ksyms", _u64),
-        ("jited_func_lens", _u64),
-        ("btf_id", _u32),
-        ("func_info_rec_size", _u32),
-        ("func_info", _u64),
-        ("nr_func_info", _u32),
-        ("nr_line_info", _u32),
-        ("line_info", _u64),
-        ("jited_line_info", _u64),
-        ("nr_jited_line_info", _u32),
-        ("line_info_rec_size", _u32),
-        ("jited_line_info_rec_size", _u32),
-        ("nr_prog_tags", _u32),
-        ("prog_tags", _u64),
-        ("run_time_ns", _u64),
-        ("run_cnt", _u64),
-        ("recursion_misses", _u64),
-        ("verified_insns", _u32),
-        ("attach_btf_obj_id", _u32),
-        ("attach_btf_id", _u32),
-        ("_pad", _u32),
-    ]
+_u32, _s32, _u64 = ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
 
 
 class ProgLoadAttr(ctypes.Structure):
@@ -218,12 +106,6 @@ class TestRunAttr(ctypes.Structure):
     ]
 
 
-class RawTracepointAttr(ctypes.Structure):
-    """``BPF_RAW_TRACEPOINT_OPEN``: name pointer (NULL for BTF-typed programs), prog fd."""
-
-    _fields_ = [("name", _u64), ("prog_fd", _u32), ("_pad", _u32), ("cookie", _u64)]
-
-
 class LinkCreateAttr(ctypes.Structure):
     """``BPF_LINK_CREATE`` header; iterator links need nothing past ``flags``.
 
@@ -248,18 +130,6 @@ class IterCreateAttr(ctypes.Structure):
     _fields_ = [("link_fd", _u32), ("flags", _u32)]
 
 
-class ObjPinAttr(ctypes.Structure):
-    """``BPF_OBJ_PIN``: path pointer, fd, flags, path_fd."""
-
-    _fields_ = [
-        ("pathname", _u64),
-        ("bpf_fd", _u32),
-        ("file_flags", _u32),
-        ("path_fd", _s32),
-        ("_pad", _u32),
-    ]
-
-
 class BtfLoadAttr(ctypes.Structure):
     """``BPF_BTF_LOAD`` up to ``btf_log_level`` (the kernel zero-fills the rest)."""
 
@@ -267,25 +137,45 @@ class BtfLoadAttr(ctypes.Structure):
                 ("btf_log_level", _u32)]  # fmt: skip
 
 
-class GetIdAttr(ctypes.Structure):
-    """``BPF_PROG_GET_NEXT_ID`` / ``BPF_PROG_GET_FD_BY_ID``: id in, next id out, open flags."""
+# The other layouts live in _sysattrs and are built on first use: ctypes class creation
+# is a measurable share of `bpfsign status`, which needs none of them.
+_LATER = ("MapCreateAttr", "MapElemAttr", "InfoAttr", "MapInfo", "ProgInfo",
+          "RawTracepointAttr", "ObjPinAttr", "GetIdAttr")  # fmt: skip
+if TYPE_CHECKING:
+    from ._sysattrs import GetIdAttr as GetIdAttr
+    from ._sysattrs import InfoAttr as InfoAttr
+    from ._sysattrs import MapCreateAttr as MapCreateAttr
+    from ._sysattrs import MapElemAttr as MapElemAttr
+    from ._sysattrs import MapInfo as MapInfo
+    from ._sysattrs import ObjPinAttr as ObjPinAttr
+    from ._sysattrs import ProgInfo as ProgInfo
+    from ._sysattrs import RawTracepointAttr as RawTracepointAttr
+else:  # mypy sees no __getattr__, so a misspelt _sys.X stays an error
 
-    _fields_ = [("id", _u32), ("next_id", _u32), ("open_flags", _u32)]
+    def __getattr__(name):
+        """``_sys.MapInfo`` and the rest of :data:`_LATER`: imported once, then plain globals."""
+        if name not in _LATER:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from . import _sysattrs
+
+        later = {n: getattr(_sysattrs, n) for n in _LATER}
+        globals().update(later)
+        return later[name]
 
 
 #: The sizes libbpf sends for each attr (docs/kernel.md §4, docs/lskel.md §10.2).
-SIZE_MAP_CREATE: Final = 92
-SIZE_MAP_ELEM: Final = 32
-SIZE_FREEZE: Final = 4
-SIZE_INFO: Final = 16
-SIZE_PROG_LOAD: Final = 168
-SIZE_TEST_RUN: Final = 80
-SIZE_RAW_TP: Final = 16
-SIZE_LINK_CREATE: Final = 16
-SIZE_OBJ_PIN: Final = 20
-SIZE_GET_ID: Final = 12
-SIZE_BTF_LOAD: Final = 28
-SIZE_ITER_CREATE: Final = 8
+SIZE_MAP_CREATE: "Final" = 92
+SIZE_MAP_ELEM: "Final" = 32
+SIZE_FREEZE: "Final" = 4
+SIZE_INFO: "Final" = 16
+SIZE_PROG_LOAD: "Final" = 168
+SIZE_TEST_RUN: "Final" = 80
+SIZE_RAW_TP: "Final" = 16
+SIZE_LINK_CREATE: "Final" = 16
+SIZE_OBJ_PIN: "Final" = 20
+SIZE_GET_ID: "Final" = 12
+SIZE_BTF_LOAD: "Final" = 28
+SIZE_ITER_CREATE: "Final" = 8
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -295,7 +185,7 @@ _RETRY = frozenset((_errno.EINTR, _errno.EAGAIN))
 _MAX_RETRIES = 5
 
 
-def addr(obj: ctypes._CData) -> int:
+def addr(obj: "ctypes._CData") -> int:
     """The address of a ctypes object, for a u64 pointer field."""
     return ctypes.addressof(obj)
 
@@ -336,7 +226,7 @@ def _bpf_error(cmd: int, err: int) -> KernelError:
     )
 
 
-def raw_bpf() -> Callable[[int, object, int], int]:
+def raw_bpf() -> "Callable[[int, object, int], int]":
     """``bpf(cmd, attr_pointer, size)`` with no wrapper at all, for a hot path.
 
     The caller checks the result itself and hands a failure to :func:`bpf_failed`
@@ -522,7 +412,7 @@ def add_key(key_type: bytes, description: bytes | None, payload: bytes | None, k
     raise KernelError(err, "add_key", message=f"{what} into keyring {keyring}")
 
 
-def keyctl(op: int, *args: int | bytes | ctypes._CData | None, what: str = "") -> int:
+def keyctl(op: int, *args: "int | bytes | ctypes._CData | None", what: str = "") -> int:
     """``keyctl(op, ...)``; integer args are passed as longs, bytes as char pointers."""
     conv: list[object] = []
     for a in args:
