@@ -10,9 +10,11 @@ alternates every round):
 * ``bpftool prog show --json`` — the baseline;
 * ``bpfsign status --json`` through its **own iterator** (no policy pinned: it
   loads an ``iter/bpf_prog`` program whose field offsets the kernel relocates
-  (CO-RE, kernel/core_relo.py) and reads it once);
+  (CO-RE, kernel/core_relo.py) and that prints the JSON rows itself, and reads
+  it once);
 * ``bpfsign status --json`` through the **pinned iterator** an audit-mode
-  ``bpfsign enforce --pin`` left behind (reading it loads nothing).
+  ``bpfsign enforce --pin`` left behind (reading it loads nothing; Python
+  writes the JSON from its records).
 
 Each bpfsign path is reported as a ratio to bpftool: whole process, with the
 interpreter's start-up left out (the target: ≤ 1.0, one iterator read against

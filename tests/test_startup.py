@@ -14,8 +14,11 @@ import pytest
 
 from bpfsign.cli._options import fields, options
 
-#: the modules under both commands' start-up; the status modules join once they drop it too
-START_UP = "bpfsign.cli, bpfsign.cli._common, bpfsign.cli._options, bpfsign.kernel._sys"
+#: the modules under ``bpfsign status``'s start-up (the shared ones and its own)
+START_UP = (
+    "bpfsign.cli, bpfsign.cli._common, bpfsign.cli._options, bpfsign.kernel._sys, "
+    "bpfsign.cli.status, bpfsign.kernel.status"
+)
 
 
 def _run(code: str) -> str:

@@ -50,41 +50,56 @@ def _slot(rodata: bytes, base: int, width: int, index: int) -> str:
 
 def _printed_by_the_kernel(raw: bytes, boot_ns: int) -> bytes:
     """What the JSON iterator prints for these records, step by step as its program
-    does it: names and formats taken from its constants map, printf as the kernel's
+    does it: names and formats taken from its constants map, a value its table does
+    not hold passed as a number with the format's bit set, printf as the kernel's
     (``%llu`` is Python's ``%lu``)."""
     ro = ST.json_rodata(boot_ns)
     out = []
     for pid, pt, tag, t, name, serial, v, kt, _ in ST.RECORD.iter_unpack(raw):
+        bits = 0
+
+        def named(value: int, table: int, count: int, width: int, bit: int) -> int | str:
+            nonlocal bits
+            if value < count:
+                return _slot(ro, table, width, value)
+            bits |= bit
+            return value
+
+        keyring = named(kt, ST.JSON_KEYRING_NAMES, len(ST.KEYRING_NAMES), 16, 4)
+        type_name = named(pt, ST.JSON_TYPE_NAMES, len(ST.PROG_TYPES), 32, 1)
+        verdict = named(v, ST.JSON_VERDICT_NAMES, len(ST.VERDICT_NAMES), 16, 2)
         x = (boot_ns + t) % (1 << 64)
-        named = pt < ST.JSON_TYPES
-        fmt = _slot(ro, ST.JSON_FMT if named else ST.JSON_FMT_UNNAMED, 256, 0)
+        fmt = _slot(ro, ST.JSON_FMTS, 256, bits)
         out.append(
             fmt.replace("ll", "l")
             % (
                 pid,
                 serial,
-                _slot(ro, ST.JSON_KEYRING_NAMES, 16, kt),
+                keyring,
                 t,
                 x // 10**9,
                 x // 10**6 % 1000,
                 name.split(b"\0")[0].decode(),
                 int.from_bytes(tag, "big"),
                 pt,
-                _slot(ro, ST.JSON_TYPE_NAMES, 32, pt) if named else pt,
-                _slot(ro, ST.JSON_VERDICT_NAMES, 16, v),
+                type_name,
+                verdict,
             )
         )
     return "".join(out).encode()
 
 
 def test_the_json_iterators_rows_are_the_records_json() -> None:
-    """Row for row, the kernel's format over its constants gives :func:`records_json`'s
-    text: every type (named, unnamed, past the table), verdict and keyring value."""
+    """Row for row, the kernel's formats over its constants give :func:`records_json`'s
+    text: named and unnamed types (up to 2**32 - 1), verdicts and keyrings (0-255), in
+    every combination."""
     boot = 1_733_350_000_123_456_789
+    types = [*range(len(ST.PROG_TYPES) + 3), 4096, 2**32 - 1]
+    combos = [(t, v, k) for k in (0, 4, 5, 255) for v in (0, 1, 2, 255) for t in types]
     recs = [
-        (i + 1, t, bytes(range(i % 200, i % 200 + 8)), 10**9 * i + 999_999 * (i % 7), f"p{i}.x_{t}",
-         -(2**31) + i * 99_991, i % 256, (i * 7) % 256)
-        for i, t in enumerate([*range(ST.JSON_TYPES + 3), 2**32 - 1, 4096] * 4)
+        (i + 1, t, bytes(range(i % 200, i % 200 + 8)), 10**9 * i + 999_999 * (i % 7),
+         f"p{i}.x_{t}", -(2**31) + i * 99_991, v, k)
+        for i, (t, v, k) in enumerate(combos)
     ]  # fmt: skip
     raw = b"".join(
         ST.RECORD.pack(pid, t, tag, lt, n.encode(), ser, v, k, ST.MAGIC)
@@ -93,8 +108,10 @@ def test_the_json_iterators_rows_are_the_records_json() -> None:
     printed = _printed_by_the_kernel(raw, boot)
     assert ST.json_array(printed) == ST.records_json(raw, "records", boot)
     rows = json.loads(ST.json_array(printed))
+    assert len({(r["type_name"][:5] == "type ", r["verdict"][:3] == "unk",
+                 r["keyring_type"][:3] == "unk") for r in rows}) == 8  # fmt: skip
     assert [r["type_name"] for r in rows[:2]] == ["unspec", "socket_filter"]
-    assert rows[ST.JSON_TYPES + 3]["type_name"] == "type 4294967295"
+    assert rows[len(types) - 1]["type_name"] == "type 4294967295"
     assert rows[1]["loaded_at"] == 1733350001.124  # .123456789 + 1.000999999 s, cut to ms
 
 
@@ -102,17 +119,22 @@ def test_the_json_constants_fit_their_slots() -> None:
     ro = ST.json_rodata(5)
     assert len(ro) == ST.JSON_RODATA_SIZE and ro[:8] == (5).to_bytes(8, "little")
     for base, width, count in (
-        (ST.JSON_FMT, 256, 2),
-        (ST.JSON_TYPE_NAMES, 32, ST.JSON_TYPES),
-        (ST.JSON_VERDICT_NAMES, 16, 256),
-        (ST.JSON_KEYRING_NAMES, 16, 256),
+        (ST.JSON_FMTS, 256, 8),
+        (ST.JSON_TYPE_NAMES, 32, len(ST.PROG_TYPES)),
+        (ST.JSON_VERDICT_NAMES, 16, len(ST.VERDICT_NAMES)),
+        (ST.JSON_KEYRING_NAMES, 16, len(ST.KEYRING_NAMES)),
     ):
         for i in range(count):
             assert b"\0" in ro[base + i * width : base + (i + 1) * width]  # NUL-terminated
-    assert _slot(ro, ST.JSON_FMT, 256, 0) == ST.JSON_ROW
-    assert ST.JSON_ROW.count("%") == ST.JSON_ARGS == ST.JSON_ROW_UNNAMED.count("%")
+    assert _slot(ro, ST.JSON_FMTS, 256, 0) == ST.JSON_ROW
+    assert _slot(ro, ST.JSON_FMTS, 256, 7) == ST.JSON_ROW.replace(
+        '"keyring_type": "%s"', '"keyring_type": "unknown (%u)"'
+    ).replace('"type_name": "%s"', '"type_name": "type %u"').replace(
+        '"verdict": "%s"', '"verdict": "unknown (%u)"'
+    )
+    assert all(f.count("%") == ST.JSON_ARGS for f in ST.json_formats())
     assert _slot(ro, ST.JSON_VERDICT_NAMES, 16, 1) == "VERIFIED"
-    assert _slot(ro, ST.JSON_KEYRING_NAMES, 16, 255) == "unknown (255)"
+    assert _slot(ro, ST.JSON_TYPE_NAMES, 32, 24) == "raw_tracepoint_writable"
     assert ST.json_rodata(-1)[:8] == b"\xff" * 8  # a clock before boot wraps as u64 does
 
 
@@ -325,3 +347,6 @@ def test_the_verdict_check_reads_only_the_string_section() -> None:
         with pytest.raises(UnsupportedFeature) as e2:
             ST.load_core_iterator()  # the load fails here; the refusal says why
         assert e2.value.why == ST.NO_VERDICT
+        with pytest.raises(UnsupportedFeature) as e3:
+            ST.json_listing(None)  # the JSON iterator too (its constants map is closed)
+        assert e3.value.why == ST.NO_VERDICT

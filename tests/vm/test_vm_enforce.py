@@ -254,14 +254,15 @@ def test_unsigned_loads_are_eperm_and_removal_restores(
         c = E.read_counters(inst.be, inst.counters)
         assert (c["denied"], c["total"], c["dropped"]) == (2, 2, 0)
         # status cannot load its own iterator under the policy, and says where to look
-        with pytest.raises(KernelError) as st:
-            ST.list_programs("/sys/fs/bpf/none")
-        assert st.value.errno == errno.EPERM and st.value.command == "BPF_PROG_LOAD"
-        assert st.value.hint == (
-            "the status iterator's own (unsigned) load was refused: a BPF LSM policy is "
-            "enforcing here; read the iterator that policy pinned, from its pin directory "
-            "(no progs under /sys/fs/bpf/none)"
-        )
+        for listing in (ST.list_programs, ST.json_listing):  # records and JSON iterators
+            with pytest.raises(KernelError) as st:
+                listing("/sys/fs/bpf/none")
+            assert st.value.errno == errno.EPERM and st.value.command == "BPF_PROG_LOAD"
+            assert st.value.hint == (
+                "the status iterator's own (unsigned) load was refused: a BPF LSM policy is "
+                "enforcing here; read the iterator that policy pinned, from its pin directory "
+                "(no progs under /sys/fs/bpf/none)"
+            )
         record(
             agreement,
             "enforce: unsigned socket filter",

@@ -1,7 +1,5 @@
 """``bpfsign status``: every loaded BPF program with the kernel's signature verdict."""
 
-from __future__ import annotations
-
 from . import _common
 from ._options import options
 
@@ -20,7 +18,7 @@ class StatusOptions:
     json: bool = False
 
 
-def parse_fast(argv: Sequence[str]) -> StatusOptions | None:
+def parse_fast(argv: "Sequence[str]") -> StatusOptions | None:
     """``status [--json] [--pin DIR]`` without argparse, or None for argparse to handle.
 
     ``bpfsign status --json`` is benchmarked against ``bpftool prog show --json``;
@@ -42,7 +40,7 @@ def parse_fast(argv: Sequence[str]) -> StatusOptions | None:
     return StatusOptions(pin=pin, json=as_json)
 
 
-def register(sub: Any) -> None:
+def register(sub: "Any") -> None:
     p = sub.add_parser(
         "status",
         help="list loaded BPF programs with their signature verdict",

@@ -44,6 +44,38 @@ UNPRIVILEGED_BPF_DISABLED = "/proc/sys/kernel/unprivileged_bpf_disabled"
 _u32, _s32, _u64 = ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
 
 
+class MapCreateAttr(ctypes.Structure):
+    """``BPF_MAP_CREATE``, 92 bytes (ends at ``excl_prog_hash_size``)."""
+
+    _pack_ = 4  # the u64s sit at 8-aligned offsets anyway; pack keeps the size at 92
+    _fields_ = [
+        ("map_type", _u32),
+        ("key_size", _u32),
+        ("value_size", _u32),
+        ("max_entries", _u32),
+        ("map_flags", _u32),
+        ("inner_map_fd", _u32),
+        ("numa_node", _u32),
+        ("map_name", ctypes.c_char * OBJ_NAME_LEN),
+        ("map_ifindex", _u32),
+        ("btf_fd", _u32),
+        ("btf_key_type_id", _u32),
+        ("btf_value_type_id", _u32),
+        ("btf_vmlinux_value_type_id", _u32),
+        ("map_extra", _u64),
+        ("value_type_btf_obj_fd", _s32),
+        ("map_token_fd", _s32),
+        ("excl_prog_hash", _u64),
+        ("excl_prog_hash_size", _u32),
+    ]
+
+
+class MapElemAttr(ctypes.Structure):
+    """``BPF_MAP_*_ELEM`` (32 bytes) and, with size 4, ``BPF_MAP_FREEZE``."""
+
+    _fields_ = [("map_fd", _u32), ("_pad", _u32), ("key", _u64), ("value", _u64), ("flags", _u64)]
+
+
 class ProgLoadAttr(ctypes.Structure):
     """``BPF_PROG_LOAD``, 168 bytes (ends at ``keyring_id``)."""
 
@@ -139,13 +171,10 @@ class BtfLoadAttr(ctypes.Structure):
 
 # The other layouts live in _sysattrs and are built on first use: ctypes class creation
 # is a measurable share of `bpfsign status`, which needs none of them.
-_LATER = ("MapCreateAttr", "MapElemAttr", "InfoAttr", "MapInfo", "ProgInfo",
-          "RawTracepointAttr", "ObjPinAttr", "GetIdAttr")  # fmt: skip
+_LATER = ("InfoAttr", "MapInfo", "ProgInfo", "RawTracepointAttr", "ObjPinAttr", "GetIdAttr")
 if TYPE_CHECKING:
     from ._sysattrs import GetIdAttr as GetIdAttr
     from ._sysattrs import InfoAttr as InfoAttr
-    from ._sysattrs import MapCreateAttr as MapCreateAttr
-    from ._sysattrs import MapElemAttr as MapElemAttr
     from ._sysattrs import MapInfo as MapInfo
     from ._sysattrs import ObjPinAttr as ObjPinAttr
     from ._sysattrs import ProgInfo as ProgInfo

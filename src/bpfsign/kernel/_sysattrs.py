@@ -2,7 +2,7 @@
 
 Making a ctypes Structure class costs (each field is a descriptor made at class
 creation), and ``bpfsign status``, timed against ``bpftool prog show``, needs
-none of these: maps, object info, pins, ids, raw tracepoints. ``_sys`` keeps the
+none of these: object info, pins, ids, raw tracepoints. ``_sys`` keeps the
 layouts every path needs and hands these out as its own attributes, importing
 this module the first time one is asked for; callers name them ``_sys.X`` as
 before. Same conventions as ``_sys``: x86-64, sized as libbpf sends them
@@ -14,38 +14,6 @@ import ctypes
 from .consts import OBJ_NAME_LEN
 
 _u8, _u32, _s32, _u64 = ctypes.c_uint8, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint64
-
-
-class MapCreateAttr(ctypes.Structure):
-    """``BPF_MAP_CREATE``, 92 bytes (ends at ``excl_prog_hash_size``)."""
-
-    _pack_ = 4  # the u64s sit at 8-aligned offsets anyway; pack keeps the size at 92
-    _fields_ = [
-        ("map_type", _u32),
-        ("key_size", _u32),
-        ("value_size", _u32),
-        ("max_entries", _u32),
-        ("map_flags", _u32),
-        ("inner_map_fd", _u32),
-        ("numa_node", _u32),
-        ("map_name", ctypes.c_char * OBJ_NAME_LEN),
-        ("map_ifindex", _u32),
-        ("btf_fd", _u32),
-        ("btf_key_type_id", _u32),
-        ("btf_value_type_id", _u32),
-        ("btf_vmlinux_value_type_id", _u32),
-        ("map_extra", _u64),
-        ("value_type_btf_obj_fd", _s32),
-        ("map_token_fd", _s32),
-        ("excl_prog_hash", _u64),
-        ("excl_prog_hash_size", _u32),
-    ]
-
-
-class MapElemAttr(ctypes.Structure):
-    """``BPF_MAP_*_ELEM`` (32 bytes) and, with size 4, ``BPF_MAP_FREEZE``."""
-
-    _fields_ = [("map_fd", _u32), ("_pad", _u32), ("key", _u64), ("value", _u64), ("flags", _u64)]
 
 
 class InfoAttr(ctypes.Structure):

@@ -13,10 +13,12 @@ the kernel: the program is fixed, written against a few local types, and the
 kernel relocates its field loads against its own BTF at load time (CO-RE,
 :mod:`.core_relo`), so no Python parses ``/sys/kernel/btf/vmlinux``. The one
 BTF id it needs (the ``bpf_iter_bpf_prog`` attach point) comes from the
-kernel's ``bpf_btf_find_by_name_kind`` in a tiny syscall program.
+kernel's ``bpf_btf_find_by_name_kind`` in a tiny syscall program. For
+``status --json`` that own iterator prints the JSON rows itself with
+``bpf_seq_printf`` (names and formats in a frozen constants map), so a run
+does no Python work per program; from records, :func:`records_json` writes the
+same text.
 """
-
-from __future__ import annotations
 
 import os
 import struct
@@ -80,8 +82,12 @@ PROG_TYPES = (
 )
 
 
+_UNNAMED_TYPE = "type {}"
+_UNKNOWN = "unknown ({})"
+
+
 def prog_type_name(t: int) -> str:
-    return PROG_TYPES[t] if 0 <= t < len(PROG_TYPES) else f"type {t}"
+    return PROG_TYPES[t] if 0 <= t < len(PROG_TYPES) else _UNNAMED_TYPE.format(t)
 
 
 #: ``enum bpf_sig_verdict`` and ``enum bpf_sig_keyring`` names by value (docs/kernel.md §10);
@@ -91,7 +97,7 @@ KEYRING_NAMES = ("NONE", "BUILTIN", "SECONDARY", "PLATFORM", "USER")
 
 
 def enum_name(names: tuple[str, ...], v: int) -> str:
-    return names[v] if 0 <= v < len(names) else f"unknown ({v})"
+    return names[v] if 0 <= v < len(names) else _UNKNOWN.format(v)
 
 
 _FIELDS = (
@@ -139,7 +145,7 @@ class ProgStatus:
         self.keyring_type = keyring_type
         self.keyring_serial = keyring_serial
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> "dict[str, Any]":
         return {f: getattr(self, f) for f in _FIELDS}
 
     def __repr__(self) -> str:
@@ -151,7 +157,7 @@ class ProgStatus:
     __hash__ = None  # type: ignore[assignment]
 
 
-def build_iter_program(layout: Layout) -> ProgramBuilder:
+def build_iter_program(layout: "Layout") -> "ProgramBuilder":
     """``SEC("iter/bpf_prog")``: one :data:`RECORD` per program via ``bpf_seq_write``."""
     from ..skel.builder import R0, R1, R2, R3, R6, R7, R8, R10, ProgramBuilder
 
@@ -178,7 +184,7 @@ def build_iter_program(layout: Layout) -> ProgramBuilder:
     return b
 
 
-def load_iterator(be: SyscallBackend, layout: Layout) -> tuple[int, int]:
+def load_iterator(be: "SyscallBackend", layout: "Layout") -> tuple[int, int]:
     """Load and attach the status iterator: (prog fd, link fd)."""
     from . import _sys as S
 
@@ -212,7 +218,7 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def run_iterator(be: SyscallBackend, link_fd: int) -> bytes:
+def run_iterator(be: "SyscallBackend", link_fd: int) -> bytes:
     fd = be.iter_create(link_fd)
     try:
         return _read_all(fd)
@@ -315,7 +321,7 @@ def _btf_strings(fd: int) -> bytes:
     return _strings_of(b"".join(chunks))
 
 
-def _strings_of(blob: bytes | mmap.mmap) -> bytes:
+def _strings_of(blob: "bytes | mmap.mmap") -> bytes:
     if len(blob) < 24 or blob[:2] != b"\x9f\xeb":
         raise InputError("not little-endian BTF", path=VMLINUX)
     hdr_len, _t_off, _t_len, str_off, str_len = struct.unpack_from("<IIIII", blob, 4)
@@ -378,7 +384,7 @@ CORE_RELOS = (
 )
 
 
-def build_core_iter_program() -> tuple[ProgramBuilder, list[tuple[int, str, str]]]:
+def build_core_iter_program() -> "tuple[ProgramBuilder, list[tuple[int, str, str]]]":
     """The status iterator for CO-RE: :func:`build_iter_program` at :data:`CORE_OFFSETS`.
 
     Returns the program and, per relocated load, (insn index, root struct, access
@@ -493,49 +499,59 @@ CORE_FUNC_INFO = bytes.fromhex("0000000013000000")
 # ------------------------------------------------------------ the JSON iterator
 #: ``status --json`` with no pinned iterator: the kernel writes the JSON itself, one
 #: ``bpf_seq_printf`` per program, so a run is one read and no Python per program.
-#: Each row is :func:`json_rows`'s text for the same record (tests check both ways).
+#: Each row is :func:`records_json`'s text for the same record (tests check both ways).
 JSON_ROW = (
     '{"id": %u, "keyring_serial": %d, "keyring_type": "%s", "load_time_ns": %llu, '
     '"loaded_at": %llu.%03llu, "name": "%s", "tag": "%016llx", "type": %u, '
     '"type_name": "%s", "verdict": "%s"},\n'
 )
-#: ... for a type beyond the name table: ``"type N"``, as :func:`prog_type_name` says
-JSON_ROW_UNNAMED = JSON_ROW.replace('"type_name": "%s"', '"type_name": "type %u"')
 JSON_ARGS = 11  # the row's arguments, u64 each, on the stack (bpf_seq_printf takes <= 12)
-JSON_TYPES = 64  # program types named from the table; enum bpf_prog_type has 33 in 7.3
+#: A type, verdict or keyring value that its table does not name is printed as a
+#: number, by one of 8 variants of the row: bit 0 the type, bit 1 the verdict, bit 2
+#: the keyring (``type N``, ``unknown (N)``, as :func:`prog_type_name` and
+#: :func:`enum_name` write them).
+JSON_UNNAMED_TYPE, JSON_UNKNOWN_VERDICT, JSON_UNKNOWN_KEYRING = 1, 2, 4
 _HELPER_SEQ_PRINTF = 126
-#: The read-only map the program reads its constants from, one value:
-#: [0] the Unix time of boot in ns | the two row formats | names of types, verdicts
-#: and keyrings in fixed slots, indexed by value (every u8 verdict and keyring value
-#: has a slot, so an unknown one prints ``unknown (N)`` as :func:`enum_name` does).
+#: The read-only map the program reads its constants from, one value: the Unix time
+#: of boot in ns, the 8 row formats, then the names of types, verdicts and keyrings
+#: in fixed slots indexed by value.
 _FMT_SLOT, _TYPE_SLOT, _ENUM_SLOT = 256, 32, 16
 JSON_BOOT = 0
-JSON_FMT = 8
-JSON_FMT_UNNAMED = JSON_FMT + _FMT_SLOT
-JSON_TYPE_NAMES = JSON_FMT_UNNAMED + _FMT_SLOT
-JSON_VERDICT_NAMES = JSON_TYPE_NAMES + JSON_TYPES * _TYPE_SLOT
-JSON_KEYRING_NAMES = JSON_VERDICT_NAMES + 256 * _ENUM_SLOT
-JSON_RODATA_SIZE = JSON_KEYRING_NAMES + 256 * _ENUM_SLOT
+JSON_FMTS = 8
+JSON_TYPE_NAMES = JSON_FMTS + 8 * _FMT_SLOT
+JSON_VERDICT_NAMES = JSON_TYPE_NAMES + len(PROG_TYPES) * _TYPE_SLOT
+JSON_KEYRING_NAMES = JSON_VERDICT_NAMES + len(VERDICT_NAMES) * _ENUM_SLOT
+JSON_RODATA_SIZE = JSON_KEYRING_NAMES + len(KEYRING_NAMES) * _ENUM_SLOT
+_JSON_SLOTS = struct.Struct(
+    f"<Q{8 * f'{_FMT_SLOT}s'}{len(PROG_TYPES) * f'{_TYPE_SLOT}s'}"
+    f"{(len(VERDICT_NAMES) + len(KEYRING_NAMES)) * f'{_ENUM_SLOT}s'}"
+)
+
+
+def json_formats() -> list[str]:
+    """The row format for each combination of unnamed values, by its bits."""
+    out = []
+    for bits in range(8):
+        row = JSON_ROW
+        for bit, field, text in (
+            (JSON_UNNAMED_TYPE, "type_name", _UNNAMED_TYPE),
+            (JSON_UNKNOWN_VERDICT, "verdict", _UNKNOWN),
+            (JSON_UNKNOWN_KEYRING, "keyring_type", _UNKNOWN),
+        ):
+            if bits & bit:
+                row = row.replace(f'"{field}": "%s"', f'"{field}": "{text.format("%u")}"')
+        out.append(row)
+    return out
 
 
 def json_rodata(boot_ns: int) -> bytes:
     """The JSON iterator's constants (its map value), with this boot's Unix time in ns."""
-
-    def slots(names: list[str], width: int) -> bytes:
-        return b"".join(n.encode().ljust(width, b"\0") for n in names)
-
-    return b"".join(
-        (
-            (boot_ns % (1 << 64)).to_bytes(8, "little"),
-            slots([JSON_ROW, JSON_ROW_UNNAMED], _FMT_SLOT),
-            slots([prog_type_name(t) for t in range(JSON_TYPES)], _TYPE_SLOT),
-            slots([enum_name(VERDICT_NAMES, v) for v in range(256)], _ENUM_SLOT),
-            slots([enum_name(KEYRING_NAMES, v) for v in range(256)], _ENUM_SLOT),
-        )
-    )
+    names = "\0".join((*json_formats(), *PROG_TYPES, *VERDICT_NAMES, *KEYRING_NAMES))
+    # struct pads each string with NULs to its slot (tests check each keeps one)
+    return _JSON_SLOTS.pack(boot_ns % (1 << 64), *names.encode().split(b"\0"))
 
 
-def build_core_json_program() -> tuple[ProgramBuilder, list[tuple[int, str, str]]]:
+def build_core_json_program() -> "tuple[ProgramBuilder, list[tuple[int, str, str]]]":
     """``SEC("iter/bpf_prog")`` printing :data:`JSON_ROW` per program, for CO-RE.
 
     Reads what :func:`build_core_iter_program` reads, at :data:`CORE_OFFSETS`
@@ -546,7 +562,7 @@ def build_core_json_program() -> tuple[ProgramBuilder, list[tuple[int, str, str]
     from ..skel.builder import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, ProgramBuilder
 
     o = CORE_OFFSETS
-    aux, sig = o["bpf_prog_aux"], o["bpf_prog_aux"]["sig"] + 0
+    aux, sig = o["bpf_prog_aux"], o["bpf_prog_aux"]["sig"]
     b = ProgramBuilder({"seq_printf": _HELPER_SEQ_PRINTF})
     relos: list[tuple[int, str, str]] = []
     args = -8 * JSON_ARGS
@@ -558,18 +574,27 @@ def build_core_json_program() -> tuple[ProgramBuilder, list[tuple[int, str, str]
         relos.append((b.pc, root, access))
         return b
 
+    def named(k: int, table: int, count: int, width: int, bit: int, what: str) -> None:
+        """r1 holds a value: arg k is its name in ``table``, else the value itself and
+        ``bit`` set in r0 (the format that prints a number there)."""
+        b.stx(8, R10, arg(k), R1).jmp("<", R1, count, f"{what}_named")
+        b.alu("|=", R0, bit).ja(f"{what}_done")
+        b.label(f"{what}_named").alu("*=", R1, width).mov(R2, R9).alu("+=", R2, table)
+        b.alu("+=", R2, R1).stx(8, R10, arg(k), R2)
+        b.label(f"{what}_done")
+
     b.comment("ctx: struct bpf_iter__bpf_prog *").mov(R6, R1)
     relo("bpf_iter__bpf_prog", "0:1").ldx(8, R7, R6, o["bpf_iter__bpf_prog"]["prog"], "ctx->prog")
     b.jmp("==", R7, 0, "out")
     relo("bpf_prog", "0:2").ldx(8, R8, R7, o["bpf_prog"]["aux"], note="prog->aux")
     b.ld_map_idx_value(R9, 0, name="constants")
+    b.comment("r0: which values print as numbers (the format's bits)").mov(R0, 0)
     relo("bpf_prog_aux", "0:0").ldx(4, R1, R8, aux["id"], note="aux->id")
     b.stx(8, R10, arg(0), R1)
     relo("bpf_prog_aux", "0:3:0").ldx(4, R1, R8, sig + o["sig"]["keyring_serial"], "keyring_serial")
     b.stx(8, R10, arg(1), R1)
     relo("bpf_prog_aux", "0:3:1").ldx(1, R1, R8, sig + o["sig"]["keyring_type"], "keyring_type")
-    b.alu("<<=", R1, 4).mov(R2, R9).alu("+=", R2, JSON_KEYRING_NAMES).alu("+=", R2, R1)
-    b.stx(8, R10, arg(2), R2)
+    named(2, JSON_KEYRING_NAMES, len(KEYRING_NAMES), _ENUM_SLOT, JSON_UNKNOWN_KEYRING, "keyring")
     relo("bpf_prog_aux", "0:1").ldx(8, R1, R8, aux["load_time"], note="aux->load_time")
     b.stx(8, R10, arg(3), R1)
     b.ldx(8, R2, R9, JSON_BOOT, note="boot time, Unix ns").alu("+=", R1, R2)
@@ -580,18 +605,13 @@ def build_core_json_program() -> tuple[ProgramBuilder, list[tuple[int, str, str]
     relo("bpf_prog", "0:1").ldx(8, R1, R7, o["bpf_prog"]["tag"], note="prog->tag")
     b.to_be(R1, 64).stx(8, R10, arg(7), R1)
     relo("bpf_prog", "0:0").ldx(4, R1, R7, o["bpf_prog"]["type"], note="prog->type")
-    b.stx(8, R10, arg(8), R1).stx(8, R10, arg(9), R1)
-    b.mov(R2, R9).alu("+=", R2, JSON_FMT_UNNAMED)
-    b.jmp(">=", R1, JSON_TYPES, "verdict")
-    b.alu("<<=", R1, 5).mov(R3, R9).alu("+=", R3, JSON_TYPE_NAMES).alu("+=", R3, R1)
-    b.stx(8, R10, arg(9), R3)
-    b.mov(R2, R9).alu("+=", R2, JSON_FMT)
-    b.label("verdict")
+    b.stx(8, R10, arg(8), R1)
+    named(9, JSON_TYPE_NAMES, len(PROG_TYPES), _TYPE_SLOT, JSON_UNNAMED_TYPE, "type")
     relo("bpf_prog_aux", "0:3:2").ldx(1, R1, R8, sig + o["sig"]["verdict"], "aux->sig.verdict")
-    b.alu("<<=", R1, 4).mov(R3, R9).alu("+=", R3, JSON_VERDICT_NAMES).alu("+=", R3, R1)
-    b.stx(8, R10, arg(10), R3)
+    named(10, JSON_VERDICT_NAMES, len(VERDICT_NAMES), _ENUM_SLOT, JSON_UNKNOWN_VERDICT, "verdict")
     relo("bpf_iter__bpf_prog", "0:0").ldx(8, R1, R6, o["bpf_iter__bpf_prog"]["meta"], "ctx->meta")
     relo("bpf_iter_meta", "0:0").ldx(8, R1, R1, o["bpf_iter_meta"]["seq"], note="meta->seq")
+    b.alu("*=", R0, _FMT_SLOT).mov(R2, R9).alu("+=", R2, JSON_FMTS).alu("+=", R2, R0)
     b.mov(R3, _FMT_SLOT).mov(R4, R10).alu("+=", R4, args).mov(R5, 8 * JSON_ARGS)
     b.call("seq_printf")
     b.label("out").mov(R0, 0).exit()
@@ -603,43 +623,46 @@ def build_core_json_program() -> tuple[ProgramBuilder, list[tuple[int, str, str]
 CORE_JSON_RELOS = (
     (1, "bpf_iter__bpf_prog", "0:1"),
     (3, "bpf_prog", "0:2"),
-    (6, "bpf_prog_aux", "0:0"),
-    (8, "bpf_prog_aux", "0:3:0"),
-    (10, "bpf_prog_aux", "0:3:1"),
-    (16, "bpf_prog_aux", "0:1"),
-    (27, "bpf_prog_aux", "0:2"),
-    (29, "bpf_prog", "0:1"),
-    (32, "bpf_prog", "0:0"),
-    (45, "bpf_prog_aux", "0:3:2"),
-    (51, "bpf_iter__bpf_prog", "0:0"),
-    (52, "bpf_iter_meta", "0:0"),
+    (7, "bpf_prog_aux", "0:0"),
+    (9, "bpf_prog_aux", "0:3:0"),
+    (11, "bpf_prog_aux", "0:3:1"),
+    (21, "bpf_prog_aux", "0:1"),
+    (32, "bpf_prog_aux", "0:2"),
+    (34, "bpf_prog", "0:1"),
+    (37, "bpf_prog", "0:0"),
+    (48, "bpf_prog_aux", "0:3:2"),
+    (58, "bpf_iter__bpf_prog", "0:0"),
+    (59, "bpf_iter_meta", "0:0"),
 )
 #: :func:`build_core_json_program` assembled (tests/test_status_core.py regenerates it).
 CORE_JSON_INSNS = bytes.fromhex(
-    "bf16000000000000796708000000000015073700000000007978100000000000"
-    "1869000000000000000000000000000061810000000000007b1aa8ff00000000"
-    "61812000000000007b1ab0ff0000000071812400000000006701000004000000"
-    "bf9200000000000007020000081a00000f120000000000007b2ab8ff00000000"
-    "79810800000000007b1ac0ff0000000079920000000000000f21000000000000"
-    "bf120000000000003702000000ca9a3b7b2ac8ff000000003701000040420f00"
-    "97010000e80300007b1ad0ff00000000bf810000000000000701000010000000"
-    "7b1ad8ff000000007971080000000000dc010000400000007b1ae0ff00000000"
-    "61710000000000007b1ae8ff000000007b1af0ff00000000bf92000000000000"
-    "070200000801000035010700400000006701000005000000bf93000000000000"
-    "07030000080200000f130000000000007b3af0ff00000000bf92000000000000"
-    "070200000800000071812500000000006701000004000000bf93000000000000"
-    "07030000080a00000f130000000000007b3af8ff000000007961000000000000"
-    "7911000000000000b703000000010000bfa400000000000007040000a8ffffff"
-    "b705000058000000850000007e000000b7000000000000009500000000000000"
+    "bf16000000000000796708000000000015074200000000007978100000000000"
+    "18690000000000000000000000000000b7000000000000006181000000000000"
+    "7b1aa8ff0000000061812000000000007b1ab0ff000000007181240000000000"
+    "7b1ab8ff00000000a50102000500000047000000040000000500050000000000"
+    "2701000010000000bf9200000000000007020000480c00000f12000000000000"
+    "7b2ab8ff0000000079810800000000007b1ac0ff000000007992000000000000"
+    "0f21000000000000bf120000000000003702000000ca9a3b7b2ac8ff00000000"
+    "3701000040420f0097010000e80300007b1ad0ff00000000bf81000000000000"
+    "07010000100000007b1ad8ff000000007971080000000000dc01000040000000"
+    "7b1ae0ff0000000061710000000000007b1ae8ff000000007b1af0ff00000000"
+    "a501020021000000470000000100000005000500000000002701000020000000"
+    "bf9200000000000007020000080800000f120000000000007b2af0ff00000000"
+    "71812500000000007b1af8ff00000000a5010200020000004700000002000000"
+    "05000500000000002701000010000000bf9200000000000007020000280c0000"
+    "0f120000000000007b2af8ff0000000079610000000000007911000000000000"
+    "2700000000010000bf9200000000000007020000080000000f02000000000000"
+    "b703000000010000bfa400000000000007040000a8ffffffb705000058000000"
+    "850000007e000000b7000000000000009500000000000000"
 )
 #: its ``bpf_core_relo`` records against :data:`CORE_BTF`, packed.
 CORE_JSON_RELO_RECORDS = bytes.fromhex(
     "0800000010000000bd00000000000000180000000b000000c100000000000000"
-    "3000000007000000c5000000000000004000000007000000d500000000000000"
-    "5000000007000000e1000000000000008000000007000000bd00000000000000"
-    "d800000007000000c100000000000000e80000000b000000bd00000000000000"
-    "000100000b000000c5000000000000006801000007000000db00000000000000"
-    "9801000010000000c500000000000000a00100000d000000c500000000000000"
+    "3800000007000000c5000000000000004800000007000000d500000000000000"
+    "5800000007000000e100000000000000a800000007000000bd00000000000000"
+    "0001000007000000c100000000000000100100000b000000bd00000000000000"
+    "280100000b000000c5000000000000008001000007000000db00000000000000"
+    "d001000010000000c500000000000000d80100000d000000c500000000000000"
 )
 
 
@@ -754,7 +777,7 @@ def _find_btf_func(name: str, pin_dir: str | None = None) -> int:
     return int(run.retval)
 
 
-def _load_or_explain(attr: Any, pin_dir: str | None = None) -> int:
+def _load_or_explain(attr: "Any", pin_dir: str | None = None) -> int:
     """BPF_PROG_LOAD; an EPERM says that an enforcing policy refused our own load."""
     from . import _sys as S
 
