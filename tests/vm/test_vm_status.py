@@ -143,3 +143,79 @@ def test_the_kernels_json_rows_are_the_records_json(guest_keys: Any) -> None:
     assert made and all(rows[i]["verdict"] == "UNSIGNED" for i in made)
     assert sum(r["name"].startswith("json_") for r in rows.values()) == 3
     assert sum(r["name"] == ST.ITER_NAME for r in rows.values()) == 2  # both iterators
+
+
+def test_every_json_row_format_is_one_the_kernel_prints() -> None:
+    """The JSON iterator's 8 row formats through the kernel's own printf.
+
+    On 7.3 every type, verdict and keyring has a name, so the iterator only ever
+    prints the first format; the other seven (a value printed as a number) are run
+    here by ``bpf_snprintf`` in a syscall program, over the same constants map, and
+    each must print what Python's printf gives for the same arguments.
+    """
+    from bpfsign.skel.builder import R0, R1, R2, R3, R4, R5, R8, R9, R10, ProgramBuilder
+
+    width, args = 512, -8 * ST.JSON_ARGS
+    type_slot = ST.JSON_TYPE_NAMES + 26 * 32  # "tracing"
+    keyring_slot = ST.JSON_KEYRING_NAMES + 2 * 16  # "SECONDARY"
+    verdict_slot = ST.JSON_VERDICT_NAMES + 1 * 16  # "VERIFIED"
+    b = ProgramBuilder({"snprintf": 165})
+    b.ld_map_idx_value(R9, 0, name="constants").ld_map_idx_value(R8, 1, name="out")
+    want = []
+    for bits in range(8):
+        unnamed_type = bits & ST.JSON_UNNAMED_TYPE
+        unknown_verdict = bits & ST.JSON_UNKNOWN_VERDICT
+        unknown_keyring = bits & ST.JSON_UNKNOWN_KEYRING
+        values: list[int | tuple[int, str]] = [
+            4242,
+            -7,
+            200 if unknown_keyring else (keyring_slot, "SECONDARY"),
+            123456789,
+            1733350000,
+            7,
+            (type_slot, "tracing"),  # a name: any NUL-terminated string
+            0x0123456789ABCDEF,
+            99 if unnamed_type else 26,
+            99 if unnamed_type else (type_slot, "tracing"),
+            7 if unknown_verdict else (verdict_slot, "VERIFIED"),
+        ]
+        for k, v in enumerate(values):
+            if isinstance(v, tuple):
+                b.mov(R1, R9).alu("+=", R1, v[0]).stx(8, R10, args + 8 * k, R1)
+            else:
+                b.ld_imm64(R1, v).stx(8, R10, args + 8 * k, R1)
+        b.mov(R1, R8).alu("+=", R1, bits * width).mov(R2, width)
+        b.mov(R3, R9).alu("+=", R3, ST.JSON_FMTS + 256 * bits)
+        b.mov(R4, R10).alu("+=", R4, args).mov(R5, 8 * ST.JSON_ARGS).call("snprintf")
+        b.jmp("s<", R0, 0, "out")
+        fmt = ST.json_formats()[bits].replace("ll", "l")
+        py = [v[1] if isinstance(v, tuple) else v for v in values]
+        want.append(fmt % tuple(py))
+    b.mov(R0, 0).label("out").exit()
+
+    be = SyscallBackend()
+    consts = be.map_create(
+        S.MAP_TYPE_ARRAY, 4, ST.JSON_RODATA_SIZE, 1, "json_consts", flags=S.BPF_F_RDONLY_PROG
+    )
+    out = be.map_create(S.MAP_TYPE_ARRAY, 4, 8 * width, 1, "json_out")
+    try:
+        be.map_update(consts, bytes(4), ST.json_rodata(0))
+        be.map_freeze(consts)
+        prog = be.prog_load(
+            S.PROG_TYPE_SYSCALL, b.assemble(), flags=S.BPF_F_SLEEPABLE, fd_array=[consts, out]
+        )
+        try:
+            assert be.test_run(prog, bytearray(8)) == 0
+        finally:
+            os.close(prog)
+        got = be.map_lookup(out, bytes(4), 8 * width)
+    finally:
+        os.close(out)
+        os.close(consts)
+    printed = [got[i * width : (i + 1) * width].split(b"\0")[0].decode() for i in range(8)]
+    assert printed == want
+    rows = [json.loads(p.rstrip().rstrip(",")) for p in printed]
+    assert [(r["type_name"], r["verdict"], r["keyring_type"]) for r in rows[::7]] == [
+        ("tracing", "VERIFIED", "SECONDARY"),
+        ("type 99", "unknown (7)", "unknown (200)"),
+    ]
