@@ -88,12 +88,31 @@ def test_listing_names_helpers_maps_and_fields() -> None:
             "program builder: immediate 8589934592 does not fit 32 bits",
         ),
         (lambda b: b.alu("**=", R0, 1), "program builder: unknown ALU op '**='"),
+        (lambda b: b.to_be(R1, 8), "program builder: cannot byte-swap 8 bits"),
     ],
 )
 def test_builder_mistakes_are_input_errors(build, message) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InputError) as e:
         build(ProgramBuilder()).insns()
     assert str(e.value) == message
+
+
+def test_pc_map_index_values_and_byte_swaps() -> None:
+    """``pc`` counts slots (ld_imm64 takes two); a map named by its fd_array index and
+    a byte swap encode as the kernel reads them."""
+    b = ProgramBuilder().mov(R0, 0)
+    assert b.pc == 1
+    b.ld_map_idx_value(R1, 2, 24, "consts")
+    assert b.pc == 3
+    b.to_be(R1, 64)
+    assert b.pc == 4
+    lo, hi, swap = b.insns()[1:]
+    assert (lo.code, lo.dst, lo.src, lo.imm, hi.imm) == (0x18, 1, I.PSEUDO_MAP_IDX_VALUE, 2, 24)
+    assert (swap.code, swap.dst, swap.imm) == (0xDC, 1, 64)  # BPF_ALU | BPF_END | BPF_TO_BE
+    assert b.disasm()[1:] == [
+        "   1: r1 = map[idx:2][0]+24                  ; &consts.value+24",
+        "   3: r1 = be64 r1",
+    ]
 
 
 def test_far_jump_is_refused() -> None:

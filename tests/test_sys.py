@@ -613,3 +613,16 @@ def test_prog_load_buffers_are_alive_during_the_call(monkeypatch: pytest.MonkeyP
     for owners in watch.owners:
         assert set(owners) == {"insns", "license", "fd_array", "signature"}
         assert all(o is not None for o in owners.values()), owners
+
+
+@pytest.mark.kernel
+def test_an_unsigned_load_with_a_bad_name_gets_no_keyring_hint() -> None:
+    """The kernel takes names of letters, digits, '_' and '.' only (docs/kernel.md §10);
+    its EINVAL has no log, and an unsigned load never reads keyring_id."""
+    be = SyscallBackend()
+    ret0 = bytes.fromhex("b7000000000000009500000000000000")
+    os.close(be.prog_load(S.PROG_TYPE_SOCKET_FILTER, ret0, name="ok_name.1"))
+    for bad in ("a-b", "a b", 'q"'):
+        with pytest.raises(KernelError) as e:
+            be.prog_load(S.PROG_TYPE_SOCKET_FILTER, ret0, name=bad)
+        assert (e.value.errno, str(e.value)) == (errno.EINVAL, "BPF_PROG_LOAD: EINVAL (22)")

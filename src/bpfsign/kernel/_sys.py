@@ -20,6 +20,8 @@ from .consts import (
     BTF_LOAD,
     COMMAND_NAMES,
     KEYCTL_NAMES,
+    MAP_FREEZE,
+    MAP_UPDATE_ELEM,
     OBJ_NAME_LEN,
     OBJ_PIN,
     PROG_LOAD,
@@ -272,6 +274,19 @@ def btf_load(blob: bytes) -> int:
     """BPF_BTF_LOAD of a BTF blob: its fd (the caller closes it)."""
     buf = ctypes.create_string_buffer(blob, len(blob))
     return bpf(BTF_LOAD, BtfLoadAttr(btf=addr(buf), btf_size=len(blob)), SIZE_BTF_LOAD)
+
+
+def map_update(fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
+    """BPF_MAP_UPDATE_ELEM of one key and value."""
+    kbuf = ctypes.create_string_buffer(key, len(key))
+    vbuf = ctypes.create_string_buffer(value, len(value))
+    attr = MapElemAttr(map_fd=fd, key=addr(kbuf), value=addr(vbuf), flags=flags)
+    bpf(MAP_UPDATE_ELEM, attr, SIZE_MAP_ELEM)
+
+
+def map_freeze(fd: int) -> None:
+    """BPF_MAP_FREEZE: no more writes from user space."""
+    bpf(MAP_FREEZE, MapElemAttr(map_fd=fd), SIZE_FREEZE)
 
 
 def bpf_failed(cmd: int, attr: ctypes.Structure, size: int) -> int:

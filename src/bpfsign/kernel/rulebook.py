@@ -158,7 +158,7 @@ def hint(err: int, log: str, *, signature_size: int = 0) -> str:
     for rule in RULES.values():
         if rule.log and _matches(rule.log, log):
             return PKCS7_HINTS.get(err, rule.hint) if rule.id == "signature" else rule.hint
-    if err == _e.EINVAL and not log:
+    if err == _e.EINVAL and not log and signature_size:  # only a signed load reads keyring_id
         return RULES["keyring"].hint
     if err == _e.EOPNOTSUPP:
         return RULES["verification_support"].hint

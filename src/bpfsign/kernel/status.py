@@ -24,7 +24,7 @@ import os
 import struct
 import time
 
-from ..errors import InputError, KernelError
+from ..errors import Error, InputError, KernelError
 
 TYPE_CHECKING = False  # the pinned-iterator path imports nothing it does not run (timed)
 if TYPE_CHECKING:
@@ -878,8 +878,6 @@ def _load_core_prog(pin_dir: str | None, *, as_json: bool, boot_ns: int | None) 
 
 def _constants_map(value: bytes) -> int:
     """A frozen one-value array map holding ``value``, read-only to programs: its fd."""
-    import ctypes
-
     from . import _sys as S
 
     fd = S.bpf(
@@ -895,11 +893,8 @@ def _constants_map(value: bytes) -> int:
         S.SIZE_MAP_CREATE,
     )
     try:
-        key = ctypes.c_uint32(0)
-        vbuf = ctypes.create_string_buffer(value, len(value))
-        elem = S.MapElemAttr(map_fd=fd, key=S.addr(key), value=S.addr(vbuf))
-        S.bpf(S.MAP_UPDATE_ELEM, elem, S.SIZE_MAP_ELEM)
-        S.bpf(S.MAP_FREEZE, S.MapElemAttr(map_fd=fd), S.SIZE_FREEZE)
+        S.map_update(fd, bytes(4), value)
+        S.map_freeze(fd)
     except BaseException:
         os.close(fd)
         raise
@@ -929,11 +924,18 @@ def read_records(pin_dir: str | None = None) -> tuple[bytes, str]:
     loads a throwaway iterator (:func:`load_core_iterator`), reads it once and
     closes it.
     """
-    if pin_dir is not None:
-        pinned = os.path.join(pin_dir, PIN_NAME)
-        if os.path.exists(pinned):
-            return read_pinned(pinned), pinned
+    pinned = _pinned(pin_dir)
+    if pinned is not None:
+        return read_pinned(pinned), pinned
     return _run_own_iterator(pin_dir), "status iterator"
+
+
+def _pinned(pin_dir: str | None) -> str | None:
+    """The iterator a policy pinned under ``pin_dir``, if there is one."""
+    if pin_dir is None:
+        return None
+    pinned = os.path.join(pin_dir, PIN_NAME)
+    return pinned if os.path.exists(pinned) else None
 
 
 def json_listing(pin_dir: str | None = None) -> str:
@@ -943,10 +945,9 @@ def json_listing(pin_dir: str | None = None) -> str:
     pinned one under ``pin_dir``; otherwise the kernel writes the rows itself
     (:func:`build_core_json_program`), and this only brackets them.
     """
-    if pin_dir is not None:
-        pinned = os.path.join(pin_dir, PIN_NAME)
-        if os.path.exists(pinned):
-            return records_json(read_pinned(pinned), pinned)
+    pinned = _pinned(pin_dir)
+    if pinned is not None:
+        return records_json(read_pinned(pinned), pinned)
     return json_array(_run_own_iterator(pin_dir, as_json=True))
 
 
@@ -957,8 +958,6 @@ def json_array(text: bytes, source: str = "status iterator") -> str:
     means the kernel refused to print them: an error, never an empty list.
     """
     if not text.endswith(b"},\n"):
-        from ..errors import Error
-
         raise Error(
             f"{source}: printed {len(text)} bytes, not whole JSON rows "
             "(the kernel's bpf_seq_printf refused them)"

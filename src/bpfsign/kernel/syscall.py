@@ -93,10 +93,7 @@ class SyscallBackend:
         return S.bpf(S.MAP_CREATE, attr, S.SIZE_MAP_CREATE)
 
     def map_update(self, fd: int, key: bytes, value: bytes, flags: int = 0) -> None:
-        kbuf = ctypes.create_string_buffer(key, len(key))
-        vbuf = ctypes.create_string_buffer(value, len(value))
-        attr = S.MapElemAttr(map_fd=fd, key=S.addr(kbuf), value=S.addr(vbuf), flags=flags)
-        S.bpf(S.MAP_UPDATE_ELEM, attr, S.SIZE_MAP_ELEM)
+        S.map_update(fd, key, value, flags)
 
     def map_lookup(self, fd: int, key: bytes, value_size: int) -> bytes:
         kbuf = ctypes.create_string_buffer(key, len(key))
@@ -106,7 +103,7 @@ class SyscallBackend:
         return vbuf.raw
 
     def map_freeze(self, fd: int) -> None:
-        S.bpf(S.MAP_FREEZE, S.MapElemAttr(map_fd=fd), S.SIZE_FREEZE)
+        S.map_freeze(fd)
 
     def btf_load(self, data: bytes) -> int:
         """``BPF_BTF_LOAD``: the new BTF object's fd."""
@@ -435,7 +432,7 @@ class _Prepared:
         S.bpf(S.MAP_UPDATE_ELEM, elem, S.SIZE_MAP_ELEM)
 
     def freeze_map(self, map_fd: int) -> None:
-        S.bpf(S.MAP_FREEZE, S.MapElemAttr(map_fd=map_fd), S.SIZE_FREEZE)
+        S.map_freeze(map_fd)
 
     def request_hash(self, map_fd: int) -> None:
         info = S.MapInfo(hash=S.addr(self.hash), hash_size=S.HASH_SIZE)

@@ -79,6 +79,7 @@ _JMP = {
     "s<=": I.JSLE,
 }
 _BPF_X = 0x08
+_TO_BE = 0x08  # BPF_END's source bit: convert to big-endian
 _ATOMIC_ADD = 0x00
 
 
@@ -219,7 +220,7 @@ class ProgramBuilder:
         """``dst = htobe{bits}(dst)``: byte order for printing a byte array as one number."""
         if bits not in (16, 32, 64):
             raise InputError(f"program builder: cannot byte-swap {bits} bits")
-        return self._emit(I.Insn(I.ALU | I.ALU_END | _BPF_X, self._reg(dst), 0, 0, bits))
+        return self._emit(I.Insn(I.ALU | I.ALU_END | _TO_BE, self._reg(dst), 0, 0, bits))
 
     # --------------------------------------------------------------- memory
     def ldx(self, size: int, dst: Reg, src: Reg, off: int, note: str = "") -> ProgramBuilder:
